@@ -1,0 +1,122 @@
+"""VGG-16 encoder cut at a named conv layer, with torchvision's weights or a local file.
+
+ReSeg uses the first seven conv layers of VGG-16 (up to conv3_3: stride 4, 256 channels).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+from torchvision.models import VGG16_BN_Weights, VGG16_Weights, vgg16, vgg16_bn
+
+from reseg.errors import ResegError
+
+CUTS = {"conv3_3": (3, 256, 4), "conv4_3": (4, 512, 8), "conv5_3": (5, 512, 16)}  # block, channels, stride
+ARCHS = ("vgg16", "vgg16_bn")
+_WEIGHTS = {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg16_bn": VGG16_BN_Weights.IMAGENET1K_V1}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _cut_index(features: nn.Sequential, block: int) -> int:
+    """Index just past the ReLU of the last conv of `block` (the pool before the next block is excluded)."""
+    pools = 0
+    for i, layer in enumerate(features):
+        if isinstance(layer, nn.MaxPool2d):
+            pools += 1
+            if pools == block:
+                return i
+    return len(features)
+
+
+def imagenet_cache_path(arch: str) -> Path:
+    """Where torchvision looks for (and downloads) the ImageNet weights: $TORCH_HOME/hub/checkpoints/<file>."""
+    url = _WEIGHTS[arch].url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    cached = imagenet_cache_path(arch)
+    if cached.is_file():
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    try:
+        return _WEIGHTS[arch].get_state_dict(progress=True)
+    except Exception as err:  # URLError, socket errors, HTTP errors: all mean "not reachable"
+        raise ResegError(
+            f"could not download the ImageNet weights for {arch} ({type(err).__name__}: {err}). "
+            f"torchvision looks for them at {cached} (set TORCH_HOME to move the cache). "
+            f"Put the file {cached.name} from {_WEIGHTS[arch].url} there, or pass a local weights file path "
+            f"(model.encoder_weights=/path/to/{arch}.pth)") from None
+
+
+def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
+    file = Path(path)
+    if not file.is_file():
+        raise ResegError(f"encoder weights file not found: {file} (expected a torchvision {ARCHS} state dict, "
+                         f"or use encoder_weights=imagenet or none)")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ResegError(f"encoder weights file {file} is unreadable: {type(err).__name__}: {err}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ResegError(f"encoder weights file {file} does not hold a state dict (got {type(state).__name__})")
+    return state
+
+
+class VGGEncoder(nn.Module):
+    """torchvision VGG-16(-BN) `features` up to a named layer; optionally frozen in eval mode."""
+
+    def __init__(self, arch: str = "vgg16", cut: str = "conv3_3", weights: str | None = None,
+                 freeze: bool = False) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            raise ResegError(f"unknown encoder {arch!r}; valid choices: {', '.join(ARCHS)}")
+        if cut not in CUTS:
+            raise ResegError(f"unknown encoder cut layer {cut!r}; valid choices: {', '.join(CUTS)}")
+        if isinstance(weights, str) and weights.lower() in ("none", "null", ""):
+            weights = None
+        block, self.out_channels, self.stride = CUTS[cut]
+        full = (vgg16_bn if arch == "vgg16_bn" else vgg16)(weights=None).features
+        self.features = full[: _cut_index(full, block)]
+        self.arch, self.cut, self.frozen = arch, cut, freeze
+        if weights is not None:
+            self.load_weights(weights)
+        if freeze:
+            for p in self.parameters():
+                p.requires_grad_(False)
+            self.eval()
+
+    def load_weights(self, weights: str) -> None:
+        """Load 'imagenet' or a file with torchvision key names ('features.N.weight' or 'N.weight')."""
+        if weights == "imagenet":
+            state, source = _imagenet_state_dict(self.arch), str(imagenet_cache_path(self.arch))
+        elif isinstance(weights, str):
+            state, source = _file_state_dict(weights), weights
+        else:
+            raise ResegError(f"unknown encoder weights {weights!r}; valid choices: none, imagenet, or a file path")
+        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        if not feats:
+            feats = {k: v for k, v in state.items() if k.split(".")[0].isdigit()}
+        own = self.features.state_dict()
+        missing = [k for k in own if k not in feats]
+        wrong = [f"{k} {tuple(feats[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
+                 if k in feats and feats[k].shape != v.shape]
+        if missing or wrong:
+            first = (missing + wrong)[:5]
+            raise ResegError(f"encoder weights {source} do not match {self.arch} up to {self.cut}: "
+                             f"first mismatched keys: {', '.join(first)} (expected torchvision's "
+                             f"'features.N.weight' names; file keys start with {list(state)[:3]})")
+        self.features.load_state_dict({k: feats[k] for k in own})
+
+    def train(self, mode: bool = True) -> "VGGEncoder":
+        """A frozen encoder stays in eval mode so its batch-norm statistics never move."""
+        return super().train(mode and not self.frozen)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)

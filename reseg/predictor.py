@@ -1,0 +1,388 @@
+"""The one inference path, shared by evaluation, `reseg predict`, `reseg video` and the benchmark.
+
+Everything that changes a prediction (normalisation, padding, sliding windows, flip/scale
+averaging, autocast) lives here, so a mask from `predict` equals the mask `evaluate` scored and
+the mask `video` wrote for the same image and settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reseg.errors import ResegError
+
+_FALLBACK_MEAN = (0.485, 0.456, 0.406)
+_FALLBACK_STD = (0.229, 0.224, 0.225)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """'auto' (or None) picks CUDA when available; asking for CUDA without it is a user error, not a crash."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ResegError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ResegError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
+    return dev
+
+
+def normalization_stats() -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std on the 0..255 scale, taken from the training transforms so both paths agree."""
+    try:
+        from reseg.data.transforms import IMAGENET_MEAN as mean, IMAGENET_STD as std
+    except ImportError:  # data package not importable: the same ImageNet statistics
+        mean, std = _FALLBACK_MEAN, _FALLBACK_STD
+    mean_a = np.asarray(mean, dtype=np.float64).reshape(3)
+    std_a = np.asarray(std, dtype=np.float64).reshape(3)
+    if mean_a.max() <= 1.0:  # albumentations convention: fractions of max_pixel_value=255
+        mean_a, std_a = mean_a * 255.0, std_a * 255.0
+    return mean_a, std_a
+
+
+def pad_to_multiple(x: torch.Tensor, divisor: int, mode: str = "constant") -> torch.Tensor:
+    """Pad bottom/right so H and W are multiples of `divisor` (0 in normalised space = the mean colour)."""
+    if divisor is None or divisor <= 1:
+        return x
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % divisor, (-w) % divisor
+    return _pad(x, ph, pw, mode)
+
+
+def _pad(x: torch.Tensor, ph: int, pw: int, mode: str) -> torch.Tensor:
+    if not ph and not pw:
+        return x
+    if mode == "reflect" and (ph >= x.shape[-2] or pw >= x.shape[-1]):
+        mode = "replicate"  # reflection needs the pad to be smaller than the image
+    if mode == "constant":
+        return F.pad(x, (0, pw, 0, ph), mode="constant", value=0.0)
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def _pair(value: Any, name: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        value = (value, value)
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ResegError(f"{name} must be [height, width], got {value!r}") from None
+    if h <= 0 or w <= 0:
+        raise ResegError(f"{name} must be positive, got {value!r}")
+    return h, w
+
+
+def _amp_dtype(amp: bool | str | None, device: torch.device) -> torch.dtype | None:
+    """True picks the fast type the device runs natively (bf16 on CPUs with BF16 units, fp16 on CUDA)."""
+    if amp in (None, False, "none", "off", "fp32", "float32"):
+        return None
+    if amp in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if amp in ("fp16", "float16", "half"):
+        return torch.float16
+    if amp not in (True, "auto", "on"):
+        raise ResegError(f"amp must be true/false, 'bf16' or 'fp16', got {amp!r}")
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu":
+        try:
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # old builds without the probe
+            native = False
+        if native:
+            return torch.bfloat16
+        warnings.warn("amp: this CPU has no native bf16 support; running in float32", stacklevel=3)
+        return None
+    return None
+
+
+class Predictor:
+    """Runs a segmentation model on normalised batches or RGB uint8 images; see module doc for why one path.
+
+    mode="whole" runs each image at once; mode="slide" runs crop-sized windows every `stride` pixels and
+    averages the logits where they overlap. `flip` and `scales` average softmax probabilities over
+    horizontal flips and resized copies. `infer_size` (H, W) runs the model at that size and resizes the
+    result back. Inputs are padded to a multiple of `size_divisor` and the output is cropped back.
+    """
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", num_classes: int | None = None,
+                 mode: str = "whole", crop: Sequence[int] | None = None, stride: Sequence[int] | None = None,
+                 flip: bool = False, scales: Sequence[float] = (1.0,), amp: bool | str = False,
+                 channels_last: bool = False, size_divisor: int = 32, pad_mode: str = "constant",
+                 infer_size: Sequence[int] | None = None, compile: bool = False,
+                 class_names: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None,
+                 config: Any = None) -> None:
+        if mode not in ("whole", "slide"):
+            raise ResegError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
+        if pad_mode not in ("constant", "reflect", "replicate"):
+            raise ResegError(f"pad_mode must be constant, reflect or replicate, got {pad_mode!r}")
+        self.device = resolve_device(device)
+        self.mode = mode
+        self.crop = _pair(crop, "crop")
+        self.stride = _pair(stride, "stride")
+        if mode == "slide":
+            if self.crop is None:
+                raise ResegError("slide inference needs a crop size (eval.crop or --crop H W)")
+            if self.stride is None:  # a third of overlap: every pixel away from the border is seen twice
+                self.stride = (max(1, math.ceil(self.crop[0] * 2 / 3)), max(1, math.ceil(self.crop[1] * 2 / 3)))
+        self.flip = bool(flip)
+        self.scales = tuple(float(s) for s in (scales or (1.0,)))
+        if any(s <= 0 for s in self.scales):
+            raise ResegError(f"scales must be positive, got {list(self.scales)}")
+        self.amp = amp
+        self.amp_dtype = _amp_dtype(amp, self.device)
+        self.channels_last = bool(channels_last)
+        self.size_divisor = int(size_divisor or 0)
+        self.pad_mode = pad_mode
+        self.infer_size = _pair(infer_size, "infer_size")
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names is not None else None
+        self.palette = [tuple(int(c) for c in rgb) for rgb in palette] if palette is not None else None
+        self.config = config
+
+        model = model.to(self.device).eval()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self._net: Any = torch.compile(model, dynamic=True) if compile else model
+        mean, std = normalization_stats()
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **overrides: Any) -> "Predictor":
+        """Rebuild model, classes and eval settings from a checkpoint alone; None-valued overrides are ignored."""
+        from reseg.config import Config
+        from reseg.engine.checkpoint import CheckpointError, load_checkpoint
+        from reseg.models import build_model
+        from reseg.viz import resolve_palette
+
+        state = load_checkpoint(path, map_location="cpu")
+        names = [str(n) for n in state["class_names"]]
+        if not names:
+            raise CheckpointError(f"checkpoint {path} has an empty class list")
+        try:
+            cfg = Config.from_dict(state["config"])
+        except ResegError as err:
+            raise CheckpointError(f"checkpoint {path} holds a config this version cannot read: {err}") from None
+        cfg.model.num_classes = len(names)
+        cfg.model.encoder_weights = None  # the checkpoint has the weights; never download
+        cfg.model.sync_bn = False
+        model = build_model(cfg)
+        weights = state["model"]
+        if not isinstance(weights, dict):
+            raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict")
+        weights = {_strip_prefix(k): v for k, v in weights.items()}
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as err:
+            detail = " ".join(str(err).split())[:400]
+            raise CheckpointError(f"checkpoint {path} does not match the model its config describes "
+                                  f"({cfg.model.name}, {len(names)} classes): {detail}") from None
+
+        settings: dict[str, Any] = {
+            "mode": cfg.eval.mode, "crop": cfg.eval.crop, "stride": cfg.eval.stride, "flip": cfg.eval.flip,
+            "scales": cfg.eval.scales, "size_divisor": cfg.data.size_divisor, "infer_size": cfg.data.eval_size,
+        }
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        palette = resolve_palette(names, state.get("palette"))
+        return cls(model, device=device, num_classes=len(names), class_names=names, palette=palette,
+                   config=cfg, **settings)
+
+    # ------------------------------------------------------------------ tensors in, tensors out
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 HxWx3 arrays of one size -> normalised float batch (N, 3, H, W) on the device."""
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        arrays = [_as_rgb(im) for im in images]
+        if not arrays:
+            raise ResegError("preprocess got no images")
+        shape = arrays[0].shape
+        if any(a.shape != shape for a in arrays):
+            raise ResegError(f"a batch needs images of one size, got {sorted({a.shape for a in arrays})}")
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float()
+        return (x - self._mean) / self._std
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) float32 logits at the batch's size; with TTA, the log of the averaged probabilities."""
+        return self._infer(batch, want="logits")
+
+    def probs(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) softmax probabilities averaged over the flips, scales and windows asked for."""
+        return self._infer(batch, want="probs")
+
+    def predict_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Alias of `logits` (the name in the shared interface)."""
+        return self.logits(batch)
+
+    def masks(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) uint8 train ids on the device."""
+        return self.logits(batch).argmax(1).to(torch.uint8)
+
+    def predict(self, images: Sequence[np.ndarray], return_probs: bool = False, batch_size: int = 8
+                ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+        """RGB uint8 images (any sizes) -> HxW uint8 train-id masks (and CxHxW float32 probabilities)."""
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        masks: list[np.ndarray] = []
+        probs: list[np.ndarray] = []
+        for chunk in _same_size_chunks(list(images), max(1, int(batch_size))):
+            x = self.preprocess(chunk)
+            if return_probs:
+                p = self.probs(x)
+                masks.extend(p.argmax(1).to(torch.uint8).cpu().numpy())
+                probs.extend(p.cpu().numpy())
+            else:
+                masks.extend(self.masks(x).cpu().numpy())
+        return (masks, probs) if return_probs else masks
+
+    def predict_images(self, images: Sequence[np.ndarray], return_probs: bool = False, batch_size: int = 8
+                       ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+        """Alias of `predict` (the name in the shared interface)."""
+        return self.predict(images, return_probs=return_probs, batch_size=batch_size)
+
+    __call__ = predict
+
+    def describe(self) -> str:
+        """One line for logs: where and how inference runs."""
+        parts = [f"device={self.device}", f"mode={self.mode}"]
+        if self.mode == "slide":
+            parts.append(f"crop={list(self.crop)} stride={list(self.stride)}")
+        if self.flip:
+            parts.append("flip")
+        if self.scales != (1.0,):
+            parts.append(f"scales={list(self.scales)}")
+        if self.infer_size:
+            parts.append(f"infer_size={list(self.infer_size)}")
+        if self.amp_dtype is not None:
+            parts.append(f"amp={str(self.amp_dtype).replace('torch.', '')}")
+        if self.channels_last:
+            parts.append("channels_last")
+        return " ".join(parts)
+
+    # ------------------------------------------------------------------ internals
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _run_model(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            y = self._net(x)
+        if isinstance(y, dict):  # torchvision-style models
+            y = y["out"]
+        y = y.float()
+        if self.num_classes is not None and y.shape[1] != self.num_classes:
+            raise ResegError(f"the model gives {y.shape[1]} channels but {self.num_classes} classes were expected")
+        return y
+
+    def _forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        xp = pad_to_multiple(x, self.size_divisor, self.pad_mode)
+        y = self._run_model(xp)
+        if y.shape[-2:] != xp.shape[-2:]:
+            y = F.interpolate(y, size=xp.shape[-2:], mode="bilinear", align_corners=False)
+        return y[..., :h, :w]
+
+    def _forward_slide(self, x: torch.Tensor) -> torch.Tensor:
+        (ch, cw), (sh, sw) = self.crop, self.stride
+        h, w = x.shape[-2:]
+        x = _pad(x, max(ch - h, 0), max(cw - w, 0), self.pad_mode)
+        hp, wp = x.shape[-2:]
+        rows = max(hp - ch + sh - 1, 0) // sh + 1
+        cols = max(wp - cw + sw - 1, 0) // sw + 1
+        total: torch.Tensor | None = None
+        count = torch.zeros((1, 1, hp, wp), device=x.device)
+        for r in range(rows):
+            for c in range(cols):
+                y0, x0 = min(r * sh, hp - ch), min(c * sw, wp - cw)
+                out = self._forward_padded(x[..., y0:y0 + ch, x0:x0 + cw])
+                if total is None:
+                    total = torch.zeros((x.shape[0], out.shape[1], hp, wp), device=x.device)
+                total[..., y0:y0 + ch, x0:x0 + cw] += out
+                count[..., y0:y0 + ch, x0:x0 + cw] += 1
+        assert total is not None
+        return (total / count)[..., :h, :w]
+
+    def _single(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward_slide(x) if self.mode == "slide" else self._forward_padded(x)
+
+    def _infer(self, batch: torch.Tensor, want: str) -> torch.Tensor:
+        with torch.inference_mode():
+            x = batch if batch.dim() == 4 else batch.unsqueeze(0)
+            x = x.to(self.device, dtype=torch.float32, non_blocking=True)
+            h, w = x.shape[-2:]
+            base_h, base_w = self.infer_size or (h, w)
+            passes = [(s, f) for s in self.scales for f in ((False, True) if self.flip else (False,))]
+            total: torch.Tensor | None = None
+            for scale, flip in passes:
+                size = (max(1, round(base_h * scale)), max(1, round(base_w * scale)))
+                xi = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                if flip:
+                    xi = xi.flip(-1)
+                y = self._single(xi)
+                if flip:
+                    y = y.flip(-1)
+                if y.shape[-2:] != (h, w):
+                    y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
+                if len(passes) == 1:
+                    return y if want == "logits" else y.softmax(1)
+                p = y.softmax(1)
+                total = p if total is None else total.add_(p)
+            assert total is not None
+            total /= len(passes)
+            return total if want == "probs" else total.clamp_min_(1e-12).log_()
+
+
+def _strip_prefix(key: str) -> str:
+    """Weights saved from DDP (`module.`) or torch.compile (`_orig_mod.`) wrappers load into the bare model."""
+    for prefix in ("module.", "_orig_mod."):
+        while key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ResegError(f"expected an RGB image HxWx3, got an array of shape {a.shape}")
+    if a.shape[2] == 4:
+        a = a[..., :3]
+    if a.dtype != np.uint8:
+        raise ResegError(f"expected a uint8 RGB image, got dtype {a.dtype}")
+    return a
+
+
+def _same_size_chunks(images: list[np.ndarray], batch_size: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive runs of equal-sized images, at most `batch_size` long (keeps output order)."""
+    chunk: list[np.ndarray] = []
+    for im in images:
+        if chunk and (len(chunk) == batch_size or np.shape(im)[:2] != np.shape(chunk[0])[:2]):
+            yield chunk
+            chunk = []
+        chunk.append(im)
+    if chunk:
+        yield chunk

@@ -1,0 +1,152 @@
+"""Colour masks, overlays and legends for predictions.
+
+Colours come from the class tables (reseg.data.classes) or the checkpoint; this module keeps no table
+of its own, so a class has the same colour in every figure, video and report.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from reseg.errors import ResegError
+
+Palette = Sequence[Sequence[int]]
+
+
+def generated_palette(n: int) -> list[tuple[int, int, int]]:
+    """Distinct colours (golden-ratio hues) for class sets that no table knows."""
+    out = []
+    for i in range(n):
+        h = (i * 0.618033988749895) % 1.0
+        s, v = (0.65, 0.95) if i % 2 == 0 else (0.9, 0.75)
+        r, g, b = colorsys.hsv_to_rgb(h, s, v)
+        out.append((int(r * 255), int(g * 255), int(b * 255)))
+    return out
+
+
+def _known_tables() -> list:
+    try:
+        from reseg.data import classes
+    except ImportError:
+        return []
+    tables = []
+    for value in vars(classes).values():
+        names = getattr(value, "names", None)
+        palette = getattr(value, "palette", None)
+        if isinstance(names, (tuple, list)) and isinstance(palette, (tuple, list)) and len(palette) >= len(names):
+            tables.append(value)
+    return tables
+
+
+def resolve_palette(class_names: Sequence[str], palette: Palette | None = None) -> list[tuple[int, int, int]]:
+    """The checkpoint's palette if it has one, else the class table with the same names, else generated."""
+    n = len(class_names)
+    if palette is not None and len(palette) >= n:
+        return [tuple(int(c) for c in rgb) for rgb in palette[:n]]  # type: ignore[misc]
+    wanted = [str(c).lower() for c in class_names]
+    for table in _known_tables():
+        if [str(c).lower() for c in table.names] == wanted:
+            return [tuple(int(c) for c in rgb) for rgb in table.palette[:n]]  # type: ignore[misc]
+    return generated_palette(n)
+
+
+def palette_lut(palette: Palette) -> np.ndarray:
+    """256x3 uint8 lookup table: class id -> colour; ids without a colour (255 = ignore) are black."""
+    pal = np.asarray(palette, dtype=np.int64).reshape(-1, 3)
+    if len(pal) > 255:
+        raise ResegError(f"a palette has at most 255 colours (255 is the ignore label), got {len(pal)}")
+    if pal.size and (pal.min() < 0 or pal.max() > 255):
+        raise ResegError("palette colours must be in 0..255")
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(pal)] = pal
+    return lut
+
+
+def colorize(mask: np.ndarray, palette: Palette | np.ndarray) -> np.ndarray:
+    """HxW train ids -> HxWx3 uint8 colours in the palette's channel order; 255 and unknown ids are black."""
+    lut = palette if isinstance(palette, np.ndarray) and palette.shape == (256, 3) else palette_lut(palette)
+    m = np.asarray(mask)
+    if m.dtype != np.uint8:
+        m = np.where((m >= 0) & (m < 256), m, 255).astype(np.uint8)
+    return lut[m]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, palette: Palette | np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    """Blend the colour mask over the image; ignored pixels (255) keep the image as it is."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ResegError(f"opacity must be in [0, 1], got {opacity}")
+    img = np.asarray(image)
+    if img.shape[:2] != np.shape(mask)[:2]:
+        raise ResegError(f"image {img.shape[:2]} and mask {np.shape(mask)[:2]} differ in size")
+    color = colorize(mask, palette)
+    out = cv2.addWeighted(img, 1.0 - opacity, color, opacity, 0.0)
+    ignored = np.asarray(mask) == 255
+    if ignored.any():
+        out[ignored] = img[ignored]
+    return out
+
+
+def _text_scale(row_h: int) -> float:
+    return max(0.25, min(1.0, row_h / 28.0))
+
+
+def legend_panel(class_names: Sequence[str], palette: Palette, height: int, width: int | None = None,
+                 background: tuple[int, int, int] = (30, 30, 30)) -> np.ndarray:
+    """A HxWx3 panel listing each class beside its colour, to put next to a frame."""
+    n = max(1, len(class_names))
+    row_h = max(6, min(28, height // n))
+    scale = _text_scale(row_h)
+    thick = 1
+    if width is None:
+        longest = max((cv2.getTextSize(str(c), cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] for c in class_names),
+                      default=0)
+        width = row_h + 12 + longest
+    panel = np.empty((height, width, 3), dtype=np.uint8)
+    panel[:] = background
+    _draw_rows(panel, class_names, palette, row_h, scale, thick, 0, 0)
+    return panel
+
+
+def draw_legend(image: np.ndarray, class_names: Sequence[str], palette: Palette, corner: str = "top-left",
+                alpha: float = 0.6) -> np.ndarray:
+    """A copy of `image` with a semi-transparent legend box in a corner (keeps the frame size)."""
+    img = np.ascontiguousarray(image).copy()
+    h, w = img.shape[:2]
+    n = max(1, len(class_names))
+    row_h = max(6, min(22, (h - 4) // n))
+    scale = _text_scale(row_h)
+    longest = max((cv2.getTextSize(str(c), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for c in class_names), default=0)
+    box_w = min(w, row_h + 12 + longest)
+    box_h = min(h, row_h * n + 4)
+    x0 = 0 if "left" in corner else w - box_w
+    y0 = 0 if "top" in corner else h - box_h
+    region = img[y0:y0 + box_h, x0:x0 + box_w]
+    shade = (region.astype(np.float32) * (1 - alpha)).astype(np.uint8)
+    _draw_rows(shade, class_names, palette, row_h, scale, 1, 2, 2)
+    img[y0:y0 + box_h, x0:x0 + box_w] = shade
+    return img
+
+
+def _draw_rows(canvas: np.ndarray, names: Sequence[str], palette: Palette, row_h: int, scale: float,
+               thick: int, x0: int, y0: int) -> None:
+    sw = max(3, row_h - 4)
+    for i, name in enumerate(names):
+        top = y0 + i * row_h
+        if top + row_h > canvas.shape[0] + 1:
+            break
+        color = tuple(int(c) for c in palette[i]) if i < len(palette) else (0, 0, 0)
+        cv2.rectangle(canvas, (x0 + 2, top + 2), (x0 + 2 + sw, top + 2 + sw), color, thickness=-1)
+        cv2.putText(canvas, str(name), (x0 + sw + 6, top + row_h - 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thick, cv2.LINE_AA)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Two images of one height joined horizontally (the original | overlay view)."""
+    if left.shape[0] != right.shape[0]:
+        right = cv2.resize(right, (int(round(right.shape[1] * left.shape[0] / right.shape[0])), left.shape[0]),
+                           interpolation=cv2.INTER_NEAREST)
+    return np.concatenate([left, right], axis=1)
