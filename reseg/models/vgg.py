@@ -11,7 +11,8 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_BN_Weights, VGG16_Weights, vgg16, vgg16_bn
+from torchvision.models import VGG16_BN_Weights, VGG16_Weights
+from torchvision.models.vgg import cfgs, make_layers
 
 from reseg.errors import ResegError
 
@@ -82,7 +83,15 @@ class VGGEncoder(nn.Module):
         if isinstance(weights, str) and weights.lower() in ("none", "null", ""):
             weights = None
         block, self.out_channels, self.stride = CUTS[cut]
-        full = (vgg16_bn if arch == "vgg16_bn" else vgg16)(weights=None).features
+        # Only `features`: building torchvision's full VGG would also allocate its 120M-parameter classifier.
+        full = make_layers(cfgs["D"], batch_norm=arch == "vgg16_bn")
+        for m in full.modules():  # torchvision's VGG initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
         self.features = full[: _cut_index(full, block)]
         self.arch, self.cut, self.frozen = arch, cut, freeze
         if weights is not None:
