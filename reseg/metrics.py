@@ -9,7 +9,6 @@ scores NaN and is left out of every mean.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -92,7 +91,9 @@ def confusion(pred: Any, target: Any, num_classes: int, ignore_index: int = 255,
         fast = bool((tmin >= 0) & (tmax <= 255) & (pmin >= 0) & (pmax <= 255))
     if fast:
         # A single bincount of (truth << 8 | pred) gives the matrix and every range error at once.
-        idx = (t.to(torch.int32) << 8) | p.to(torch.int32)
+        idx = t.to(torch.int32)
+        idx <<= 8
+        idx |= p if p.dtype != torch.int64 else p.to(torch.int32)
         hist = torch.bincount(idx, minlength=65536).view(256, 256)
         rows = hist.sum(1)
         rows[ignore_index] = 0
@@ -265,66 +266,44 @@ class InstanceTables:
         return out
 
 
-def cityscapes_instance_tables(info: Any = None) -> InstanceTables:
-    """Build InstanceTables from the Cityscapes class table in reseg.data.classes.
+def class_categories(info: Any) -> list[str] | None:
+    """Category name of each class from a reseg.data.classes.ClassInfo; None if it has no categories."""
+    cats = getattr(info, "categories", None)
+    if cats is None:
+        return None
+    names = getattr(info, "category_names", None)
+    return [names[c] if names is not None and isinstance(c, int) else str(c) for c in cats]
 
-    Reads the label-id -> train-id table, the categories and (if present) the average instance
-    sizes; names not found there fall back to CITYSCAPES_AVG_INSTANCE_SIZE.
+
+def instance_tables(info: Any, id_to_train: Sequence[int],
+                    avg_instance_size: Mapping[str, float] | None = None) -> InstanceTables | None:
+    """InstanceTables for a class table with categories and instance classes; None where it has neither.
+
+    `id_to_train` maps raw label ids (instance id // 1000) to train ids; `avg_instance_size` maps
+    class names to the average instance size that weights iIoU (default: the official Cityscapes sizes).
     """
-    if info is None:
-        from reseg.data.classes import CITYSCAPES as info  # noqa: N811
-    names = list(info.names)
+    cats = class_categories(info)
+    has = getattr(info, "has_instances", None)
+    if cats is None or has is None:
+        return None
+    sizes = {k.lower(): float(v) for k, v in (avg_instance_size or CITYSCAPES_AVG_INSTANCE_SIZE).items()}
+    inst: list[float | None] = []
+    for name, h in zip(info.names, has):
+        if h and name.lower() not in sizes:
+            raise ResegError(f"class {name!r} has instances but no average instance size for iIoU")
+        inst.append(sizes[name.lower()] if h else None)
     ignore = int(getattr(info, "ignore_index", 255))
-    labels = getattr(info, "labels", None)
-    if labels is not None:  # a table of Cityscapes label records
-        l2t: dict[int, int] = {}
-        for lab in labels:
-            if int(lab.id) >= 0:
-                l2t[int(lab.id)] = int(lab.train_id if hasattr(lab, "train_id") else lab.trainId)
-        size = max(l2t) + 1
-        label_to_train = [ignore] * size
-        for k, v in l2t.items():
-            label_to_train[k] = v if 0 <= v < len(names) else ignore
-        cat_of = {}
-        inst_of = {}
-        for lab in labels:
-            tid = int(lab.train_id if hasattr(lab, "train_id") else lab.trainId)
-            if 0 <= tid < len(names):
-                cat_of[tid] = lab.category
-                inst_of[tid] = bool(lab.has_instances if hasattr(lab, "has_instances") else lab.hasInstances)
-        categories = [cat_of[i] for i in range(len(names))]
-        has_inst = [inst_of[i] for i in range(len(names))]
-    else:
-        label_to_train = [int(v) for v in _first_attr(info, ("label_to_train", "id_to_train_id", "id_to_trainid"))]
-        categories = list(_first_attr(info, ("categories", "category_of_class", "class_categories")))
-        inst = _first_attr(info, ("has_instances", "instance_classes", "thing_classes"), None)
-        if inst is None:
-            has_inst = [n.lower() in CITYSCAPES_AVG_INSTANCE_SIZE for n in names]
-        elif len(inst) == len(names) and all(isinstance(x, bool) for x in inst):
-            has_inst = list(inst)
-        else:
-            keys = {x if isinstance(x, int) else names.index(x) for x in inst}
-            has_inst = [i in keys for i in range(len(names))]
-    sizes_src = dict(CITYSCAPES_AVG_INSTANCE_SIZE)
-    sizes_src.update({str(k).lower(): float(v) for k, v in (getattr(info, "avg_instance_size", None) or {}).items()})
-    sizes: list[float | None] = []
-    for n, h in zip(names, has_inst):
-        if h:
-            if n.lower() not in sizes_src:
-                raise ResegError(f"class {n!r} has instances but no official average size for iIoU")
-            sizes.append(sizes_src[n.lower()])
-        else:
-            sizes.append(None)
-    return InstanceTables(tuple(label_to_train), tuple(categories), tuple(sizes), ignore)
+    l2t = tuple(int(v) if 0 <= int(v) < len(info.names) else ignore for v in id_to_train)
+    return InstanceTables(l2t, tuple(cats), tuple(inst), ignore)
 
 
-def _first_attr(obj: Any, names: Sequence[str], default: Any = ...) -> Any:
-    for n in names:
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    if default is ...:
-        raise ResegError(f"class table {type(obj).__name__} lacks {' / '.join(names)}")
-    return default
+def cityscapes_instance_tables() -> InstanceTables:
+    """The iIoU tables of Cityscapes, from reseg.data.classes and the official average sizes."""
+    from reseg.data.classes import CITYSCAPES, CITYSCAPES_ID_TO_TRAIN_ID
+
+    tables = instance_tables(CITYSCAPES, [int(v) for v in CITYSCAPES_ID_TO_TRAIN_ID])
+    assert tables is not None
+    return tables
 
 
 class InstanceIoU:
@@ -371,7 +350,8 @@ class InstanceIoU:
         p = _as_tensor(pred, dev)
         inst = _as_tensor(instance_ids, dev)
         if p.shape != inst.shape:
-            raise ResegError(f"prediction shape {tuple(p.shape)} differs from the instance map shape {tuple(inst.shape)}")
+            raise ResegError(f"prediction shape {tuple(p.shape)} differs from the instance map shape "
+                             f"{tuple(inst.shape)}")
         inst = inst.reshape(-1).long()
         sel = inst > 1000
         if not bool(sel.any()):
@@ -430,6 +410,3 @@ class InstanceIoU:
                 "mean_category_iIoU": nanmean(torch.tensor(list(cats.values()), dtype=torch.float64))
                 if cats else float("nan")}
 
-
-def is_nan(x: Any) -> bool:
-    return isinstance(x, float) and math.isnan(x)

@@ -1,0 +1,133 @@
+"""reseg.report and `reseg compare`: every output file appears, parses and agrees with the metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reseg.cli import main
+from reseg.metrics import ConfusionMatrix
+from reseg.report import compare_markdown, load_runs, metrics_dict, report_markdown, write_report
+
+NAMES = ["road", "car", "sky", "tree"]
+PALETTE = [(128, 64, 128), (0, 0, 142), (70, 130, 180), (107, 142, 35)]
+
+
+def _metrics(seed: int = 0, extra: dict | None = None) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, 3, (20, 30), generator=g)  # "tree" never appears: NaN
+    noise = torch.randint(0, 3, target.shape, generator=g)
+    pred = torch.where(torch.rand(target.shape, generator=g) < 0.7, target, noise)
+    cm = ConfusionMatrix(4)
+    cm.update(pred, target)
+    return metrics_dict(cm, NAMES, categories=["flat", "vehicle", "sky", "nature"], info=extra)
+
+
+def _samples() -> list[dict]:
+    rng = np.random.default_rng(0)
+    out = []
+    for k in range(2):
+        truth = rng.integers(0, 4, (24, 40)).astype(np.uint8)
+        truth[:3] = 255
+        pred = np.where(rng.random(truth.shape) < 0.8, truth, 1).astype(np.uint8)
+        pred[pred == 255] = 0
+        out.append({"image": rng.integers(0, 255, (24, 40, 3), dtype=np.uint8), "truth": truth, "pred": pred,
+                    "title": f"img{k}"})
+    return out
+
+
+def test_write_report_outputs(tmp_path):
+    m = _metrics(extra={"dataset": "synthetic", "split": "val", "num_images": 1})
+    paths = write_report(tmp_path, m, samples=_samples(), palette=PALETTE, title="test run")
+    for name in ("metrics.json", "per_class.csv", "report.md", "confusion_matrix.png", "per_class_iou.png",
+                 "samples.png"):
+        assert (tmp_path / name).is_file(), name
+    assert set(paths) >= {"metrics", "per_class", "report", "confusion_matrix", "per_class_iou", "samples"}
+
+    text = (tmp_path / "metrics.json").read_text()
+    assert "NaN" not in text
+    data = json.loads(text)
+    for key in ("mIoU", "mAcc", "aAcc", "fwIoU"):
+        assert 0.0 <= data[key] <= 1.0
+    assert list(data["per_class"]) == NAMES
+    assert data["per_class"]["tree"] == {"IoU": None, "Acc": None}
+    assert all(0 <= v["IoU"] <= 1 for n, v in data["per_class"].items() if n != "tree")
+    assert set(data["category_IoU"]) == {"flat", "vehicle", "sky", "nature"}
+    assert data["category_IoU"]["nature"] is None
+    assert data["dataset"] == "synthetic" and data["num_images"] == 1
+
+    rows = list(csv.reader(open(tmp_path / "per_class.csv")))
+    assert rows[0][:3] == ["class", "IoU", "Acc"] and len(rows) == 1 + len(NAMES)
+    assert float(rows[1][1]) == pytest.approx(data["per_class"]["road"]["IoU"], abs=1e-6)
+    assert rows[4][1] == ""
+
+    md = (tmp_path / "report.md").read_text()
+    assert "| Class | IoU | Acc |" in md
+    assert f"| road | {100 * data['per_class']['road']['IoU']:.2f} |" in md
+    assert "| tree | n/a | n/a |" in md
+    assert md.index("| aAcc |") < md.index("| mIoU |") < md.index("| mAcc |")
+    assert md.index("| tree |") < md.index("| aAcc |")
+
+    for png in ("confusion_matrix.png", "per_class_iou.png", "samples.png"):
+        with Image.open(tmp_path / png) as im:
+            assert im.size[0] > 100 and im.size[1] > 100
+
+
+def test_report_markdown_cityscapes_extras():
+    m = _metrics()
+    m.update({"iIoU": 0.5, "category_iIoU": {"vehicle": 0.25}, "mean_category_iIoU": 0.25})
+    md = report_markdown(m)
+    assert "| iIoU | 50.00 |" in md and "| vehicle |" in md and "| 25.00 |" in md
+
+
+def test_compare_command(tmp_path, capsys):
+    a, b = tmp_path / "run_a", tmp_path / "run_b" / "eval_val"
+    write_report(a, _metrics(0))
+    write_report(b, _metrics(1))
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(tmp_path / "run_b"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| Class | run_a | run_b |" in printed and "**mIoU**" in printed
+    for name in ("compare.md", "compare.csv", "compare.png"):
+        assert (out / name).is_file()
+    assert str(out.resolve()) in printed
+
+
+def test_compare_marks_best_and_handles_missing_classes(tmp_path):
+    m1 = {"mIoU": 0.5, "per_class": {"a": {"IoU": 0.4}, "b": {"IoU": None}}}
+    m2 = {"mIoU": 0.6, "per_class": {"a": {"IoU": 0.3}, "c": {"IoU": 0.9}}}
+    table = compare_markdown([("x", m1), ("y", m2)])
+    assert "| a | **40.00** | 30.00 |" in table
+    assert "| b | - | - |" in table and "| c | - | 90.00 |" in table
+    assert "| **mIoU** | 50.00 | **60.00** |" in table
+
+
+def test_compare_bad_inputs(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty")]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(Exception, match="not a reseg metrics.json"):
+        load_runs([bad])
+
+
+def test_compare_reads_a_training_log(tmp_path):
+    run = tmp_path / "train_run"
+    run.mkdir()
+    recs = [{"type": "train", "iter": 1, "loss": 1.0},
+            {"type": "val", "iter": 2, "mIoU": 0.3, "mAcc": 0.4, "aAcc": 0.5, "fwIoU": 0.2,
+             "IoU": {"a": 0.2, "b": 0.4}, "Acc": {"a": 0.3, "b": 0.5}},
+            {"type": "val", "iter": 4, "mIoU": 0.5, "mAcc": 0.6, "aAcc": 0.7, "fwIoU": 0.4,
+             "IoU": {"a": 0.6, "b": None}, "Acc": {"a": 0.7, "b": None}}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (label, m), = load_runs([run])
+    assert label == "train_run" and m["mIoU"] == 0.5 and m["iteration"] == 4
+    assert m["per_class"] == {"a": {"IoU": 0.6, "Acc": 0.7}, "b": {"IoU": None, "Acc": None}}
