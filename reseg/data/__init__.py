@@ -1,0 +1,153 @@
+"""Datasets, transforms, loaders and class statistics; `build_dataset(cfg, split)` is the entry point."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from reseg.data.balance import class_weights, dataset_stats
+from reseg.data.base import (
+    BadSampleError,
+    DatasetError,
+    DatasetLayoutError,
+    LabelsUnavailableError,
+    LabelValueError,
+    MissingPairError,
+    SegmentationDataset,
+    SizeMismatchError,
+    UnreadableImageError,
+    collate,
+    read_image,
+)
+from reseg.data.camvid import CamVidDataset
+from reseg.data.cityscapes import CityscapesDataset
+from reseg.data.classes import CAMVID, CITYSCAPES, IGNORE_INDEX, ClassInfo
+from reseg.data.folder import FolderDataset, load_folder_classes
+from reseg.data.synthetic import ensure_synthetic, make_synthetic, make_synthetic_video
+from reseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, denormalize, normalize
+
+log = logging.getLogger("reseg.data")
+
+DATASETS = ("synthetic", "camvid", "cityscapes", "folder")
+
+__all__ = [
+    "DATASETS", "CAMVID", "CITYSCAPES", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "ClassInfo",
+    "BadSampleError", "DatasetError", "DatasetLayoutError", "LabelsUnavailableError", "LabelValueError",
+    "MissingPairError", "SizeMismatchError", "UnreadableImageError",
+    "CamVidDataset", "CityscapesDataset", "FolderDataset", "SegmentationDataset",
+    "build_dataset", "build_loader", "build_transforms", "class_weights", "collate", "dataset_classes",
+    "dataset_stats", "denormalize", "make_synthetic", "make_synthetic_video", "normalize", "read_image",
+    "seed_worker",
+]
+
+
+def dataset_classes(cfg: Any) -> ClassInfo:
+    """The classes a config's dataset has, without listing its files (for building a model)."""
+    name = cfg.data.dataset
+    if name in ("camvid", "synthetic"):
+        return CAMVID
+    if name == "cityscapes":
+        return CITYSCAPES
+    if name == "folder":
+        path = cfg.data.classes_file or next(
+            (Path(cfg.data.root) / n for n in ("classes.yaml", "classes.yml") if (Path(cfg.data.root) / n).is_file()),
+            Path(cfg.data.root) / "classes.yaml")
+        return load_folder_classes(path).info
+    raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+
+
+def build_dataset(cfg: Any, split: str, transform: Any = "auto", require_labels: bool = True) -> SegmentationDataset:
+    """The dataset named by cfg.data for `split`.
+
+    transform: "auto" (training augmentation for cfg.data.train_split, evaluation transforms
+    otherwise), None (raw RGB uint8 image, int64 mask tensor) or any callable taking
+    image=/mask= keywords. require_labels=False loads images alone (prediction, e.g. on the
+    Cityscapes test split, whose labels are not public); samples then have no "mask".
+    """
+    data = cfg.data
+    if transform == "auto":
+        transform = build_transforms(cfg, train=(split == data.train_split))
+    kwargs = {"transform": transform, "skip_bad_samples": data.skip_bad_samples, "require_labels": require_labels}
+    name = data.dataset
+    if name == "synthetic":
+        root = ensure_synthetic(data.root, data.synthetic_sizes, data.synthetic_seed)
+        return CamVidDataset(root, split, label_format="segnet", **kwargs)
+    if name == "camvid":
+        return CamVidDataset(data.root, split, label_format=data.label_format, **kwargs)
+    if name == "cityscapes":
+        return CityscapesDataset(data.root, split, label_format=data.label_format, **kwargs)
+    if name == "folder":
+        if data.label_format not in ("auto",):
+            raise DatasetError(f"data.label_format {data.label_format!r} does not apply to folder datasets "
+                               f"(mask format is detected per file); use 'auto'")
+        return FolderDataset(data.root, split, classes_file=data.classes_file, **kwargs)
+    raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+
+
+def _set_transform_seed(dataset: Any, seed: int) -> None:
+    """Albumentations keeps its own RNG (not numpy's global one): seed it, through wrappers too."""
+    seen = 0
+    while dataset is not None and seen < 8:
+        transform = getattr(dataset, "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
+        dataset = getattr(dataset, "dataset", None)  # torch Subset and similar wrappers
+        seen += 1
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: one OpenCV thread, and numpy/random/albumentations seeded from torch.
+
+    torch gives each worker base_seed + worker_id, and base_seed comes from the main process's
+    torch RNG, so torch.manual_seed(...) makes every worker's augmentation reproducible.
+    """
+    cv2.setNumThreads(0)
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        _set_transform_seed(info.dataset, seed)
+
+
+def build_loader(dataset: Dataset, cfg: Any, train: bool, distributed: bool = False,
+                 generator: torch.Generator | None = None) -> DataLoader:
+    """A DataLoader with the settings every entry point should share.
+
+    Train: shuffled, drop_last (only when there is at least one full batch), cfg.data.batch_size.
+    Eval: in order, cfg.data.val_batch_size. Distributed: a DistributedSampler (call
+    loader.sampler.set_epoch(epoch) each epoch). Workers are persistent, pinned memory is used
+    when CUDA is available, and worker seeds follow torch's RNG (see seed_worker).
+    """
+    data = cfg.data
+    batch_size = int(data.batch_size if train else data.val_batch_size)
+    drop_last = bool(train and len(dataset) >= batch_size)
+    sampler = None
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=train, seed=int(cfg.train.seed), drop_last=drop_last)
+    workers = int(data.num_workers)
+    if workers == 0:
+        # no worker processes: seed the transforms here, from torch's RNG, for the same reproducibility
+        _set_transform_seed(dataset, int(torch.empty((), dtype=torch.int64).random_(generator=generator).item()) % 2**32)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=(train and sampler is None),
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker if workers > 0 else None,
+        generator=generator,
+        prefetch_factor=2 if workers > 0 else None,
+    )

@@ -1,0 +1,99 @@
+"""Albumentations pipelines built from the config, and the normalisation used by every entry point.
+
+Padding fills masks with 255 (ignore), never with 0, which is a real class in every dataset here.
+Masks leave the pipeline as int64 tensors, ready for the loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+
+from reseg.data.classes import IGNORE_INDEX
+
+# The statistics of the ImageNet-trained VGG-16 encoder (torchvision weights).
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class MaskToLong(A.DualTransform):
+    """Cast the mask to int64 so ToTensorV2 yields the dtype the loss expects."""
+
+    def __init__(self, p: float = 1.0) -> None:
+        super().__init__(p=p)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return img
+
+    def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
+        return mask.astype(np.int64, copy=False)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
+
+
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    if value is None or len(value) != 2:
+        raise ValueError(f"{name} must be [height, width], got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def build_transforms(cfg: Any, train: bool) -> A.Compose:
+    """Train: scale -> pad (image 0, mask 255) -> crop -> flip -> jitter -> normalise -> tensor.
+
+    Eval: optional resize to data.eval_size -> normalise -> tensor. No padding here: the
+    predictor pads to data.size_divisor (mask fill 255) and crops back after prediction.
+    `cfg` is a Config (cfg.data is read).
+    """
+    data = cfg.data
+    steps: list[Any] = []
+    if train:
+        crop_h, crop_w = _pair(data.crop_size, "data.crop_size")
+        lo, hi = (float(v) for v in data.scale_range)
+        if lo <= 0 or hi < lo:
+            raise ValueError(f"data.scale_range must be [lo, hi] with 0 < lo <= hi, got {data.scale_range}")
+        if (lo, hi) != (1.0, 1.0):
+            # albumentations adds 1 to scale_limit: (-0.5, 1.0) means 0.5x .. 2x
+            steps.append(A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
+                                       mask_interpolation=cv2.INTER_NEAREST, p=1.0))
+        steps += [
+            A.PadIfNeeded(min_height=crop_h, min_width=crop_w, position="center",
+                          border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX),
+            A.RandomCrop(height=crop_h, width=crop_w),
+        ]
+        if data.hflip:
+            steps.append(A.HorizontalFlip(p=0.5))
+        jitter = float(data.color_jitter)
+        if jitter > 0:
+            steps.append(A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter,
+                                       hue=min(0.5, jitter / 4), p=0.8))
+    elif data.eval_size is not None:
+        eval_h, eval_w = _pair(data.eval_size, "data.eval_size")
+        steps.append(A.Resize(height=eval_h, width=eval_w, interpolation=cv2.INTER_LINEAR,
+                              mask_interpolation=cv2.INTER_NEAREST))
+    steps += [A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD, max_pixel_value=255.0), MaskToLong(), ToTensorV2()]
+    return A.Compose(steps)
+
+
+def normalize(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 HxWx3 (or NxHxWx3) -> float32 tensor 3xHxW (Nx3xHxW) with ImageNet statistics."""
+    t = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    t = t.permute(0, 3, 1, 2) if t.ndim == 4 else t.permute(2, 0, 1)
+    return ((t - mean) / std).contiguous()
+
+
+def denormalize(tensor: torch.Tensor) -> np.ndarray:
+    """Inverse of `normalize`: 3xHxW (or Nx3xHxW) float tensor -> RGB uint8 HxWx3 (NxHxWx3)."""
+    t = tensor.detach().float().cpu()
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    t = (t * std + mean).mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    t = t.permute(0, 2, 3, 1) if t.ndim == 4 else t.permute(1, 2, 0)
+    return np.ascontiguousarray(t.numpy())

@@ -1,0 +1,138 @@
+"""Synthetic street scenes: layout, determinism, class coverage, not a colour lookup, video, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from reseg.cli import main
+from reseg.config import Config
+from reseg.data import build_dataset
+from reseg.data.classes import CAMVID
+from reseg.data.synthetic import make_synthetic, make_synthetic_video, synth_sample
+from reseg.errors import ResegError
+
+SIZE = (48, 64)
+
+
+def test_layout_and_loader(tmp_path: Path) -> None:
+    root = make_synthetic(tmp_path / "synth", train=3, val=2, test=1, seed=0, size=SIZE)
+    assert root == tmp_path / "synth"
+    for split, n in (("train", 3), ("val", 2), ("test", 1)):
+        assert len(list((root / split).glob("*.png"))) == n == len(list((root / f"{split}annot").glob("*.png")))
+        assert len((root / f"{split}.txt").read_text().splitlines()) == n
+    meta = json.loads((root / "synthetic.json").read_text())
+    assert meta["seed"] == 0 and meta["sizes"] == {"train": 3, "val": 2, "test": 1} and meta["size"] == list(SIZE)
+    label = cv2.imread(str(root / "trainannot" / "train_00000.png"), cv2.IMREAD_UNCHANGED)
+    assert label.dtype == np.uint8 and label.shape == SIZE and label.max() <= 11
+    image = cv2.imread(str(root / "train" / "train_00000.png"))
+    assert image.shape == (*SIZE, 3)
+    cfg = Config()
+    cfg.data.dataset, cfg.data.root = "camvid", str(root)
+    ds = build_dataset(cfg, "val", transform=None)
+    assert len(ds) == 2 and ds.classes is CAMVID and ds[0]["mask"].shape == SIZE
+    # no temporary folders left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["synth"]
+
+
+def test_deterministic_for_a_seed(tmp_path: Path) -> None:
+    a = make_synthetic(tmp_path / "a", train=2, val=0, test=0, seed=7, size=SIZE)
+    b = make_synthetic(tmp_path / "b", train=2, val=0, test=0, seed=7, size=SIZE, workers=2)
+    c = make_synthetic(tmp_path / "c", train=2, val=0, test=0, seed=8, size=SIZE)
+    for name in ("train/train_00001.png", "trainannot/train_00001.png"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    assert (a / "train/train_00001.png").read_bytes() != (c / "train/train_00001.png").read_bytes()
+    img1, lab1 = synth_sample(3, "val", 5, SIZE)
+    img2, lab2 = synth_sample(3, "val", 5, SIZE)
+    assert np.array_equal(img1, img2) and np.array_equal(lab1, lab2)
+    assert not np.array_equal(synth_sample(3, "train", 5, SIZE)[1], lab1)   # splits differ
+
+
+def test_regenerate_replaces_only_synthetic_folders(tmp_path: Path) -> None:
+    root = make_synthetic(tmp_path / "s", train=1, val=1, test=1, size=SIZE)
+    make_synthetic(root, train=2, val=0, test=0, size=SIZE)
+    assert len(list((root / "train").iterdir())) == 2 and not list((root / "val").iterdir())
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "precious.txt").write_text("x")
+    with pytest.raises(ResegError, match="refusing to overwrite"):
+        make_synthetic(tmp_path / "mine", train=1, val=0, test=0, size=SIZE)
+    assert (tmp_path / "mine" / "precious.txt").is_file()
+
+
+def test_scenes_have_the_classes_and_colour_is_not_enough() -> None:
+    size = (90, 120)
+    labels, images = [], []
+    for i in range(14):
+        img, lab = synth_sample(0, "train", i, size)
+        labels.append(lab)
+        images.append(img)
+    lab = np.stack(labels)
+    img = np.stack(images).reshape(-1, 3).astype(np.float32)
+    present = set(np.unique(lab).tolist())
+    assert set(range(11)) <= present, f"missing classes: {set(range(11)) - present}"
+    assert present <= set(range(12))
+    # colour alone must not decide the class: even the best colour lookup (the majority class of each of
+    # 4096 colour bins, fitted on these very pixels) stays far from perfect
+    flat = lab.reshape(-1)
+    keep = flat < 11
+    q = (img[keep] // 16).astype(np.int64)
+    bins = q[:, 0] * 256 + q[:, 1] * 16 + q[:, 2]
+    table = np.zeros((4096, 11), np.int64)
+    np.add.at(table, (bins, flat[keep]), 1)
+    acc = table.max(1).sum() / keep.sum()
+    assert acc < 0.75, f"a colour lookup reaches {acc:.2f} pixel accuracy"
+
+
+def test_build_dataset_generates_when_absent(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = Config()
+    cfg.data.dataset, cfg.data.root = "synthetic", str(tmp_path / "gen")
+    cfg.data.synthetic_sizes, cfg.data.synthetic_seed = [2, 1, 1], 3
+    cfg.data.crop_size = [32, 48]
+    ds = build_dataset(cfg, "train")
+    assert len(ds) == 2 and (tmp_path / "gen" / "synthetic.json").is_file()
+    assert "generating" in capsys.readouterr().out
+    sample = ds[0]
+    assert tuple(sample["image"].shape) == (3, 32, 48)
+    mtime = (tmp_path / "gen" / "synthetic.json").stat().st_mtime_ns
+    assert len(build_dataset(cfg, "val")) == 1
+    assert (tmp_path / "gen" / "synthetic.json").stat().st_mtime_ns == mtime   # not generated twice
+
+
+@pytest.mark.parametrize("ext", [".avi", ".mp4"])
+def test_video(tmp_path: Path, ext: str) -> None:
+    path = make_synthetic_video(tmp_path / f"drive{ext}", frames=6, size=SIZE, fps=10, seed=1,
+                                frames_dir=tmp_path / "frames", labels_dir=tmp_path / "labels")
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    assert len(frames) == 6 and frames[0].shape == (*SIZE, 3)
+    assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 6
+    labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((tmp_path / "labels").glob("*.png"))]
+    assert len(labels) == 6 and not np.array_equal(labels[0], labels[-1])   # the camera moves
+
+
+def test_make_synthetic_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli"
+    rc = main(["make-synthetic", "--out", str(out), "--train", "2", "--val", "1", "--test", "0", "--seed", "4",
+               "--size", "48", "64"])
+    assert rc == 0 and str(out) in capsys.readouterr().out
+    assert len(list((out / "train").glob("*.png"))) == 2
+
+
+def test_browse_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = make_synthetic(tmp_path / "s", train=3, val=0, test=0, size=SIZE)
+    grid = tmp_path / "grid.png"
+    rc = main(["browse", "--dataset", "synthetic", "--data-root", str(root), "--split", "train", "--out", str(grid),
+               "-n", "3", "--cols", "2", "--set", "data.crop_size=[32,40]"])
+    assert rc == 0 and str(grid) in capsys.readouterr().out
+    img = cv2.imread(str(grid))
+    assert img is not None and img.shape[1] == 2 * (40 + 4) and img.shape[0] > 2 * (2 * 32 + 4)
