@@ -6,7 +6,6 @@ of its own, so a class has the same colour in every figure, video and report.
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Sequence
 
 import cv2
@@ -17,41 +16,18 @@ from reseg.errors import ResegError
 Palette = Sequence[Sequence[int]]
 
 
-def generated_palette(n: int) -> list[tuple[int, int, int]]:
-    """Distinct colours (golden-ratio hues) for class sets that no table knows."""
-    out = []
-    for i in range(n):
-        h = (i * 0.618033988749895) % 1.0
-        s, v = (0.65, 0.95) if i % 2 == 0 else (0.9, 0.75)
-        r, g, b = colorsys.hsv_to_rgb(h, s, v)
-        out.append((int(r * 255), int(g * 255), int(b * 255)))
-    return out
-
-
-def _known_tables() -> list:
-    try:
-        from reseg.data import classes
-    except ImportError:
-        return []
-    tables = []
-    for value in vars(classes).values():
-        names = getattr(value, "names", None)
-        palette = getattr(value, "palette", None)
-        if isinstance(names, (tuple, list)) and isinstance(palette, (tuple, list)) and len(palette) >= len(names):
-            tables.append(value)
-    return tables
-
-
 def resolve_palette(class_names: Sequence[str], palette: Palette | None = None) -> list[tuple[int, int, int]]:
-    """The checkpoint's palette if it has one, else the class table with the same names, else generated."""
+    """The checkpoint's palette if it has one, else the class table with the same names, else the table's default."""
+    from reseg.data.classes import CLASS_TABLES, default_palette
+
     n = len(class_names)
     if palette is not None and len(palette) >= n:
         return [tuple(int(c) for c in rgb) for rgb in palette[:n]]  # type: ignore[misc]
     wanted = [str(c).lower() for c in class_names]
-    for table in _known_tables():
+    for table in CLASS_TABLES.values():
         if [str(c).lower() for c in table.names] == wanted:
-            return [tuple(int(c) for c in rgb) for rgb in table.palette[:n]]  # type: ignore[misc]
-    return generated_palette(n)
+            return [tuple(int(c) for c in rgb) for rgb in table.palette]  # type: ignore[misc]
+    return [tuple(c) for c in default_palette(n)]  # type: ignore[misc]
 
 
 def palette_lut(palette: Palette) -> np.ndarray:

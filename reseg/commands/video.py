@@ -1,0 +1,62 @@
+"""`reseg video INPUT --checkpoint CKPT --output OUT`: an overlay video (and masks) from a file, camera,
+stream or frame folder, with a progress bar and an end summary of counts, speed and flicker."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reseg.commands.predict import add_inference_arguments, build_predictor
+from reseg.errors import ResegError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="INPUT",
+                        help="video file, camera index (0), rtsp/http URL, or a folder or glob of frames")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `reseg train`")
+    parser.add_argument("--output", required=True,
+                        help="overlay video (.mp4 with H.264/mp4v when available, else MJPG .avi)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="output frame rate (default: the input's; frame folders: 30)")
+    parser.add_argument("--opacity", type=float, default=0.5, help="opacity of the class colours (0..1)")
+    parser.add_argument("--legend", action="store_true", help="draw the class legend on the overlay")
+    parser.add_argument("--side-by-side", action="store_true", help="original | overlay (doubles the width)")
+    parser.add_argument("--masks-dir", default=None, help="also write a train-id PNG per frame here")
+    parser.add_argument("--mask-video", default=None, help="also write a video of the colour masks")
+    parser.add_argument("--output-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                        help="size of each output panel (default: the input's frame size)")
+    parser.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
+                        help="temporal smoothing: weight of the past in an exponential moving average of class "
+                             "probabilities, in [0, 1); 0 = off")
+    parser.add_argument("--show", action="store_true", help="show the overlay in a window (needs a display)")
+    parser.add_argument("--stats-json", default=None, help="write the run's stats (counts, FPS, flicker) here")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_inference_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reseg.video import FrameSource, VideoOptions, format_summary, run_video, write_stats_json
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ResegError(f"--max-frames must be >= 1, got {args.max_frames}")
+    opts = VideoOptions(fps=args.fps, opacity=args.opacity, legend=args.legend, side_by_side=args.side_by_side,
+                        masks_dir=args.masks_dir, mask_video=args.mask_video,
+                        output_size=tuple(args.output_size) if args.output_size else None,
+                        batch=args.batch or 1, smooth=args.smooth, show=args.show, max_frames=args.max_frames,
+                        progress=not args.no_progress)
+    source = FrameSource(args.input, fps=args.fps, max_frames=args.max_frames)  # fail fast before loading a model
+    try:
+        predictor = build_predictor(args)
+    except BaseException:
+        source.close()
+        raise
+    print(f"segmenting {args.input} ({source.kind}, {source.width}x{source.height}, "
+          f"{source.total if source.total is not None else 'unknown number of'} frames) with {predictor.describe()}",
+          file=sys.stderr)
+    stats = run_video(source, predictor, args.output, opts)
+    print(format_summary(stats))
+    if args.stats_json:
+        write_stats_json(stats, args.stats_json)
+        print(f"stats: {args.stats_json}")
+    return 130 if stats["interrupted"] else 0
