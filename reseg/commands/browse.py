@@ -13,6 +13,7 @@ from reseg.config import load_config
 from reseg.data import DATASETS, build_dataset, build_transforms, denormalize
 from reseg.data.classes import ClassInfo
 from reseg.errors import ResegError
+from reseg.viz import colorize
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
     g = torch.Generator().manual_seed(args.seed)
     n = min(args.num, len(dataset))
     indices = torch.randperm(len(dataset), generator=g)[:n].tolist()
-    lut = dataset.classes.palette_array(ignore_color=(0, 0, 0))
     tiles = []
     for i in indices:
         sample = dataset[i]
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             size = (512, max(1, round(image.shape[0] * 512 / image.shape[1])))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-        tiles.append(np.concatenate([image, lut[mask]], axis=0))
+        tiles.append(np.concatenate([image, colorize(mask, dataset.classes.palette)], axis=0))
     th = max(t.shape[0] for t in tiles)
     tw = max(t.shape[1] for t in tiles)
     cols = max(1, min(args.cols, n))

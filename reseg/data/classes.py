@@ -42,13 +42,6 @@ class ClassInfo:
     def num_classes(self) -> int:
         return len(self.names)
 
-    def palette_array(self, ignore_color: Color = (0, 0, 0)) -> np.ndarray:
-        """A 256x3 uint8 lookup table: train id -> RGB (unused ids and ignore get `ignore_color`)."""
-        lut = np.zeros((256, 3), np.uint8)
-        lut[:] = ignore_color
-        lut[: self.num_classes] = np.asarray(self.palette, np.uint8).reshape(-1, 3)
-        return lut
-
     def category_lut(self) -> np.ndarray:
         """A 256-entry uint8 table: train id -> category index (ignore stays 255)."""
         if self.categories is None:
