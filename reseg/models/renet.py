@@ -1,18 +1,32 @@
 """ReNet layer: two bidirectional RNN sweeps (down/up each column, then left/right each row).
 
 After both sweeps every output position has seen the whole input. All columns (then all rows)
-of all images form one batch of sequences, so each sweep is a single cuDNN/ATen RNN call.
-"""
+of all images form one batch of sequences.
 
+Two implementations share the same `nn.GRU`/`nn.LSTM` parameters (so checkpoints do not care):
+- "rnn": one `nn.GRU`/`nn.LSTM` call per sweep; cuDNN on CUDA, and what TorchScript/ONNX export traces.
+- "fused" (CPU default): the input projections of every step and both directions in one matrix
+  product, then a TorchScript loop whose step is one batched matmul for both directions plus a few
+  fused gate ops (tanh is computed as 2*sigmoid(2x)-1, several times cheaper on CPU). Features stay in
+  one (H, N, W, C) row layout, so neither sweep needs a permute copy, and the output is a strided
+  NCHW view of it that the next ReNet layer reads without copying. GRU training has a hand-written
+  backward (one matmul per step, weight gradients as two large matmuls at the end); LSTM training
+  falls back to the "rnn" path.
+"""
 from __future__ import annotations
+
+import threading
+import warnings
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from reseg.errors import ResegError
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+IMPLS = ("auto", "fused", "rnn")
 
 
 def _init_rnn(rnn: nn.RNNBase) -> None:
@@ -29,22 +43,269 @@ def _init_rnn(rnn: nn.RNNBase) -> None:
             nn.init.zeros_(param)
 
 
-class ReNet(nn.Module):
-    """(N, C, H, W) -> (N, 2*hidden, ceil(H/p), ceil(W/p)) with whole-image context."""
+# --------------------------------------------------------------------------------------------------
+# Fused CPU sweeps. Buffers are (M, 2*width) with rows in (H, N, W) order and the forward direction's
+# columns before the backward one's. At step s the forward direction is at time s and the backward
+# one at time T-1-s; `_dir_view` returns both as one (2, B, width) strided view, so every step is one
+# op per gate for both directions. A view's direction stride must be positive, so past the crossing
+# point the view holds (backward, forward) and the caller swaps its weights and state to match.
+# --------------------------------------------------------------------------------------------------
 
-    def __init__(self, in_channels: int, hidden_size: int, patch_size: int = 1, cell: str = "gru") -> None:
+
+def _dir_view(buf: Tensor, s: int, T: int, t_stride: int, b_size: int, b_stride: int,
+              width: int) -> tuple[Tensor, bool]:
+    fwd = s * t_stride
+    bwd = (T - 1 - s) * t_stride + width
+    base = buf.storage_offset()
+    if bwd > fwd:
+        return buf.as_strided([2, b_size, width], [bwd - fwd, b_stride, 1], base + fwd), False
+    return buf.as_strided([2, b_size, width], [fwd - bwd, b_stride, 1], base + bwd), True
+
+
+def _gru_forward_loop(G: Tensor, whhT: Tensor, bhh: Tensor, out: Tensor, ghn_buf: Optional[Tensor],
+                      T: int, tsg: int, bsg: int, tso: int, bso: int, B: int, hs: int) -> None:
+    """G: input projections (n rows pre-scaled by 2), overwritten with the gates r, z, n; out: hidden states."""
+    whhT_sw, bhh_sw = whhT.flip(0), bhh.flip(0)
+    h = torch.zeros([2, B, hs], dtype=G.dtype, device=G.device)
+    gh = torch.empty([2, B, 3 * hs], dtype=G.dtype, device=G.device)
+    swapped = False
+    for s in range(T):
+        gi, sw = _dir_view(G, s, T, tsg, B, bsg, 3 * hs)
+        hv, _ = _dir_view(out, s, T, tso, B, bso, hs)
+        if sw != swapped:
+            h = h.flip(0)
+            swapped = sw
+        if sw:
+            torch.baddbmm(bhh_sw, h, whhT_sw, out=gh)
+        else:
+            torch.baddbmm(bhh, h, whhT, out=gh)
+        rz = gi[:, :, : 2 * hs]
+        rz.add_(gh[:, :, : 2 * hs]).sigmoid_()
+        gn = gi[:, :, 2 * hs:]
+        gn.addcmul_(rz[:, :, :hs], gh[:, :, 2 * hs:]).sigmoid_().mul_(2.0).sub_(1.0)  # tanh
+        torch.lerp(gn, h, rz[:, :, hs:], out=hv)
+        if ghn_buf is not None:
+            gv, _ = _dir_view(ghn_buf, s, T, tso, B, bso, hs)
+            gv.copy_(gh[:, :, 2 * hs:])
+        h = hv
+
+
+def _gru_backward_loop(dY: Tensor, G: Tensor, ghn_buf: Tensor, out: Tensor, whhT: Tensor,
+                       T: int, tsg: int, bsg: int, tso: int, bso: int, B: int,
+                       hs: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Backprop through time. Returns d(G), d(whhT) and d(bhh) for the pre-scaled weights."""
+    g3 = 3 * hs
+    dG = torch.empty_like(G)
+    dgh_buf = torch.zeros_like(G)  # d(gh) of step s, stored at the row of its h_prev (for dW_hh)
+    dgh0 = torch.zeros([2, B, g3], dtype=G.dtype, device=G.device)
+    whh = whhT.transpose(1, 2).contiguous()
+    whh_sw = whh.flip(0)
+    carry = torch.zeros([2, B, hs], dtype=G.dtype, device=G.device)
+    scratch = torch.empty([2, B, g3], dtype=G.dtype, device=G.device)
+    swapped = False
+    first = True
+    for s in range(T - 1, -1, -1):
+        gv, sw = _dir_view(G, s, T, tsg, B, bsg, g3)
+        if first:
+            swapped = sw
+            first = False
+        elif sw != swapped:
+            carry = carry.flip(0)
+            swapped = sw
+        dyv, _ = _dir_view(dY, s, T, tso, B, bso, hs)
+        ghn, _ = _dir_view(ghn_buf, s, T, tso, B, bso, hs)
+        dgv, _ = _dir_view(dG, s, T, tsg, B, bsg, g3)
+        r, z, n = gv[:, :, :hs], gv[:, :, hs: 2 * hs], gv[:, :, 2 * hs:]
+        dh = dyv + carry
+        dhz = dh * z
+        dn = dh - dhz
+        if s > 0:
+            hp, swp = _dir_view(out, s - 1, T, tso, B, bso, hs)
+            if swp != sw:
+                hp = hp.flip(0)
+            torch.mul(dh, hp - n, out=scratch[:, :, hs: 2 * hs])
+        else:
+            torch.mul(dh, n, out=scratch[:, :, hs: 2 * hs]).neg_()
+        # n = 2*sigmoid(a') - 1 with a' the pre-scaled pre-activation: dn/da' = (1 - n^2) / 2
+        da = torch.addcmul(dn * 0.5, dn, n * n, value=-0.5)
+        torch.mul(da, ghn, out=scratch[:, :, :hs])
+        rz = gv[:, :, : 2 * hs]
+        scratch[:, :, : 2 * hs].mul_(torch.addcmul(rz, rz, rz, value=-1.0))
+        torch.mul(da, r, out=scratch[:, :, 2 * hs:])
+        dgv[:, :, : 2 * hs].copy_(scratch[:, :, : 2 * hs])
+        dgv[:, :, 2 * hs:].copy_(da)
+        if s > 0:
+            dghv, swd = _dir_view(dgh_buf, s - 1, T, tsg, B, bsg, g3)
+            dghv.copy_(scratch.flip(0) if swd != sw else scratch)
+        else:
+            dgh0.copy_(scratch)  # step 0 is always in (forward, backward) order
+        carry = torch.baddbmm(dhz, scratch, whh_sw if sw else whh)
+    M = G.shape[0]
+    dbhh = dgh_buf.view(M, 2, g3).sum(0) + dgh0.sum(1)
+    dwhhT = torch.stack([out[:, :hs].t() @ dgh_buf[:, :g3], out[:, hs:].t() @ dgh_buf[:, g3:]])
+    return dG, dwhhT, dbhh.unsqueeze(1)
+
+
+def _lstm_forward_loop(G: Tensor, whhT: Tensor, out: Tensor,
+                       T: int, tsg: int, bsg: int, tso: int, bso: int, B: int, hs: int) -> None:
+    """Inference-only LSTM sweep; the g rows of the weights are pre-scaled by 2 (tanh via sigmoid)."""
+    whhT_sw = whhT.flip(0)
+    h = torch.zeros([2, B, hs], dtype=G.dtype, device=G.device)
+    c = torch.zeros([2, B, hs], dtype=G.dtype, device=G.device)
+    swapped = False
+    for s in range(T):
+        gi, sw = _dir_view(G, s, T, tsg, B, bsg, 4 * hs)
+        hv, _ = _dir_view(out, s, T, tso, B, bso, hs)
+        if sw != swapped:
+            h, c = h.flip(0), c.flip(0)
+            swapped = sw
+        if sw:
+            gi.baddbmm_(h, whhT_sw)
+        else:
+            gi.baddbmm_(h, whhT)
+        gi.sigmoid_()  # b_hh is folded into G's bias
+        g = gi[:, :, 2 * hs: 3 * hs].mul_(2.0).sub_(1.0)
+        c = torch.addcmul(c * gi[:, :, hs: 2 * hs], gi[:, :, :hs], g)
+        torch.mul(gi[:, :, 3 * hs:], torch.sigmoid(c * 2.0).mul_(2.0).sub_(1.0), out=hv)
+        h = hv
+
+
+def _script(fn):
+    """TorchScript the step loops (no Python interpreter per step); fall back to Python if unavailable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.script(fn)
+    except Exception:  # pragma: no cover - TorchScript removed or sources missing
+        return fn
+
+
+# The plain-Python originals, for stepping through in a debugger or profiling against the scripted ones.
+_PY_LOOPS = {"dir_view": _dir_view, "gru_fwd": _gru_forward_loop, "gru_bwd": _gru_backward_loop,
+             "lstm_fwd": _lstm_forward_loop}
+_dir_view = _script(_dir_view)
+_gru_forward_loop = _script(_gru_forward_loop)
+_gru_backward_loop = _script(_gru_backward_loop)
+_lstm_forward_loop = _script(_lstm_forward_loop)
+
+
+def _geometry(n: int, h: int, w: int, vertical: bool, gates: int, hs: int) -> tuple[int, ...]:
+    """(T, tsg, bsg, tso, bso, B) of a sweep over rows in (H, N, W) order."""
+    g, o = 2 * gates * hs, 2 * hs  # row widths of the gate and output buffers
+    if vertical:  # time = H (outermost), batch = (N, W)
+        return h, n * w * g, g, n * w * o, o, n * w
+    return w, g, w * g, o, w * o, h * n  # time = W (innermost), batch = (H, N)
+
+
+class _FusedGRUSweep(torch.autograd.Function):
+    """One bidirectional GRU sweep over (M, C) rows: (M, C) -> (M, 2*hidden)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w_ih: Tensor, b_ih: Tensor, whhT: Tensor, bhh: Tensor,  # type: ignore[override]
+                geom: tuple[int, ...]) -> Tensor:
+        hs = whhT.shape[1]
+        G = torch.addmm(b_ih, x, w_ih.t())
+        out = x.new_empty(x.shape[0], 2 * hs)
+        ghn = x.new_empty(x.shape[0], 2 * hs)
+        _gru_forward_loop(G, whhT, bhh, out, ghn, *geom, hs)
+        ctx.save_for_backward(x, w_ih, whhT, G, ghn, out)
+        ctx.geom = geom
+        return out
+
+    @staticmethod
+    def backward(ctx, dY: Tensor):  # type: ignore[override]
+        x, w_ih, whhT, G, ghn, out = ctx.saved_tensors
+        dG, dwhhT, dbhh = _gru_backward_loop(dY.contiguous(), G, ghn, out, whhT.contiguous(), *ctx.geom,
+                                             whhT.shape[1])
+        dx = dG @ w_ih if ctx.needs_input_grad[0] else None
+        return dx, dG.t() @ x, dG.sum(0), dwhhT, dbhh, None
+
+
+def _stacked(rnn: nn.RNNBase, gates: int, scaled_gate: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Both directions' weights stacked, with the rows of one gate scaled by 2 (tanh = 2*sigmoid(2x)-1)."""
+    hs = rnn.hidden_size
+    p = rnn.weight_ih_l0
+    scale = torch.ones(gates * hs, dtype=p.dtype, device=p.device)
+    scale[scaled_gate * hs: (scaled_gate + 1) * hs] = 2.0
+    w_ih = torch.cat([rnn.weight_ih_l0, rnn.weight_ih_l0_reverse]) * scale.repeat(2)[:, None]
+    b_ih = torch.cat([rnn.bias_ih_l0, rnn.bias_ih_l0_reverse]) * scale.repeat(2)
+    whhT = (torch.stack([rnn.weight_hh_l0, rnn.weight_hh_l0_reverse]) * scale[:, None]).transpose(1, 2)
+    bhh = (torch.stack([rnn.bias_hh_l0, rnn.bias_hh_l0_reverse]) * scale).unsqueeze(1)
+    return w_ih, b_ih, whhT, bhh
+
+
+_WORKSPACE = threading.local()
+
+
+def _workspace(slot: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """A per-thread scratch tensor reused across inference calls.
+
+    Fresh 100 MB temporaries cost page faults on every call (about a third of the time of the matmul
+    that fills them on this CPU); reusing them keeps ReNet inference matmul-bound.
+    """
+    cache = _WORKSPACE.__dict__.setdefault("buffers", {})
+    numel = 1
+    for d in shape:
+        numel *= d
+    key = (slot, like.device, like.dtype)
+    buf = cache.get(key)
+    if buf is None or buf.numel() < numel:
+        with torch.inference_mode(False):  # a normal tensor, usable inside and outside inference mode
+            buf = torch.empty(numel, device=like.device, dtype=like.dtype)
+        cache[key] = buf
+    return buf[:numel].view(shape)
+
+
+def clear_workspace() -> None:
+    """Free the calling thread's cached ReNet inference buffers."""
+    _WORKSPACE.__dict__.pop("buffers", None)
+
+
+def _fused_sweep(rnn: nn.RNNBase, x: Tensor, geom: tuple[int, ...], lstm: bool, out: Optional[Tensor]) -> Tensor:
+    """One sweep; `out` is where inference writes its result (None: a new tensor)."""
+    hs = rnn.hidden_size
+    train = torch.is_grad_enabled() and (x.requires_grad or rnn.weight_ih_l0.requires_grad)
+    if lstm or not train:
+        with torch.no_grad():
+            w_ih, b_ih, whhT, bhh = _stacked(rnn, 4 if lstm else 3, 2)
+            G = torch.addmm(b_ih + bhh.flatten() if lstm else b_ih, x, w_ih.t(),
+                            out=_workspace("gates", (x.shape[0], w_ih.shape[0]), x))
+            out = x.new_empty(x.shape[0], 2 * hs) if out is None else out
+            if lstm:
+                _lstm_forward_loop(G, whhT.contiguous(), out, *geom, hs)
+            else:
+                _gru_forward_loop(G, whhT.contiguous(), bhh, out, None, *geom, hs)
+        return out
+    w_ih, b_ih, whhT, bhh = _stacked(rnn, 3, 2)
+    return _FusedGRUSweep.apply(x, w_ih, b_ih, whhT.contiguous(), bhh, geom)
+
+
+class ReNet(nn.Module):
+    """(N, C, H, W) -> (N, 2*hidden, ceil(H/p), ceil(W/p)) with whole-image context.
+
+    `impl` picks the implementation: "auto" (fused on CPU, nn.GRU/LSTM on CUDA, while tracing or
+    exporting, and for LSTM training), "fused" or "rnn". Both give the same outputs to float precision.
+    """
+
+    def __init__(self, in_channels: int, hidden_size: int, patch_size: int = 1, cell: str = "gru",
+                 impl: str = "auto") -> None:
         super().__init__()
         if cell not in CELLS:
             raise ResegError(f"unknown ReNet cell {cell!r}; valid choices: {', '.join(CELLS)}")
         if patch_size < 1:
             raise ResegError(f"ReNet patch_size must be >= 1, got {patch_size}")
-        self.patch_size, self.hidden_size, self.cell = patch_size, hidden_size, cell
+        if impl not in IMPLS:
+            raise ResegError(f"unknown ReNet impl {impl!r}; valid choices: {', '.join(IMPLS)}")
+        self.patch_size, self.hidden_size, self.cell, self.impl = patch_size, hidden_size, cell, impl
         self.out_channels = 2 * hidden_size
         rnn = CELLS[cell]
         self.vertical = rnn(in_channels * patch_size**2, hidden_size, bidirectional=True)
         self.horizontal = rnn(2 * hidden_size, hidden_size, bidirectional=True)
         _init_rnn(self.vertical)
         _init_rnn(self.horizontal)
+
+    def extra_repr(self) -> str:
+        return f"patch_size={self.patch_size}, cell={self.cell}, impl={self.impl}"
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """Non-overlapping p x p patches flattened into channels; zero-pads ragged borders."""
@@ -58,8 +319,27 @@ class ReNet(nn.Module):
         x = x.reshape(n, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4)
         return x.reshape(n, c * p * p, h // p, w // p)
 
+    def use_fused(self, x: torch.Tensor) -> bool:
+        """Whether this call takes the fused CPU path."""
+        if self.impl == "rnn":
+            return False
+        if (torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+                or torch.compiler.is_compiling()):
+            return False
+        if self.cell == "lstm" and torch.is_grad_enabled() and (
+                x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return False  # no fused LSTM backward: LSTM training takes nn.LSTM
+        if self.impl == "fused":
+            return True
+        return x.device.type == "cpu" and x.dtype == torch.float32
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patchify(x)
+        if self.use_fused(x):
+            return self._forward_fused(x)
+        return self._forward_rnn(x)
+
+    def _forward_rnn(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         # Vertical sweep: sequences run along H, batch = every column of every image.
         cols = x.permute(2, 0, 3, 1).reshape(h, n * w, c)
@@ -68,3 +348,23 @@ class ReNet(nn.Module):
         rows = cols.reshape(h, n, w, -1).permute(2, 1, 0, 3).reshape(w, n * h, -1)
         rows, _ = self.horizontal(rows)
         return rows.reshape(w, n, h, -1).permute(1, 3, 2, 0).contiguous()
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        lstm = self.cell == "lstm"
+        gates = 4 if lstm else 3
+        if torch.is_autocast_enabled(x.device.type):  # the recurrence runs in float32 under autocast
+            x = x.float()
+        with torch.autocast(x.device.type, enabled=False):
+            # Rows in (H, N, W) order; free when x is the output of a previous fused ReNet layer.
+            rows = x.permute(2, 0, 3, 1)
+            infer = not (torch.is_grad_enabled() and (x.requires_grad or self.vertical.weight_ih_l0.requires_grad))
+            if infer and not rows.is_contiguous():
+                rows = _workspace("input", tuple(rows.shape), x).copy_(rows)
+            rows = rows.reshape(h * n * w, c)
+            mid = _workspace("mid", (h * n * w, self.out_channels), x) if infer else None
+            mid = _fused_sweep(self.vertical, rows, _geometry(n, h, w, True, gates, self.hidden_size), lstm, mid)
+            out = _fused_sweep(self.horizontal, mid, _geometry(n, h, w, False, gates, self.hidden_size), lstm,
+                               None)
+        # A strided NCHW view of the (H, N, W, C) rows; call .contiguous() if a dense tensor is needed.
+        return out.view(h, n, w, self.out_channels).permute(1, 3, 0, 2)

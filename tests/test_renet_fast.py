@@ -1,0 +1,94 @@
+"""The fused CPU ReNet matches the nn.GRU/LSTM path (outputs and, for GRU, every gradient)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from reseg.models import ReNet, ReSeg
+from reseg.models import renet as renet_module
+
+
+def _layer(cell: str, patch: int = 1, dtype: torch.dtype = torch.float32) -> ReNet:
+    torch.manual_seed(0)
+    layer = ReNet(3, 4, patch_size=patch, cell=cell).to(dtype)
+    for p in layer.parameters():
+        nn.init.uniform_(p, -0.5, 0.5)
+    return layer
+
+
+def _run(layer: ReNet, impl: str, x: torch.Tensor, grad_out: torch.Tensor | None = None) -> list[torch.Tensor]:
+    layer.impl = impl
+    layer.zero_grad(set_to_none=True)
+    if grad_out is None:
+        with torch.no_grad():
+            return [layer(x)]
+    xg = x.clone().requires_grad_(True)
+    y = layer(xg)
+    (y * grad_out).sum().backward()
+    return [y.detach(), xg.grad] + [p.grad for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 3, 1, 6), (3, 3, 6, 1), (1, 3, 2, 2)])
+def test_fused_forward_matches_rnn(cell: str, shape: tuple[int, ...]) -> None:
+    layer = _layer(cell)
+    x = torch.randn(*shape)
+    torch.testing.assert_close(_run(layer, "fused", x)[0], _run(layer, "rnn", x)[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("patch", [1, 2])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 3, 4, 4), (2, 3, 1, 5), (2, 3, 6, 1)])
+def test_fused_gru_gradients_match_rnn(patch: int, shape: tuple[int, ...]) -> None:
+    layer = _layer("gru", patch, torch.float64)
+    x = torch.randn(*shape, dtype=torch.float64)
+    out_shape = (shape[0], 8, -(-shape[2] // patch), -(-shape[3] // patch))
+    g = torch.randn(out_shape, dtype=torch.float64)
+    for a, b in zip(_run(layer, "fused", x, g), _run(layer, "rnn", x, g)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+def test_fused_gru_gradcheck() -> None:
+    layer = _layer("gru", 1, torch.float64)
+    layer.impl = "fused"
+    x = torch.randn(1, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
+
+
+def test_auto_picks_fused_on_cpu_and_rnn_for_lstm_training() -> None:
+    gru, lstm = _layer("gru"), _layer("lstm")
+    x = torch.randn(1, 3, 4, 4)
+    assert gru.use_fused(x) and not lstm.use_fused(x)  # LSTM has no fused backward: training takes nn.LSTM
+    with torch.no_grad():
+        assert lstm.use_fused(x)
+    gru.impl = "rnn"
+    assert not gru.use_fused(x)
+
+
+def test_stacked_fused_layers_and_training_step() -> None:
+    """Two fused layers chained (the second reads the first's strided output) train like nn.GRU ones."""
+    torch.manual_seed(0)
+    model = ReSeg(4, renet_hidden=[3, 5], decoder_filters=(4, 4)).train()
+    x = torch.randn(2, 3, 20, 28)
+    grads = {}
+    for impl in ("fused", "rnn"):
+        for m in model.renet:
+            m.impl = impl
+        model.zero_grad(set_to_none=True)
+        y = model(x)
+        y.square().mean().backward()
+        grads[impl] = [y.detach()] + [p.grad.clone() for p in model.renet.parameters()]
+    for a, b in zip(grads["fused"], grads["rnn"]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_inference_workspace_is_reused_and_safe_across_modes() -> None:
+    layer = _layer("gru")
+    x = torch.randn(2, 3, 5, 7)
+    with torch.inference_mode():
+        a = layer(x).clone()
+    with torch.no_grad():
+        b = layer(x)
+    torch.testing.assert_close(a, b)
+    renet_module.clear_workspace()
