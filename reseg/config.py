@@ -43,6 +43,7 @@ class DataConfig:
     skip_bad_samples: bool = False
     class_weights: str = "none"
     synthetic_sizes: list[int] = field(default_factory=lambda: [300, 60, 60])
+    synthetic_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] of generated images
     synthetic_seed: int = 0
 
 
@@ -107,6 +108,7 @@ class TrainConfig:
     amp: bool = False
     device: str = "auto"
     early_stop_patience: Union[int, None] = None
+    by_epoch: bool = False  # val_interval and checkpoint_interval count epochs instead of iterations
 
 
 @dataclass
@@ -191,6 +193,21 @@ def _where(key: str, sources: dict[str, str]) -> str:
     return f" (from {src})" if src else ""
 
 
+def closest_keys(key: str, names: list[str], n: int = 3) -> list[str]:
+    """Valid keys a typo most likely meant: spelling neighbours, then abbreviations (learning_rate -> lr)
+    and keys sharing a word (iters -> max_iters)."""
+    out = difflib.get_close_matches(key, names, n=n, cutoff=0.5)
+    words = [w for w in key.lower().replace("-", "_").split("_") if w]
+    initials = "".join(w[0] for w in words)
+    for name in names:
+        parts = name.split("_")
+        if name in out:
+            continue
+        if name == initials or any(w in parts or (len(w) > 2 and w.rstrip("s") in parts) for w in words):
+            out.append(name)
+    return out[:n]
+
+
 def _build(cls: type, data: Any, prefix: str, sources: dict[str, str]) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"config section {prefix.rstrip('.') or '<root>'!r} must be a mapping, got {data!r}"
@@ -201,7 +218,7 @@ def _build(cls: type, data: Any, prefix: str, sources: dict[str, str]) -> Any:
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=3, cutoff=0.5)
+            close = closest_keys(str(key), names)
             hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
             raise ConfigError(f"unknown config key {full!r}{_where(full, sources)}{hint} "
                               f"(valid keys in {prefix.rstrip('.') or 'the root'}: {', '.join(names)})")
@@ -281,7 +298,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], sources: dict[st
             value = raw
         node = data
         parts = key.split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
+            if part not in node:
+                sources.setdefault(".".join(parts[: i + 1]), "--set")
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -135,8 +136,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A 32-bit seed for one sample's augmentation, fixed by (seed, epoch, index) alone."""
-    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + index)
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(1)[0])
 
 
 class EpochBatchSampler(Sampler[list]):

@@ -1,0 +1,49 @@
+"""`reseg train CONFIG`: train from a YAML config; torchrun-ready (`torchrun --nproc_per_node=N -m reseg train ...`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from reseg.config import load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment YAML, e.g. configs/reseg_synthetic.yaml")
+    parser.add_argument("--work-dir", default=None,
+                        help="where checkpoints, logs and metrics go (default: work_dirs/<config name>)")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                        help="continue from a checkpoint; without a path: <work-dir>/last.pt")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                        help="overrides train.device (auto: CUDA when available)")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision: bf16 autocast on CPU; bf16 or fp16 (+ grad scaler) on CUDA")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. --set optim.lr=0.01 data.batch_size=8")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from reseg.engine import distributed as dist_utils
+    from reseg.engine.trainer import train
+
+    overrides = list(args.set)
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.amp:
+        overrides.append("train.amp=true")
+    cfg = load_config(args.config, overrides)
+    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / Path(args.config).stem
+    resume = None
+    if args.resume is not None:
+        resume = work_dir / "last.pt" if args.resume == "auto" else Path(args.resume)
+    result = train(cfg, work_dir, resume=resume, progress=None if not args.no_progress else False)
+    if dist_utils.env_world()[0] == 0:
+        best = result.get("best_mIoU")
+        print(f"training {result['status']} at iteration {result['iteration']}; "
+              f"best val mIoU {best:.4f} (iteration {result['best_iteration']})" if best is not None
+              else f"training {result['status']} at iteration {result['iteration']}")
+        print(f"outputs in {work_dir}/: last.pt, best.pt, config.yaml, train.log, metrics.jsonl, tensorboard/")
+        if (work_dir / "best.pt").exists():
+            print(f"evaluate with: reseg evaluate {work_dir / 'best.pt'}")
+    return 0

@@ -1,0 +1,151 @@
+"""Checkpoints survive anything: interrupted writes leave the old file loadable, and a training process
+killed with SIGKILL and resumed ends bit-identical to one that never stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from reseg.engine import checkpoint as ckpt_mod
+from reseg.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+from train_utils import REPO, make_tiny_dataset, read_metrics, subprocess_env, tiny_config, write_config
+
+
+def state(i: int, size: int = 10) -> dict:
+    return {"model": {"w": torch.full((size,), float(i))}, "config": {}, "class_names": ["a"], "iteration": i}
+
+
+def test_interrupted_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint(state(1), path)
+
+    def half_write(obj, fh, *args, **kwargs):
+        fh.write(b"PK\x03\x04" + b"\0" * 1000)  # a partial zip stream, then the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", half_write)
+    with pytest.raises(OSError):
+        save_checkpoint(state(2), path)
+    monkeypatch.undo()
+    loaded = load_checkpoint(path)
+    assert loaded["iteration"] == 1 and loaded["format"] == "reseg"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_kill_during_save_leaves_a_loadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from reseg.engine.checkpoint import save_checkpoint
+        i = 0
+        while True:
+            i += 1
+            save_checkpoint({{"model": {{"w": torch.full((8_000_000,), float(i))}}, "config": {{}},
+                             "class_names": ["a"], "iteration": i}}, {str(path)!r})
+            print(i, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "1"  # one complete checkpoint exists
+        time.sleep(0.35)  # most of the loop's time is spent inside torch.save/fsync
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    loaded = load_checkpoint(path)
+    i = loaded["iteration"]
+    assert i >= 1 and torch.equal(loaded["model"]["w"], torch.full((8_000_000,), float(i)))
+
+
+def test_damaged_or_foreign_files_are_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a reseg checkpoint"):
+        load_checkpoint(foreign)
+
+
+# ---------------------------------------------------------------- kill -9 and resume
+
+LAUNCHER = textwrap.dedent("""
+    # Slows each sample down so the test can kill the run in the middle; nothing else changes.
+    import sys, time
+    import reseg.engine.trainer as trainer
+    _get = trainer.SeededView.__getitem__
+    def slow(self, item):
+        time.sleep(float(sys.argv[1]))
+        return _get(self, item)
+    trainer.SeededView.__getitem__ = slow
+    from reseg.cli import main
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_kill_9_and_resume_is_bit_identical(tmp_path: Path) -> None:
+    root = make_tiny_dataset(tmp_path / "data")
+    cfg = tiny_config(root, data={"num_workers": 1},
+                      train={"max_iters": 16, "checkpoint_interval": 3, "val_interval": 8, "log_interval": 1})
+    config = write_config(tmp_path / "tiny.yaml", cfg)
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER)
+    env = subprocess_env()
+
+    def cmd(delay: float, work: Path, *extra: str) -> list[str]:
+        return [sys.executable, str(launcher), str(delay), "train", str(config), "--work-dir", str(work),
+                "--no-progress", *extra]
+
+    ref, cut = tmp_path / "uninterrupted", tmp_path / "killed"
+    done = subprocess.run(cmd(0.0, ref), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    proc = subprocess.Popen(cmd(0.03, cut), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    try:
+        while time.time() < deadline:  # kill once iteration 10 is logged: last.pt is at 9, mid-epoch
+            metrics = cut / "metrics.jsonl"
+            if metrics.exists() and any(r["iter"] >= 10 for r in read_metrics(cut, "train")):
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.02)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(cut / "last.pt")["iteration"]
+    assert 9 <= killed_at < 16
+    (cut / ".last.pt.stale.tmp").write_bytes(b"half a checkpoint")  # what a kill inside save leaves
+
+    resumed = subprocess.run(cmd(0.0, cut, "--resume"), env=env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not (cut / ".last.pt.stale.tmp").exists()
+    assert f"resumed from {cut / 'last.pt'} at iteration {killed_at}" in (cut / "train.log").read_text()
+
+    a, b = load_checkpoint(ref / "last.pt"), load_checkpoint(cut / "last.pt")
+    assert a["iteration"] == b["iteration"] == 16
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k, v in a["optimizer"]["state"].items():
+        assert all(torch.equal(v[n], b["optimizer"]["state"][k][n]) for n in v if isinstance(v[n], torch.Tensor))
+    assert a["best_metric"] == b["best_metric"]
+    assert load_checkpoint(ref / "best.pt")["iteration"] == load_checkpoint(cut / "best.pt")["iteration"]
+
+    def strip(recs):
+        drop = ("time", "img_per_s", "data_wait")
+        return [{k: v for k, v in r.items() if k not in drop} for r in recs]
+
+    assert strip(read_metrics(ref)) == strip(read_metrics(cut))  # same losses, lrs and val metrics, once each

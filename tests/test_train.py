@@ -1,0 +1,202 @@
+"""Training: a few iterations on a tiny synthetic set; optimizers, schedules, losses, AMP, non-finite loss,
+early stopping and refusing an incompatible checkpoint."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from reseg.config import Config, load_config
+from reseg.engine import trainer as trainer_mod
+from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from reseg.engine.trainer import (NonFiniteLossError, SegLoss, build_optimizer, build_scheduler, lr_factor, train)
+from reseg.errors import ResegError
+
+from train_utils import make_tiny_dataset, one_thread, read_metrics, tiny_config  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("synthetic"))
+
+
+def cfg_for(root: Path, **sections) -> Config:
+    return Config.from_dict(tiny_config(root, **sections))
+
+
+# ---------------------------------------------------------------- pieces
+
+class TwoPart(nn.Module):
+    def __init__(self, freeze: bool = False) -> None:
+        super().__init__()
+        self.encoder = nn.Conv2d(3, 4, 1)
+        self.head = nn.Conv2d(4, 2, 1)
+        if freeze:
+            self.encoder.requires_grad_(False)
+
+    def param_groups(self, lr: float, mult: float) -> list[dict]:
+        from reseg.models.reseg import encoder_param_groups
+        return encoder_param_groups(self, self.encoder, lr, mult)
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                      ("adamw", torch.optim.AdamW), ("adadelta", torch.optim.Adadelta)])
+def test_optimizers_and_encoder_lr(name: str, cls: type) -> None:
+    cfg = load_config(None, [f"optim.name={name}", "optim.lr=0.1", "optim.encoder_lr_mult=0.1", "optim.nesterov=true"])
+    opt = build_optimizer(cfg, TwoPart())
+    assert isinstance(opt, cls)
+    lrs = sorted(g["lr"] for g in opt.param_groups)
+    assert lrs == pytest.approx([0.01, 0.1])
+    if name == "sgd":
+        assert opt.param_groups[0]["nesterov"] and opt.param_groups[0]["momentum"] == 0.9
+    frozen = build_optimizer(cfg, TwoPart(freeze=True))
+    n_params = sum(len(g["params"]) for g in frozen.param_groups)
+    assert n_params == 2  # head weight + bias: the frozen encoder is not in any group
+
+
+def test_schedules() -> None:
+    def f(*sets: str, total: int = 100, ipe: int = 10):
+        return lr_factor(load_config(None, ["optim.lr=1.0", *sets]), total, ipe)
+
+    poly = f("sched.name=poly", "sched.power=0.9")
+    assert poly(0) == 1.0 and poly(50) == pytest.approx(0.5 ** 0.9) and poly(100) == 0.0
+    cos = f("sched.name=cosine", "sched.min_lr=0.1")
+    assert cos(0) == pytest.approx(1.0) and cos(50) == pytest.approx(0.55) and cos(100) == pytest.approx(0.1)
+    step = f("sched.name=step", "sched.step_size=30", "sched.gamma=0.1")
+    assert step(29) == 1.0 and step(30) == pytest.approx(0.1) and step(60) == pytest.approx(0.01)
+    assert f("sched.name=constant")(77) == 1.0
+    warm = f("sched.name=constant", "sched.warmup_iters=10", "sched.warmup_ratio=0.1")
+    assert warm(0) == pytest.approx(0.1) and warm(5) == pytest.approx(0.55) and warm(10) == 1.0
+    by_epoch = f("sched.name=poly", "sched.power=1.0", "sched.by_epoch=true")
+    assert by_epoch(0) == by_epoch(9) == 1.0 and by_epoch(10) == pytest.approx(0.9)  # changes at epoch ends
+    # the scheduler applies the factor to every group's own base lr
+    cfg = load_config(None, ["optim.name=sgd", "optim.lr=0.1", "optim.encoder_lr_mult=0.5", "sched.name=poly",
+                             "sched.power=1.0"])
+    opt = build_optimizer(cfg, TwoPart())
+    sched = build_scheduler(cfg, opt, 10, 5)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.025, 0.05])
+
+
+def test_loss_terms_ignore_255() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    target = torch.randint(0, 3, (2, 8, 8))
+    target[:, :2] = 255
+    ce = SegLoss(3)(logits, target)
+    assert torch.allclose(ce, nn.functional.cross_entropy(logits, target, ignore_index=255))
+    weighted = SegLoss(3, class_weights=torch.tensor([1.0, 2.0, 3.0]))(logits, target)
+    assert not torch.allclose(weighted, ce)
+    full = SegLoss(3, dice_weight=0.5, lovasz_weight=0.5)(logits, target)
+    assert torch.isfinite(full) and full > ce
+    full.backward()
+    assert logits.grad[:, :, :2].abs().sum() == 0  # ignored pixels get no gradient from any term
+
+
+# ---------------------------------------------------------------- real training
+
+def test_short_training_loss_falls_and_files_appear(data_root: Path, tmp_path: Path) -> None:
+    cfg = cfg_for(data_root, train={"max_iters": 16, "val_interval": 8, "checkpoint_interval": 4},
+                  optim={"lr": 0.05})
+    result = train(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "last.pt", "best.pt", "train.log", "metrics.jsonl"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert not list(run.glob(".*.tmp"))
+    assert result["status"] == "finished" and result["iteration"] == 16
+
+    losses = [r["loss"] for r in read_metrics(run, "train")]
+    assert len(losses) == 16
+    assert sum(losses[-4:]) / 4 < 0.85 * sum(losses[:4]) / 4, losses
+    vals = read_metrics(run, "val")
+    assert [v["iter"] for v in vals] == [8, 16]
+    assert set(vals[-1]["IoU"]) == set(load_checkpoint(run / "last.pt")["class_names"])
+    assert 0 <= vals[-1]["mIoU"] <= 1 and 0 <= vals[-1]["aAcc"] <= 1
+
+    state = load_checkpoint(run / "last.pt")
+    for key in ("model", "optimizer", "scheduler", "scaler", "rng", "sampler", "epoch", "iteration", "best_metric",
+                "config", "class_names", "palette"):
+        assert key in state, key
+    assert state["iteration"] == 16 and state["config"]["model"]["num_classes"] == len(state["class_names"])
+    assert len(state["palette"]) == len(state["class_names"])
+    assert state["best_metric"] == pytest.approx(max(v["mIoU"] for v in vals))
+    assert load_config(run / "config.yaml").model.num_classes == len(state["class_names"])  # resolved config
+    log = (run / "train.log").read_text()
+    assert "iter 16/16" in log and "val @ 16" in log
+
+    # resuming a finished run is a no-op; a run extended by --set continues from the checkpoint
+    again = train(cfg, run, resume=run / "last.pt", progress=False)
+    assert again["status"] == "already finished"
+    cfg.train.max_iters = 18
+    more = train(cfg, run, resume=run / "last.pt", progress=False)
+    assert more["iteration"] == 18 and [r["iter"] for r in read_metrics(run, "train")][-3:] == [16, 17, 18]
+
+
+def test_amp_bf16_on_cpu_and_loss_terms(data_root: Path, tmp_path: Path) -> None:
+    cfg = cfg_for(data_root, train={"max_iters": 2, "val_interval": 2, "amp": True},
+                  loss={"dice_weight": 0.5, "lovasz_weight": 0.5}, optim={"name": "sgd", "grad_clip": 1.0},
+                  sched={"name": "poly", "warmup_iters": 1})
+    result = train(cfg, tmp_path / "amp", progress=False)
+    assert result["iteration"] == 2 and math.isfinite(read_metrics(tmp_path / "amp", "train")[-1]["loss"])
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_root: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    original = SegLoss.forward
+
+    def poisoned(self, logits, target, *args):
+        calls["n"] += 1
+        loss = original(self, logits, target, *args)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    monkeypatch.setattr(SegLoss, "forward", poisoned)
+    cfg = cfg_for(data_root, train={"max_iters": 12, "checkpoint_interval": 2, "val_interval": 100})
+    run = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"iteration 7\b.*last\.pt \(iteration 6\)"):
+        train(cfg, run, progress=False)
+    state = load_checkpoint(run / "last.pt")
+    assert state["iteration"] == 6
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_early_stopping(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scores = iter([0.5, 0.4, 0.45, 0.9])
+
+    def fake_validate(*args, **kwargs):
+        return {"mIoU": next(scores), "aAcc": 0.5, "mAcc": 0.5, "IoU": torch.zeros(11), "Acc": torch.zeros(11)}
+
+    monkeypatch.setattr(trainer_mod, "validate", fake_validate)
+    cfg = cfg_for(data_root, train={"max_iters": 20, "val_interval": 2, "checkpoint_interval": 100,
+                                    "early_stop_patience": 2})
+    result = train(cfg, tmp_path / "es", progress=False)
+    assert result["status"] == "early stopped" and result["iteration"] == 6
+    assert result["best_mIoU"] == 0.5 and result["best_iteration"] == 2
+    assert load_checkpoint(tmp_path / "es" / "last.pt")["iteration"] == 6
+    assert load_checkpoint(tmp_path / "es" / "best.pt")["iteration"] == 2
+
+
+def test_resume_refuses_other_model_or_classes(data_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "base"
+    train(cfg_for(data_root, train={"max_iters": 2}), run, progress=False)
+    with pytest.raises(ResegError, match=r"model\.renet_hidden: checkpoint 4, config 6"):
+        train(cfg_for(data_root, train={"max_iters": 4}, model={"renet_hidden": 6}), run, resume=run / "last.pt")
+    with pytest.raises(ResegError, match=r"model\.name: checkpoint 'reseg', config 'unet_vgg16'"):
+        train(cfg_for(data_root, train={"max_iters": 4}, model={"name": "unet_vgg16"}), run, resume=run / "last.pt")
+    state = load_checkpoint(run / "last.pt")
+    state["class_names"] = state["class_names"][:5]
+    state["config"]["model"]["num_classes"] = 5
+    save_checkpoint(state, tmp_path / "five.pt")
+    with pytest.raises(ResegError, match=r"num_classes: checkpoint 5, config 11.*classes: checkpoint 5"):
+        train(cfg_for(data_root, train={"max_iters": 4}), tmp_path / "other", resume=tmp_path / "five.pt")
+    with pytest.raises(ResegError, match="nothing to resume"):
+        train(cfg_for(data_root), tmp_path / "empty", resume=tmp_path / "empty" / "last.pt")
