@@ -8,6 +8,8 @@ not the absolute figures, on a shared machine.
 
 from __future__ import annotations
 
+import copy
+
 import os
 import platform
 import statistics
@@ -475,7 +477,7 @@ def bench_evaluator(pairs: int = 4, size: tuple[int, int] = (1024, 2048), repeat
             cv2.imwrite(str(pf), lut[p])
             cv2.imwrite(str(gf), lut[g])
             files.append((str(pf), str(gf)))
-        args = cs_eval.args
+        args = copy.copy(cs_eval.args)  # a copy: the module-level args are shared with anyone else using the evaluator
         args.quiet = True
         args.evalInstLevelScore = False
         args.evalPixelAccuracy = True
