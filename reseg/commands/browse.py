@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from reseg.config import load_config
+from reseg.commands import dataset_config
 from reseg.data import DATASETS, build_dataset, build_transforms, denormalize
 from reseg.data.classes import ClassInfo
 from reseg.errors import ResegError
@@ -49,11 +49,7 @@ def _legend(classes: ClassInfo, width: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    if args.dataset:
-        cfg.data.dataset = args.dataset
-    if args.data_root:
-        cfg.data.root = args.data_root
+    cfg = dataset_config(args)
     augment = (args.split == cfg.data.train_split) if args.augment is None else args.augment
     dataset = build_dataset(cfg, args.split, transform=build_transforms(cfg, train=augment))
     if len(dataset) == 0:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from reseg.config import load_config
+from reseg.commands import dataset_config
 from reseg.data import DATASETS, build_dataset
 from reseg.data.balance import dataset_stats
 
@@ -41,11 +41,7 @@ def format_table(stats: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    if args.dataset:
-        cfg.data.dataset = args.dataset
-    if args.data_root:
-        cfg.data.root = args.data_root
+    cfg = dataset_config(args)
     if args.classes_file:
         cfg.data.classes_file = args.classes_file
     if args.label_format:
