@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
               else f"training {result['status']} at iteration {result['iteration']}")
         print(f"outputs in {work_dir}/: last.pt, best.pt, config.yaml, train.log, metrics.jsonl, tensorboard/")
         if (work_dir / "best.pt").exists():
-            print(f"evaluate with: reseg evaluate {work_dir / 'best.pt'}")
+            print(f"evaluate with: reseg evaluate --checkpoint {work_dir / 'best.pt'}")
     return 0
