@@ -1065,10 +1065,12 @@ def ensure_synthetic(root: str | Path, sizes: list[int] | tuple[int, ...] = (300
         try:
             meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
             want = dict(zip(SPLITS, map(int, sizes)))
-            if meta.get("seed") != seed or meta.get("sizes") != want:
-                log.warning("synthetic dataset at %s was made with seed %s and sizes %s (config asks for seed %s, "
-                            "sizes %s); using it as it is; run `reseg make-synthetic --out %s` to regenerate",
-                            root, meta.get("seed"), meta.get("sizes"), seed, want, root)
+            shape = [int(size[0]), int(size[1])]
+            if meta.get("seed") != seed or meta.get("sizes") != want or meta.get("size", shape) != shape:
+                log.warning("synthetic dataset at %s was made with seed %s, sizes %s, image size %s (config asks "
+                            "for seed %s, sizes %s, image size %s); using it as it is; run `reseg make-synthetic "
+                            "--out %s` to regenerate", root, meta.get("seed"), meta.get("sizes"), meta.get("size"),
+                            seed, want, shape, root)
         except (OSError, ValueError):
             pass
         return root
