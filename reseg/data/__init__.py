@@ -119,8 +119,9 @@ def seed_worker(worker_id: int) -> None:
 
 
 def build_loader(dataset: Dataset, cfg: Any, train: bool, distributed: bool = False,
-                 generator: torch.Generator | None = None) -> DataLoader:
-    """A DataLoader with the settings every entry point should share.
+                 generator: torch.Generator | None = None, sampler: Any = None,
+                 batch_sampler: Any = None) -> DataLoader:
+    """A DataLoader with the settings every entry point shares (the trainer passes its own samplers).
 
     Train: shuffled, drop_last (only when there is at least one full batch), cfg.data.batch_size.
     Eval: in order, cfg.data.val_batch_size. Distributed: a DistributedSampler (call
@@ -128,26 +129,18 @@ def build_loader(dataset: Dataset, cfg: Any, train: bool, distributed: bool = Fa
     when CUDA is available, and worker seeds follow torch's RNG (see seed_worker).
     """
     data = cfg.data
-    batch_size = int(data.batch_size if train else data.val_batch_size)
-    drop_last = bool(train and len(dataset) >= batch_size)
-    sampler = None
-    if distributed:
-        sampler = DistributedSampler(dataset, shuffle=train, seed=int(cfg.train.seed), drop_last=drop_last)
     workers = int(data.num_workers)
     if workers == 0:
         # no worker processes: seed the transforms here, from torch's RNG, for the same reproducibility
         _set_transform_seed(dataset, int(torch.empty((), dtype=torch.int64).random_(generator=generator).item()) % 2**32)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=(train and sampler is None),
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=torch.cuda.is_available(),
-        drop_last=drop_last,
-        persistent_workers=workers > 0,
-        worker_init_fn=seed_worker if workers > 0 else None,
-        generator=generator,
-        prefetch_factor=2 if workers > 0 else None,
-    )
+    common = dict(num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                  persistent_workers=workers > 0, worker_init_fn=seed_worker if workers > 0 else None,
+                  generator=generator, prefetch_factor=2 if workers > 0 else None)
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+    batch_size = int(data.batch_size if train else data.val_batch_size)
+    drop_last = bool(train and len(dataset) >= batch_size)
+    if distributed and sampler is None:
+        sampler = DistributedSampler(dataset, shuffle=train, seed=int(cfg.train.seed), drop_last=drop_last)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=(train and sampler is None), sampler=sampler,
+                      drop_last=drop_last, **common)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import json
 import logging
 import math
@@ -28,9 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from reseg.config import Config, dump_config
+from reseg.data import build_loader
 from reseg.engine import distributed as dist_utils
 from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from reseg.engine.distributed import EpochBatchSampler, ShardSampler
@@ -51,18 +51,13 @@ class NonFiniteLossError(ResegError):
 # ---------------------------------------------------------------- device, seeds, determinism
 
 def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """'auto' picks CUDA when present; asking for CUDA without it is an error, not a silent CPU run."""
-    name = (name or "auto").lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ResegError("train.device is 'cuda' but no CUDA device is visible; use --device cpu "
-                             "(or train.device=auto)")
-        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    if name != "cpu":
-        raise ResegError(f"train.device must be auto, cpu or cuda, got {name!r}")
-    return torch.device("cpu")
+    """The predictor's device rule ('auto' = CUDA when present, CUDA without one is an error); 'cuda' means this rank's GPU."""
+    from reseg.predictor import resolve_device
+
+    device = resolve_device(name or "auto")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
 
 
 def configure_determinism(deterministic: bool, device: torch.device) -> None:
@@ -255,26 +250,6 @@ class SeededView(Dataset):
             np.random.set_state(np_state)
 
 
-def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors that stack; keep paths, None and meta dicts as lists."""
-    out: dict[str, Any] = {}
-    for key in batch[0]:
-        values = [b[key] for b in batch]
-        if isinstance(values[0], torch.Tensor) and all(v.shape == values[0].shape for v in values):
-            out[key] = torch.stack(values)
-        elif isinstance(values[0], np.ndarray) and all(v.shape == values[0].shape for v in values):
-            out[key] = torch.from_numpy(np.stack(values))
-        else:
-            out[key] = values
-    return out
-
-
-def _worker_init(worker_id: int) -> None:
-    """One OpenCV thread per loader worker (they already run in parallel); seeds come per sample."""
-    import cv2
-    cv2.setNumThreads(1)
-
-
 def _build_dataset(cfg: Config, split: str) -> Dataset:
     from reseg.data import build_dataset
     return build_dataset(cfg, split)
@@ -282,40 +257,19 @@ def _build_dataset(cfg: Config, split: str) -> Dataset:
 
 # ---------------------------------------------------------------- evaluation
 
-def _predictor_cls() -> Any:
-    """reseg.predictor.Predictor when that module exists (one inference path for train-time val and eval)."""
-    if importlib.util.find_spec("reseg.predictor") is None:
-        return None
-    from reseg.predictor import Predictor
-    return Predictor
-
-
-def _pad_forward(model: nn.Module, images: torch.Tensor, divisor: int) -> torch.Tensor:
-    """Forward with the input zero-padded (the normalised mean) up to a multiple of `divisor`, cropped back."""
-    h, w = images.shape[-2:]
-    d = max(1, divisor)
-    ph, pw = (-h) % d, (-w) % d
-    if ph or pw:
-        images = F.pad(images, (0, pw, 0, ph))
-    return model(images)[..., :h, :w]
-
-
 @torch.no_grad()
 def validate(model: nn.Module, loader: Iterable[dict[str, Any]], num_classes: int, device: torch.device,
              cfg: Config, amp: bool = False, progress: bool = False) -> dict[str, Any]:
     """Confusion matrix over the loader (all-reduced across ranks) -> metrics from reseg.metrics."""
     from reseg.metrics import ConfusionMatrix
+    from reseg.predictor import Predictor
 
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes, ignore_index=cfg.loss.ignore_index, device=device)
-    predictor_cls = _predictor_cls()
-    predictor = None
-    if predictor_cls is not None:
-        predictor = predictor_cls(model, device, num_classes=num_classes, mode=cfg.eval.mode, crop=cfg.eval.crop, stride=cfg.eval.stride,
-                                  flip=cfg.eval.flip, scales=tuple(cfg.eval.scales), amp=amp,
-                                  size_divisor=cfg.data.size_divisor)
-    amp_ctx = autocast(device, amp)
+    predictor = Predictor(model, device, num_classes=num_classes, mode=cfg.eval.mode, crop=cfg.eval.crop,
+                          stride=cfg.eval.stride, flip=cfg.eval.flip, scales=tuple(cfg.eval.scales), amp=amp,
+                          size_divisor=cfg.data.size_divisor)
     try:
         from tqdm.auto import tqdm
         for batch in tqdm(loader, desc="val", leave=False, disable=not progress, dynamic_ncols=True):
@@ -327,11 +281,7 @@ def validate(model: nn.Module, loader: Iterable[dict[str, Any]], num_classes: in
                 target = target.to(device, non_blocking=True)
                 if image.dim() == 3:
                     image, target = image[None], target[None]
-                if predictor is not None:
-                    logits = predictor.predict_logits(image)
-                else:
-                    with amp_ctx():
-                        logits = _pad_forward(model, image, cfg.data.size_divisor)
+                logits = predictor.predict_logits(image)
                 cm.update(logits.argmax(1), target)
     finally:
         model.train(was_training)
@@ -497,16 +447,10 @@ class Trainer:
                              f"global batch of {self.sampler.global_batch()} (data.batch_size x processes)")
         self.total_iters = (cfg.train.epochs * self.iters_per_epoch if cfg.train.epochs is not None
                             else int(cfg.train.max_iters or 0))
-        workers = cfg.data.num_workers
-        pin = self.device.type == "cuda"
-        self.train_loader = DataLoader(SeededView(self.train_set), batch_sampler=self.sampler, num_workers=workers,
-                                       collate_fn=collate, pin_memory=pin, persistent_workers=workers > 0,
-                                       worker_init_fn=_worker_init if workers > 0 else None,
-                                       generator=torch.Generator().manual_seed(cfg.train.seed))
-        self.val_loader = DataLoader(self.val_set, batch_size=cfg.data.val_batch_size,
-                                     sampler=ShardSampler(len(self.val_set), self.dist.rank, self.dist.world_size),
-                                     num_workers=workers, collate_fn=collate, pin_memory=pin,
-                                     worker_init_fn=_worker_init if workers > 0 else None)
+        self.train_loader = build_loader(SeededView(self.train_set), cfg, train=True, batch_sampler=self.sampler,
+                                         generator=torch.Generator().manual_seed(cfg.train.seed))
+        self.val_loader = build_loader(self.val_set, cfg, train=False,
+                                       sampler=ShardSampler(len(self.val_set), self.dist.rank, self.dist.world_size))
 
         resume_state = self._read_resume(Path(self.resume)) if self.resume else None
 
