@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The torch build to install; override for your CUDA, e.g.
-#   make demo TORCH="torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cu126"
+#   make demo TORCH="torch==2.14.1 torchvision==0.29.1 --index-url <PyTorch wheel index for your CUDA>"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR ?= work_dirs/demo
 
