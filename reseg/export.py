@@ -21,6 +21,7 @@ from torch import nn
 
 from reseg.errors import ResegError
 from reseg.models.renet import ReNet
+from reseg.predictor import load_model
 
 FORMATS = ("onnx", "torchscript")
 
@@ -71,20 +72,6 @@ def rnn_path(model: nn.Module) -> Iterator[None]:
     finally:
         for m, impl in zip(layers, saved):
             m.impl = impl
-
-
-def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Model with the checkpoint's weights, from the checkpoint alone (its config and classes)."""
-    from reseg.config import Config
-    from reseg.engine.checkpoint import load_checkpoint
-    from reseg.models import build_model
-
-    state = load_checkpoint(checkpoint)
-    cfg = Config.from_dict(state["config"])
-    cfg.model.encoder_weights = None  # the checkpoint holds the weights; never download
-    model = build_model(cfg, len(state["class_names"]))
-    model.load_state_dict(state["model"])
-    return model.eval(), state
 
 
 def _check_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
@@ -166,7 +153,7 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path, size: tuple[int, i
     """Export a checkpoint; the result dict says where, at which sizes, and the max abs difference."""
     if fmt not in FORMATS:
         raise ResegError(f"unknown export format {fmt!r}; valid choices: {', '.join(FORMATS)}")
-    model, _ = load_model(checkpoint)
+    model, _, _ = load_model(checkpoint)
     if fmt == "onnx":
         return export_onnx(model, out, size, dynamic, opset)
     return export_torchscript(model, out, size)

@@ -21,10 +21,6 @@ from torch import nn
 
 from reseg.errors import ResegError
 
-_FALLBACK_MEAN = (0.485, 0.456, 0.406)
-_FALLBACK_STD = (0.229, 0.224, 0.225)
-
-
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """'auto' (or None) picks CUDA when available; asking for CUDA without it is a user error, not a crash."""
     if device is None or device == "auto":
@@ -40,10 +36,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def normalization_stats() -> tuple[np.ndarray, np.ndarray]:
     """Mean and std on the 0..255 scale, taken from the training transforms so both paths agree."""
-    try:
-        from reseg.data.transforms import IMAGENET_MEAN as mean, IMAGENET_STD as std
-    except ImportError:  # data package not importable: the same ImageNet statistics
-        mean, std = _FALLBACK_MEAN, _FALLBACK_STD
+    from reseg.data.transforms import IMAGENET_MEAN as mean, IMAGENET_STD as std
+
     mean_a = np.asarray(mean, dtype=np.float64).reshape(3)
     std_a = np.asarray(std, dtype=np.float64).reshape(3)
     if mean_a.max() <= 1.0:  # albumentations convention: fractions of max_pixel_value=255
@@ -84,10 +78,36 @@ def _pair(value: Any, name: str) -> tuple[int, int] | None:
     return h, w
 
 
-def _amp_dtype(amp: bool | str | None, device: torch.device) -> torch.dtype | None:
-    """True picks the fast type the device runs natively (bf16 on CPUs with BF16 units, fp16 on CUDA)."""
+def amp_dtype(amp: bool | str | torch.dtype | None, device: torch.device,
+              training: bool = False) -> torch.dtype | None:
+    """The autocast type for `amp` on `device`, or None for float32; training and inference share this rule.
+
+    True picks what the device runs natively: bf16 on CPUs with BF16 units (float32 with a warning
+    elsewhere: emulated bf16 is slower), fp16 on CUDA for inference, bf16 on CUDA for training where
+    supported (no grad scaler needed).
+    """
+    if isinstance(amp, torch.dtype):
+        return None if amp == torch.float32 else amp
     if amp in (None, False, "none", "off", "fp32", "float32"):
         return None
+    if amp in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if amp in ("fp16", "float16", "half"):
+        return torch.float16
+    if amp not in (True, "auto", "on"):
+        raise ResegError(f"amp must be true/false, 'bf16' or 'fp16', got {amp!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if training and torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        try:
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # old builds without the probe
+            native = False
+        if native:
+            return torch.bfloat16
+        warnings.warn("amp: this CPU has no native bf16 support; running in float32", stacklevel=3)
+        return None
+    return None
     if amp in ("bf16", "bfloat16"):
         return torch.bfloat16
     if amp in ("fp16", "float16", "half"):
@@ -106,6 +126,41 @@ def _amp_dtype(amp: bool | str | None, device: torch.device) -> torch.dtype | No
         warnings.warn("amp: this CPU has no native bf16 support; running in float32", stacklevel=3)
         return None
     return None
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(model with the checkpoint's weights, its Config, the raw checkpoint) from the checkpoint alone.
+
+    The one place a checkpoint becomes a model (prediction, evaluation, video, export); every
+    mismatch is a CheckpointError naming the file.
+    """
+    from reseg.config import Config
+    from reseg.engine.checkpoint import CheckpointError, load_checkpoint
+    from reseg.models import build_model
+
+    state = load_checkpoint(path, map_location="cpu")
+    names = [str(n) for n in state["class_names"]]
+    if not names:
+        raise CheckpointError(f"checkpoint {path} has an empty class list")
+    try:
+        cfg = Config.from_dict(state["config"])
+    except ResegError as err:
+        raise CheckpointError(f"checkpoint {path} holds a config this version cannot read: {err}") from None
+    cfg.model.num_classes = len(names)
+    cfg.model.encoder_weights = None  # the checkpoint has the weights; never download
+    cfg.model.sync_bn = False
+    model = build_model(cfg)
+    weights = state["model"]
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict")
+    weights = {_strip_prefix(k): v for k, v in weights.items()}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())[:400]
+        raise CheckpointError(f"checkpoint {path} does not match the model its config describes "
+                              f"({cfg.model.name}, {len(names)} classes): {detail}") from None
+    return model.eval(), cfg, state
 
 
 class Predictor:
@@ -142,7 +197,7 @@ class Predictor:
         if any(s <= 0 for s in self.scales):
             raise ResegError(f"scales must be positive, got {list(self.scales)}")
         self.amp = amp
-        self.amp_dtype = _amp_dtype(amp, self.device)
+        self.amp_dtype = amp_dtype(amp, self.device)
         self.channels_last = bool(channels_last)
         self.size_divisor = int(size_divisor or 0)
         self.pad_mode = pad_mode
@@ -166,34 +221,10 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **overrides: Any) -> "Predictor":
         """Rebuild model, classes and eval settings from a checkpoint alone; None-valued overrides are ignored."""
-        from reseg.config import Config
-        from reseg.engine.checkpoint import CheckpointError, load_checkpoint
-        from reseg.models import build_model
         from reseg.viz import resolve_palette
 
-        state = load_checkpoint(path, map_location="cpu")
+        model, cfg, state = load_model(path)
         names = [str(n) for n in state["class_names"]]
-        if not names:
-            raise CheckpointError(f"checkpoint {path} has an empty class list")
-        try:
-            cfg = Config.from_dict(state["config"])
-        except ResegError as err:
-            raise CheckpointError(f"checkpoint {path} holds a config this version cannot read: {err}") from None
-        cfg.model.num_classes = len(names)
-        cfg.model.encoder_weights = None  # the checkpoint has the weights; never download
-        cfg.model.sync_bn = False
-        model = build_model(cfg)
-        weights = state["model"]
-        if not isinstance(weights, dict):
-            raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict")
-        weights = {_strip_prefix(k): v for k, v in weights.items()}
-        try:
-            model.load_state_dict(weights, strict=True)
-        except RuntimeError as err:
-            detail = " ".join(str(err).split())[:400]
-            raise CheckpointError(f"checkpoint {path} does not match the model its config describes "
-                                  f"({cfg.model.name}, {len(names)} classes): {detail}") from None
-
         settings: dict[str, Any] = {
             "mode": cfg.eval.mode, "crop": cfg.eval.crop, "stride": cfg.eval.stride, "flip": cfg.eval.flip,
             "scales": cfg.eval.scales, "size_divisor": cfg.data.size_divisor, "infer_size": cfg.data.eval_size,

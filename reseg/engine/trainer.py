@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from reseg.config import Config, dump_config
 from reseg.data import build_loader
+from reseg.predictor import Predictor, amp_dtype, resolve_device
 from reseg.engine import distributed as dist_utils
 from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from reseg.engine.distributed import EpochBatchSampler, ShardSampler
@@ -52,8 +53,6 @@ class NonFiniteLossError(ResegError):
 
 def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """The predictor's device rule ('auto' = CUDA when present, CUDA without one is an error); 'cuda' means this rank's GPU."""
-    from reseg.predictor import resolve_device
-
     device = resolve_device(name or "auto")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
@@ -259,10 +258,9 @@ def _build_dataset(cfg: Config, split: str) -> Dataset:
 
 @torch.no_grad()
 def validate(model: nn.Module, loader: Iterable[dict[str, Any]], num_classes: int, device: torch.device,
-             cfg: Config, amp: bool = False, progress: bool = False) -> dict[str, Any]:
+             cfg: Config, amp: bool | torch.dtype | None = False, progress: bool = False) -> dict[str, Any]:
     """Confusion matrix over the loader (all-reduced across ranks) -> metrics from reseg.metrics."""
     from reseg.metrics import ConfusionMatrix
-    from reseg.predictor import Predictor
 
     was_training = model.training
     model.eval()
@@ -317,26 +315,10 @@ def summarize_metrics(metrics: dict[str, Any], class_names: list[str]) -> dict[s
 
 # ---------------------------------------------------------------- AMP
 
-def amp_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CPU and on GPUs that support it, fp16 (with a grad scaler) on older GPUs."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
-
-
-def _cpu_has_bf16() -> bool:
-    """True when oneDNN runs bf16 natively here (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # builds without the probe
-        return False
-
-
-def autocast(device: torch.device, enabled: bool) -> Callable[[], contextlib.AbstractContextManager]:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Callable[[], contextlib.AbstractContextManager]:
     """A factory of autocast contexts (a no-op when AMP is off)."""
-    if not enabled:
+    if dtype is None:
         return contextlib.nullcontext
-    dtype = amp_dtype(device)
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
@@ -462,13 +444,11 @@ class Trainer:
         self.model = dist_utils.wrap_ddp(model, self.device)
         self.optimizer = build_optimizer(cfg, model)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.total_iters, self.iters_per_epoch)
-        self.amp = bool(cfg.train.amp)
-        if self.amp and self.device.type == "cpu" and not _cpu_has_bf16():
-            LOG.warning("--amp: this CPU has no native bf16 support (emulated bf16 is slower than float32); "
-                        "training in float32")
-            self.amp = False
-        self.autocast = autocast(self.device, self.amp)
-        use_scaler = self.amp and amp_dtype(self.device) == torch.float16
+        # None when AMP is off, or asked for on a CPU without native bf16 (amp_dtype warns then)
+        self.amp_dtype = amp_dtype(bool(cfg.train.amp), self.device, training=True)
+        self.amp = self.amp_dtype is not None
+        self.autocast = autocast(self.device, self.amp_dtype)
+        use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.criterion = SegLoss(n, cfg.loss.ignore_index, self._class_weights(), cfg.loss.dice_weight,
                                  cfg.loss.lovasz_weight).to(self.device)
@@ -632,7 +612,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def run_validation(self) -> dict[str, Any]:
-        metrics = validate(self.model_bare, self.val_loader, self.num_classes, self.device, self.cfg, amp=self.amp,
+        metrics = validate(self.model_bare, self.val_loader, self.num_classes, self.device, self.cfg, amp=self.amp_dtype,
                            progress=bool(self._show_bar()))
         summary = summarize_metrics(metrics, self.class_names)
         self.last_val = summary
@@ -683,7 +663,7 @@ class Trainer:
                      self.work_dir, self.device, self.dist.world_size, cfg.data.dataset, len(self.train_set),
                      len(self.val_set), self.num_classes, cfg.model.name, total / 1e6, trainable / 1e6,
                      self.total_iters, self.iters_per_epoch, self.sampler.global_batch(),
-                     f" | AMP {amp_dtype(self.device)}" if self.amp else "")
+                     f" | AMP {self.amp_dtype}" if self.amp else "")
         if self.iteration >= self.total_iters:
             LOG.info("nothing to do: the checkpoint is at iteration %d of %d", self.iteration, self.total_iters)
             return self._result("already finished")

@@ -19,8 +19,6 @@ from reseg.errors import ResegError
 CUTS = {"conv3_3": (3, 256, 4), "conv4_3": (4, 512, 8), "conv5_3": (5, 512, 16)}  # block, channels, stride
 ARCHS = ("vgg16", "vgg16_bn")
 _WEIGHTS = {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg16_bn": VGG16_BN_Weights.IMAGENET1K_V1}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _cut_index(features: nn.Sequential, block: int) -> int:
