@@ -9,8 +9,7 @@ import pytest
 from reseg.config import Config, ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ["reseg_camvid.yaml", "reseg_cityscapes.yaml", "reseg_synthetic.yaml", "unet_vgg16_camvid.yaml",
-               "fpn_vgg16_camvid.yaml"]
+EXPERIMENTS = sorted(p.name for p in (REPO / "configs").glob("*.yaml"))
 
 
 def write(path: Path, text: str) -> Path:
@@ -34,6 +33,17 @@ def test_paper_camvid_setting() -> None:
     assert cfg.optim.name == "adadelta"
     cs = load_config(REPO / "configs" / "reseg_cityscapes.yaml")
     assert cs.data.crop_size == [512, 1024] and cs.data.dataset == "cityscapes"
+
+
+def test_camvid_cpu_recipes_differ_only_in_model_and_length() -> None:
+    """The README compares these two runs like for like: same data, optimiser, schedule and seed."""
+    reseg = load_config(REPO / "configs" / "reseg_camvid_cpu.yaml").to_dict()
+    unet = load_config(REPO / "configs" / "unet_vgg16_camvid_cpu.yaml").to_dict()
+    for section in ("data", "optim", "sched", "loss", "eval"):
+        assert reseg[section] == unet[section], section
+    assert {k for k in reseg["train"] if reseg["train"][k] != unet["train"][k]} <= {"max_iters"}
+    assert reseg["model"]["encoder"] == unet["model"]["encoder"] == "vgg16_bn"
+    assert reseg["model"]["encoder_weights"] is None and unet["model"]["encoder_weights"] is None
 
 
 def test_base_merge_and_overrides(tmp_path: Path) -> None:
