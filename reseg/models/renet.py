@@ -93,36 +93,15 @@ def _gru_forward_loop(G: Tensor, whhT: Tensor, bhh: Tensor, out: Tensor, ghn_buf
 def _gru_backward_loop(dY: Tensor, G: Tensor, ghn_buf: Tensor, out: Tensor, whhT: Tensor,
                        T: int, tsg: int, bsg: int, tso: int, bso: int, B: int,
                        hs: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Backprop through time. Returns d(G), d(whhT) and d(bhh) for the pre-scaled weights.
-
-    With h = n + z*(h_prev - n), the gate-gradient factors that do not depend on the incoming
-    gradient dh are computed for all steps at once before the loop (large memory-bound ops), so a
-    step is dh times three stored factors, the recurrent matmul and a few small ops.
-    """
+    """Backprop through time. Returns d(G), d(whhT) and d(bhh) for the pre-scaled weights."""
     g3 = 3 * hs
-    M = G.shape[0]
-    r, r2 = G[:, 0:hs], G[:, g3:g3 + hs]
-    # h_prev of every row: the forward direction's previous time step, the backward one's next
-    hp = torch.zeros([M, 2 * hs], dtype=G.dtype, device=G.device)
-    o3 = out.as_strided([T, B, 2 * hs], [tso, bso, 1])
-    h3 = hp.as_strided([T, B, 2 * hs], [tso, bso, 1])
-    h3[1:, :, :hs].copy_(o3[:-1, :, :hs])
-    h3[:-1, :, hs:].copy_(o3[1:, :, hs:])
-    # factors, in G's layout: [ghn*r*(1-r) | (h_prev-n)*z*(1-z) | (1-z)*(1-n^2)/2] per direction
-    P = torch.empty_like(G)
-    for d in range(2):
-        o = d * g3
-        rr, zz, nn_ = G[:, o:o + hs], G[:, o + hs:o + 2 * hs], G[:, o + 2 * hs:o + g3]
-        torch.mul(ghn_buf[:, d * hs:(d + 1) * hs], rr - rr * rr, out=P[:, o:o + hs])
-        torch.mul(hp[:, d * hs:(d + 1) * hs] - nn_, zz - zz * zz, out=P[:, o + hs:o + 2 * hs])
-        torch.mul(1.0 - zz, torch.addcmul(torch.full_like(nn_, 0.5), nn_, nn_, value=-0.5),
-                  out=P[:, o + 2 * hs:o + g3])
     dG = torch.empty_like(G)
+    dgh_buf = torch.zeros_like(G)  # d(gh) of step s, stored at the row of its h_prev (for dW_hh)
+    dgh0 = torch.zeros([2, B, g3], dtype=G.dtype, device=G.device)
     whh = whhT.transpose(1, 2).contiguous()
     whh_sw = whh.flip(0)
     carry = torch.zeros([2, B, hs], dtype=G.dtype, device=G.device)
     scratch = torch.empty([2, B, g3], dtype=G.dtype, device=G.device)
-    dhz = torch.empty([2, B, hs], dtype=G.dtype, device=G.device)
     swapped = False
     first = True
     for s in range(T - 1, -1, -1):
@@ -134,23 +113,36 @@ def _gru_backward_loop(dY: Tensor, G: Tensor, ghn_buf: Tensor, out: Tensor, whhT
             carry = carry.flip(0)
             swapped = sw
         dyv, _ = _dir_view(dY, s, T, tso, B, bso, hs)
-        pv, _ = _dir_view(P, s, T, tsg, B, bsg, g3)
+        ghn, _ = _dir_view(ghn_buf, s, T, tso, B, bso, hs)
         dgv, _ = _dir_view(dG, s, T, tsg, B, bsg, g3)
-        dh = carry.add_(dyv)
-        da = dgv[:, :, 2 * hs:]
-        torch.mul(dh, pv[:, :, 2 * hs:], out=da)                          # d(n pre-activation)
-        torch.mul(dh, pv[:, :, hs:2 * hs], out=scratch[:, :, hs:2 * hs])  # d(z pre-activation)
-        torch.mul(da, pv[:, :, :hs], out=scratch[:, :, :hs])             # d(r pre-activation)
-        dgv[:, :, :2 * hs].copy_(scratch[:, :, :2 * hs])
-        torch.mul(da, gv[:, :, :hs], out=scratch[:, :, 2 * hs:])         # d(gh_n) = da * r
-        torch.mul(dh, gv[:, :, hs:2 * hs], out=dhz)
+        r, z, n = gv[:, :, :hs], gv[:, :, hs: 2 * hs], gv[:, :, 2 * hs:]
+        dh = dyv + carry
+        dhz = dh * z
+        dn = dh - dhz
+        if s > 0:
+            hp, swp = _dir_view(out, s - 1, T, tso, B, bso, hs)
+            if swp != sw:
+                hp = hp.flip(0)
+            torch.mul(dh, hp - n, out=scratch[:, :, hs: 2 * hs])
+        else:
+            torch.mul(dh, n, out=scratch[:, :, hs: 2 * hs]).neg_()
+        # n = 2*sigmoid(a') - 1 with a' the pre-scaled pre-activation: dn/da' = (1 - n^2) / 2
+        da = torch.addcmul(dn * 0.5, dn, n * n, value=-0.5)
+        torch.mul(da, ghn, out=scratch[:, :, :hs])
+        rz = gv[:, :, : 2 * hs]
+        scratch[:, :, : 2 * hs].mul_(torch.addcmul(rz, rz, rz, value=-1.0))
+        torch.mul(da, r, out=scratch[:, :, 2 * hs:])
+        dgv[:, :, : 2 * hs].copy_(scratch[:, :, : 2 * hs])
+        dgv[:, :, 2 * hs:].copy_(da)
+        if s > 0:
+            dghv, swd = _dir_view(dgh_buf, s - 1, T, tsg, B, bsg, g3)
+            dghv.copy_(scratch.flip(0) if swd != sw else scratch)
+        else:
+            dgh0.copy_(scratch)  # step 0 is always in (forward, backward) order
         carry = torch.baddbmm(dhz, scratch, whh_sw if sw else whh)
-    # d(gh) = d(G) except for the n gate, scaled by r; the factors' buffer is free to hold it
-    dgh = P.copy_(dG)
-    dgh[:, 2 * hs:g3].mul_(r)
-    dgh[:, g3 + 2 * hs:].mul_(r2)
-    dbhh = dgh.view(M, 2, g3).sum(0)
-    dwhhT = torch.stack([hp[:, :hs].t() @ dgh[:, :g3], hp[:, hs:].t() @ dgh[:, g3:]])
+    M = G.shape[0]
+    dbhh = dgh_buf.view(M, 2, g3).sum(0) + dgh0.sum(1)
+    dwhhT = torch.stack([out[:, :hs].t() @ dgh_buf[:, :g3], out[:, hs:].t() @ dgh_buf[:, g3:]])
     return dG, dwhhT, dbhh.unsqueeze(1)
 
 
