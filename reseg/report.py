@@ -372,13 +372,19 @@ def load_run(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]:
-    """(label, metrics) for each run; labels are folder names, made unique."""
+    """(label, metrics) for each run; labels are folder names, made unique.
+
+    `reseg evaluate` writes into <run>/eval_<split>, so such a folder is labelled by its run's name.
+    """
     runs: list[tuple[str, dict[str, Any]]] = []
     seen: dict[str, int] = {}
     for given in paths:
         mfile, metrics = load_run(given)
         g = Path(given)
-        label = g.name if g.is_dir() else (mfile.parent.name or mfile.stem)
+        folder = g if g.is_dir() else mfile.parent
+        label = folder.name or mfile.stem
+        if label.startswith("eval") and folder.resolve().parent.name:
+            label = folder.resolve().parent.name
         if label in seen:
             seen[label] += 1
             label = f"{label} ({seen[label]})"

@@ -98,6 +98,16 @@ def test_compare_command(tmp_path, capsys):
     assert str(out.resolve()) in printed
 
 
+def test_compare_labels_evaluate_folders_by_their_run(tmp_path):
+    """Given <run>/eval_val folders (what `reseg evaluate` writes), the table names the runs."""
+    for run, seed in (("reseg_run", 0), ("unet_run", 1)):
+        write_report(tmp_path / run / "eval_val", _metrics(seed))
+    write_report(tmp_path / "reseg_run" / "eval_test", _metrics(2))
+    labels = [label for label, _ in load_runs([tmp_path / "reseg_run" / "eval_val", tmp_path / "unet_run" / "eval_val",
+                                               tmp_path / "reseg_run" / "eval_test" / "metrics.json"])]
+    assert labels == ["reseg_run", "unet_run", "reseg_run (2)"]
+
+
 def test_compare_marks_best_and_handles_missing_classes(tmp_path):
     m1 = {"mIoU": 0.5, "per_class": {"a": {"IoU": 0.4}, "b": {"IoU": None}}}
     m2 = {"mIoU": 0.6, "per_class": {"a": {"IoU": 0.3}, "c": {"IoU": 0.9}}}
