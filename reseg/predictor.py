@@ -108,24 +108,6 @@ def amp_dtype(amp: bool | str | torch.dtype | None, device: torch.device,
         warnings.warn("amp: this CPU has no native bf16 support; running in float32", stacklevel=3)
         return None
     return None
-    if amp in ("bf16", "bfloat16"):
-        return torch.bfloat16
-    if amp in ("fp16", "float16", "half"):
-        return torch.float16
-    if amp not in (True, "auto", "on"):
-        raise ResegError(f"amp must be true/false, 'bf16' or 'fp16', got {amp!r}")
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu":
-        try:
-            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except Exception:  # old builds without the probe
-            native = False
-        if native:
-            return torch.bfloat16
-        warnings.warn("amp: this CPU has no native bf16 support; running in float32", stacklevel=3)
-        return None
-    return None
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
