@@ -8,6 +8,7 @@ not the absolute figures, on a shared machine.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import os
@@ -16,7 +17,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ from reseg.models.renet import ReNet
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def strict_fp32() -> Iterator[None]:
+    """float32 arithmetic without TF32 on CUDA (cuDNN's RNNs and convolutions use TF32 by default), so
+    implementations can be compared to 1e-4; the timings run with the defaults users get."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def time_fn(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, device: torch.device | str = "cpu") -> float:
@@ -225,7 +238,7 @@ def bench_renet(channels: int = 256, size: tuple[int, int] = (90, 120), batch: i
     impls = _renet_impls(layer)
     if skip_slow:
         impls.pop("sequence_loop")
-    with torch.no_grad():  # all implementations agree before being timed
+    with torch.no_grad(), strict_fp32():  # all implementations agree before being timed
         ref = impls["nn_rnn"](x)
         for name, fn in impls.items():
             diff = (fn(x) - ref).abs().max().item()
