@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class DataConfig:
     synthetic_sizes: list[int] = field(default_factory=lambda: [300, 60, 60])
     synthetic_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] of generated images
     synthetic_seed: int = 0
+    synthetic_difficulty: str = "standard"  # or "easy": nearer, thicker small objects and a clean camera
 
 
 @dataclass
@@ -140,6 +142,9 @@ class Config:
 
 # ---------------------------------------------------------------- validation
 
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
     """Check (and gently coerce: int -> float, tuple -> list) a YAML value against a type hint."""
     origin = typing.get_origin(tp)
@@ -169,6 +174,11 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
             return False, value
         if isinstance(value, (int, float)):
             return True, float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return True, float(_FLOAT_TEXT.fullmatch(value.strip()).group(0))  # type: ignore[union-attr]
+            except AttributeError:
+                return False, value
         return False, value
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
@@ -326,6 +336,7 @@ def _choice(key: str, value: Any, choices: tuple) -> None:
 def validate(cfg: Config) -> None:
     """Check values whose type is right but whose meaning is not."""
     _choice("data.dataset", cfg.data.dataset, ("synthetic", "camvid", "cityscapes", "folder"))
+    _choice("data.synthetic_difficulty", cfg.data.synthetic_difficulty, ("standard", "easy"))
     _choice("data.class_weights", cfg.data.class_weights, ("none", "median_frequency", "inverse_log"))
     _choice("optim.name", cfg.optim.name, ("sgd", "adam", "adamw", "adadelta"))
     _choice("sched.name", cfg.sched.name, ("poly", "cosine", "step", "constant"))

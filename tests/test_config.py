@@ -91,6 +91,17 @@ def test_wrong_type_and_bad_values(tmp_path: Path) -> None:
         load_config(bad_base)
 
 
+def test_exponent_floats_without_a_dot(tmp_path: Path) -> None:
+    """YAML 1.1 reads 1e-3 as text; float keys take it as the number users meant, in files and --set."""
+    exp = write(tmp_path / "exp.yaml", "optim:\n  lr: 5e-4\n  betas: [0.9, 999e-3]\n")
+    cfg = load_config(exp, ["optim.weight_decay=1E-5"])
+    assert cfg.optim.lr == 5e-4 and cfg.optim.betas == [0.9, 0.999] and cfg.optim.weight_decay == 1e-5
+    with pytest.raises(ConfigError, match=r"optim\.lr.*must be float.*1e-3x"):
+        load_config(None, ["optim.lr=1e-3x"])
+    with pytest.raises(ConfigError, match=r"data\.batch_size.*must be int"):
+        load_config(None, ["data.batch_size=4e0"])  # ints stay strict
+
+
 def test_train_cli_applies_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`reseg train` maps --device/--amp/--set into the config and defaults the work dir to work_dirs/<stem>."""
     import reseg.engine.trainer as trainer

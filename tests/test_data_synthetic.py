@@ -13,7 +13,7 @@ from reseg.cli import main
 from reseg.config import Config
 from reseg.data import build_dataset
 from reseg.data.classes import CAMVID
-from reseg.data.synthetic import make_synthetic, make_synthetic_video, synth_sample
+from reseg.data.synthetic import get_difficulty, make_street, make_synthetic, make_synthetic_video, synth_sample
 from reseg.errors import ResegError
 
 SIZE = (48, 64)
@@ -85,6 +85,44 @@ def test_scenes_have_the_classes_and_colour_is_not_enough() -> None:
     np.add.at(table, (bins, flat[keep]), 1)
     acc = table.max(1).sum() / keep.sum()
     assert acc < 0.75, f"a colour lookup reaches {acc:.2f} pixel accuracy"
+
+
+def test_easy_difficulty_makes_small_classes_bigger_and_the_camera_clean() -> None:
+    """Same streets (same seed), but the thin and rare classes cover more pixels and the camera has no
+    haze, blur, vignette, roll or bonnet, and less noise."""
+    size = (90, 120)
+    small = [2, 6, 7, 9, 10]  # Pole, SignSymbol, Fence, Pedestrian, Bicyclist
+    share = {level: np.mean([np.isin(synth_sample(0, "train", i, size, difficulty=level)[1], small).mean()
+                             for i in range(24)]) for level in ("standard", "easy")}
+    assert share["easy"] > 1.4 * share["standard"], share
+    effects = ("haze", "blur", "vignette", "roll", "hood")
+    for level, want_effects in (("standard", True), ("easy", False)):
+        lights = [make_street(np.random.default_rng(i), size, difficulty=get_difficulty(level)).light
+                  for i in range(40)]
+        assert any(L[e] for L in lights for e in effects) == want_effects, level
+        assert max(L["noise"] for L in lights) <= get_difficulty(level).max_noise
+    assert get_difficulty("easy").max_noise < get_difficulty("standard").max_noise
+    _, lab_s = synth_sample(0, "train", 0, size)
+    _, lab_e = synth_sample(0, "train", 0, size, difficulty="easy")
+    assert not np.array_equal(lab_s, lab_e)
+    with pytest.raises(ResegError, match="difficulty 'hard'.*standard, easy"):
+        synth_sample(0, "train", 0, size, difficulty="hard")
+
+
+def test_difficulty_is_recorded_and_a_mismatch_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = make_synthetic(tmp_path / "easy", train=2, val=1, test=0, size=SIZE, difficulty="easy")
+    assert json.loads((root / "synthetic.json").read_text())["difficulty"] == "easy"
+    cfg = Config()
+    cfg.data.dataset, cfg.data.root, cfg.data.synthetic_sizes = "synthetic", str(root), [2, 1, 0]
+    cfg.data.synthetic_size, cfg.data.crop_size = list(SIZE), list(SIZE)
+    with caplog.at_level("WARNING", logger="reseg.data"):
+        build_dataset(cfg, "train")
+    assert "difficulty easy" in caplog.text and "difficulty standard" in caplog.text
+    caplog.clear()
+    cfg.data.synthetic_difficulty = "easy"
+    with caplog.at_level("WARNING", logger="reseg.data"):
+        assert len(build_dataset(cfg, "train")) == 2
+    assert "difficulty" not in caplog.text
 
 
 def test_build_dataset_generates_when_absent(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -78,7 +78,8 @@ def build_dataset(cfg: Any, split: str, transform: Any = "auto", require_labels:
     kwargs = {"transform": transform, "skip_bad_samples": data.skip_bad_samples, "require_labels": require_labels}
     name = data.dataset
     if name == "synthetic":
-        root = ensure_synthetic(data.root, data.synthetic_sizes, data.synthetic_seed, tuple(data.synthetic_size))
+        root = ensure_synthetic(data.root, data.synthetic_sizes, data.synthetic_seed, tuple(data.synthetic_size),
+                                data.synthetic_difficulty)
         return CamVidDataset(root, split, label_format="segnet", **kwargs)
     if name == "camvid":
         return CamVidDataset(data.root, split, label_format=data.label_format, **kwargs)

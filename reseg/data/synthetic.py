@@ -7,8 +7,13 @@ near things occlude far ones. Colours overlap between classes (grey cars on grey
 buildings, clothes of any colour) and lighting, shadows, haze, texture noise and blur vary, so a
 model has to learn shape and context rather than a colour lookup.
 
-Every image depends only on (seed, split, index), so a dataset is reproducible and can be drawn
-in parallel. It is written in the CamVid SegNet layout and read back by the CamVid loader.
+Every image depends only on (seed, split, index, difficulty), so a dataset is reproducible and can
+be drawn in parallel. It is written in the CamVid SegNet layout and read back by the CamVid loader.
+
+Two difficulties share the renderer: "standard" (people and cyclists up to 60 m away, 10-28 cm
+poles, haze, blur, sensor noise) and "easy", which the CPU demo trains on: the same streets with
+the small classes nearer, thicker and more frequent, and a clean camera, so that every class is
+learnable at 120x160 in a few CPU minutes.
 """
 
 from __future__ import annotations
@@ -46,6 +51,44 @@ Z_NEAR = 0.5        # metres in front of the camera where geometry is clipped
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 
 Color = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """What makes a scene hard: how far and how thin the small classes are, and how poor the camera is.
+
+    "standard" reproduces the generator's original distributions exactly (same random draws, same
+    images); other levels change only these numbers.
+    """
+
+    person_far: float = 60.0        # metres: farthest pedestrian / cyclist / crossing person
+    cyclist_far: float = 55.0
+    crossing_far: float = 40.0
+    car_far: float = 90.0
+    pole_far: float = 1e9           # poles and signs are placed up to this distance
+    pole_gap: float = 1.0           # multiplier of the spacing between poles
+    thin_scale: float = 1.0         # multiplier of pole width, sign size and fence height
+    crowd: float = 1.0              # multiplier of the number of pedestrians
+    cyclists: float = 1.0           # multiplier of the number of cyclists
+    fence_p: float = 0.35           # chance of a fence along each side
+    max_noise: float = 7.0          # sensor noise (std of 8-bit values) is drawn from [1, max_noise]
+    texture: float = 1.0            # multiplier of surface texture
+    effects: bool = True            # haze, blur, vignette, camera roll, car bonnet
+
+
+DIFFICULTIES: dict[str, Difficulty] = {
+    "standard": Difficulty(),
+    "easy": Difficulty(person_far=22.0, cyclist_far=24.0, crossing_far=20.0, car_far=45.0, pole_far=45.0,
+                       pole_gap=0.6, thin_scale=2.2, crowd=2.0, cyclists=2.5, fence_p=0.7, max_noise=3.0,
+                       texture=0.6, effects=False),
+}
+
+
+def get_difficulty(name: str) -> Difficulty:
+    try:
+        return DIFFICULTIES[name]
+    except KeyError:
+        raise ResegError(f"unknown synthetic difficulty {name!r}; valid choices: {', '.join(DIFFICULTIES)}") from None
 
 
 # --------------------------------------------------------------------------- colours
@@ -451,8 +494,10 @@ class Street:
     light: dict[str, Any]
 
 
-def make_street(rng: np.random.Generator, size: tuple[int, int], length: float = 0.0) -> Street:
+def make_street(rng: np.random.Generator, size: tuple[int, int], length: float = 0.0,
+                difficulty: Difficulty = DIFFICULTIES["standard"]) -> Street:
     """Lay out a random street; `length` extra metres ahead leave room for a moving camera."""
+    D = difficulty
     h, w = size
     road_w = float(rng.uniform(3.0, 7.5))
     lanes = max(1, int(round(2 * road_w / 3.4)))
@@ -539,11 +584,12 @@ def make_street(rng: np.random.Generator, size: tuple[int, int], length: float =
     fences, hedges = [], []
     for side in (-1, 1):
         ww = walk_w[0 if side < 0 else 1]
-        if rng.random() < 0.35:
+        if rng.random() < D.fence_p:
             z0 = float(rng.uniform(-5, 40))
             fences.append({"side": side, "x": _side_x_raw(road_w, side, ww if rng.random() < 0.7 else 0.25),
                            "z0": z0, "z1": z0 + float(rng.uniform(8, 60)) + length,
-                           "h": float(rng.uniform(0.8, 1.8)), "kind": str(rng.choice(["rail", "picket", "panel"])),
+                           "h": float(rng.uniform(0.8, 1.8)) * D.thin_scale ** 0.5,
+                           "kind": str(rng.choice(["rail", "picket", "panel"])),
                            "color": _any_color(rng) if rng.random() < 0.5 else _hsv(rng, (0, 1), (0, 0.1), (0.1, 0.8)),
                            "post_gap": float(rng.uniform(1.5, 3.0))})
         if rng.random() < 0.25:
@@ -551,19 +597,20 @@ def make_street(rng: np.random.Generator, size: tuple[int, int], length: float =
             hedges.append({"side": side, "x": _side_x_raw(road_w, side, ww - 0.3), "z0": z0,
                            "z1": z0 + float(rng.uniform(5, 30)) + length, "h": float(rng.uniform(0.6, 1.6)),
                            "color": _foliage(rng, False), "bumps": rng.uniform(-0.2, 0.2, 64).tolist()})
-    objects = _populate(rng, road_w, walk_w, lane_centers, cam, far)
+    objects = _populate(rng, road_w, walk_w, lane_centers, cam, far, D)
     light = {
         "sun": int(rng.choice([-1, 1])), "sun_shade": float(rng.uniform(0.55, 0.9)),
         "shadow": rng.random() < 0.5 and kind != "overcast", "shadow_w": float(rng.uniform(2, 2 * road_w + 4)),
         "shadow_k": float(rng.uniform(0.3, 0.6)),
         "gain": float(rng.uniform(0.65, 1.25)), "gamma": float(rng.uniform(0.75, 1.35)),
-        "cast": rng.uniform(0.88, 1.12, 3).tolist(), "noise": float(rng.uniform(1.0, 7.0)),
-        "texture": float(rng.uniform(0.5, 1.6)), "blur": float(rng.uniform(0.4, 1.3)) if rng.random() < 0.35 else 0.0,
-        "haze": float(rng.uniform(0.2, 0.6)) if rng.random() < 0.25 else 0.0,
-        "vignette": float(rng.uniform(0.1, 0.4)) if rng.random() < 0.3 else 0.0,
+        "cast": rng.uniform(0.88, 1.12, 3).tolist(), "noise": float(rng.uniform(1.0, D.max_noise)),
+        "texture": float(rng.uniform(0.5, 1.6)) * D.texture,
+        "blur": float(rng.uniform(0.4, 1.3)) if rng.random() < 0.35 and D.effects else 0.0,
+        "haze": float(rng.uniform(0.2, 0.6)) if rng.random() < 0.25 and D.effects else 0.0,
+        "vignette": float(rng.uniform(0.1, 0.4)) if rng.random() < 0.3 and D.effects else 0.0,
         "field": rng.uniform(0.78, 1.15, (3, 4)).astype(np.float32),
-        "roll": float(rng.uniform(-4, 4)) if rng.random() < 0.3 else 0.0,
-        "hood": float(rng.uniform(0.06, 0.14)) if rng.random() < 0.08 else 0.0,
+        "roll": float(rng.uniform(-4, 4)) if rng.random() < 0.3 and D.effects else 0.0,
+        "hood": float(rng.uniform(0.06, 0.14)) if rng.random() < 0.08 and D.effects else 0.0,
     }
     return Street(cam, road_w, walk_w, sky, colors, buildings, backdrop, fences, hedges, markings, patches,
                   objects, light)
@@ -587,7 +634,7 @@ def _person_params(rng: np.random.Generator, child: bool = False) -> dict[str, A
 
 
 def _populate(rng: np.random.Generator, road_w: float, walk_w: tuple[float, float], lanes: list[float],
-              cam: Camera, far: float) -> list[Obj]:
+              cam: Camera, far: float, D: Difficulty) -> list[Obj]:
     objs: list[Obj] = []
     z_lo, z_hi = cam.z + 2.0, min(far, cam.z + 110.0) + (far - 160.0)
     for side in (-1, 1):
@@ -595,8 +642,8 @@ def _populate(rng: np.random.Generator, road_w: float, walk_w: tuple[float, floa
         # street lamps and sign posts near the curb
         if rng.random() < 0.85:
             z = float(rng.uniform(-5, 15))
-            gap = float(rng.uniform(12, 32))
-            while z < z_hi:
+            gap = float(rng.uniform(12, 32)) * D.pole_gap
+            while z < min(z_hi, D.pole_far):
                 signs = []
                 kind = "lamp" if rng.random() < 0.6 else "post"
                 n_signs = int(rng.integers(1, 3)) if kind == "post" else int(rng.random() < 0.25)
@@ -605,12 +652,12 @@ def _populate(rng: np.random.Generator, road_w: float, walk_w: tuple[float, floa
                                            p=[0.3, 0.2, 0.3, 0.05, 0.15]))
                     c1 = [(200, 30, 30), (30, 70, 170), (240, 240, 240), (30, 120, 60), (240, 190, 30)][int(rng.integers(5))]
                     c2 = [(245, 245, 245), (30, 70, 170), (250, 210, 40), (30, 30, 30)][int(rng.integers(4))]
-                    signs.append({"shape": shape, "c1": c1, "c2": c2, "size": float(rng.uniform(0.45, 0.9)),
+                    signs.append({"shape": shape, "c1": c1, "c2": c2, "size": float(rng.uniform(0.45, 0.9)) * D.thin_scale,
                                   "y": float(rng.uniform(2.0, 3.2)) + k * 0.95, "down": rng.random() < 0.3,
                                   "on": int(rng.integers(3)), "back": rng.random() < 0.12})
                 objs.append(Obj("pole", _side_x_raw(road_w, side, float(rng.uniform(0.3, 0.7))), z, 0.0, {
                     "kind": kind, "h": float(rng.uniform(5, 10) if kind == "lamp" else rng.uniform(2.6, 4.2)),
-                    "w": float(rng.uniform(0.1, 0.28)), "side": side, "arm": float(rng.uniform(0.8, 2.5)),
+                    "w": float(rng.uniform(0.1, 0.28)) * D.thin_scale, "side": side, "arm": float(rng.uniform(0.8, 2.5)),
                     "lit": rng.random() < 0.3, "signs": signs,
                     "color": _hsv(rng, (0, 1), (0, 0.15), (0.1, 0.75)) if rng.random() < 0.8 else _any_color(rng)}))
                 z += gap * float(rng.uniform(0.6, 1.4))
@@ -633,14 +680,14 @@ def _populate(rng: np.random.Generator, road_w: float, walk_w: tuple[float, floa
         # parked cars along the curb
         if rng.random() < 0.5:
             z = float(rng.uniform(0, 12))
-            while z < min(z_hi, cam.z + 90):
+            while z < min(z_hi, cam.z + D.car_far):
                 objs.append(_car(rng, side * (road_w - 1.15), z, 0.0, oncoming=False))
                 z += objs[-1].p["len"] + float(rng.uniform(0.8, 12))
         # pedestrians on the sidewalk
-        for _ in range(int(rng.poisson(2.2))):
+        for _ in range(int(rng.poisson(2.2 * D.crowd))):
             child = rng.random() < 0.12
             objs.append(Obj("person", _side_x_raw(road_w, side, float(rng.uniform(0.4, max(0.5, ww - 0.3)))),
-                            float(rng.uniform(z_lo, 60)), float(rng.choice([-1.3, 1.3]) * rng.uniform(0.6, 1.1)),
+                            float(rng.uniform(z_lo, D.person_far)), float(rng.choice([-1.3, 1.3]) * rng.uniform(0.6, 1.1)),
                             _person_params(rng, child)))
         # bins, bollards, boxes: CamVid's void
         for _ in range(int(rng.poisson(0.8))):
@@ -653,14 +700,15 @@ def _populate(rng: np.random.Generator, road_w: float, walk_w: tuple[float, floa
         lane = float(rng.choice(lanes))
         oncoming = lane < 0 and len(lanes) > 1
         speed = float(rng.uniform(3, 14)) * (-1 if oncoming else 1)
-        objs.append(_car(rng, lane + float(rng.uniform(-0.4, 0.4)), float(rng.uniform(cam.z + 5, 90)), speed, oncoming))
-    for _ in range(int(rng.poisson(0.9))):
+        objs.append(_car(rng, lane + float(rng.uniform(-0.4, 0.4)), float(rng.uniform(cam.z + 5, D.car_far)), speed,
+                         oncoming))
+    for _ in range(int(rng.poisson(0.9 * D.cyclists))):
         side = int(rng.choice([-1, 1]))
-        objs.append(Obj("cyclist", side * (road_w - float(rng.uniform(0.5, 1.3))), float(rng.uniform(z_lo + 1, 55)),
+        objs.append(Obj("cyclist", side * (road_w - float(rng.uniform(0.5, 1.3))), float(rng.uniform(z_lo + 1, D.cyclist_far)),
                         float(rng.uniform(2, 6)), dict(_person_params(rng), frame=_any_color(rng),
                                                        side=rng.random() < 0.45, dir=int(rng.choice([-1, 1])))))
     for _ in range(int(rng.poisson(0.5))):   # someone crossing the road
-        objs.append(Obj("person", float(rng.uniform(-road_w, road_w)), float(rng.uniform(z_lo + 2, 40)), 0.0,
+        objs.append(Obj("person", float(rng.uniform(-road_w, road_w)), float(rng.uniform(z_lo + 2, D.crossing_far)), 0.0,
                         _person_params(rng)))
     return objs
 
@@ -965,22 +1013,23 @@ def render(st: Street, size: tuple[int, int], rng: np.random.Generator, cam_z: f
     return img, lab
 
 
-def synth_sample(seed: int, split: str, index: int, size: tuple[int, int] = (360, 480)) -> tuple[np.ndarray, np.ndarray]:
-    """One image and its SegNet-id label (11 = void); depends only on (seed, split, index, size)."""
+def synth_sample(seed: int, split: str, index: int, size: tuple[int, int] = (360, 480),
+                 difficulty: str = "standard") -> tuple[np.ndarray, np.ndarray]:
+    """One image and its SegNet-id label (11 = void); depends only on (seed, split, index, size, difficulty)."""
     split_id = {"train": 1, "val": 2, "test": 3}.get(split, 4 + sum(map(ord, split)))
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), split_id, int(index)]))
-    st = make_street(rng, size)
+    st = make_street(rng, size, difficulty=get_difficulty(difficulty))
     return render(st, size, rng)
 
 
 # --------------------------------------------------------------------------- writing datasets
 
-def _write_chunk(args: tuple[str, int, str, list[int], tuple[int, int]]) -> list[str]:
-    out, seed, split, indices, size = args
+def _write_chunk(args: tuple[str, int, str, list[int], tuple[int, int], str]) -> list[str]:
+    out, seed, split, indices, size, difficulty = args
     cv2.setNumThreads(1)
     names = []
     for i in indices:
-        img, lab = synth_sample(seed, split, i, size)
+        img, lab = synth_sample(seed, split, i, size, difficulty)
         name = f"{split}_{i:05d}.png"
         if not cv2.imwrite(os.path.join(out, split, name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), _PNG):
             raise ResegError(f"could not write {os.path.join(out, split, name)}")
@@ -991,11 +1040,11 @@ def _write_chunk(args: tuple[str, int, str, list[int], tuple[int, int]]) -> list
 
 def make_synthetic(out_dir: str | Path = "datasets/synthetic", train: int = 300, val: int = 60, test: int = 60,
                    seed: int = 0, size: tuple[int, int] = (360, 480), workers: int | None = None,
-                   progress: bool = False) -> Path:
+                   progress: bool = False, difficulty: str = "standard") -> Path:
     """Write a synthetic dataset in the CamVid SegNet layout and return its root.
 
     Layout: train/ trainannot/ val/ valannot/ test/ testannot/ + train.txt val.txt test.txt
-    ("train/x.png trainannot/x.png" per line) + synthetic.json (seed, sizes, generator version).
+    ("train/x.png trainannot/x.png" per line) + synthetic.json (seed, sizes, difficulty, generator version).
     The folder appears atomically (written beside it, then renamed); an existing synthetic dataset
     there is replaced, any other non-empty folder is refused.
     """
@@ -1004,6 +1053,7 @@ def make_synthetic(out_dir: str | Path = "datasets/synthetic", train: int = 300,
     if any(n < 0 for n in counts.values()):
         raise ResegError(f"image counts must be >= 0, got {counts}")
     h, w = int(size[0]), int(size[1])
+    get_difficulty(difficulty)  # an unknown name fails before anything is written
     if h < 16 or w < 16:
         raise ResegError(f"synthetic image size must be at least 16x16, got {h}x{w}")
     if out.exists() and any(out.iterdir()) and not (out / META_FILE).is_file():
@@ -1022,7 +1072,8 @@ def make_synthetic(out_dir: str | Path = "datasets/synthetic", train: int = 300,
         jobs = []
         for split, n in counts.items():
             step = max(1, math.ceil(n / max(1, workers * 4)))
-            jobs += [(str(tmp), int(seed), split, list(range(a, min(n, a + step))), (h, w)) for a in range(0, n, step)]
+            jobs += [(str(tmp), int(seed), split, list(range(a, min(n, a + step))), (h, w), difficulty)
+                     for a in range(0, n, step)]
         if workers > 1 and len(jobs) > 1:
             import multiprocessing as mp
             with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
@@ -1034,7 +1085,8 @@ def make_synthetic(out_dir: str | Path = "datasets/synthetic", train: int = 300,
             lines = [f"{split}/{split}_{i:05d}.png {split}annot/{split}_{i:05d}.png" for i in range(n)]
             (tmp / f"{split}.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         meta = {"generator": "reseg.data.synthetic", "version": GENERATOR_VERSION, "seed": int(seed),
-                "sizes": counts, "size": [h, w], "classes": list(CAMVID.names), "void_label": VOID,
+                "sizes": counts, "size": [h, w], "difficulty": difficulty, "classes": list(CAMVID.names),
+                "void_label": VOID,
                 "seconds": round(time.perf_counter() - start, 2)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if out.exists():
@@ -1058,7 +1110,7 @@ def make_synthetic(out_dir: str | Path = "datasets/synthetic", train: int = 300,
 
 
 def ensure_synthetic(root: str | Path, sizes: list[int] | tuple[int, ...] = (300, 60, 60), seed: int = 0,
-                     size: tuple[int, int] = (360, 480)) -> Path:
+                     size: tuple[int, int] = (360, 480), difficulty: str = "standard") -> Path:
     """Generate the synthetic dataset at `root` unless a dataset is already there."""
     root = Path(root)
     if (root / META_FILE).is_file():
@@ -1066,11 +1118,13 @@ def ensure_synthetic(root: str | Path, sizes: list[int] | tuple[int, ...] = (300
             meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
             want = dict(zip(SPLITS, map(int, sizes)))
             shape = [int(size[0]), int(size[1])]
-            if meta.get("seed") != seed or meta.get("sizes") != want or meta.get("size", shape) != shape:
-                log.warning("synthetic dataset at %s was made with seed %s, sizes %s, image size %s (config asks "
-                            "for seed %s, sizes %s, image size %s); using it as it is; run `reseg make-synthetic "
-                            "--out %s` to regenerate", root, meta.get("seed"), meta.get("sizes"), meta.get("size"),
-                            seed, want, shape, root)
+            made = meta.get("difficulty", "standard")
+            if (meta.get("seed") != seed or meta.get("sizes") != want or meta.get("size", shape) != shape
+                    or made != difficulty):
+                log.warning("synthetic dataset at %s was made with seed %s, sizes %s, image size %s, difficulty %s "
+                            "(config asks for seed %s, sizes %s, image size %s, difficulty %s); using it as it is; "
+                            "run `reseg make-synthetic --out %s` to regenerate", root, meta.get("seed"),
+                            meta.get("sizes"), meta.get("size"), made, seed, want, shape, difficulty, root)
         except (OSError, ValueError):
             pass
         return root
@@ -1079,12 +1133,12 @@ def ensure_synthetic(root: str | Path, sizes: list[int] | tuple[int, ...] = (300
     if len(sizes) != 3:
         raise ResegError(f"data.synthetic_sizes must be [train, val, test], got {list(sizes)}")
     print(f"generating the synthetic street dataset ({sum(sizes)} images) in {root} ...", flush=True)
-    return make_synthetic(root, *sizes, seed=seed, size=size)
+    return make_synthetic(root, *sizes, seed=seed, size=size, difficulty=difficulty)
 
 
 def make_synthetic_video(path: str | Path, frames: int = 90, size: tuple[int, int] = (360, 480), fps: float = 15.0,
                          seed: int = 0, speed: float = 8.0, frames_dir: str | Path | None = None,
-                         labels_dir: str | Path | None = None) -> Path:
+                         labels_dir: str | Path | None = None, difficulty: str = "standard") -> Path:
     """Write a short street video: the camera drives forward at `speed` m/s, other cars move too.
 
     The codec follows the extension: .avi -> MJPG, anything else (.mp4) -> mp4v. With `frames_dir`
@@ -1105,7 +1159,7 @@ def make_synthetic_video(path: str | Path, frames: int = 90, size: tuple[int, in
             Path(d).mkdir(parents=True, exist_ok=True)
     duration = frames / float(fps)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 99]))
-    st = make_street(rng, (h, w), length=speed * duration + 20.0)
+    st = make_street(rng, (h, w), length=speed * duration + 20.0, difficulty=get_difficulty(difficulty))
     st.light.update(roll=0.0, hood=0.0, texture_seed=int(rng.integers(2**31 - 1)))
     try:
         for k in range(frames):
