@@ -92,3 +92,46 @@ def test_inference_workspace_is_reused_and_safe_across_modes() -> None:
         b = layer(x)
     torch.testing.assert_close(a, b)
     renet_module.clear_workspace()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("vertical", [True, False])
+def test_cpp_loops_match_the_torchscript_loops(dtype: torch.dtype, vertical: bool) -> None:
+    """gru_loops.cpp (built on first use where a compiler is available) computes what the TorchScript
+    loops compute: gates, hidden states, saved n-products, and every gradient."""
+    from reseg.models import gru_ext
+
+    ext = gru_ext.load()
+    if ext is None:
+        pytest.skip("no C++ compiler/ninja here: the TorchScript loops are in use")
+    gen = torch.Generator().manual_seed(0)
+    n, h, w, hs = 2, 5, 7, 6
+    geom = renet_module._geometry(n, h, w, vertical, 3, hs)
+    m = n * h * w
+    G0 = torch.randn(m, 6 * hs, dtype=dtype, generator=gen)
+    whhT = torch.randn(2, hs, 3 * hs, dtype=dtype, generator=gen) * 0.5
+    bhh = torch.randn(2, 1, 3 * hs, dtype=dtype, generator=gen) * 0.5
+    dY = torch.randn(m, 2 * hs, dtype=dtype, generator=gen)
+    results = []
+    for impl in ("torchscript", "cpp"):
+        G, out, ghn = G0.clone(), torch.empty(m, 2 * hs, dtype=dtype), torch.empty(m, 2 * hs, dtype=dtype)
+        if impl == "cpp":
+            ext.gru_forward(G, whhT, bhh, out, ghn, *geom, hs)
+            grads = ext.gru_backward(dY, G, ghn, out, whhT, *geom, hs)
+        else:
+            renet_module._gru_forward_loop(G, whhT, bhh, out, ghn, *geom, hs)
+            grads = renet_module._gru_backward_loop(dY, G, ghn, out, whhT, *geom, hs)
+        results.append([G, out, ghn, *grads])
+    tol = {"atol": 1e-6, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 1e-12, "rtol": 1e-10}
+    for name, a, b in zip(("gates", "out", "ghn", "dG", "dwhhT", "dbhh"), *results):
+        torch.testing.assert_close(b, a, msg=name, **tol)
+
+
+def test_cpp_loops_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reseg.models import gru_ext
+
+    monkeypatch.setenv("RESEG_CPP_LOOPS", "0")
+    assert gru_ext.load() is None
+    layer = _layer("gru")
+    x = torch.randn(1, 3, 4, 5)
+    torch.testing.assert_close(_run(layer, "fused", x)[0], _run(layer, "rnn", x)[0], atol=1e-5, rtol=1e-5)

@@ -11,7 +11,9 @@ Two implementations share the same `nn.GRU`/`nn.LSTM` parameters (so checkpoints
   one (H, N, W, C) row layout, so neither sweep needs a permute copy, and the output is a strided
   NCHW view of it that the next ReNet layer reads without copying. GRU training has a hand-written
   backward (one matmul per step, weight gradients as two large matmuls at the end); LSTM training
-  falls back to the "rnn" path.
+  falls back to the "rnn" path. Where a C++ compiler is available, the GRU step loops run as C++
+  (gru_loops.cpp, built on first use by gru_ext.py; RESEG_CPP_LOOPS=0 keeps the TorchScript ones):
+  the same arithmetic with each step's gate math as one vectorised pass instead of ~15 ATen ops.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reseg.errors import ResegError
+from reseg.models import gru_ext
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 IMPLS = ("auto", "fused", "rnn")
@@ -189,6 +192,25 @@ _gru_backward_loop = _script(_gru_backward_loop)
 _lstm_forward_loop = _script(_lstm_forward_loop)
 
 
+def _run_gru_forward(G: Tensor, whhT: Tensor, bhh: Tensor, out: Tensor, ghn: Optional[Tensor],
+                     geom: tuple[int, ...], hs: int) -> None:
+    """The C++ step loop where it is built (CPU), else the TorchScript one: same buffers, same results."""
+    ext = gru_ext.load() if G.device.type == "cpu" else None
+    if ext is not None:
+        ext.gru_forward(G, whhT, bhh, out, G.new_empty(0) if ghn is None else ghn, *geom, hs)
+    else:
+        _gru_forward_loop(G, whhT, bhh, out, ghn, *geom, hs)
+
+
+def _run_gru_backward(dY: Tensor, G: Tensor, ghn: Tensor, out: Tensor, whhT: Tensor, geom: tuple[int, ...],
+                      hs: int) -> tuple[Tensor, Tensor, Tensor]:
+    ext = gru_ext.load() if G.device.type == "cpu" else None
+    if ext is not None:
+        dG, dwhhT, dbhh = ext.gru_backward(dY, G, ghn, out, whhT, *geom, hs)
+        return dG, dwhhT, dbhh
+    return _gru_backward_loop(dY, G, ghn, out, whhT, *geom, hs)
+
+
 def _geometry(n: int, h: int, w: int, vertical: bool, gates: int, hs: int) -> tuple[int, ...]:
     """(T, tsg, bsg, tso, bso, B) of a sweep over rows in (H, N, W) order."""
     g, o = 2 * gates * hs, 2 * hs  # row widths of the gate and output buffers
@@ -207,7 +229,7 @@ class _FusedGRUSweep(torch.autograd.Function):
         G = torch.addmm(b_ih, x, w_ih.t())
         out = x.new_empty(x.shape[0], 2 * hs)
         ghn = x.new_empty(x.shape[0], 2 * hs)
-        _gru_forward_loop(G, whhT, bhh, out, ghn, *geom, hs)
+        _run_gru_forward(G, whhT, bhh, out, ghn, geom, hs)
         ctx.save_for_backward(x, w_ih, whhT, G, ghn, out)
         ctx.geom = geom
         return out
@@ -215,8 +237,7 @@ class _FusedGRUSweep(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dY: Tensor):  # type: ignore[override]
         x, w_ih, whhT, G, ghn, out = ctx.saved_tensors
-        dG, dwhhT, dbhh = _gru_backward_loop(dY.contiguous(), G, ghn, out, whhT.contiguous(), *ctx.geom,
-                                             whhT.shape[1])
+        dG, dwhhT, dbhh = _run_gru_backward(dY.contiguous(), G, ghn, out, whhT.contiguous(), ctx.geom, whhT.shape[1])
         dx = dG @ w_ih if ctx.needs_input_grad[0] else None
         return dx, dG.t() @ x, dG.sum(0), dwhhT, dbhh, None
 
@@ -274,7 +295,7 @@ def _fused_sweep(rnn: nn.RNNBase, x: Tensor, geom: tuple[int, ...], lstm: bool, 
             if lstm:
                 _lstm_forward_loop(G, whhT.contiguous(), out, *geom, hs)
             else:
-                _gru_forward_loop(G, whhT.contiguous(), bhh, out, None, *geom, hs)
+                _run_gru_forward(G, whhT.contiguous(), bhh, out, None, geom, hs)
         return out
     w_ih, b_ih, whhT, bhh = _stacked(rnn, 3, 2)
     return _FusedGRUSweep.apply(x, w_ih, b_ih, whhT.contiguous(), bhh, geom)

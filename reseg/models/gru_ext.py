@@ -1,0 +1,78 @@
+"""Builds the C++ GRU step loops (gru_loops.cpp) on first use; None where that is not possible.
+
+The TorchScript loops in renet.py compute the same thing as ~15 ATen passes over memory per time
+step; the C++ loop makes each step one pass, which is what bounds the CPU backward. The build
+(~30-60 s, once; cached under $TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions) needs a C++
+compiler and ninja. Without them, or with RESEG_CPP_LOOPS=0, ReNet quietly keeps the TorchScript loops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+log = logging.getLogger("reseg.models")
+_LOCK = threading.Lock()
+_STATE: dict[str, ModuleType | None] = {}
+SOURCE = Path(__file__).with_name("gru_loops.cpp")
+STALE_LOCK_S = 600  # a build takes under a minute
+
+
+def _flags() -> tuple[str, list[str]]:
+    """Name and compiler flags: vector instructions this CPU has, named so caches of other CPUs do not collide."""
+    cap = torch.backends.cpu.get_cpu_capability()
+    base = ["-O3", "-fno-trapping-math", "-fno-math-errno"]  # without these GCC will not vectorise the gate loops
+    if cap.startswith("AVX512"):
+        return "reseg_gru_loops_avx512", base + ["-mavx512f", "-mavx512dq", "-mavx2", "-mfma"]
+    if cap.startswith("AVX2"):
+        return "reseg_gru_loops_avx2", base + ["-mavx2", "-mfma"]
+    return "reseg_gru_loops", base
+
+
+def enabled() -> bool:
+    return os.environ.get("RESEG_CPP_LOOPS", "1").lower() not in ("0", "false", "no", "off")
+
+
+def build_directory(name: str) -> Path:
+    """Our own folder under torch's extension root (default ~/.cache/torch_extensions), per torch version."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    path = Path(get_default_build_root()) / f"reseg-torch{torch.__version__}" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load() -> ModuleType | None:
+    """The compiled loops, or None (disabled, no compiler/ninja, or the build failed: logged once)."""
+    if not enabled():
+        return None
+    with _LOCK:
+        if "module" in _STATE:
+            return _STATE["module"]
+        module = None
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on CPU builds
+        try:
+            from torch.utils.cpp_extension import load as load_ext
+
+            name, flags = _flags()
+            folder = build_directory(name)
+            lock = folder / "lock"  # left behind by a build that was killed; torch would wait on it forever
+            if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+                log.warning("removing a stale build lock %s (a build was interrupted)", lock)
+                lock.unlink(missing_ok=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module = load_ext(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(folder),
+                                  verbose=False)
+        except Exception as err:  # no compiler, no ninja, or a failed build: the TorchScript loops still work
+            log.warning("ReNet: C++ GRU loops unavailable (%s: %s); using the TorchScript loops",
+                        type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
+        _STATE["module"] = module
+        return module
