@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -41,10 +42,12 @@ def enabled() -> bool:
 
 
 def build_directory(name: str) -> Path:
-    """Our own folder under torch's extension root (default ~/.cache/torch_extensions), per torch version."""
+    """Our own folder under torch's extension root ($TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions),
+    per torch version."""
     from torch.utils.cpp_extension import get_default_build_root
 
-    path = Path(get_default_build_root()) / f"reseg-torch{torch.__version__}" / name
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+    path = Path(root) / f"reseg-torch{torch.__version__}" / name
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -59,17 +62,23 @@ def load() -> ModuleType | None:
         module = None
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on CPU builds
         try:
-            from torch.utils.cpp_extension import load as load_ext
+            import torch.utils.cpp_extension as cpp_ext
 
             name, flags = _flags()
             folder = build_directory(name)
-            lock = folder / "lock"  # left behind by a build that was killed; torch would wait on it forever
-            if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+            # Older torch waits forever on the lock file a killed build leaves behind (newer torch holds an
+            # OS-level lock that dies with its process, and a leftover file blocks nothing).
+            lock = folder / "lock"
+            if (not hasattr(cpp_ext, "FileLock") and lock.exists()
+                    and time.time() - lock.stat().st_mtime > STALE_LOCK_S):
                 log.warning("removing a stale build lock %s (a build was interrupted)", lock)
                 lock.unlink(missing_ok=True)
+            if not (folder / f"{name}.so").exists():
+                print(f"reseg: building the C++ ReNet loops for this machine in {folder} (once, about 30 s; "
+                      f"RESEG_CPP_LOOPS=0 skips this)", file=sys.stderr, flush=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                module = load_ext(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(folder),
+                module = cpp_ext.load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(folder),
                                   verbose=False)
         except Exception as err:  # no compiler, no ninja, or a failed build: the TorchScript loops still work
             log.warning("ReNet: C++ GRU loops unavailable (%s: %s); using the TorchScript loops",
