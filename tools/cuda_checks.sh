@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, in one go: the CUDA tests, `reseg benchmark --device cuda`, and the
-# synthetic demo trained on the GPU (the CPU recipe, then a longer one). Results land in OUT_DIR.
+# synthetic demo trained on the GPU (the CPU recipe, then a 6x longer run on the standard scenes with the
+# previous demo recipe). Results land in OUT_DIR.
 #   tools/cuda_checks.sh [OUT_DIR [STEP ...]]   (default work_dirs/cuda_checks; steps: tests bench demo compile)
 # PYTHON picks the interpreter (default python3); the repo must be importable (pip install -e .).
 set -u
@@ -39,11 +40,12 @@ timeout 300 $PY -m reseg train configs/reseg_synthetic.yaml --device cuda \
 echo "demo wall $((SECONDS - t0)) s"
 cp "$WORK/demo/metrics.jsonl" "$OUT_DIR/demo_metrics.jsonl" 2>/dev/null
 
-step "longer synthetic run (6x the demo's images, 2000 training images)"
+step "longer run on the standard scenes (6x the demo's images, 2000 training images, the previous demo recipe)"
 $PY -m reseg make-synthetic --out "$WORK/syn2k" --size 120 160 --train 2000 --val 60 --test 0 --seed 0 | tail -1
 t0=$SECONDS
 timeout 400 $PY -m reseg train configs/reseg_synthetic.yaml --device cuda \
     --work-dir "$WORK/long" --no-progress --set data.root="$WORK/syn2k" "data.synthetic_sizes=[2000,60,0]" \
+    data.synthetic_difficulty=standard data.class_weights=none optim.lr=4e-3 \
     data.batch_size=8 data.num_workers=6 train.max_iters=2400 train.val_interval=400 2>&1 \
     | grep -E "val @|finished|wall|Error" | tail -12
 echo "long wall $((SECONDS - t0)) s"
