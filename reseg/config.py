@@ -108,6 +108,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     amp: bool = False
+    channels_last: bool = False  # NHWC activations: faster convolutions under AMP (CPU bf16, GPU tensor cores)
     device: str = "auto"
     early_stop_patience: Union[int, None] = None
     by_epoch: bool = False  # val_interval and checkpoint_interval count epochs instead of iterations

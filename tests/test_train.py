@@ -149,6 +149,20 @@ def test_amp_bf16_on_cpu_and_loss_terms(data_root: Path, tmp_path: Path) -> None
     assert result["iteration"] == 2 and math.isfinite(read_metrics(tmp_path / "amp", "train")[-1]["loss"])
 
 
+def test_channels_last_training_matches_and_learns(data_root: Path, tmp_path: Path) -> None:
+    """train.channels_last: NHWC weights and activations, the same first loss as NCHW, and it learns."""
+    runs = {}
+    for cl in (False, True):
+        cfg = cfg_for(data_root, train={"max_iters": 12, "val_interval": 12, "channels_last": cl}, optim={"lr": 0.05})
+        result = train(cfg, tmp_path / f"cl{cl}", progress=False)
+        assert result["iteration"] == 12
+        runs[cl] = [r["loss"] for r in read_metrics(tmp_path / f"cl{cl}", "train")]
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4)  # same weights, same batch, other layout
+    assert sum(runs[True][-3:]) < sum(runs[True][:3])
+    conv = next(v for k, v in load_checkpoint(tmp_path / "clTrue" / "last.pt")["model"].items() if v.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_root: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}

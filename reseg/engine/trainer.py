@@ -267,7 +267,7 @@ def validate(model: nn.Module, loader: Iterable[dict[str, Any]], num_classes: in
     cm = ConfusionMatrix(num_classes, ignore_index=cfg.loss.ignore_index, device=device)
     predictor = Predictor(model, device, num_classes=num_classes, mode=cfg.eval.mode, crop=cfg.eval.crop,
                           stride=cfg.eval.stride, flip=cfg.eval.flip, scales=tuple(cfg.eval.scales), amp=amp,
-                          size_divisor=cfg.data.size_divisor)
+                          size_divisor=cfg.data.size_divisor, channels_last=cfg.train.channels_last)
     try:
         from tqdm.auto import tqdm
         for batch in tqdm(loader, desc="val", leave=False, disable=not progress, dynamic_ncols=True):
@@ -439,6 +439,8 @@ class Trainer:
         # model, optimizer, schedule, loss
         from reseg.models import build_model
         model = build_model(cfg).to(self.device)
+        if cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         model = dist_utils.maybe_sync_bn(model, cfg.model.sync_bn)
         self.model_bare = model
         self.model = dist_utils.wrap_ddp(model, self.device)
@@ -448,6 +450,7 @@ class Trainer:
         self.amp_dtype = amp_dtype(bool(cfg.train.amp), self.device, training=True)
         self.amp = self.amp_dtype is not None
         self.autocast = autocast(self.device, self.amp_dtype)
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.criterion = SegLoss(n, cfg.loss.ignore_index, self._class_weights(), cfg.loss.dice_weight,
@@ -684,7 +687,7 @@ class Trainer:
                 tic = time.perf_counter()
                 for batch in self.train_loader:
                     data_time = time.perf_counter() - tic
-                    images = batch["image"].to(self.device, non_blocking=True)
+                    images = batch["image"].to(self.device, non_blocking=True, memory_format=self.memory_format)
                     masks = batch["mask"].to(self.device, non_blocking=True).long()
                     with self.autocast():
                         logits = model(images)
