@@ -8,10 +8,10 @@ compiler and ninja. Without them, or with RESEG_CPP_LOOPS=0, ReNet quietly keeps
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -20,8 +20,6 @@ from types import ModuleType
 import torch
 
 log = logging.getLogger("reseg.models")
-_LOCK = threading.Lock()
-_STATE: dict[str, ModuleType | None] = {}
 SOURCE = Path(__file__).with_name("gru_loops.cpp")
 STALE_LOCK_S = 600  # a build takes under a minute
 
@@ -54,34 +52,31 @@ def build_directory(name: str) -> Path:
 
 def load() -> ModuleType | None:
     """The compiled loops, or None (disabled, no compiler/ninja, or the build failed: logged once)."""
-    if not enabled():
-        return None
-    with _LOCK:
-        if "module" in _STATE:
-            return _STATE["module"]
-        module = None
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on CPU builds
-        try:
-            import torch.utils.cpp_extension as cpp_ext
+    return _build() if enabled() else None
 
-            name, flags = _flags()
-            folder = build_directory(name)
-            # Older torch waits forever on the lock file a killed build leaves behind (newer torch holds an
-            # OS-level lock that dies with its process, and a leftover file blocks nothing).
-            lock = folder / "lock"
-            if (not hasattr(cpp_ext, "FileLock") and lock.exists()
-                    and time.time() - lock.stat().st_mtime > STALE_LOCK_S):
-                log.warning("removing a stale build lock %s (a build was interrupted)", lock)
-                lock.unlink(missing_ok=True)
-            if not (folder / f"{name}.so").exists():
-                print(f"reseg: building the C++ ReNet loops for this machine in {folder} (once, about 30 s; "
-                      f"RESEG_CPP_LOOPS=0 skips this)", file=sys.stderr, flush=True)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                module = cpp_ext.load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(folder),
-                                  verbose=False)
-        except Exception as err:  # no compiler, no ninja, or a failed build: the TorchScript loops still work
-            log.warning("ReNet: C++ GRU loops unavailable (%s: %s); using the TorchScript loops",
-                        type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
-        _STATE["module"] = module
-        return module
+
+@functools.cache
+def _build() -> ModuleType | None:
+    """One build attempt per process (torch's file lock keeps concurrent processes from building twice)."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on CPU builds
+    try:
+        import torch.utils.cpp_extension as cpp_ext
+
+        name, flags = _flags()
+        folder = build_directory(name)
+        # Older torch waits forever on the lock file a killed build leaves behind (newer torch holds an
+        # OS-level lock that dies with its process, and a leftover file blocks nothing).
+        lock = folder / "lock"
+        if not hasattr(cpp_ext, "FileLock") and lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+            log.warning("removing a stale build lock %s (a build was interrupted)", lock)
+            lock.unlink(missing_ok=True)
+        if not (folder / f"{name}.so").exists():
+            print(f"reseg: building the C++ ReNet loops for this machine in {folder} (once, about 30 s; "
+                  f"RESEG_CPP_LOOPS=0 skips this)", file=sys.stderr, flush=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cpp_ext.load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(folder), verbose=False)
+    except Exception as err:  # no compiler, no ninja, or a failed build: the TorchScript loops still work
+        log.warning("ReNet: C++ GRU loops unavailable (%s: %s); using the TorchScript loops",
+                    type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
+        return None

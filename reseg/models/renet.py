@@ -192,10 +192,15 @@ _gru_backward_loop = _script(_gru_backward_loop)
 _lstm_forward_loop = _script(_lstm_forward_loop)
 
 
+def _cpp_loops(t: Tensor):
+    """The C++ step loops for CPU tensors where they are built, else None (the TorchScript loops run)."""
+    return gru_ext.load() if t.device.type == "cpu" else None
+
+
 def _run_gru_forward(G: Tensor, whhT: Tensor, bhh: Tensor, out: Tensor, ghn: Optional[Tensor],
                      geom: tuple[int, ...], hs: int) -> None:
     """The C++ step loop where it is built (CPU), else the TorchScript one: same buffers, same results."""
-    ext = gru_ext.load() if G.device.type == "cpu" else None
+    ext = _cpp_loops(G)
     if ext is not None:
         ext.gru_forward(G, whhT, bhh, out, G.new_empty(0) if ghn is None else ghn, *geom, hs)
     else:
@@ -204,10 +209,9 @@ def _run_gru_forward(G: Tensor, whhT: Tensor, bhh: Tensor, out: Tensor, ghn: Opt
 
 def _run_gru_backward(dY: Tensor, G: Tensor, ghn: Tensor, out: Tensor, whhT: Tensor, geom: tuple[int, ...],
                       hs: int) -> tuple[Tensor, Tensor, Tensor]:
-    ext = gru_ext.load() if G.device.type == "cpu" else None
+    ext = _cpp_loops(G)
     if ext is not None:
-        dG, dwhhT, dbhh = ext.gru_backward(dY, G, ghn, out, whhT, *geom, hs)
-        return dG, dwhhT, dbhh
+        return tuple(ext.gru_backward(dY, G, ghn, out, whhT, *geom, hs))
     return _gru_backward_loop(dY, G, ghn, out, whhT, *geom, hs)
 
 
