@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reseg.errors import ResegError
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' (or None) picks CUDA when available; asking for CUDA without it is a user error, not a crash."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ResegError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ResegError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
-    return dev
-
+from reseg.runtime import amp_dtype, autocast, place_model, resolve_device
 
 def normalization_stats() -> tuple[np.ndarray, np.ndarray]:
     """Mean and std on the 0..255 scale, taken from the training transforms so both paths agree."""
@@ -76,38 +63,6 @@ def _pair(value: Any, name: str) -> tuple[int, int] | None:
     if h <= 0 or w <= 0:
         raise ResegError(f"{name} must be positive, got {value!r}")
     return h, w
-
-
-def amp_dtype(amp: bool | str | torch.dtype | None, device: torch.device,
-              training: bool = False) -> torch.dtype | None:
-    """The autocast type for `amp` on `device`, or None for float32; training and inference share this rule.
-
-    True picks what the device runs natively: bf16 on CPUs with BF16 units (float32 with a warning
-    elsewhere: emulated bf16 is slower), fp16 on CUDA for inference, bf16 on CUDA for training where
-    supported (no grad scaler needed).
-    """
-    if isinstance(amp, torch.dtype):
-        return None if amp == torch.float32 else amp
-    if amp in (None, False, "none", "off", "fp32", "float32"):
-        return None
-    if amp in ("bf16", "bfloat16"):
-        return torch.bfloat16
-    if amp in ("fp16", "float16", "half"):
-        return torch.float16
-    if amp not in (True, "auto", "on"):
-        raise ResegError(f"amp must be true/false, 'bf16' or 'fp16', got {amp!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if training and torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu":
-        try:
-            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except Exception:  # old builds without the probe
-            native = False
-        if native:
-            return torch.bfloat16
-        warnings.warn("amp: this CPU has no native bf16 support; running in float32", stacklevel=3)
-        return None
-    return None
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
@@ -189,9 +144,7 @@ class Predictor:
         self.palette = [tuple(int(c) for c in rgb) for rgb in palette] if palette is not None else None
         self.config = config
 
-        model = model.to(self.device).eval()
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = place_model(model, self.device, self.channels_last).eval()
         self.model = model
         self._net: Any = torch.compile(model, dynamic=True) if compile else model
         mean, std = normalization_stats()
@@ -294,9 +247,7 @@ class Predictor:
     # ------------------------------------------------------------------ internals
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
     def _run_model(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

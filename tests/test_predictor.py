@@ -12,7 +12,8 @@ from reseg.config import load_config
 from reseg.engine.checkpoint import save_checkpoint
 from reseg.errors import ResegError
 from reseg.models import build_model
-from reseg.predictor import Predictor, pad_to_multiple, resolve_device
+from reseg.predictor import Predictor, pad_to_multiple
+from reseg.runtime import resolve_device
 
 NAMES = ["sky", "road", "car", "tree", "person"]
 PALETTE = [[10, 20, 30], [40, 50, 60], [70, 80, 90], [100, 110, 120], [130, 140, 150]]

@@ -31,7 +31,8 @@ from torch.utils.data import Dataset
 
 from reseg.config import Config, dump_config
 from reseg.data import build_loader
-from reseg.predictor import Predictor, amp_dtype, resolve_device
+from reseg.predictor import Predictor
+from reseg.runtime import amp_dtype, autocast, memory_format, place_model, resolve_device
 from reseg.engine import distributed as dist_utils
 from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from reseg.engine.distributed import EpochBatchSampler, ShardSampler
@@ -50,14 +51,6 @@ class NonFiniteLossError(ResegError):
 
 
 # ---------------------------------------------------------------- device, seeds, determinism
-
-def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """The predictor's device rule ('auto' = CUDA when present, CUDA without one is an error); 'cuda' means this rank's GPU."""
-    device = resolve_device(name or "auto")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
-
 
 def configure_determinism(deterministic: bool, device: torch.device) -> None:
     """Deterministic kernels when asked (slower on CUDA); cuDNN autotuning otherwise.
@@ -313,15 +306,6 @@ def summarize_metrics(metrics: dict[str, Any], class_names: list[str]) -> dict[s
     return out
 
 
-# ---------------------------------------------------------------- AMP
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Callable[[], contextlib.AbstractContextManager]:
-    """A factory of autocast contexts (a no-op when AMP is off)."""
-    if dtype is None:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
-
-
 # ---------------------------------------------------------------- logging
 
 class _TqdmHandler(logging.Handler):
@@ -385,7 +369,7 @@ class Trainer:
         device_type = "cuda" if (want.startswith("cuda") or (want == "auto" and torch.cuda.is_available())) else "cpu"
         _, world_env, local_env = dist_utils.env_world()
         self.dist = dist_utils.init_distributed(device_type) if world_env > 1 else dist_utils.DistInfo()
-        self.device = select_device(want, self.dist.local_rank)
+        self.device = resolve_device(want or "auto", self.dist.local_rank)
         self.main = self.dist.is_main
         configure_determinism(cfg.train.deterministic, self.device)
         seed_everything(cfg.train.seed + self.dist.rank)
@@ -438,9 +422,7 @@ class Trainer:
 
         # model, optimizer, schedule, loss
         from reseg.models import build_model
-        model = build_model(cfg).to(self.device)
-        if cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = place_model(build_model(cfg), self.device, cfg.train.channels_last)
         model = dist_utils.maybe_sync_bn(model, cfg.model.sync_bn)
         self.model_bare = model
         self.model = dist_utils.wrap_ddp(model, self.device)
@@ -449,8 +431,8 @@ class Trainer:
         # None when AMP is off, or asked for on a CPU without native bf16 (amp_dtype warns then)
         self.amp_dtype = amp_dtype(bool(cfg.train.amp), self.device, training=True)
         self.amp = self.amp_dtype is not None
-        self.autocast = autocast(self.device, self.amp_dtype)
-        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.autocast = lambda: autocast(self.device, self.amp_dtype)
+        self.memory_format = memory_format(cfg.train.channels_last)
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.criterion = SegLoss(n, cfg.loss.ignore_index, self._class_weights(), cfg.loss.dice_weight,

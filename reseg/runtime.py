@@ -1,0 +1,90 @@
+"""Where and how a model runs: the device rule, the AMP dtype rule, autocast and channels-last.
+
+One set of rules for the trainer, the predictor, export and the benchmark, so "--amp" or
+"--device auto" mean the same thing in every tool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+from torch import nn
+
+from reseg.errors import ResegError
+
+
+def resolve_device(device: str | torch.device | None = "auto", local_rank: int | None = None) -> torch.device:
+    """'auto' (or None) picks CUDA when available; asking for CUDA without it is a user error, not a crash.
+
+    With `local_rank` (torchrun), a bare 'cuda' means this rank's GPU.
+    """
+    if device is None or device == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ResegError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ResegError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is None and local_rank is not None:
+        dev = torch.device("cuda", local_rank)
+    return dev
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with BF16 units (AVX512-BF16 / AMX), where bf16 autocast is faster than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # old builds without the probe
+        return False
+
+
+def amp_dtype(amp: bool | str | torch.dtype | None, device: torch.device,
+              training: bool = False) -> torch.dtype | None:
+    """The autocast type for `amp` on `device`, or None for float32; training and inference share this rule.
+
+    True picks what the device runs natively: bf16 on CPUs with BF16 units (float32 with a warning
+    elsewhere: emulated bf16 is slower), fp16 on CUDA for inference, bf16 on CUDA for training where
+    supported (no grad scaler needed).
+    """
+    if isinstance(amp, torch.dtype):
+        return None if amp == torch.float32 else amp
+    if amp in (None, False, "none", "off", "fp32", "float32"):
+        return None
+    if amp in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if amp in ("fp16", "float16", "half"):
+        return torch.float16
+    if amp not in (True, "auto", "on"):
+        raise ResegError(f"amp must be true/false, 'bf16' or 'fp16', got {amp!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if training and torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        if cpu_has_native_bf16():
+            return torch.bfloat16
+        warnings.warn("amp: this CPU has no native bf16 support; running in float32", stacklevel=3)
+        return None
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """An autocast context for `dtype` on `device` (a no-op context when AMP is off)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """NHWC when asked: faster convolutions under AMP (CPU bf16, GPU tensor cores)."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def place_model(model: nn.Module, device: torch.device, channels_last: bool = False) -> nn.Module:
+    """Move a model to its device (and to NHWC weights when asked)."""
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
