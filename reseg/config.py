@@ -62,6 +62,9 @@ class ModelConfig:
     renet_patch: Union[int, list[int]] = 1
     cell: str = "gru"
     decoder_filters: list[int] = field(default_factory=lambda: [50, 50])
+    decoder: str = "deconv"
+    skip_layers: list[str] = field(default_factory=lambda: ["conv2_2", "conv1_2"])
+    decoder_channels: list[int] = field(default_factory=lambda: [64, 32])
     sync_bn: bool = False
 
 
@@ -343,6 +346,7 @@ def validate(cfg: Config) -> None:
     _choice("sched.name", cfg.sched.name, ("poly", "cosine", "step", "constant"))
     _choice("eval.mode", cfg.eval.mode, ("whole", "slide"))
     _choice("model.cell", cfg.model.cell, ("gru", "lstm"))
+    _choice("model.decoder", cfg.model.decoder, ("deconv", "skip"))
     if len(cfg.data.crop_size) != 2 or min(cfg.data.crop_size) <= 0:
         raise ConfigError(f"config key 'data.crop_size' must be [height, width] > 0, got {cfg.data.crop_size}")
     if cfg.train.max_iters is None and cfg.train.epochs is None:
