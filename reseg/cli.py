@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 
 from reseg.errors import ResegError
 
@@ -31,8 +33,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debug_wanted(argv: list[str]) -> tuple[bool, list[str]]:
+    """`--debug` anywhere on the line (or RESEG_DEBUG=1) shows tracebacks; it is removed before parsing."""
+    debug = "--debug" in argv or os.environ.get("RESEG_DEBUG", "").strip() not in ("", "0", "false", "no")
+    return debug, [a for a in argv if a != "--debug"]
+
+
+def _report_crash(name: str, err: BaseException, debug: bool) -> int:
+    """One line for an unexpected exception; the traceback only when asked for."""
+    if debug:
+        traceback.print_exc()
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    print(f"reseg {name}: unexpected error: {type(err).__name__}{': ' + detail if detail else ''}", file=sys.stderr)
+    if not debug:
+        print("rerun with --debug (or RESEG_DEBUG=1) to see the traceback", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug, argv = _debug_wanted(argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         parser = build_parser()
         if argv and argv[0] not in ("-h", "--help"):
@@ -45,15 +65,22 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"reseg.commands.{COMMANDS[name][0]}")
     parser = argparse.ArgumentParser(prog=f"reseg {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error "
+                        "(or set RESEG_DEBUG=1)")
     args = parser.parse_args(rest)
+    args.debug = debug
     try:
         return int(module.run(args) or 0)
     except ResegError as err:
+        if debug:
+            traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # anything else is a bug or an unforeseen input: one line, not a traceback
+        return _report_crash(name, err, debug)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ config should cost seconds, not a wasted training run.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import re
@@ -13,6 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Union
 
 import yaml
@@ -252,14 +254,28 @@ def _build(cls: type, data: Any, prefix: str, sources: dict[str, str]) -> Any:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    data = read_yaml_file(path, "config file")
+    if data is None:
+        raise ConfigError(f"config file {path} is empty; expected a mapping such as `train: {{max_iters: 100}}`")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def read_yaml_file(path: str | Path, what: str) -> Any:
+    """`yaml.safe_load` of a UTF-8 file; unreadable, non-UTF-8 or invalid YAML files raise ConfigError naming it."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}); "
+                          f"save it as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
 
 
 def _merge(dst: dict, src: dict, sources: dict[str, str], origin: str, prefix: str = "") -> None:
@@ -289,6 +305,8 @@ def load_yaml_tree(path: str | Path, sources: dict[str, str] | None = None, _see
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"_base_ in {path} must be a file name or a list of file names, got {bases!r}")
     merged: dict[str, Any] = {}
     for base in bases:
         base_path = (path.parent / base)
@@ -299,17 +317,31 @@ def load_yaml_tree(path: str | Path, sources: dict[str, str] | None = None, _see
     return merged
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], sources: dict[str, str]) -> None:
-    """Apply `a.b=value` strings; values are parsed as YAML (so 0.01, true, [1, 2] work)."""
+def add_set_argument(parser: argparse.ArgumentParser, example: str = "optim.lr=0.01 data.batch_size=8") -> None:
+    """The one `--set KEY=VALUE ...` option: several pairs after one flag, and the flag repeatable."""
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help=f"config overrides (YAML values; several per flag, flag repeatable), e.g. --set {example}")
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """`a.b=value` strings -> (key, value) pairs; values are parsed as YAML (so 0.01, true, [1, 2] work)."""
+    pairs = []
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key=value, e.g. optim.lr=0.01")
-        key, raw = item.split("=", 1)
+        key, sep, raw = str(item).partition("=")
         key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. optim.lr=0.01")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
+        pairs.append((key, value))
+    return pairs
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], sources: dict[str, str]) -> None:
+    """Apply `a.b=value` strings to a config dict (see parse_overrides), recording "--set" as their source."""
+    for key, value in parse_overrides(overrides):
         node = data
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -317,7 +349,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], sources: dict[st
                 sources.setdefault(".".join(parts[: i + 1]), "--set")
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+                raise ConfigError(f"override {key}={value!r}: {part!r} is not a section")
         node[parts[-1]] = value
         sources[key] = "--set"
 
@@ -328,35 +360,157 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     data = load_yaml_tree(path, sources) if path else {}
     apply_overrides(data, list(overrides or []), sources)
     cfg = Config.from_dict(data, sources)
-    validate(cfg)
+    validate(cfg, sources)
     return cfg
 
 
-def _choice(key: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(f"config key {key!r} is {value!r}; expected one of {', '.join(map(str, choices))}")
+Check = typing.Callable[[Any], bool]
 
 
-def validate(cfg: Config) -> None:
-    """Check values whose type is right but whose meaning is not."""
-    _choice("data.dataset", cfg.data.dataset, ("synthetic", "camvid", "cityscapes", "folder"))
-    _choice("data.synthetic_difficulty", cfg.data.synthetic_difficulty, ("standard", "easy"))
-    _choice("data.class_weights", cfg.data.class_weights, ("none", "median_frequency", "inverse_log"))
-    _choice("optim.name", cfg.optim.name, ("sgd", "adam", "adamw", "adadelta"))
-    _choice("sched.name", cfg.sched.name, ("poly", "cosine", "step", "constant"))
-    _choice("eval.mode", cfg.eval.mode, ("whole", "slide"))
-    _choice("model.cell", cfg.model.cell, ("gru", "lstm"))
-    _choice("model.decoder", cfg.model.decoder, ("deconv", "skip"))
-    if len(cfg.data.crop_size) != 2 or min(cfg.data.crop_size) <= 0:
-        raise ConfigError(f"config key 'data.crop_size' must be [height, width] > 0, got {cfg.data.crop_size}")
+def _int_at_least(low: int) -> tuple[Check, str]:
+    return (lambda v: isinstance(v, int) and v >= low), f"an integer >= {low}"
+
+
+def _number(low: float, high: float = float("inf"), low_open: bool = False, high_open: bool = False
+            ) -> tuple[Check, str]:
+    def ok(v: Any) -> bool:
+        return (isinstance(v, (int, float)) and (v > low if low_open else v >= low)
+                and (v < high if high_open else v <= high))
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    return ok, f"a number in {left}{low:g}, {high:g}{right}" if high != float("inf") else \
+        f"a number {'>' if low_open else '>='} {low:g}"
+
+
+def _optional(rule: tuple[Check, str]) -> tuple[Check, str]:
+    return (lambda v: v is None or rule[0](v)), f"null or {rule[1]}"
+
+
+def _list_of(rule: tuple[Check, str], length: int | None = None, name: str = "") -> tuple[Check, str]:
+    def ok(v: Any) -> bool:
+        return isinstance(v, list) and (len(v) == length if length else len(v) > 0) and all(rule[0](x) for x in v)
+    count = f"{length} values" if length else "a non-empty list"
+    return ok, f"{name or count}, each {rule[1]}"
+
+
+def _one_or_list(rule: tuple[Check, str]) -> tuple[Check, str]:
+    return (lambda v: rule[0](v) or _list_of(rule)[0](v)), f"{rule[1]} or a non-empty list of them"
+
+
+def _choices(*options: Any) -> tuple[Check, str]:
+    return (lambda v: v in options), f"one of {', '.join(map(str, options))}"
+
+
+_TEXT = ((lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty string")
+_ANY_BOOL = ((lambda v: isinstance(v, bool)), "true or false")
+_SIZE = _list_of(_int_at_least(1), 2, "[height, width]")
+_POS = _number(0, low_open=True)
+_NONNEG = _number(0)
+_FRACTION = _number(0, 1)
+_DEVICE = ((lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None),
+           "auto, cpu, mps, cuda or cuda:N")
+
+# Every config key -> (check, what is allowed). Keys missing here are only type-checked.
+RULES: dict[str, tuple[Check, str]] = {
+    "data.dataset": _choices("synthetic", "camvid", "cityscapes", "folder"),
+    "data.root": _TEXT,
+    "data.train_split": _TEXT,
+    "data.val_split": _TEXT,
+    "data.batch_size": _int_at_least(1),
+    "data.val_batch_size": _int_at_least(1),
+    "data.num_workers": _int_at_least(0),
+    "data.crop_size": _SIZE,
+    "data.scale_range": _list_of(_POS, 2, "[min, max] with min <= max"),
+    "data.hflip": _ANY_BOOL,
+    "data.color_jitter": _FRACTION,
+    "data.eval_size": _optional(_SIZE),
+    "data.size_divisor": _int_at_least(1),
+    "data.label_format": _choices("auto", "segnet", "camvid32", "labelIds", "labelTrainIds"),
+    "data.classes_file": _optional(_TEXT),
+    "data.skip_bad_samples": _ANY_BOOL,
+    "data.class_weights": _choices("none", "median_frequency", "inverse_log"),
+    "data.synthetic_sizes": _list_of(_int_at_least(0), 3, "[train, val, test] image counts"),
+    "data.synthetic_size": _SIZE,
+    "data.synthetic_seed": _int_at_least(0),
+    "data.synthetic_difficulty": _choices("standard", "easy"),
+    "model.name": _TEXT,
+    "model.num_classes": _optional(_int_at_least(1)),
+    "model.encoder": _TEXT,
+    "model.encoder_weights": _optional(_TEXT),
+    "model.encoder_cut": _TEXT,
+    "model.freeze_encoder": _ANY_BOOL,
+    "model.renet_layers": _int_at_least(0),
+    "model.renet_hidden": _one_or_list(_int_at_least(1)),
+    "model.renet_patch": _one_or_list(_int_at_least(1)),
+    "model.cell": _choices("gru", "lstm"),
+    "model.decoder_filters": _list_of(_int_at_least(1)),
+    "model.decoder": _choices("deconv", "skip"),
+    "model.skip_layers": ((lambda v: isinstance(v, list) and all(_TEXT[0](x) for x in v)), "a list of layer names"),
+    "model.decoder_channels": _list_of(_int_at_least(1)),
+    "model.sync_bn": _ANY_BOOL,
+    "optim.name": _choices("sgd", "adam", "adamw", "adadelta"),
+    "optim.lr": _POS,
+    "optim.momentum": _number(0, 1, high_open=True),
+    "optim.nesterov": _ANY_BOOL,
+    "optim.weight_decay": _NONNEG,
+    "optim.encoder_lr_mult": _NONNEG,
+    "optim.grad_clip": _optional(_POS),
+    "optim.betas": _list_of(_number(0, 1, high_open=True), 2, "[beta1, beta2]"),
+    "optim.eps": _POS,
+    "optim.rho": _FRACTION,
+    "sched.name": _choices("poly", "cosine", "step", "constant"),
+    "sched.power": _NONNEG,
+    "sched.warmup_iters": _int_at_least(0),
+    "sched.warmup_ratio": _FRACTION,
+    "sched.step_size": _int_at_least(1),
+    "sched.gamma": _POS,
+    "sched.min_lr": _NONNEG,
+    "sched.by_epoch": _ANY_BOOL,
+    "loss.dice_weight": _NONNEG,
+    "loss.lovasz_weight": _NONNEG,
+    "loss.ignore_index": _choices(255),
+    "train.max_iters": _optional(_int_at_least(1)),
+    "train.epochs": _optional(_int_at_least(1)),
+    "train.val_interval": _int_at_least(0),
+    "train.checkpoint_interval": _int_at_least(0),
+    "train.log_interval": _int_at_least(0),
+    "train.seed": _int_at_least(0),
+    "train.deterministic": _ANY_BOOL,
+    "train.amp": _ANY_BOOL,
+    "train.channels_last": _ANY_BOOL,
+    "train.device": _DEVICE,
+    "train.early_stop_patience": _optional(_int_at_least(1)),
+    "train.by_epoch": _ANY_BOOL,
+    "eval.mode": _choices("whole", "slide"),
+    "eval.crop": _optional(_SIZE),
+    "eval.stride": _optional(_SIZE),
+    "eval.flip": _ANY_BOOL,
+    "eval.scales": _list_of(_POS, name="a non-empty list of scales"),
+}
+
+
+def _flat_items(cfg: Config) -> Iterator[tuple[str, Any]]:
+    for section in dataclasses.fields(cfg):
+        for f in dataclasses.fields(getattr(cfg, section.name)):
+            yield f"{section.name}.{f.name}", getattr(getattr(cfg, section.name), f.name)
+
+
+def validate(cfg: Config, sources: dict[str, str] | None = None) -> None:
+    """Check every key's range and the relations between keys; errors name the key, the value and what is allowed."""
+    sources = sources or {}
+    for key, value in _flat_items(cfg):
+        rule = RULES.get(key)
+        if rule is not None and not rule[0](value):
+            raise ConfigError(f"config key {key!r}{_where(key, sources)} is {value!r}; expected {rule[1]}")
+    lo, hi = cfg.data.scale_range
+    if lo > hi:
+        raise ConfigError(f"config key 'data.scale_range'{_where('data.scale_range', sources)} is "
+                          f"{cfg.data.scale_range!r}; expected [min, max] with min <= max")
     if cfg.train.max_iters is None and cfg.train.epochs is None:
         raise ConfigError("set one of train.max_iters or train.epochs")
-    if cfg.optim.lr <= 0:
-        raise ConfigError(f"config key 'optim.lr' must be > 0, got {cfg.optim.lr}")
-    if cfg.data.batch_size <= 0:
-        raise ConfigError(f"config key 'data.batch_size' must be > 0, got {cfg.data.batch_size}")
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
+    """Write the resolved config as YAML, atomically (a crash leaves the old file or the new one)."""
+    from reseg.io import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

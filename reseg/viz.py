@@ -7,6 +7,7 @@ of its own, so a class has the same colour in every figure, video and report.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -126,3 +127,67 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
         right = cv2.resize(right, (int(round(right.shape[1] * left.shape[0] / right.shape[0])), left.shape[0]),
                            interpolation=cv2.INTER_NEAREST)
     return np.concatenate([left, right], axis=1)
+
+
+def image_grid(tiles: Sequence[np.ndarray], cols: int, gap: int = 4, background: int = 255) -> np.ndarray:
+    """Tiles (HxWx3, any sizes) laid out row by row, `cols` per row, in cells of the largest tile's size."""
+    if not tiles:
+        raise ResegError("an image grid needs at least one tile")
+    th = max(t.shape[0] for t in tiles)
+    tw = max(t.shape[1] for t in tiles)
+    cols = max(1, min(cols, len(tiles)))
+    rows = -(-len(tiles) // cols)
+    grid = np.full((rows * (th + gap), cols * (tw + gap), 3), background, np.uint8)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, cols)
+        y, x = r * (th + gap), c * (tw + gap)
+        grid[y: y + tile.shape[0], x: x + tile.shape[1]] = tile
+    return grid
+
+
+def with_legend(image: np.ndarray, class_names: Sequence[str], palette: Palette) -> np.ndarray:
+    """`image` with the legend panel to its right, as tall as the image (for figures and sample grids)."""
+    return side_by_side(image, legend_panel(class_names, palette, image.shape[0]))
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write an RGB (HxWx3) or single-channel image atomically; the format follows the file's extension."""
+    from reseg.io import atomic_path
+
+    path = Path(path)
+    data = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    with atomic_path(path) as tmp:
+        try:
+            ok = cv2.imwrite(str(tmp), data)
+        except cv2.error:
+            ok = False
+        if not ok:
+            raise ResegError(f"could not write {path} (is the extension an image format, e.g. .png?)")
+    return path
+
+
+def sample_grid(dataset, num: int, cols: int, seed: int = 0, max_width: int = 512) -> tuple[np.ndarray, int]:
+    """(grid, count): `num` random samples of a dataset, each image above its colour label, plus the legend.
+
+    Samples go through the dataset's own transform, so the grid shows what the model sees.
+    """
+    import torch
+
+    from reseg.data import denormalize
+
+    if hasattr(dataset.transform, "set_random_seed"):
+        dataset.transform.set_random_seed(seed)
+    n = min(num, len(dataset))
+    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    palette = dataset.classes.palette
+    tiles = []
+    for i in indices:
+        sample = dataset[i]
+        image = denormalize(sample["image"])
+        mask = sample["mask"].numpy().astype(np.uint8)
+        if image.shape[1] > max_width:  # keep the grid viewable for Cityscapes-sized images
+            size = (max_width, max(1, round(image.shape[0] * max_width / image.shape[1])))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        tiles.append(np.concatenate([image, colorize(mask, palette)], axis=0))
+    return with_legend(image_grid(tiles, cols), dataset.classes.names, palette), n

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from reseg.config import Config, load_config
+from reseg.config import Config, load_config, validate
 
 
-def dataset_config(args: argparse.Namespace) -> Config:
-    """The config the data tools share: `--config` + `--set`, then `--dataset` / `--data-root` on top."""
+def dataset_config(args: argparse.Namespace, **data: Any) -> Config:
+    """The config the data tools share: `--config` + `--set`, then `--dataset` / `--data-root` and any other
+    `data.<key>` given here (None = not given) on top, validated again."""
     cfg = load_config(args.config, args.overrides)
-    if args.dataset:
-        cfg.data.dataset = args.dataset
-    if args.data_root:
-        cfg.data.root = args.data_root
+    given = {"dataset": args.dataset, "root": args.data_root, **data}
+    for key, value in given.items():
+        if value is not None:
+            setattr(cfg.data, key, value)
+    validate(cfg)
     return cfg

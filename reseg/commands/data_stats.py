@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from reseg.commands import dataset_config
-from reseg.data import DATASETS, build_dataset
-from reseg.data.balance import dataset_stats
+from reseg.config import add_set_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config to start from (its data section is used)")
-    parser.add_argument("--dataset", choices=DATASETS, help="dataset kind (overrides the config)")
+    parser.add_argument("--dataset", metavar="NAME", help="data.dataset (overrides the config), e.g. camvid")
     parser.add_argument("--data-root", help="dataset root folder (overrides the config)")
     parser.add_argument("--split", default="train", help="split to count (default: train)")
     parser.add_argument("--classes-file", help="classes YAML of a folder dataset")
     parser.add_argument("--label-format", help="auto | segnet | camvid32 | labelIds | labelTrainIds")
     parser.add_argument("--json", metavar="FILE", help="also write the statistics as JSON here")
     parser.add_argument("--cache-dir", help="read/write cached statistics in this folder")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. data.skip_bad_samples=true")
+    add_set_argument(parser, "data.skip_bad_samples=true data.val_split=test")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -41,19 +36,20 @@ def format_table(stats: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = dataset_config(args)
-    if args.classes_file:
-        cfg.data.classes_file = args.classes_file
-    if args.label_format:
-        cfg.data.label_format = args.label_format
+    from reseg.commands import dataset_config
+    from reseg.data import build_dataset
+    from reseg.data.balance import dataset_stats
+    from reseg.io import check_output_file, write_json
+
+    if args.json:
+        check_output_file(args.json, "--json")
+    cfg = dataset_config(args, classes_file=args.classes_file, label_format=args.label_format)
     dataset = build_dataset(cfg, args.split, transform=None)
     print(f"{cfg.data.dataset} {args.split!r} split at {dataset.root}: {len(dataset)} images")
     stats = dataset_stats(dataset, cache_dir=args.cache_dir, progress=not args.no_progress)
     stats = {"dataset": cfg.data.dataset, "root": str(dataset.root), "split": args.split, **stats}
     print(format_table(stats))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(stats, indent=1), encoding="utf-8")
-        print(f"statistics written to {path}")
+        write_json(args.json, stats, indent=1)
+        print(f"statistics written to {args.json}")
     return 0

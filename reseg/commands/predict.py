@@ -1,24 +1,15 @@
 """`reseg predict --checkpoint CKPT INPUT... [--out DIR]`: masks, colour masks and overlays for images.
 
-Per image <stem>.png holds train ids (what `reseg evaluate --preds` scores), <stem>_color.png the
-class colours and <stem>_overlay.jpg (or .png) the colours over the image. Folders are searched
-recursively and their sub-folders are kept in the output, so equal file names cannot collide.
+Per image <name>.png holds train ids (what `reseg evaluate --preds` scores), <name>_color.png the
+class colours and <name>_overlay.jpg (or .png) the colours over the image. Output names keep the path
+below each input folder (or the fixed part of a glob), so equal file names in two folders cannot collide.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import sys
 from pathlib import Path
-
-import cv2
-import numpy as np
-
-from reseg.errors import ResegError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,103 +59,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_inference_arguments(parser)
 
 
-def collect_images(inputs: list[str]) -> list[tuple[Path, Path]]:
-    """(image path, output path without suffix relative to --out) for every input, in the order given."""
-    items: list[tuple[Path, Path]] = []
-    for spec in inputs:
-        path = Path(spec)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not files:
-                raise ResegError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under folder {spec}")
-            items += [(f, f.relative_to(path).with_suffix("")) for f in files]
-        elif path.is_file():
-            items.append((path, Path(path.stem)))
-        elif any(ch in spec for ch in "*?["):
-            files = sorted(Path(f) for f in glob.glob(spec, recursive=True)
-                           if os.path.isfile(f) and Path(f).suffix.lower() in IMAGE_EXTENSIONS)
-            if not files:
-                raise ResegError(f"the pattern {spec} matches no images")
-            items += [(f, Path(f.stem)) for f in files]
-        else:
-            raise ResegError(f"input not found: {spec} (expected an image, a folder or a glob)")
-    seen: dict[Path, int] = {}
-    unique = []
-    for image, rel in items:  # the same stem from two places: keep both, numbered
-        count = seen.get(rel, 0)
-        seen[rel] = count + 1
-        unique.append((image, rel if count == 0 else rel.with_name(f"{rel.name}_{count + 1}")))
-    return unique
-
-
-def read_rgb(path: Path) -> np.ndarray | None:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def write_outputs(out_dir: Path, rel: Path, image: np.ndarray, mask: np.ndarray, palette, opacity: float,
-                  overlay_ext: str) -> None:
-    """<rel>.png (train ids), <rel>_color.png and <rel>_overlay.<ext> under out_dir."""
-    from reseg.viz import colorize, overlay
-
-    base = out_dir / rel
-    base.parent.mkdir(parents=True, exist_ok=True)
-    color = colorize(mask, palette)
-    blended = overlay(image, mask, palette, opacity)
-    for target, data in ((f"{base}.png", mask), (f"{base}_color.png", cv2.cvtColor(color, cv2.COLOR_RGB2BGR)),
-                         (f"{base}_overlay.{overlay_ext}", cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))):
-        if not cv2.imwrite(target, data):
-            raise ResegError(f"could not write {target}")
-
-
 def run(args: argparse.Namespace) -> int:
+    from reseg.data.base import collect_images
+    from reseg.errors import ResegError
+    from reseg.prediction import check_outputs, predict_files
+
     items = collect_images(args.inputs)
     if not 0.0 <= args.opacity <= 1.0:
         raise ResegError(f"--opacity must be in [0, 1], got {args.opacity}")
-    predictor = build_predictor(args)
     batch = args.batch or 1
     if batch < 1:
         raise ResegError(f"--batch must be >= 1, got {batch}")
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_outputs(out_dir, args.inputs, items, args.overlay_format)
+    predictor = build_predictor(args)
     print(f"predicting {len(items)} image(s) with {predictor.describe()}", file=sys.stderr)
-    from tqdm import tqdm
-
-    skipped: list[str] = []
-    done = 0
-    bar = tqdm(total=len(items), unit="img", desc="predict", dynamic_ncols=True, file=sys.stderr)
-    pending: list[tuple[Path, np.ndarray]] = []
-
-    def flush() -> None:
-        nonlocal done
-        if not pending:
-            return
-        masks = predictor.predict([im for _, im in pending], batch_size=batch)
-        for (rel, image), mask in zip(pending, masks):
-            write_outputs(out_dir, rel, image, mask, predictor.palette, args.opacity, args.overlay_format)
-        done += len(pending)
-        bar.update(len(pending))
-        pending.clear()
-
-    try:
-        for path, rel in items:
-            image = read_rgb(path)
-            if image is None:
-                skipped.append(str(path))
-                bar.write(f"warning: skipped {path}: not an image OpenCV can read, or damaged", file=sys.stderr)
-                bar.update(1)
-                continue
-            if pending and (len(pending) >= batch or image.shape != pending[0][1].shape):
-                flush()
-            pending.append((rel, image))
-        flush()
-    finally:
-        bar.close()
-    print(f"wrote {done} mask(s) (<stem>.png train ids, <stem>_color.png, <stem>_overlay.{args.overlay_format}) "
-          f"to {out_dir.resolve()}")
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable image(s): {', '.join(skipped[:5])}"
-              f"{' ...' if len(skipped) > 5 else ''}", file=sys.stderr)
-    if done == 0:
+    result = predict_files(predictor, items, out_dir, batch=batch, opacity=args.opacity,
+                           overlay_ext=args.overlay_format)
+    print(f"wrote {result.written} mask(s) (<name>.png train ids, <name>_color.png, "
+          f"<name>_overlay.{args.overlay_format}) to {out_dir.resolve()}")
+    if result.skipped:
+        shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
+        print(f"skipped {len(result.skipped)} unreadable image(s): {shown}", file=sys.stderr)
+    if result.written == 0:
         raise ResegError("none of the inputs could be read as an image")
     return 0

@@ -7,7 +7,9 @@ dict format live here once.
 
 from __future__ import annotations
 
+import glob
 import io
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +26,8 @@ from reseg.errors import ResegError
 
 log = logging.getLogger("reseg.data")
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# The image file types every tool accepts (datasets, predict, video frame folders).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 class DatasetError(ResegError):
@@ -162,7 +165,67 @@ def map_colors(rgb: np.ndarray, colors: Sequence[tuple[int, int, int]], ids: Seq
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in `folder`, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p for p in folder.iterdir() if is_image_file(p))
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder a glob pattern starts from: its leading components without wildcards."""
+    parts = Path(pattern).parts
+    fixed = [p for p in itertools.takewhile(lambda p: not any(ch in p for ch in "*?["), parts)]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def collect_images(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
+    """(image path, output name without suffix) for every image file, folder (recursive) or glob, in order.
+
+    Output names keep the path below the folder or the glob's fixed part, so `a/x.png` and `b/x.png`
+    stay apart; names that still collide (a.png and a.jpg, or the same file named twice) are numbered.
+    """
+    items: list[tuple[Path, Path]] = []
+    for spec in inputs:
+        path = Path(spec)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if is_image_file(p))
+            if not files:
+                raise ResegError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under folder {spec}")
+            items += [(f, f.relative_to(path).with_suffix("")) for f in files]
+        elif path.is_file():
+            items.append((path, Path(path.stem)))
+        elif any(ch in spec for ch in "*?["):
+            root = _glob_root(spec)
+            files = sorted(Path(f) for f in glob.glob(spec, recursive=True) if is_image_file(Path(f)))
+            if not files:
+                raise ResegError(f"the pattern {spec} matches no images")
+            items += [(f, _relative(f, root)) for f in files]
+        else:
+            raise ResegError(f"input not found: {spec} (expected an image, a folder or a glob)")
+    seen: set[Path] = set()
+    unique = []
+    for image, rel in items:
+        name, n = rel, 1
+        while name in seen:
+            n += 1
+            name = rel.with_name(f"{rel.name}_{n}")
+        seen.add(name)
+        unique.append((image, name))
+    return unique
+
+
+def input_folders(inputs: Sequence[str]) -> list[Path]:
+    """The folders `collect_images` searches: folder inputs and the fixed part of each glob."""
+    return [Path(spec) if Path(spec).is_dir() else _glob_root(spec) for spec in inputs
+            if Path(spec).is_dir() or (not Path(spec).exists() and any(ch in spec for ch in "*?["))]
+
+
+def _relative(path: Path, root: Path) -> Path:
+    try:
+        return path.relative_to(root).with_suffix("")
+    except ValueError:
+        return Path(path.stem)
 
 
 def format_missing(kind: str, items: Sequence[str], hint: str = "") -> str:

@@ -1,0 +1,104 @@
+"""Segment image files: read them (skipping unreadable ones), batch images of one size, write the outputs.
+
+Per image, <name>.png holds train ids (what `reseg evaluate --preds` scores), <name>_color.png the class
+colours and <name>_overlay.<ext> the colours over the image; every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from reseg.errors import ResegError
+
+T = TypeVar("T")
+
+
+def same_size_batches(items: Iterable[T], batch: int, shape: Callable[[T], Any]) -> Iterator[list[T]]:
+    """Consecutive runs of at most `batch` items whose `shape(item)` is equal (a batch is one tensor)."""
+    if batch < 1:
+        raise ResegError(f"the batch size must be >= 1, got {batch}")
+    pending: list[T] = []
+    for item in items:
+        if pending and (len(pending) >= batch or shape(item) != shape(pending[0])):
+            yield pending
+            pending = []
+        pending.append(item)
+    if pending:
+        yield pending
+
+
+def write_outputs(out_dir: Path, name: Path, image: np.ndarray, mask: np.ndarray, palette: Any, opacity: float,
+                  overlay_ext: str) -> None:
+    """<name>.png (train ids), <name>_color.png and <name>_overlay.<ext> under out_dir, each atomically."""
+    from reseg.viz import colorize, overlay, write_image
+
+    ids, color, blend = output_files(out_dir, name, overlay_ext)
+    write_image(ids, np.asarray(mask, dtype=np.uint8))
+    write_image(color, colorize(mask, palette))
+    write_image(blend, overlay(image, mask, palette, opacity))
+
+
+def output_files(out_dir: Path, name: Path, overlay_ext: str) -> list[Path]:
+    base = out_dir / name
+    return [Path(f"{base}.png"), Path(f"{base}_color.png"), Path(f"{base}_overlay.{overlay_ext}")]
+
+
+def check_outputs(out_dir: Path, inputs: Sequence[str], items: Sequence[tuple[Path, Path]], overlay_ext: str) -> None:
+    """Refuse, before anything is written, an --out inside an input folder or one whose files would replace an input."""
+    from reseg.data.base import input_folders
+    from reseg.io import check_output_dir, refuse_overlap
+
+    check_output_dir(out_dir, "--out")
+    refuse_overlap(out_dir, input_folders(inputs), "--out", "the input folder")
+    sources = {path.resolve(): path for path, _ in items}
+    for _, name in items:
+        for target in output_files(out_dir, name, overlay_ext):
+            if target.resolve() in sources:
+                raise ResegError(f"--out {out_dir} would overwrite the input image {sources[target.resolve()]} "
+                                 f"with {target}; choose an output folder outside the inputs")
+
+
+@dataclass
+class PredictResult:
+    written: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def predict_files(predictor: Any, items: Sequence[tuple[Path, Path]], out_dir: Path, batch: int = 1,
+                  opacity: float = 0.5, overlay_ext: str = "jpg", progress: bool = True) -> PredictResult:
+    """Segment (image path, output name) pairs into out_dir; unreadable images are skipped with a warning."""
+    from tqdm import tqdm
+
+    from reseg.data.base import UnreadableImageError, read_image
+
+    if not 0.0 <= opacity <= 1.0:
+        raise ResegError(f"--opacity must be in [0, 1], got {opacity}")
+    result = PredictResult()
+    bar = tqdm(total=len(items), unit="img", desc="predict", dynamic_ncols=True, file=sys.stderr,
+               disable=not progress)
+
+    def readable() -> Iterator[tuple[Path, np.ndarray]]:
+        for path, name in items:
+            try:
+                yield name, read_image(path)
+            except UnreadableImageError as err:
+                result.skipped.append(str(path))
+                bar.write(f"warning: skipped {err}", file=sys.stderr)
+                bar.update(1)
+
+    try:
+        for chunk in same_size_batches(readable(), batch, lambda item: item[1].shape):
+            masks = predictor.predict([image for _, image in chunk], batch_size=batch)
+            for (name, image), mask in zip(chunk, masks):
+                write_outputs(out_dir, name, image, mask, predictor.palette, opacity, overlay_ext)
+            result.written += len(chunk)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return result
