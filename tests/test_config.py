@@ -123,3 +123,132 @@ def test_train_cli_applies_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert Path(seen["work_dir"]) == Path("work_dirs/my_exp")
     assert Path(seen["resume"]) == Path("work_dirs/my_exp/last.pt")
     assert main(["train", str(exp), "--set", "optim.lrr=1"]) == 2  # a config error is a clean exit 2
+
+
+# ---------------------------------------------------------------- every key's range, named errors
+
+BAD_VALUES = [
+    ("data.scale_range=[1.5]", "data.scale_range", "[min, max]"),
+    ("data.scale_range=[2.0,0.5]", "data.scale_range", "min <= max"),
+    ("data.scale_range=[0,1]", "data.scale_range", "> 0"),
+    ("data.eval_size=[512]", "data.eval_size", "[height, width]"),
+    ("data.eval_size=[0,512]", "data.eval_size", "integer >= 1"),
+    ("data.eval_size=[1.5,2]", "data.eval_size", "list of int"),
+    ("data.crop_size=[360,480,3]", "data.crop_size", "[height, width]"),
+    ("data.val_batch_size=0", "data.val_batch_size", ">= 1"),
+    ("data.batch_size=-2", "data.batch_size", ">= 1"),
+    ("data.num_workers=-1", "data.num_workers", ">= 0"),
+    ("data.size_divisor=abc", "data.size_divisor", "must be int"),
+    ("data.size_divisor=0", "data.size_divisor", ">= 1"),
+    ("data.color_jitter=1.5", "data.color_jitter", "[0, 1]"),
+    ("data.synthetic_sizes=[10,2]", "data.synthetic_sizes", "[train, val, test]"),
+    ("data.label_format=rgb", "data.label_format", "one of auto"),
+    ("data.root=''", "data.root", "non-empty"),
+    ("model.num_classes=0", "model.num_classes", ">= 1"),
+    ("model.renet_hidden=[100,0]", "model.renet_hidden", ">= 1"),
+    ("model.renet_layers=-1", "model.renet_layers", ">= 0"),
+    ("model.decoder_filters=[]", "model.decoder_filters", "non-empty"),
+    ("optim.lr=0", "optim.lr", "> 0"),
+    ("optim.lr=-0.1", "optim.lr", "> 0"),
+    ("optim.momentum=1.0", "optim.momentum", "[0, 1)"),
+    ("optim.betas=[0.9]", "optim.betas", "[beta1, beta2]"),
+    ("optim.grad_clip=0", "optim.grad_clip", "null or"),
+    ("sched.warmup_iters=-5", "sched.warmup_iters", ">= 0"),
+    ("sched.warmup_ratio=2", "sched.warmup_ratio", "[0, 1]"),
+    ("sched.step_size=0", "sched.step_size", ">= 1"),
+    ("loss.dice_weight=-1", "loss.dice_weight", ">= 0"),
+    ("loss.ignore_index=0", "loss.ignore_index", "255"),
+    ("train.max_iters=-10", "train.max_iters", ">= 1"),
+    ("train.epochs=0", "train.epochs", ">= 1"),
+    ("train.val_interval=-1", "train.val_interval", ">= 0"),
+    ("train.log_interval=-1", "train.log_interval", ">= 0"),
+    ("train.seed=-1", "train.seed", ">= 0"),
+    ("train.device=gpu", "train.device", "cuda:N"),
+    ("train.early_stop_patience=0", "train.early_stop_patience", ">= 1"),
+    ("eval.scales=abc", "eval.scales", "list of float"),
+    ("eval.scales=[]", "eval.scales", "non-empty"),
+    ("eval.scales=[1.0,-0.5]", "eval.scales", "> 0"),
+    ("eval.crop=[512]", "eval.crop", "[height, width]"),
+    ("eval.stride=[0,10]", "eval.stride", "integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("override,key,allowed", BAD_VALUES)
+def test_bad_values_name_key_value_and_what_is_allowed(override: str, key: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    msg = str(err.value)
+    value = override.split("=", 1)[1]
+    assert key in msg and allowed in msg and "--set" in msg
+    if value not in ("''", "abc"):
+        assert value.strip("[]").split(",")[0].rstrip("0").rstrip(".") in msg.replace(" ", "")
+
+
+def test_good_edge_values_pass() -> None:
+    cfg = load_config(None, ["data.scale_range=[1,1]", "data.num_workers=0", "train.val_interval=0",
+                             "data.eval_size=[8,16]", "eval.scales=[0.5,1,1.5]", "train.device=cuda:1",
+                             "model.renet_hidden=[10,20]", "optim.grad_clip=1"])
+    assert cfg.data.scale_range == [1.0, 1.0] and cfg.eval.scales == [0.5, 1.0, 1.5]
+
+
+def test_every_config_key_has_a_range_rule() -> None:
+    import dataclasses
+
+    from reseg.config import RULES
+
+    keys = {f"{s.name}.{f.name}" for s in dataclasses.fields(Config)
+            for f in dataclasses.fields(getattr(Config(), s.name))}
+    assert keys - set(RULES) == set(), "config keys without a range rule in reseg.config.RULES"
+    assert set(RULES) - keys == set(), "rules for keys that do not exist"
+
+
+def test_validate_names_the_source_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("optim:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match=f"optim.lr' \\(from {cfg}\\) is -1.0; expected a number > 0"):
+        load_config(cfg)
+
+
+def test_not_utf8_empty_and_missing_base(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("data:\n  root: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin.yaml is not UTF-8 .*0xe9"):
+        load_config(latin)
+    for text in ("", "# only a comment\n", "\n\n"):
+        empty = tmp_path / "empty.yaml"
+        empty.write_text(text)
+        with pytest.raises(ConfigError, match="empty.yaml is empty"):
+            load_config(empty)
+    child = tmp_path / "child.yaml"
+    child.write_text("_base_: [nowhere/base.yaml]\ntrain:\n  max_iters: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(child)
+    assert "nowhere/base.yaml" in str(err.value) and str(child) in str(err.value)
+    child.write_text("_base_: {a: 1}\n")
+    with pytest.raises(ConfigError, match="_base_ in .*child.yaml must be a file name"):
+        load_config(child)
+
+
+def test_override_syntax_errors() -> None:
+    from reseg.config import parse_overrides
+
+    assert parse_overrides(["a.b=1", "c=[1, 2]", "d=x=y"]) == [("a.b", 1), ("c", [1, 2]), ("d", "x=y")]
+    for bad in ("optim.lr", "=3", "optim..lr=1", ".lr=1"):
+        with pytest.raises(ConfigError, match="must look like key=value"):
+            parse_overrides([bad])
+
+
+def test_dump_config_round_trips_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    import os
+
+    from reseg.config import dump_config
+
+    cfg = load_config(None, ["optim.lr=0.02", "data.crop_size=[32,48]"])
+    old = os.umask(0o022)
+    try:
+        dump_config(cfg, tmp_path / "config.yaml")
+    finally:
+        os.umask(old)
+    assert load_config(tmp_path / "config.yaml") == cfg
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
+    assert (tmp_path / "config.yaml").stat().st_mode & 0o777 == 0o644

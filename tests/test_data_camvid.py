@@ -88,14 +88,87 @@ def test_folders_without_listing(tmp_path: Path) -> None:
     assert [Path(i).name for i, _ in ds.files] == ["0001TP_006690.png", "0001TP_006720.png"]
 
 
+# CamVid's own label_colors.txt, as distributed with the 32-class dataset (R G B name).
+LABEL_COLORS_TXT = """\
+64 128 64\tAnimal
+192 0 128\tArchway
+0 128 192\tBicyclist
+0 128 64\tBridge
+128 0 0\tBuilding
+64 0 128\tCar
+64 0 192\tCartLuggagePram
+192 128 64\tChild
+192 192 128\tColumn_Pole
+64 64 128\tFence
+128 0 192\tLaneMkgsDriv
+192 0 64\tLaneMkgsNonDriv
+128 128 64\tMisc_Text
+192 0 192\tMotorcycleScooter
+128 64 64\tOtherMoving
+64 192 128\tParkingBlock
+64 64 0\tPedestrian
+128 64 128\tRoad
+128 128 192\tRoadShoulder
+0 0 192\tSidewalk
+192 128 128\tSignSymbol
+128 128 128\tSky
+64 128 192\tSUVPickupTruck
+0 0 64\tTrafficCone
+0 64 64\tTrafficLight
+192 64 128\tTrain
+128 128 0\tTree
+192 128 192\tTruck_Bus
+64 0 64\tTunnel
+192 192 0\tVegetationMisc
+0 0 0\tVoid
+64 192 0\tWall
+"""
+
+# The SegNet 11-class grouping of the 32 classes (Void is ignored).
+SEGNET_GROUPS = {
+    "Sky": ["Sky"],
+    "Building": ["Building", "Wall", "Bridge", "Tunnel", "Archway"],
+    "Pole": ["Column_Pole", "TrafficCone"],
+    "Road": ["Road", "LaneMkgsDriv", "LaneMkgsNonDriv"],
+    "Pavement": ["Sidewalk", "ParkingBlock", "RoadShoulder"],
+    "Tree": ["Tree", "VegetationMisc"],
+    "SignSymbol": ["SignSymbol", "Misc_Text", "TrafficLight"],
+    "Fence": ["Fence"],
+    "Car": ["Car", "SUVPickupTruck", "Truck_Bus", "Train", "OtherMoving"],
+    "Pedestrian": ["Pedestrian", "Child", "CartLuggagePram", "Animal"],
+    "Bicyclist": ["Bicyclist", "MotorcycleScooter"],
+}
+SEGNET_ORDER = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
+                "Pedestrian", "Bicyclist"]
+
+
+def _label_colors() -> dict[str, tuple[int, int, int]]:
+    out = {}
+    for line in LABEL_COLORS_TXT.splitlines():
+        r, g, b, name = line.split()
+        out[name] = (int(r), int(g), int(b))
+    return out
+
+
+def test_camvid_tables_match_the_published_ones() -> None:
+    colors = _label_colors()
+    assert len(colors) == 32 and dict(CAMVID32_COLORS) == colors
+    grouping = {old: new for new, olds in SEGNET_GROUPS.items() for old in olds}
+    assert len(grouping) == 31 and set(grouping) | {"Void"} == set(colors)
+    assert CAMVID32_TO_11 == {**grouping, "Void": None}
+    assert list(CAMVID.names) == SEGNET_ORDER
+    # each merged class wears the colour of the 32-class class it is named after
+    namesake = {"Pole": "Column_Pole", "Pavement": "Sidewalk"}
+    assert list(CAMVID.palette) == [colors[namesake.get(n, n)] for n in SEGNET_ORDER]
+
+
 def test_camvid32_merge(tmp_path: Path) -> None:
-    names = sorted(CAMVID32_COLORS)
-    assert len(names) == 32 and set(CAMVID32_TO_11) == set(names)
+    colors = _label_colors()
+    names = sorted(colors)
     rgb = np.zeros((4, 8, 3), np.uint8)
     for k, name in enumerate(names):
-        rgb[k // 8, k % 8] = CAMVID32_COLORS[name]
-    (tmp_path / "label_colors.txt").write_text("".join(
-        f"{r} {g} {b}\t\t{n}\n" for n, (r, g, b) in CAMVID32_COLORS.items()))
+        rgb[k // 8, k % 8] = colors[name]
+    (tmp_path / "label_colors.txt").write_text(LABEL_COLORS_TXT.replace("\t", "\t\t"))
     (tmp_path / "train").mkdir()
     img = np.zeros((4, 8, 3), np.uint8)
     cv2.imwrite(str(tmp_path / "train" / "0001TP_006690.png"), img)
@@ -104,21 +177,8 @@ def test_camvid32_merge(tmp_path: Path) -> None:
     assert ds.files[0][1].endswith("0001TP_006690_L.png")
     mask = ds.read_mask(0)
     got = {name: int(mask[k // 8, k % 8]) for k, name in enumerate(names)}
-    idx = CAMVID.names.index
-    expected_examples = {
-        "Wall": idx("Building"), "Bridge": idx("Building"), "LaneMkgsDriv": idx("Road"),
-        "LaneMkgsNonDriv": idx("Road"), "SUVPickupTruck": idx("Car"), "Truck_Bus": idx("Car"),
-        "OtherMoving": idx("Car"), "Child": idx("Pedestrian"), "MotorcycleScooter": idx("Bicyclist"),
-        "Sidewalk": idx("Pavement"), "Column_Pole": idx("Pole"), "Sky": idx("Sky"), "Void": 255,
-    }
-    for name, train_id in expected_examples.items():
-        assert got[name] == train_id, name
-    for name in names:
-        target = CAMVID32_TO_11[name]
-        assert got[name] == (255 if target is None else idx(target)), name
-    for name in CAMVID.names:  # every 11-class name is reachable from its own 32-class colour
-        if name not in ("Pavement", "Pole"):  # named Sidewalk and Column_Pole in the 32 classes
-            assert got[name] == idx(name)
+    expected = {old: SEGNET_ORDER.index(new) for new, olds in SEGNET_GROUPS.items() for old in olds}
+    assert got == {**expected, "Void": 255}
     # explicit formats are checked against the file
     with pytest.raises(LabelValueError, match="RGB colour image"):
         CamVidDataset(tmp_path, "train", label_format="segnet").read_mask(0)
