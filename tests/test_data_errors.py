@@ -215,3 +215,30 @@ def test_folder_pairs_matched_by_stem(tmp_path: Path) -> None:
     assert [Path(i).name for i, _ in ds.files] == ["p.jpg", "q.png"]
     with pytest.raises(DatasetLayoutError, match="split 'val' not found"):
         FolderDataset(tmp_path, "val")
+
+
+def test_classes_file_not_utf8_or_empty_is_a_config_error(tmp_path: Path) -> None:
+    from reseg.config import ConfigError
+    from reseg.data.folder import load_folder_classes
+
+    latin = tmp_path / "classes.yaml"
+    latin.write_bytes("names: [road, caf\xe9]\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"classes file .*classes.yaml is not UTF-8"):
+        load_folder_classes(latin)
+    latin.write_text("")
+    with pytest.raises(ConfigError, match=r"classes file .*classes.yaml is empty"):
+        load_folder_classes(latin)
+    latin.write_text("names: [road\n")
+    with pytest.raises(ConfigError, match=r"classes file .*classes.yaml is not valid YAML"):
+        load_folder_classes(latin)
+    latin.write_text("names: [road, car]\n", encoding="utf-8")
+    assert load_folder_classes(latin) is not None
+
+
+def test_data_stats_set_keeps_every_override(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--set a=1 --set b=2` applies both (it used to keep only the last flag)."""
+    rc = main(["data-stats", "--dataset", "camvid", "--data-root", str(tmp_path / "missing"),
+               "--set", "data.num_workers=-3", "--set", "data.skip_bad_samples=true"])
+    assert rc == 2 and "data.num_workers" in capsys.readouterr().err
+    rc = main(["data-stats", "--set", "data.num_workers=-3", "data.skip_bad_samples=true"])
+    assert rc == 2 and "data.num_workers" in capsys.readouterr().err

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from reseg.config import ConfigError, read_yaml_file
 from reseg.data.base import (
     DatasetError,
     DatasetLayoutError,
@@ -66,10 +66,9 @@ def load_folder_classes(path: str | Path) -> FolderClasses:
     path = Path(path)
     if not path.is_file():
         raise DatasetLayoutError(f"classes file {path} not found\n{FOLDER_LAYOUT}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise DatasetError(f"classes file {path} is not valid YAML: {err}") from None
+    data = read_yaml_file(path, "classes file")
+    if data is None:
+        raise ConfigError(f"classes file {path} is empty; expected `names: [...]` (and optionally `colors`)")
     if isinstance(data, list):
         data = {"classes": data}
     if not isinstance(data, dict):
