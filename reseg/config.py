@@ -376,9 +376,9 @@ def _number(low: float, high: float = float("inf"), low_open: bool = False, high
     def ok(v: Any) -> bool:
         return (isinstance(v, (int, float)) and (v > low if low_open else v >= low)
                 and (v < high if high_open else v <= high))
-    left, right = "(" if low_open else "[", ")" if high_open else "]"
-    return ok, f"a number in {left}{low:g}, {high:g}{right}" if high != float("inf") else \
-        f"a number {'>' if low_open else '>='} {low:g}"
+    if high == float("inf"):
+        return ok, f"a number {'>' if low_open else '>='} {low:g}"
+    return ok, f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
 def _optional(rule: tuple[Check, str]) -> tuple[Check, str]:
