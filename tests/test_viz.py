@@ -142,3 +142,6 @@ def test_browse_writes_a_grid_with_legend(tmp_path, capsys) -> None:
     assert {CAMVID.palette[0], CAMVID.palette[1], CAMVID.palette[2]} <= colours
     assert main(["browse", "--dataset", "camvid", "--data-root", str(root), "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+    inside = root / "train" / "grid.png"
+    assert main(["browse", "--dataset", "camvid", "--data-root", str(root), "--out", str(inside)]) == 2
+    assert "the dataset folder" in capsys.readouterr().err and not inside.exists()

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from reseg.commands import dataset_config
     from reseg.data import build_dataset, build_transforms
     from reseg.errors import ResegError
-    from reseg.io import check_output_file
+    from reseg.io import check_output_file, refuse_overlap
     from reseg.viz import sample_grid, write_image
 
     if args.num < 1 or args.cols < 1:
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = build_dataset(cfg, args.split, transform=build_transforms(cfg, train=augment))
     if len(dataset) == 0:
         raise ResegError(f"split {args.split!r} of {dataset.root} is empty")
+    refuse_overlap(args.out, [dataset.root], "--out", "the dataset folder")
     grid, n = sample_grid(dataset, args.num, args.cols, args.seed)
     write_image(args.out, grid)
     mode = "training augmentation" if augment else "evaluation transforms"
