@@ -179,19 +179,12 @@ class ConfusionMatrix:
         self.mat += batch
         return batch
 
-    def merge(self, other: "ConfusionMatrix") -> None:
-        """Add another matrix's counts (e.g. from a worker)."""
-        if other.num_classes != self.num_classes:
-            raise ResegError(f"cannot merge a {other.num_classes}-class confusion matrix "
-                             f"into a {self.num_classes}-class one")
-        self.mat += other.mat.to(self.mat.device)
-
     def reset(self) -> None:
         self.mat.zero_()
 
     def all_reduce(self) -> None:
         """Sum the counts of every process when torch.distributed is initialised; no-op otherwise."""
-        _all_reduce(self.mat)
+        reduce_sum(self.mat)
 
     def compute(self) -> dict[str, Any]:
         """{"mIoU", "mAcc", "aAcc", "fwIoU", "mDice": float, "IoU", "Acc", "Dice": float64 tensor[C]}."""
@@ -201,11 +194,21 @@ class ConfusionMatrix:
         return f"ConfusionMatrix(num_classes={self.num_classes}, pixels={int(self.mat.sum())})"
 
 
-def _all_reduce(t: torch.Tensor) -> None:
+def reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum `t` in place over every process (reseg.engine.distributed's all-reduce); no-op on one process.
+
+    NCCL reduces only CUDA tensors, so CPU counts travel through the current GPU and back.
+    """
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    from reseg.engine.distributed import all_reduce_sum, is_dist
+
+    if not is_dist():
+        return t
+    if t.device.type == "cpu" and dist.get_backend() == "nccl":
+        t.copy_(all_reduce_sum(t.to(torch.device("cuda", torch.cuda.current_device()))))
+        return t
+    return all_reduce_sum(t)
 
 
 # ------------------------------------------------------------------ Cityscapes extras
@@ -342,7 +345,7 @@ class InstanceIoU:
     def all_reduce(self) -> None:
         """Sum across processes when torch.distributed is initialised."""
         for t in (self.tp, self.fn, self.cat_tp, self.cat_fn):
-            _all_reduce(t)
+            reduce_sum(t)
 
     def update(self, pred: Any, instance_ids: Any) -> None:
         """Add one image: `pred` train ids (H x W), `instance_ids` the *_gtFine_instanceIds.png values."""

@@ -1,8 +1,12 @@
 """Evaluation reports: metrics.json, per_class.csv, report.md and the figures, plus run comparisons.
 
-Everything here reads the one metrics dict built by `metrics_dict` (fractions in [0, 1], NaN for
-classes that were never seen), so the JSON, the CSV, the markdown table and the plots can never
-disagree. Figures use matplotlib's object API on an Agg canvas: no display, no global pyplot state.
+Everything here reads the one metrics record built by `metrics_dict`, the schema of metrics.json,
+of the trainer's metrics.jsonl validation records, of TensorBoard scalars (`scalars`) and of
+`reseg compare`, so the JSON, the CSV, the markdown table and the plots can never disagree.
+One unit: files hold fractions in [0, 1] (None where a class was never seen); what people read
+(console, report.md, compare.md) is percent with a % sign (`percent`). Every file is written
+atomically (reseg.io). Figures use matplotlib's object API on an Agg canvas: no display, no global
+pyplot state.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import torch
 
 from reseg.errors import ResegError
+from reseg.io import atomic_open, atomic_path, check_output_dir, write_text
 from reseg.metrics import ConfusionMatrix, InstanceIoU, category_iou, scores_from_matrix
 
 Sample = Mapping[str, Any]  # {"image": HxWx3 uint8, "truth": HxW uint8, "pred": HxW uint8, "title": str}
@@ -77,19 +82,44 @@ def metrics_dict(confusion: ConfusionMatrix | torch.Tensor, class_names: Sequenc
     return out
 
 
-def _pct(x: Any, digits: int = 2) -> str:
+def percent(x: Any, digits: int = 2, missing: str = "n/a") -> str:
+    """A fraction as people read it: 0.4512 -> '45.12%'; None/NaN -> `missing`."""
     v = _val(x)
-    return "n/a" if math.isnan(v) else f"{100.0 * v:.{digits}f}"
+    return missing if math.isnan(v) else f"{100.0 * v:.{digits}f}%"
+
+
+_HEADLINE = ("mIoU", "mAcc", "aAcc", "fwIoU")
+
+
+def summary_line(metrics: Mapping[str, Any]) -> str:
+    """One console line: mIoU 45.12%  mAcc ...  (and iIoU / category IoU where there are any)."""
+    parts = [f"{k} {percent(metrics.get(k))}" for k in _HEADLINE]
+    if "iIoU" in metrics:
+        parts.append(f"iIoU {percent(metrics.get('iIoU'))}")
+    if "mean_category_IoU" in metrics:
+        parts.append(f"category IoU {percent(metrics.get('mean_category_IoU'))}")
+    return "  ".join(parts)
+
+
+def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The record as flat TensorBoard tags (fractions): mIoU, mAcc, aAcc, fwIoU, iIoU, IoU/<class>, Acc/<class>."""
+    out: dict[str, float] = {}
+    for key in _HEADLINE + ("mDice", "iIoU", "mean_category_IoU"):
+        v = metrics.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            out[key] = float(v)
+    for name, s in (metrics.get("per_class") or {}).items():
+        for key in ("IoU", "Acc"):
+            v = s.get(key)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                out[f"{key}/{name}"] = float(v)
+    return out
 
 
 # ------------------------------------------------------------------ files
 
 def write_metrics_json(metrics: Mapping[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(metrics, fh, indent=2, allow_nan=False)
-        fh.write("\n")
-    return path
+    return write_text(path, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
 
 
 def load_metrics_json(path: str | Path) -> dict[str, Any]:
@@ -111,8 +141,8 @@ def write_per_class_csv(metrics: Mapping[str, Any], path: str | Path) -> Path:
     path = Path(path)
     iiou = metrics.get("per_class_iIoU")
     dice = metrics.get("per_class_Dice", {})
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+    with atomic_open(path, "w") as fh:
+        w = csv.writer(fh, lineterminator="\n")
         w.writerow(["class", "IoU", "Acc", "Dice"] + (["iIoU"] if iiou is not None else []))
         for name, s in metrics["per_class"].items():
             row = [name] + [_csv(s.get("IoU")), _csv(s.get("Acc")), _csv(dice.get(name))]
@@ -127,7 +157,7 @@ def _csv(x: Any) -> str:
 
 
 def report_markdown(metrics: Mapping[str, Any], title: str = "Evaluation") -> str:
-    """The table for papers: class | IoU | Acc (in %), then aAcc, mIoU, mAcc (and Cityscapes extras)."""
+    """The table for papers: class | IoU | Acc (percent), then aAcc, mIoU, mAcc (and Cityscapes extras)."""
     lines = [f"# {title}", ""]
     described = [(k, metrics[k]) for k in ("dataset", "split", "num_images", "checkpoint", "preds", "inference")
                  if metrics.get(k) not in (None, "")]
@@ -137,25 +167,25 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Evaluation") -> st
         lines.append("")
     lines += ["| Class | IoU | Acc |", "|:--|--:|--:|"]
     for name, s in metrics["per_class"].items():
-        lines.append(f"| {name} | {_pct(s.get('IoU'))} | {_pct(s.get('Acc'))} |")
+        lines.append(f"| {name} | {percent(s.get('IoU'))} | {percent(s.get('Acc'))} |")
     lines += ["", "| Metric | Value |", "|:--|--:|"]
     for key in ("aAcc", "mIoU", "mAcc", "fwIoU"):
-        lines.append(f"| {key} | {_pct(metrics.get(key))} |")
+        lines.append(f"| {key} | {percent(metrics.get(key))} |")
     if "iIoU" in metrics:
-        lines.append(f"| iIoU | {_pct(metrics.get('iIoU'))} |")
+        lines.append(f"| iIoU | {percent(metrics.get('iIoU'))} |")
     if "category_IoU" in metrics:
         cat_i = metrics.get("category_iIoU")
         if cat_i is None:
             lines += ["", "| Category | IoU |", "|:--|--:|"]
-            lines += [f"| {name} | {_pct(v)} |" for name, v in metrics["category_IoU"].items()]
-            lines.append(f"| **mean** | **{_pct(metrics.get('mean_category_IoU'))}** |")
+            lines += [f"| {name} | {percent(v)} |" for name, v in metrics["category_IoU"].items()]
+            lines.append(f"| **mean** | **{percent(metrics.get('mean_category_IoU'))}** |")
         else:
             lines += ["", "| Category | IoU | iIoU |", "|:--|--:|--:|"]
             for name, v in metrics["category_IoU"].items():
-                lines.append(f"| {name} | {_pct(v)} | {_pct(cat_i[name]) if name in cat_i else ''} |")
-            lines.append(f"| **mean** | **{_pct(metrics.get('mean_category_IoU'))}** | "
-                         f"**{_pct(metrics.get('mean_category_iIoU'))}** |")
-    lines += ["", "Values in %. n/a: the class is in neither the truth nor the prediction (left out of the means); "
+                lines.append(f"| {name} | {percent(v)} | {percent(cat_i[name]) if name in cat_i else ''} |")
+            lines.append(f"| **mean** | **{percent(metrics.get('mean_category_IoU'))}** | "
+                         f"**{percent(metrics.get('mean_category_iIoU'))}** |")
+    lines += ["", "n/a: the class is in neither the truth nor the prediction (left out of the means); "
               "Acc is n/a for classes absent from the truth.", ""]
     return "\n".join(lines)
 
@@ -173,7 +203,8 @@ def _figure(width: float, height: float, layout: str | None = None):
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
-    fig.savefig(path, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     return path
 
 
@@ -294,16 +325,14 @@ def plot_samples(samples: Sequence[Sample], palette: Sequence[Sequence[int]], pa
 def write_report(out_dir: str | Path, metrics: Mapping[str, Any], samples: Sequence[Sample] | None = None,
                  palette: Sequence[Sequence[int]] | None = None, title: str = "Evaluation") -> dict[str, Path]:
     """Write metrics.json, per_class.csv, report.md, confusion_matrix.png, per_class_iou.png (and samples.png)."""
-    out = Path(out_dir)
+    out = check_output_dir(out_dir, "report folder")
     out.mkdir(parents=True, exist_ok=True)
     names = list(metrics["class_names"])
     paths = {
         "metrics": write_metrics_json(metrics, out / "metrics.json"),
         "per_class": write_per_class_csv(metrics, out / "per_class.csv"),
     }
-    md = out / "report.md"
-    md.write_text(report_markdown(metrics, title), encoding="utf-8")
-    paths["report"] = md
+    paths["report"] = write_text(out / "report.md", report_markdown(metrics, title))
     paths["confusion_matrix"] = plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), names,
                                                       out / "confusion_matrix.png")
     paths["per_class_iou"] = plot_per_class_iou(metrics, out / "per_class_iou.png", palette)
@@ -336,8 +365,23 @@ def find_metrics(path: str | Path) -> Path:
                      f"run `reseg evaluate --checkpoint ... --out {p}` first")
 
 
+def _per_class(rec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """per_class {name: {IoU, Acc}} of a validation record: the current schema, or the older one
+    that kept IoU {name: v} and Acc {name: v} side by side."""
+    if isinstance(rec.get("per_class"), dict):
+        return dict(rec["per_class"])
+    if isinstance(rec.get("IoU"), dict):
+        acc = rec.get("Acc") if isinstance(rec.get("Acc"), dict) else {}
+        return {n: {"IoU": v, "Acc": acc.get(n)} for n, v in rec["IoU"].items()}
+    return None
+
+
 def metrics_from_training_log(path: str | Path) -> dict[str, Any]:
-    """The validation record with the best mIoU in a trainer's metrics.jsonl, as a metrics dict."""
+    """The validation record with the best mIoU in a trainer's metrics.jsonl, as a metrics record.
+
+    Reads the current record schema and the one of earlier runs (IoU {name: v}); a torn last line
+    (a run killed mid-write) is skipped.
+    """
     path = Path(path)
     best: dict[str, Any] | None = None
     try:
@@ -350,15 +394,16 @@ def metrics_from_training_log(path: str | Path) -> dict[str, Any]:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
+            if n == len(lines):
+                continue  # torn last record
             raise ResegError(f"{path}:{n} is not valid JSON") from None
-        if rec.get("type") == "val" and isinstance(rec.get("IoU"), dict):
+        if isinstance(rec, dict) and rec.get("type") == "val" and _per_class(rec) is not None:
             if best is None or _val(rec.get("mIoU")) > _val(best.get("mIoU")) or math.isnan(_val(best.get("mIoU"))):
                 best = rec
     if best is None:
         raise ResegError(f"{path} holds no validation record (type 'val' with per-class IoU)")
-    acc = best.get("Acc") or {}
-    out = {k: best.get(k) for k in ("mIoU", "mAcc", "aAcc", "fwIoU")}
-    out["per_class"] = {n: {"IoU": v, "Acc": acc.get(n)} for n, v in best["IoU"].items()}
+    out = {k: v for k, v in best.items() if k not in ("IoU", "Acc", "type", "iter")}
+    out["per_class"] = _per_class(best)
     out["iteration"] = best.get("iter")
     return out
 
@@ -407,7 +452,7 @@ def _class_union(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
 
 
 def compare_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
-    """Class | run1 | run2 ... (IoU in %), the best of each row in bold; then the summary rows."""
+    """Class | run1 | run2 ... (IoU as percent), the best of each row in bold; then the summary rows."""
     labels = [label.replace("|", "/") for label, _ in runs]
     lines = ["| Class | " + " | ".join(labels) + " |", "|:--|" + "--:|" * len(runs)]
 
@@ -416,7 +461,7 @@ def compare_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
         best = max(finite) if len(finite) > 1 else None
         cells = []
         for v in values:
-            text = "-" if math.isnan(v) else f"{100 * v:.2f}"
+            text = percent(v, missing="-")
             cells.append(f"**{text}**" if best is not None and v == best else text)
         return f"| {name} | " + " | ".join(cells) + " |"
 
@@ -451,13 +496,12 @@ def plot_compare(runs: Sequence[tuple[str, Mapping[str, Any]]], path: str | Path
 
 def write_compare(runs: Sequence[tuple[str, Mapping[str, Any]]], out_dir: str | Path) -> dict[str, Path]:
     """compare.md (the table), compare.csv and compare.png in `out_dir`."""
-    out = Path(out_dir)
+    out = check_output_dir(out_dir, "--out")
     out.mkdir(parents=True, exist_ok=True)
-    md = out / "compare.md"
-    md.write_text(compare_markdown(runs), encoding="utf-8")
+    md = write_text(out / "compare.md", compare_markdown(runs))
     csv_path = out / "compare.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+    with atomic_open(csv_path, "w") as fh:
+        w = csv.writer(fh, lineterminator="\n")
         w.writerow(["class"] + [label for label, _ in runs])
         for name in _class_union(runs):
             w.writerow([name] + [_csv(m["per_class"].get(name, {}).get("IoU")) for _, m in runs])

@@ -68,7 +68,7 @@ def test_write_report_outputs(tmp_path):
 
     md = (tmp_path / "report.md").read_text()
     assert "| Class | IoU | Acc |" in md
-    assert f"| road | {100 * data['per_class']['road']['IoU']:.2f} |" in md
+    assert f"| road | {100 * data['per_class']['road']['IoU']:.2f}% |" in md
     assert "| tree | n/a | n/a |" in md
     assert md.index("| aAcc |") < md.index("| mIoU |") < md.index("| mAcc |")
     assert md.index("| tree |") < md.index("| aAcc |")
@@ -82,7 +82,7 @@ def test_report_markdown_cityscapes_extras():
     m = _metrics()
     m.update({"iIoU": 0.5, "category_iIoU": {"vehicle": 0.25}, "mean_category_iIoU": 0.25})
     md = report_markdown(m)
-    assert "| iIoU | 50.00 |" in md and "| vehicle |" in md and "| 25.00 |" in md
+    assert "| iIoU | 50.00% |" in md and "| vehicle |" in md and "| 25.00% |" in md
 
 
 def test_compare_command(tmp_path, capsys):
@@ -112,9 +112,9 @@ def test_compare_marks_best_and_handles_missing_classes(tmp_path):
     m1 = {"mIoU": 0.5, "per_class": {"a": {"IoU": 0.4}, "b": {"IoU": None}}}
     m2 = {"mIoU": 0.6, "per_class": {"a": {"IoU": 0.3}, "c": {"IoU": 0.9}}}
     table = compare_markdown([("x", m1), ("y", m2)])
-    assert "| a | **40.00** | 30.00 |" in table
-    assert "| b | - | - |" in table and "| c | - | 90.00 |" in table
-    assert "| **mIoU** | 50.00 | **60.00** |" in table
+    assert "| a | **40.00%** | 30.00% |" in table
+    assert "| b | - | - |" in table and "| c | - | 90.00% |" in table
+    assert "| **mIoU** | 50.00% | **60.00%** |" in table
 
 
 def test_compare_bad_inputs(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,12 @@ from reseg.data.base import (
 )
 from reseg.data.camvid import CamVidDataset
 from reseg.data.cityscapes import CityscapesDataset
-from reseg.data.classes import CAMVID, CITYSCAPES, IGNORE_INDEX, ClassInfo
+from reseg.data.classes import CAMVID, CITYSCAPES, CLASS_TABLES, IGNORE_INDEX, ClassInfo
 from reseg.data.folder import FolderDataset, load_folder_classes
 from reseg.data.synthetic import ensure_synthetic, make_synthetic, make_synthetic_video
 from reseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, denormalize, normalize
 
 log = logging.getLogger("reseg.data")
-
-DATASETS = ("synthetic", "camvid", "cityscapes", "folder")
 
 __all__ = [
     "DATASETS", "CAMVID", "CITYSCAPES", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "ClassInfo",
@@ -49,48 +48,75 @@ __all__ = [
 ]
 
 
+def _synthetic(data: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    """The generated street scenes (CamVid classes, SegNet layout); generated here only when `generate`."""
+    if generate:
+        root = ensure_synthetic(data.root, data.synthetic_sizes, data.synthetic_seed, tuple(data.synthetic_size),
+                                data.synthetic_difficulty)
+    else:
+        root = Path(data.root)
+        if not root.is_dir():
+            raise DatasetError(f"synthetic dataset root {root} (data.root) does not exist; only `reseg train` and "
+                               f"`reseg make-synthetic --out {root}` generate one (check the path for a typo)")
+    return CamVidDataset(root, split, label_format="segnet", **kwargs)
+
+
+def _camvid(data: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    return CamVidDataset(data.root, split, label_format=data.label_format, **kwargs)
+
+
+def _cityscapes(data: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    return CityscapesDataset(data.root, split, label_format=data.label_format, **kwargs)
+
+
+def _folder(data: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    if data.label_format not in ("auto",):
+        raise DatasetError(f"data.label_format {data.label_format!r} does not apply to folder datasets "
+                           f"(mask format is detected per file); use 'auto'")
+    return FolderDataset(data.root, split, classes_file=data.classes_file, **kwargs)
+
+
+# The one table of dataset names (data.dataset) and what builds each one.
+DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
+    "synthetic": _synthetic, "camvid": _camvid, "cityscapes": _cityscapes, "folder": _folder,
+}
+
+
+def _builder(name: str) -> Callable[..., SegmentationDataset]:
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
 def dataset_classes(cfg: Any) -> ClassInfo:
     """The classes a config's dataset has, without listing its files (for building a model)."""
     name = cfg.data.dataset
-    if name in ("camvid", "synthetic"):
-        return CAMVID
-    if name == "cityscapes":
-        return CITYSCAPES
-    if name == "folder":
-        path = cfg.data.classes_file or next(
-            (Path(cfg.data.root) / n for n in ("classes.yaml", "classes.yml") if (Path(cfg.data.root) / n).is_file()),
-            Path(cfg.data.root) / "classes.yaml")
-        return load_folder_classes(path).info
-    raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    _builder(name)
+    if name in CLASS_TABLES:
+        return CLASS_TABLES[name]
+    path = cfg.data.classes_file or next(
+        (Path(cfg.data.root) / n for n in ("classes.yaml", "classes.yml") if (Path(cfg.data.root) / n).is_file()),
+        Path(cfg.data.root) / "classes.yaml")
+    return load_folder_classes(path).info
 
 
-def build_dataset(cfg: Any, split: str, transform: Any = "auto", require_labels: bool = True) -> SegmentationDataset:
+def build_dataset(cfg: Any, split: str, transform: Any = "auto", require_labels: bool = True,
+                  generate: bool = False) -> SegmentationDataset:
     """The dataset named by cfg.data for `split`.
 
     transform: "auto" (training augmentation for cfg.data.train_split, evaluation transforms
     otherwise), None (raw RGB uint8 image, int64 mask tensor) or any callable taking
     image=/mask= keywords. require_labels=False loads images alone (prediction, e.g. on the
     Cityscapes test split, whose labels are not public); samples then have no "mask".
+    generate: a synthetic dataset whose root does not exist is generated there (only training
+    sets this); otherwise a missing root is an error, so a typo never scores a fresh dataset.
     """
     data = cfg.data
+    build = _builder(data.dataset)
     if transform == "auto":
         transform = build_transforms(cfg, train=(split == data.train_split))
-    kwargs = {"transform": transform, "skip_bad_samples": data.skip_bad_samples, "require_labels": require_labels}
-    name = data.dataset
-    if name == "synthetic":
-        root = ensure_synthetic(data.root, data.synthetic_sizes, data.synthetic_seed, tuple(data.synthetic_size),
-                                data.synthetic_difficulty)
-        return CamVidDataset(root, split, label_format="segnet", **kwargs)
-    if name == "camvid":
-        return CamVidDataset(data.root, split, label_format=data.label_format, **kwargs)
-    if name == "cityscapes":
-        return CityscapesDataset(data.root, split, label_format=data.label_format, **kwargs)
-    if name == "folder":
-        if data.label_format not in ("auto",):
-            raise DatasetError(f"data.label_format {data.label_format!r} does not apply to folder datasets "
-                               f"(mask format is detected per file); use 'auto'")
-        return FolderDataset(data.root, split, classes_file=data.classes_file, **kwargs)
-    raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return build(data, split, generate, transform=transform, skip_bad_samples=data.skip_bad_samples,
+                 require_labels=require_labels)
 
 
 def _set_transform_seed(dataset: Any, seed: int) -> None:
