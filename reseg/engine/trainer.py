@@ -244,7 +244,7 @@ class SeededView(Dataset):
 
 def _build_dataset(cfg: Config, split: str) -> Dataset:
     from reseg.data import build_dataset
-    return build_dataset(cfg, split)
+    return build_dataset(cfg, split, generate=True)  # training is the one user that may generate synthetic data
 
 
 # ---------------------------------------------------------------- evaluation
