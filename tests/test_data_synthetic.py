@@ -116,12 +116,12 @@ def test_difficulty_is_recorded_and_a_mismatch_warned(tmp_path: Path, caplog: py
     cfg.data.dataset, cfg.data.root, cfg.data.synthetic_sizes = "synthetic", str(root), [2, 1, 0]
     cfg.data.synthetic_size, cfg.data.crop_size = list(SIZE), list(SIZE)
     with caplog.at_level("WARNING", logger="reseg.data"):
-        build_dataset(cfg, "train")
+        build_dataset(cfg, "train", generate=True)
     assert "difficulty easy" in caplog.text and "difficulty standard" in caplog.text
     caplog.clear()
     cfg.data.synthetic_difficulty = "easy"
     with caplog.at_level("WARNING", logger="reseg.data"):
-        assert len(build_dataset(cfg, "train")) == 2
+        assert len(build_dataset(cfg, "train", generate=True)) == 2
     assert "difficulty" not in caplog.text
 
 
@@ -130,13 +130,13 @@ def test_build_dataset_generates_when_absent(tmp_path: Path, capsys: pytest.Capt
     cfg.data.dataset, cfg.data.root = "synthetic", str(tmp_path / "gen")
     cfg.data.synthetic_sizes, cfg.data.synthetic_seed = [2, 1, 1], 3
     cfg.data.crop_size = [32, 48]
-    ds = build_dataset(cfg, "train")
+    ds = build_dataset(cfg, "train", generate=True)
     assert len(ds) == 2 and (tmp_path / "gen" / "synthetic.json").is_file()
     assert "generating" in capsys.readouterr().out
     sample = ds[0]
     assert tuple(sample["image"].shape) == (3, 32, 48)
     mtime = (tmp_path / "gen" / "synthetic.json").stat().st_mtime_ns
-    assert len(build_dataset(cfg, "val")) == 1
+    assert len(build_dataset(cfg, "val", generate=True)) == 1
     assert (tmp_path / "gen" / "synthetic.json").stat().st_mtime_ns == mtime   # not generated twice
 
 
