@@ -293,3 +293,70 @@ def test_preds_on_folder_dataset_with_classes_file(tmp_path):
     assert m["mIoU"] == 1.0 and m["aAcc"] == 1.0
     assert m["per_class"]["extra"] == {"IoU": None, "Acc": None}
     assert "category_IoU" not in m and "iIoU" not in m
+
+
+# ------------------------------------------------------------------ safety and named errors
+
+def test_save_preds_into_the_dataset_is_refused_before_writing(synthetic, synthetic_ckpt, tmp_path, capsys):
+    labels = synthetic / "valannot"
+    before = {p.name: p.read_bytes() for p in labels.iterdir()}
+    for target in (labels, synthetic, synthetic / "val" / "inner"):
+        out = tmp_path / f"o_{target.name}"
+        assert _evaluate("--checkpoint", str(synthetic_ckpt), "--data-root", str(synthetic), "--device", "cpu",
+                         "--save-preds", str(target), "--out", str(out)) == 2
+        err = capsys.readouterr().err
+        assert "--save-preds" in err and str(target) in err
+        assert not out.exists()
+    assert {p.name: p.read_bytes() for p in labels.iterdir()} == before
+    assert not (synthetic / "val" / "inner").exists()
+
+
+def test_out_that_is_a_file_fails_before_scoring(synthetic, synthetic_ckpt, tmp_path, capsys):
+    out = tmp_path / "report"
+    out.write_text("not a folder")
+    assert _evaluate("--checkpoint", str(synthetic_ckpt), "--data-root", str(synthetic), "--device", "cpu",
+                     "--out", str(out)) == 2
+    captured = capsys.readouterr()
+    assert "is an existing file" in captured.err and "evaluating" not in captured.err
+    assert out.read_text() == "not a folder"
+
+
+def test_missing_synthetic_root_is_an_error_not_a_new_dataset(synthetic_ckpt, tmp_path, capsys):
+    typo = tmp_path / "synthetc"
+    assert _evaluate("--checkpoint", str(synthetic_ckpt), "--data-root", str(typo), "--device", "cpu",
+                     "--out", str(tmp_path / "o")) == 2
+    assert str(typo) in capsys.readouterr().err and not typo.exists()
+
+
+@pytest.mark.parametrize("override,key", [("eval.scales=abc", "eval.scales"),
+                                          ("data.size_divisor=abc", "data.size_divisor")])
+def test_bad_set_values_are_named_errors(synthetic, synthetic_ckpt, tmp_path, capsys, override, key):
+    assert _evaluate("--checkpoint", str(synthetic_ckpt), "--data-root", str(synthetic), "--device", "cpu",
+                     "--set", override, "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert key in err and "abc" in err and "Traceback" not in err
+
+
+def test_evaluate_split_matches_a_naive_count_and_shards_add_up(synthetic, synthetic_ckpt):
+    """The library call scores full-size labels; scoring two halves and adding the matrices gives the whole."""
+    from reseg.config import Config
+    from reseg.data import build_dataset
+    from reseg.evaluation import evaluate_split
+    from reseg.predictor import Predictor
+
+    cfg = Config()
+    cfg.data.dataset, cfg.data.root = "synthetic", str(synthetic)
+    dataset = build_dataset(cfg, "val", transform=None)
+    predictor = Predictor.from_checkpoint(synthetic_ckpt, device="cpu")
+    whole = evaluate_split(predictor, dataset, batch_size=2, samples=2)
+    naive = np.zeros((11, 11), np.int64)
+    for i in range(len(dataset)):
+        image, truth = dataset.load_pair(i)
+        pred = predictor.predict([image])[0]
+        keep = truth != 255
+        np.add.at(naive, (truth[keep].astype(int), pred[keep].astype(int)), 1)
+    assert whole.metrics["confusion_matrix"] == naive.tolist() and whole.images == len(dataset)
+    assert [p[0] for p in whole.picks][0] == 0
+    halves = [evaluate_split(predictor, dataset, indices=[i]) for i in range(len(dataset))]
+    total = np.sum([np.asarray(h.metrics["confusion_matrix"]) for h in halves], axis=0)
+    assert total.tolist() == naive.tolist()

@@ -231,3 +231,41 @@ def test_instance_iou_rejects_unknown_label_ids():
     inst = InstanceIoU(reference_tables())
     with pytest.raises(ResegError, match="label id"):
         inst.update(torch.zeros(1, 2, dtype=torch.uint8), torch.tensor([[26001, 99001]]))
+
+
+def _two_rank_worker(rank: int, store: str, out: str) -> None:
+    import json
+
+    import numpy as np
+    import torch.distributed as dist
+
+    from reseg.evaluation import Scorer
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        scorer = Scorer(["a", "b", "c"], n_samples=0)
+        truth = np.array([[0, 1], [2, 255]], np.uint8)
+        pred = np.array([[0, 1], [1, 0]], np.uint8) if rank == 0 else np.array([[2, 1], [2, 2]], np.uint8)
+        scorer.add(rank, pred, truth)
+        m = scorer.metrics()
+    finally:
+        dist.destroy_process_group()
+    with open(f"{out}.{rank}", "w") as fh:
+        json.dump({"cm": m["confusion_matrix"], "n": m["num_images"]}, fh)
+
+
+def test_all_reduce_sums_two_gloo_processes(tmp_path):
+    """Two ranks each score one image; both end with the matrix of both images (the naive sum)."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "rank"
+    mp.spawn(_two_rank_worker, args=(str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    naive = np.zeros((3, 3), np.int64)
+    truth = np.array([0, 1, 2])
+    for pred in (np.array([0, 1, 1]), np.array([2, 1, 2])):
+        np.add.at(naive, (truth, pred), 1)
+    for rank in (0, 1):
+        got = json.loads(out.with_name(f"rank.{rank}").read_text())
+        assert got["cm"] == naive.tolist() and got["n"] == 2

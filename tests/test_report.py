@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from reseg.cli import main
+from reseg.errors import ResegError
 from reseg.metrics import ConfusionMatrix
 from reseg.report import compare_markdown, load_runs, metrics_dict, report_markdown, write_report
 
@@ -141,3 +142,51 @@ def test_compare_reads_a_training_log(tmp_path):
     (label, m), = load_runs([run])
     assert label == "train_run" and m["mIoU"] == 0.5 and m["iteration"] == 4
     assert m["per_class"] == {"a": {"IoU": 0.6, "Acc": 0.7}, "b": {"IoU": None, "Acc": None}}
+
+
+def test_compare_reads_old_and_new_training_logs(tmp_path, capsys):
+    """metrics.jsonl of earlier runs kept IoU {name: v}; current ones keep the metrics.json record."""
+    old, new = tmp_path / "old_run", tmp_path / "new_run"
+    old.mkdir()
+    new.mkdir()
+    old_recs = [{"type": "train", "iter": 1, "loss": 1.0},
+                {"type": "val", "iter": 2, "mIoU": 0.25, "IoU": {"a": 0.2, "b": 0.3}, "Acc": {"a": 0.5, "b": 0.6}},
+                {"type": "val", "iter": 4, "mIoU": 0.5, "IoU": {"a": 0.4, "b": 0.6}, "Acc": {"a": 0.7, "b": 0.8}}]
+    (old / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old_recs))
+    new_rec = {"type": "val", "iter": 3, "mIoU": 0.75,
+               "per_class": {"a": {"IoU": 0.7, "Acc": 0.9}, "b": {"IoU": 0.8, "Acc": None}}}
+    (new / "metrics.jsonl").write_text(json.dumps(new_rec) + "\n" + '{"type": "val", "mI')  # torn last line
+    runs = dict(load_runs([old, new]))
+    assert runs["old_run"]["per_class"] == {"a": {"IoU": 0.4, "Acc": 0.7}, "b": {"IoU": 0.6, "Acc": 0.8}}
+    assert runs["old_run"]["iteration"] == 4 and runs["old_run"]["mIoU"] == 0.5
+    assert runs["new_run"]["per_class"] == new_rec["per_class"] and runs["new_run"]["iteration"] == 3
+    out = tmp_path / "cmp"
+    assert main(["compare", str(old), str(new), "--out", str(out)]) == 0
+    table = (out / "compare.md").read_text()
+    assert "| a | 40.00% | **70.00%** |" in table and "| **mIoU** | 50.00% | **75.00%** |" in table
+    assert "40.00%" in capsys.readouterr().out
+    assert not list(out.glob(".*partial*"))  # atomic writes leave no temporary files
+
+
+def test_one_unit_fractions_in_files_percent_for_people(tmp_path):
+    from reseg.report import percent, scalars, summary_line
+
+    m = _metrics()
+    assert percent(0.4512) == "45.12%" and percent(None) == "n/a" and percent(float("nan"), missing="-") == "-"
+    line = summary_line(m)
+    assert f"mIoU {100 * m['mIoU']:.2f}%" in line and "aAcc" in line
+    tags = scalars(m)
+    assert tags["mIoU"] == m["mIoU"] and tags["IoU/road"] == m["per_class"]["road"]["IoU"]
+    assert "IoU/tree" not in tags  # a class never seen has no value
+    write_report(tmp_path, m)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["mIoU"] == m["mIoU"] <= 1.0
+    assert f"| mIoU | {100 * m['mIoU']:.2f}% |" in (tmp_path / "report.md").read_text()
+
+
+def test_report_into_an_existing_file_is_an_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ResegError, match="existing file"):
+        write_report(blocker, _metrics())
+    assert blocker.read_text() == "x"
