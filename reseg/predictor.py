@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reseg.errors import ResegError
+from reseg.models.padding import pad_bottom_right, pad_to_multiple
 from reseg.runtime import amp_dtype, autocast, place_model, resolve_device
 
 def normalization_stats() -> tuple[np.ndarray, np.ndarray]:
@@ -30,25 +31,6 @@ def normalization_stats() -> tuple[np.ndarray, np.ndarray]:
     if mean_a.max() <= 1.0:  # albumentations convention: fractions of max_pixel_value=255
         mean_a, std_a = mean_a * 255.0, std_a * 255.0
     return mean_a, std_a
-
-
-def pad_to_multiple(x: torch.Tensor, divisor: int, mode: str = "constant") -> torch.Tensor:
-    """Pad bottom/right so H and W are multiples of `divisor` (0 in normalised space = the mean colour)."""
-    if divisor is None or divisor <= 1:
-        return x
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % divisor, (-w) % divisor
-    return _pad(x, ph, pw, mode)
-
-
-def _pad(x: torch.Tensor, ph: int, pw: int, mode: str) -> torch.Tensor:
-    if not ph and not pw:
-        return x
-    if mode == "reflect" and (ph >= x.shape[-2] or pw >= x.shape[-1]):
-        mode = "replicate"  # reflection needs the pad to be smaller than the image
-    if mode == "constant":
-        return F.pad(x, (0, pw, 0, ph), mode="constant", value=0.0)
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 def _pair(value: Any, name: str) -> tuple[int, int] | None:
@@ -272,7 +254,7 @@ class Predictor:
     def _forward_slide(self, x: torch.Tensor) -> torch.Tensor:
         (ch, cw), (sh, sw) = self.crop, self.stride
         h, w = x.shape[-2:]
-        x = _pad(x, max(ch - h, 0), max(cw - w, 0), self.pad_mode)
+        x = pad_bottom_right(x, max(ch - h, 0), max(cw - w, 0), self.pad_mode)
         hp, wp = x.shape[-2:]
         rows = max(hp - ch + sh - 1, 0) // sh + 1
         cols = max(wp - cw + sw - 1, 0) // sw + 1

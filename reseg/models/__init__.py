@@ -1,38 +1,63 @@
-"""Model factory: a plain dict of builders, one `build_model(cfg)` for every tool."""
+"""Model factory: a plain dict of builders (name -> builder(model config, classes)), as timm and smp do.
+
+The model modules load on first use, so `reseg.models.padding` stays a light import.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from reseg.errors import ResegError
-from reseg.models.renet import ReNet
-from reseg.models.reseg import ReSeg
-from reseg.models.vgg import VGGEncoder
 
 __all__ = ["ReNet", "ReSeg", "VGGEncoder", "build_model", "MODELS"]
+_LAZY = {"ReNet": "reseg.models.renet", "ReSeg": "reseg.models.reseg", "VGGEncoder": "reseg.models.vgg"}
 
-MODELS = ("reseg", "unet_vgg16", "fpn_vgg16", "deeplabv3plus_vgg16")
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _reseg(m: Any, classes: int) -> nn.Module:
+    from reseg.models.reseg import ReSeg
+
+    return ReSeg(classes, encoder=m.encoder, encoder_cut=m.encoder_cut, encoder_weights=m.encoder_weights,
+                 freeze_encoder=m.freeze_encoder, renet_layers=m.renet_layers, renet_hidden=m.renet_hidden,
+                 renet_patch=m.renet_patch, cell=m.cell, decoder_filters=m.decoder_filters, decoder=m.decoder,
+                 skip_layers=m.skip_layers, decoder_channels=m.decoder_channels)
+
+
+def _smp(arch: str) -> Callable[[Any, int], nn.Module]:
+    def build(m: Any, classes: int) -> nn.Module:
+        from reseg.models.baselines import SmpBaseline  # imports segmentation_models_pytorch: only when asked
+
+        return SmpBaseline(arch, classes, encoder=m.encoder, encoder_weights=m.encoder_weights,
+                           freeze_encoder=m.freeze_encoder)
+    return build
+
+
+MODELS: dict[str, Callable[[Any, int], nn.Module]] = {
+    "reseg": _reseg,
+    "unet_vgg16": _smp("unet"),
+    "fpn_vgg16": _smp("fpn"),
+    "deeplabv3plus_vgg16": _smp("deeplabv3plus"),
+}
 
 
 def build_model(cfg: Any, num_classes: int | None = None) -> nn.Module:
-    """Build from a Config (or its `model` section); `num_classes` overrides cfg.model.num_classes."""
+    """Build from a Config (or its `model` section); `num_classes` overrides cfg.model.num_classes.
+
+    Batch norm stays per-process here; the trainer converts it to SyncBatchNorm under DDP.
+    """
     m = getattr(cfg, "model", cfg)
     classes = num_classes if num_classes is not None else m.num_classes
     if not classes:
         raise ResegError("model.num_classes is not set and no dataset gave a class count")
-    if m.name == "reseg":
-        model = ReSeg(classes, encoder=m.encoder, encoder_cut=m.encoder_cut, encoder_weights=m.encoder_weights,
-                      freeze_encoder=m.freeze_encoder, renet_layers=m.renet_layers, renet_hidden=m.renet_hidden,
-                      renet_patch=m.renet_patch, cell=m.cell, decoder_filters=m.decoder_filters)
-    elif m.name in MODELS:
-        from reseg.models.baselines import SmpBaseline
-
-        model = SmpBaseline(m.name.split("_")[0], classes, encoder=m.encoder,
-                            encoder_weights=m.encoder_weights, freeze_encoder=m.freeze_encoder)
-    else:
+    if m.name not in MODELS:
         raise ResegError(f"unknown model.name {m.name!r}; valid choices: {', '.join(MODELS)}")
-    if getattr(m, "sync_bn", False):
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model
+    return MODELS[m.name](m, classes)

@@ -6,9 +6,9 @@ import contextlib
 
 import segmentation_models_pytorch as smp
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from reseg.models.padding import crop_to, pad_to_multiple
 from reseg.models.reseg import encoder_param_groups
 from reseg.models.vgg import VGGEncoder
 
@@ -57,13 +57,17 @@ class SmpBaseline(nn.Module):
     def encoder(self) -> nn.Module:
         return self.net.encoder
 
+    @property
+    def stride(self) -> int:
+        return self.multiple
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        m = self.multiple
-        pad_h, pad_w = (-h) % m, (-w) % m
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        return self.net(x)[..., :h, :w]
+        h, w = x.shape[-2], x.shape[-1]
+        return crop_to(self.forward_padded(pad_to_multiple(x, self.multiple)), h, w)
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for an input whose H and W are multiples of `self.multiple`."""
+        return self.net(x)
 
     def param_groups(self, lr: float, encoder_lr_mult: float = 1.0) -> list[dict]:
         return encoder_param_groups(self, self.net.encoder, lr, encoder_lr_mult)

@@ -1,4 +1,9 @@
-"""ReSeg (Visin et al., 2016): VGG encoder -> stacked ReNet layers -> transposed-conv decoder -> 1x1 classifier."""
+"""ReSeg (Visin et al., 2016): VGG encoder -> stacked ReNet layers -> decoder -> 1x1 classifier.
+
+Two decoders: "deconv", the paper's transposed convolutions from the ReNet output, and "skip", which
+keeps ReNet's whole-image context and gets the detail back from earlier encoder stages: each block
+upsamples bilinearly to the next skip's resolution, concatenates it and fuses with two 3x3 convs.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reseg.errors import ResegError
+from reseg.models.padding import crop_to, pad_to_multiple
 from reseg.models.renet import ReNet
 from reseg.models.vgg import VGGEncoder
+
+DECODERS = ("deconv", "skip")
 
 
 def _per_layer(value: int | Sequence[int], layers: int, name: str) -> list[int]:
@@ -17,10 +26,56 @@ def _per_layer(value: int | Sequence[int], layers: int, name: str) -> list[int]:
         return [value] * layers
     values = list(value)
     if len(values) != layers:
-        from reseg.errors import ResegError
-
         raise ResegError(f"{name} has {len(values)} entries but there are {layers} ReNet layers")
     return values
+
+
+class SkipBlock(nn.Module):
+    """Upsample to the skip's size (bilinear: no checkerboard), concatenate, two 3x3 conv-BN-ReLU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in in (in_channels + skip_channels, out_channels):
+            layers += [nn.Conv2d(c_in, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+                       nn.ReLU(inplace=True)]
+        self.fuse = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fuse(torch.cat([x, skip], dim=1))
+
+
+class SkipDecoder(nn.Module):
+    """One SkipBlock per skip layer, deepest first."""
+
+    def __init__(self, in_channels: int, skip_channels: Sequence[int], widths: Sequence[int]) -> None:
+        super().__init__()
+        blocks = []
+        for c_skip, c_out in zip(skip_channels, widths):
+            blocks.append(SkipBlock(in_channels, c_skip, c_out))
+            in_channels = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.out_channels = in_channels
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        for block, skip in zip(self.blocks, skips):
+            x = block(x, skip)
+        return x
+
+
+def _check_skips(encoder: VGGEncoder, skip_layers: Sequence[str], widths: Sequence[int]) -> list[int]:
+    """Channels of each skip layer; the layers must go from deep to shallow, one width each."""
+    taps = [encoder.tap(name) for name in skip_layers]
+    strides = [s for _, s in taps]
+    if any(a <= b for a, b in zip(strides, strides[1:])):
+        order = sorted(skip_layers, key=lambda n: -encoder.tap(n)[1])
+        raise ResegError(f"model.skip_layers {list(skip_layers)} must go from deep to shallow, each layer once "
+                         f"(e.g. {order})")
+    if len(widths) != len(skip_layers) or min(widths, default=1) <= 0:
+        raise ResegError(f"model.decoder_channels {list(widths)} needs one positive width per skip layer "
+                         f"({len(skip_layers)}: {list(skip_layers)})")
+    return [c for c, _ in taps]
 
 
 class ReSeg(nn.Module):
@@ -29,8 +84,12 @@ class ReSeg(nn.Module):
     def __init__(self, num_classes: int, encoder: str = "vgg16", encoder_cut: str = "conv3_3",
                  encoder_weights: str | None = None, freeze_encoder: bool = False, renet_layers: int = 2,
                  renet_hidden: int | Sequence[int] = 100, renet_patch: int | Sequence[int] = 1,
-                 cell: str = "gru", decoder_filters: Sequence[int] = (50, 50)) -> None:
+                 cell: str = "gru", decoder_filters: Sequence[int] = (50, 50), decoder: str = "deconv",
+                 skip_layers: Sequence[str] = ("conv2_2", "conv1_2"),
+                 decoder_channels: Sequence[int] = (64, 32)) -> None:
         super().__init__()
+        if decoder not in DECODERS:
+            raise ResegError(f"unknown model.decoder {decoder!r}; valid choices: {', '.join(DECODERS)}")
         self.num_classes = num_classes
         self.encoder = VGGEncoder(encoder, encoder_cut, encoder_weights, freeze_encoder)
         hidden = _per_layer(renet_hidden, renet_layers, "renet_hidden")
@@ -44,23 +103,39 @@ class ReSeg(nn.Module):
         self.stride = self.encoder.stride
         for p in patches:
             self.stride *= p
-        decoder: list[nn.Module] = []
-        for f in decoder_filters:
-            decoder += [nn.ConvTranspose2d(channels, f, kernel_size=2, stride=2), nn.ReLU(inplace=True)]
-            channels = f
-        self.decoder = nn.Sequential(*decoder)
+        self.decoder_kind = decoder
+        self.skip_layers = list(skip_layers) if decoder == "skip" else []
+        if decoder == "skip":
+            skip_channels = _check_skips(self.encoder, self.skip_layers, decoder_channels)
+            self.decoder = SkipDecoder(channels, skip_channels, decoder_channels)
+            channels = self.decoder.out_channels
+            out_stride = self.encoder.tap(self.skip_layers[-1])[1] if self.skip_layers else self.stride
+        else:
+            deconvs: list[nn.Module] = []
+            for f in decoder_filters:
+                deconvs += [nn.ConvTranspose2d(channels, f, kernel_size=2, stride=2), nn.ReLU(inplace=True)]
+                channels = f
+            self.decoder = nn.Sequential(*deconvs)
+            out_stride = self.stride / 2 ** len(decoder_filters)
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
+        self.resize = out_stride != 1  # the decoder does not end at the input's resolution
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        s = self.stride
-        pad_h, pad_w = (-h) % s, (-w) % s
-        if pad_h or pad_w:  # pad, never crop, so every pixel of any input size gets a prediction
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        y = self.classifier(self.decoder(self.renet(self.encoder(x))))
-        if y.shape[-2:] != x.shape[-2:]:  # decoder upsampling does not cover the full stride
+        """Logits at the input's size, for any size: pad to the stride (never crop the input), crop back."""
+        h, w = x.shape[-2], x.shape[-1]
+        return crop_to(self.forward_padded(pad_to_multiple(x, self.stride)), h, w)
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for an input whose H and W are multiples of `self.stride`."""
+        if self.decoder_kind == "skip":
+            feats, skips = self.encoder.forward_taps(x, self.skip_layers)
+            y = self.decoder(self.renet(feats), skips)
+        else:
+            y = self.decoder(self.renet(self.encoder(x)))
+        y = self.classifier(y)
+        if self.resize:
             y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return y[..., :h, :w]
+        return y
 
     def param_groups(self, lr: float, encoder_lr_mult: float = 1.0) -> list[dict]:
         return encoder_param_groups(self, self.encoder, lr, encoder_lr_mult)

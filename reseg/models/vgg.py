@@ -1,6 +1,7 @@
 """VGG-16 encoder cut at a named conv layer, with torchvision's weights or a local file.
 
-ReSeg uses the first seven conv layers of VGG-16 (up to conv3_3: stride 4, 256 channels).
+ReSeg uses the first seven conv layers of VGG-16 (up to conv3_3: stride 4, 256 channels). A skip
+decoder also asks for the outputs of earlier blocks (conv1_2 at stride 1, conv2_2 at stride 2, ...).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from reseg.errors import ResegError
 
-CUTS = {"conv3_3": (3, 256, 4), "conv4_3": (4, 512, 8), "conv5_3": (5, 512, 16)}  # block, channels, stride
+# The last conv (after its ReLU) of each block: block, channels, stride.
+LAYERS = {"conv1_2": (1, 64, 1), "conv2_2": (2, 128, 2), "conv3_3": (3, 256, 4), "conv4_3": (4, 512, 8),
+          "conv5_3": (5, 512, 16)}
+CUTS = {k: LAYERS[k] for k in ("conv3_3", "conv4_3", "conv5_3")}  # where the encoder may end
 ARCHS = ("vgg16", "vgg16_bn")
 _WEIGHTS = {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg16_bn": VGG16_BN_Weights.IMAGENET1K_V1}
 
@@ -41,7 +45,7 @@ def imagenet_cache_path(arch: str) -> Path:
 def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     cached = imagenet_cache_path(arch)
     if cached.is_file():
-        return torch.load(cached, map_location="cpu", weights_only=True)
+        return _cached_state_dict(cached, arch)
     try:
         return _WEIGHTS[arch].get_state_dict(progress=True)
     except Exception as err:  # URLError, socket errors, HTTP errors: all mean "not reachable"
@@ -50,6 +54,22 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
             f"torchvision looks for them at {cached} (set TORCH_HOME to move the cache). "
             f"Put the file {cached.name} from {_WEIGHTS[arch].url} there, or pass a local weights file path "
             f"(model.encoder_weights=/path/to/{arch}.pth)") from None
+
+
+def _cached_state_dict(cached: Path, arch: str) -> dict[str, torch.Tensor]:
+    """The cached download; a truncated or damaged file says which file and how to get a good one."""
+    try:
+        state = torch.load(cached, map_location="cpu", weights_only=True)
+    except Exception as err:
+        state, reason = None, f"{type(err).__name__}: {err}"
+    else:
+        reason = f"it holds a {type(state).__name__}, not a state dict"
+    if isinstance(state, dict):
+        return state
+    raise ResegError(
+        f"the cached ImageNet weights {cached} are damaged ({' '.join(reason.split())[:200]}). "
+        f"Delete the file so that it is downloaded again, or replace it with {cached.name} "
+        f"from {_WEIGHTS[arch].url}") from None
 
 
 def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -91,6 +111,8 @@ class VGGEncoder(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         self.features = full[: _cut_index(full, block)]
+        # Number of `features` layers that produce each tap (the outputs a skip decoder may ask for).
+        self.tap_ends = {name: _cut_index(full, b) for name, (b, _, s) in LAYERS.items() if s <= self.stride}
         self.arch, self.cut, self.frozen = arch, cut, freeze
         if weights is not None:
             self.load_weights(weights)
@@ -125,5 +147,23 @@ class VGGEncoder(nn.Module):
         """A frozen encoder stays in eval mode so its batch-norm statistics never move."""
         return super().train(mode and not self.frozen)
 
+    def tap(self, name: str) -> tuple[int, int]:
+        """(channels, stride) of an intermediate output; only layers before the cut are available."""
+        if name not in self.tap_ends or LAYERS[name][2] >= self.stride:
+            usable = [n for n in self.tap_ends if LAYERS[n][2] < self.stride]
+            raise ResegError(f"skip layer {name!r} is not an encoder layer before the cut {self.cut}; "
+                             f"valid choices: {', '.join(usable)}")
+        return LAYERS[name][1], LAYERS[name][2]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def forward_taps(self, x: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The encoder output and the outputs of the layers `names`, in the order asked."""
+        ends = {self.tap_ends[n]: n for n in names}
+        taps: dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i + 1 in ends:
+                taps[ends[i + 1]] = x
+        return x, [taps[n] for n in names]
