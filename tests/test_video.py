@@ -199,7 +199,7 @@ def test_benchmark_helper_reports_both_throughputs(predictor, tmp_path):
 
 
 def test_predict_inputs_folders_globs_and_unreadable_images(ckpt, tmp_path, capsys):
-    from reseg.commands.predict import collect_images
+    from reseg.data.base import collect_images
 
     frames = frame_folder(tmp_path / "data" / "city", n=2)
     (tmp_path / "data" / "top.png").write_bytes((frames / "frame_1.png").read_bytes())

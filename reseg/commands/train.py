@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reseg.config import load_config
+from reseg.config import add_set_argument, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="overrides train.device (auto: CUDA when available)")
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision: bf16 autocast on CPU; bf16 or fp16 (+ grad scaler) on CUDA")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. --set optim.lr=0.01 data.batch_size=8")
+    add_set_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
 
 
@@ -27,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from reseg.engine import distributed as dist_utils
     from reseg.engine.trainer import train
 
-    overrides = list(args.set)
+    overrides = list(args.overrides)
     if args.device:
         overrides.append(f"train.device={args.device}")
     if args.amp:
