@@ -173,4 +173,8 @@ def test_browse_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
                "-n", "3", "--cols", "2", "--set", "data.crop_size=[32,40]"])
     assert rc == 0 and str(grid) in capsys.readouterr().out
     img = cv2.imread(str(grid))
-    assert img is not None and img.shape[1] == 2 * (40 + 4) and img.shape[0] > 2 * (2 * 32 + 4)
+    from reseg.viz import legend_panel
+
+    legend_w = legend_panel(CAMVID.names, CAMVID.palette, img.shape[0]).shape[1]
+    # two columns of (image above label) tiles, 4 px gaps, then the class legend
+    assert img.shape[1] == 2 * (40 + 4) + legend_w and img.shape[0] == 2 * (2 * 32 + 4)
