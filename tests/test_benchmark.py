@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from reseg.cli import main
 
 KEYS = ("renet_speedup_fwd", "renet_speedup_fwdbwd", "renet_vs_steploop_fwd", "renet_vs_steploop_fwdbwd",
@@ -21,9 +23,33 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
     for name in MODELS:
         m = res["models"][name]
         assert m["infer_img_s"] > 0 and m["train_img_s"] > 0 and m["peak_mem_mb"] >= 0
+    models = res["models"]
+    # the summary ratios are the ratios of the figures they summarise
+    assert res["reseg_vs_unet_infer"] == pytest.approx(models["reseg"]["infer_img_s"] / models["unet_vgg16"]["infer_img_s"])
+    assert res["reseg_vs_unet_train"] == pytest.approx(models["reseg"]["train_img_s"] / models["unet_vgg16"]["train_img_s"])
+    p = res["predictor"]
+    assert res["fast_infer_speedup"] == pytest.approx(p["fast_img_s"] / p["plain_img_s"])
+    assert 0.0 <= p["pixel_agreement"] <= 1.0
+    assert res["reseg_mfu"] == pytest.approx(
+        res["reseg_gflops_per_img"] * res["reseg_infer_img_s"] / res["gemm_peak_gflops"])
+    assert res["renet_gflops_per_img"] < res["reseg_gflops_per_img"]
+    assert res["sections"] == ["renet", "models", "data", "evaluator", "predictor", "video"]
     assert res["data_samples_s_per_worker"] > 0 and res["confmat_pairs_s"] > 0
     assert res["predictor"]["fast_img_s"] > 0 and res["video"]["fps_end_to_end"] > 0
     assert res["evaluator"].get("cityscapes_pairs_s") is None or (
         abs(res["evaluator"]["ours_miou"] - res["evaluator"]["cityscapes_miou"]) < 1e-4)
     table = capsys.readouterr().out
     assert "| measure | value |" in table and res["machine"]["torch"] in table
+
+
+def test_benchmark_names_an_unknown_section(capsys) -> None:
+    assert main(["benchmark", "--quick", "--only", "renet", "modles"]) == 2
+    err = capsys.readouterr().err
+    assert "modles" in err and "models" in err and "valid choices" in err
+
+
+def test_benchmark_runs_only_the_sections_asked(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--quick", "--only", "data", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["sections"] == ["data"] and "data" in res and "models" not in res and "renet" not in res

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-
-from reseg.export import FORMATS, export
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a reseg checkpoint (.pth)")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="onnx or torchscript")
+    parser.add_argument("--format", required=True, help="onnx or torchscript")
     parser.add_argument("--out", required=True, help="file to write (.onnx / .pt)")
     parser.add_argument("--dynamic", action="store_true",
                         help="ONNX: dynamic batch, height and width (TorchScript traces are always size-generic)")
@@ -21,13 +18,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reseg.export import export
+    from reseg.io import check_output_file, write_json
+
+    if args.json:
+        check_output_file(args.json, "--json")
     dynamic = args.dynamic or args.format != "onnx"
     res = export(args.checkpoint, args.format, args.out, tuple(args.size), dynamic=dynamic, opset=args.opset)
     print(f"wrote {res['path']} ({res['format']}, traced at {res['trace_size'][0]}x{res['trace_size'][1]})")
     print(f"checked against PyTorch at {res['check_size'][0]}x{res['check_size'][1]}: "
           f"max abs diff {res['max_abs_diff']:.3g}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(res, fh, indent=2)
+        write_json(args.json, res)
         print(f"wrote {args.json}")
     return 0

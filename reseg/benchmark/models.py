@@ -1,0 +1,112 @@
+"""Models: inference and training-step throughput with peak memory, and ReNet's share of ReSeg's time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reseg.benchmark.timing import BenchOptions, PeakMemory, time_fn, time_interleaved
+
+
+
+def build_bench_model(name: str, num_classes: int = 11, overrides: Sequence[str] = ()) -> nn.Module:
+    """The benchmark's model variants through the one factory (`reseg_trainable` = ReSeg, encoder trained)."""
+    from reseg.config import load_config
+    from reseg.models import build_model
+
+    opts = list(overrides)
+    if name == "reseg":
+        opts += ["model.name=reseg", "model.freeze_encoder=true"]
+    elif name == "reseg_trainable":
+        opts += ["model.name=reseg", "model.freeze_encoder=false"]
+    else:
+        opts += [f"model.name={name}", "model.freeze_encoder=false"]
+    cfg = load_config(None, opts + ["model.encoder_weights=null"])
+    return build_model(cfg, num_classes)
+
+
+def bench_model(model: nn.Module, batch: int = 4, size: tuple[int, int] = (360, 480), repeats: int = 3,
+                device: str = "cpu", train: bool = True) -> dict[str, float]:
+    """Inference and train-step images/s with the peak memory of each."""
+    dev = torch.device(device)
+    model = model.to(dev)
+    x = torch.randn(batch, 3, *size, device=dev)
+    res: dict[str, float] = {}
+    model.eval()
+
+    def infer() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    with PeakMemory(dev) as mem:
+        t = time_fn(infer, repeats, 1, dev)
+    res["infer_img_s"] = batch / t
+    res["infer_peak_mem_mb"] = mem.peak_mb
+    if train:
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+        num_classes = getattr(model, "num_classes", 11)
+        y = torch.randint(0, num_classes, (batch, *size), device=dev)
+        model.train()
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y, ignore_index=255).backward()
+            opt.step()
+
+        with PeakMemory(dev) as mem:
+            t = time_fn(step, repeats, 1, dev)
+        res["train_img_s"] = batch / t
+        res["peak_mem_mb"] = mem.peak_mb
+        model.eval()
+    return res
+
+
+def bench_renet_share(model: nn.Module, batch: int = 4, size: tuple[int, int] = (360, 480), repeats: int = 3,
+                      device: str = "cpu") -> dict[str, float]:
+    """Share of ReSeg's inference time spent in its ReNet layers (timed interleaved with the whole model)."""
+    dev = torch.device(device)
+    model = model.to(dev).eval()
+    x = torch.randn(batch, 3, *size, device=dev)
+    with torch.inference_mode():
+        feats = model.encoder(x)
+
+        def whole() -> None:
+            model(x)
+
+        def renet() -> None:
+            model.renet(feats)
+
+        t = time_interleaved({"model": whole, "renet": renet}, repeats, 1, dev)
+    return {"model_s": t["model"], "renet_s": t["renet"], "share": t["renet"] / t["model"]}
+
+
+
+
+MODEL_NAMES = ("reseg", "reseg_trainable", "unet_vgg16", "fpn_vgg16")
+
+
+def run_section(o: BenchOptions) -> dict[str, Any]:
+    """Each benchmark model's inference and train-step img/s, and ReSeg's ratio to U-Net."""
+    models = {}
+    for name in MODEL_NAMES:
+        model = build_bench_model(name)
+        models[name] = bench_model(model, o.batch, o.size, o.repeats, o.device)
+        del model
+    return {"models": models,
+            "reseg_vs_unet_infer": models["reseg"]["infer_img_s"] / models["unet_vgg16"]["infer_img_s"],
+            "reseg_vs_unet_train": models["reseg"]["train_img_s"] / models["unet_vgg16"]["train_img_s"]}
+
+
+def table_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for name, v in res["models"].items():
+        rows.append((f"{name}: infer / train-step img/s", f"{v['infer_img_s']:.2f} / {v['train_img_s']:.2f}"))
+        rows.append((f"{name}: peak memory train / infer MB", f"{v['peak_mem_mb']:.0f} / {v['infer_peak_mem_mb']:.0f}"))
+    rows.append(("ReSeg vs Unet-VGG16: infer / train",
+                 f"{res['reseg_vs_unet_infer']:.2f}x / {res['reseg_vs_unet_train']:.2f}x"))
+    return rows
