@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +18,16 @@ class CheckpointError(ResegError):
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target.
+    """Write to a temporary file in the same folder, fsync, then rename over the target (reseg.io).
 
-    A crash before the rename leaves the previous file untouched; the rename itself is atomic.
+    A crash or a full disk before the rename leaves the previous file untouched (a full disk is a
+    DiskFullError naming the file and the free space); the rename itself is atomic.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from reseg.io import atomic_open
+
     state = {"format": FORMAT, "version": VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    with atomic_open(path, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -53,11 +35,16 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was never written completely. "
+                              f"Use another checkpoint (e.g. best.pt or last.pt of the run)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for damaged files
-        raise CheckpointError(f"checkpoint {path} is damaged or not a PyTorch file "
-                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+    except Exception as err:  # torch raises many types for damaged files, some with no message at all
+        detail = " ".join(str(err).split())[:200] or "no detail"
+        raise CheckpointError(f"checkpoint {path} ({size} bytes) is truncated, damaged or not a PyTorch file "
+                              f"({type(err).__name__}: {detail})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a reseg checkpoint (expected a dict with format={FORMAT!r}, "
                               f"model, config and class_names; train one with `reseg train`)")
