@@ -33,7 +33,9 @@ def test_interrupted_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.Mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ckpt_mod.torch, "save", half_write)
-    with pytest.raises(OSError):
+    from reseg.io import DiskFullError
+
+    with pytest.raises(DiskFullError, match=r"no space left on the device while writing .*last\.pt \(.* free\)"):
         save_checkpoint(state(2), path)
     monkeypatch.undo()
     loaded = load_checkpoint(path)
