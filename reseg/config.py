@@ -58,6 +58,7 @@ class ModelConfig:
     encoder: str = "vgg16"
     encoder_weights: Union[str, None] = None
     encoder_cut: str = "conv3_3"
+    encoder_width: float = 1.0  # scales every VGG conv's channels (ReSeg from scratch only)
     freeze_encoder: bool = False
     renet_layers: int = 2
     renet_hidden: Union[int, list[int]] = 100
@@ -437,6 +438,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "model.encoder": _TEXT,
     "model.encoder_weights": _optional(_TEXT),
     "model.encoder_cut": _TEXT,
+    "model.encoder_width": _number(0.125, 1.0),
     "model.freeze_encoder": _ANY_BOOL,
     "model.renet_layers": _int_at_least(0),
     "model.renet_hidden": _one_or_list(_int_at_least(1)),

@@ -220,3 +220,160 @@ def test_build_model_factory_and_baselines() -> None:
     cfg.model.name = "segformer"
     with pytest.raises(ResegError, match="unet_vgg16"):
         build_model(cfg, 3)
+
+
+# ---------------------------------------------------------------- the skip decoder and the encoder width
+
+REPO_CONFIGS = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+VGG16_CONVS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]  # torchvision's cfg "D", in order
+
+
+def _skip(**kw) -> ReSeg:
+    args = dict(num_classes=5, renet_hidden=4, decoder="skip", decoder_channels=(8, 8), encoder_width=0.25)
+    args.update(kw)
+    return ReSeg(**args).eval()
+
+
+@pytest.mark.parametrize("size", [(37, 47), (13, 90), (8, 8), (33, 31)])
+@pytest.mark.parametrize("kw", [dict(), dict(skip_layers=["conv1_2"], decoder_channels=[8]),
+                                dict(renet_patch=2, cell="lstm"), dict(renet_layers=0),
+                                dict(encoder_cut="conv4_3", skip_layers=["conv3_3", "conv2_2", "conv1_2"],
+                                     decoder_channels=[16, 8, 8], encoder="vgg16_bn")])
+def test_skip_decoder_logits_at_input_size(size: tuple[int, int], kw: dict) -> None:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        y = _skip(**kw)(torch.randn(2, 3, *size))
+    assert y.shape == (2, 5, *size) and torch.isfinite(y).all()
+
+
+def test_skip_decoder_keeps_global_context() -> None:
+    """A pixel at the top-left corner moves the logits at the bottom-right corner only through ReNet:
+    with no ReNet layer the convolutions' receptive field (about 62 px across) does not reach 64 px away.
+    In float64, because a randomly initialised GRU forgets fast: the effect is ~1e-9 after 2x16 steps."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    x2 = x.clone()
+    x2[0, :, 0, 0] += 5.0
+    for layers in (2, 0):
+        torch.manual_seed(0)
+        model = _skip(renet_layers=layers).double()
+        with torch.no_grad():
+            diff = (model(x2) - model(x))[0]
+        far = diff[:, -4:, -4:].abs().max().item()
+        assert diff[:, :4, :4].abs().max() > 1e-3  # the change itself is seen near the pixel
+        if layers:
+            assert far > 1e-12, far
+        else:
+            assert far == 0.0, far
+
+
+def test_skip_decoder_built_from_config_keys() -> None:
+    cfg = load_config(None, ["model.decoder=skip", "model.skip_layers=[conv2_2]", "model.decoder_channels=[24]",
+                             "model.renet_hidden=6", "model.encoder_width=0.5"])
+    model = build_model(cfg, 7)
+    assert model.decoder_kind == "skip" and len(model.decoder.blocks) == 1
+    first = model.decoder.blocks[0].fuse[0]
+    assert first.in_channels == 2 * 6 + 64 and first.out_channels == 24  # ReNet output + half of conv2_2's 128
+    assert model.classifier.in_channels == 24 and model.classifier.out_channels == 7
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 21, 30)).shape == (1, 7, 21, 30)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["model.skip_layers=[conv1_2, conv2_2]"], ["model.skip_layers", "deep to shallow", "['conv2_2', 'conv1_2']"]),
+    (["model.skip_layers=[conv2_2, conv2_2]"], ["model.skip_layers", "each layer once"]),
+    (["model.skip_layers=[conv9_9, conv1_2]"], ["model.skip_layers", "conv9_9", "conv2_2"]),
+    (["model.skip_layers=[conv3_3]", "model.decoder_channels=[8]"], ["model.skip_layers", "conv3_3",
+                                                                     "model.encoder_cut"]),
+    (["model.decoder_channels=[8]"], ["model.decoder_channels", "one positive width per skip layer", "2"]),
+    (["model.decoder_channels=[8, 8, 8]"], ["model.decoder_channels", "conv2_2", "conv1_2"]),
+])
+def test_skip_layers_validated(overrides: list[str], words: list[str]) -> None:
+    cfg = load_config(None, ["model.decoder=skip", "model.renet_hidden=4", "model.encoder_width=0.125", *overrides])
+    with pytest.raises(ResegError) as err:
+        build_model(cfg, 3)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+def _paper_param_count(classes: int) -> int:
+    """The paper's CamVid model counted by hand: VGG-16 up to conv3_3, 2 bidirectional GRU ReNet layers of
+    100 units (vertical then horizontal sweep each), two 2x2 transposed convs of 50 filters, a 1x1 classifier."""
+    convs = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256)]
+    n = sum(9 * i * o + o for i, o in convs)
+
+    def bigru(inp: int, hid: int = 100) -> int:
+        return 2 * (3 * hid * (inp + hid) + 2 * 3 * hid)
+
+    n += bigru(256) + bigru(200) + bigru(200) + bigru(200)
+    n += (4 * 200 * 50 + 50) + (4 * 50 * 50 + 50) + (50 * classes + classes)
+    return n
+
+
+def test_paper_config_still_builds_the_paper_model() -> None:
+    cfg = load_config(REPO_CONFIGS[0].parent / "reseg_camvid.yaml", ["model.encoder_weights=null"])
+    assert cfg.model.decoder == "deconv" and cfg.model.encoder_width == 1.0
+    model = build_model(cfg, 11)
+    assert model.decoder_kind == "deconv" and model.skip_layers == []
+    deconvs = [m for m in model.decoder if isinstance(m, nn.ConvTranspose2d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in deconvs] == [
+        (200, 50, (2, 2), (2, 2)), (50, 50, (2, 2), (2, 2))]
+    assert sum(p.numel() for p in model.parameters()) == _paper_param_count(11)
+    assert [m.out_channels for m in model.encoder.features if isinstance(m, nn.Conv2d)] == VGG16_CONVS[:7]
+    assert not model.resize  # stride 4 and two 2x upsamplings: logits at full resolution without a resize
+
+
+@pytest.mark.parametrize("path", REPO_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_builds_its_model(path) -> None:
+    cfg = load_config(path, ["model.encoder_weights=null"])  # no download; the architecture is what is checked
+    model = build_model(cfg, cfg.model.num_classes or 11).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 35, 45)).shape == (1, cfg.model.num_classes or 11, 35, 45)
+
+
+@pytest.mark.parametrize("width, expected", [(0.125, [8, 8, 16, 16, 32, 32, 32, 64, 64, 64]),
+                                             (0.3, [16, 16, 40, 40, 80, 80, 80, 152, 152, 152]),
+                                             (0.5, [32, 32, 64, 64, 128, 128, 128, 256, 256, 256]),
+                                             (1.0, VGG16_CONVS[:10])])
+def test_encoder_width_scales_every_conv(width: float, expected: list[int]) -> None:
+    enc = VGGEncoder("vgg16_bn", "conv4_3", width=width)
+    convs = [m for m in enc.features if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels for m in convs] == expected
+    assert [m.in_channels for m in convs] == [3] + expected[:-1]
+    assert [m.num_features for m in enc.features if isinstance(m, nn.BatchNorm2d)] == expected
+    assert enc.out_channels == expected[-1]
+    assert [enc.tap(n)[0] for n in ("conv1_2", "conv2_2", "conv3_3")] == [expected[1], expected[3], expected[6]]
+    feats, taps = enc.forward_taps(torch.randn(1, 3, 32, 32), ["conv3_3", "conv2_2", "conv1_2"])
+    assert feats.shape == (1, expected[-1], 4, 4)
+    assert [t.shape[1:] for t in taps] == [(expected[6], 8, 8), (expected[3], 16, 16), (expected[1], 32, 32)]
+
+
+@pytest.mark.parametrize("decoder", ["deconv", "skip"])
+def test_narrow_reseg_output_shape(decoder: str) -> None:
+    cfg = load_config(None, [f"model.decoder={decoder}", "model.renet_hidden=4", "model.decoder_filters=[4, 4]",
+                             "model.encoder_width=0.5"])
+    model = build_model(cfg, 5).eval()
+    assert model.encoder.out_channels == 128 and model.renet[0].vertical.input_size == 128
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 29, 43)).shape == (2, 5, 29, 43)
+
+
+@pytest.mark.parametrize("weights", ["imagenet", "FILE"])
+def test_pretrained_weights_need_full_width(tmp_path, weights: str) -> None:
+    if weights == "FILE":
+        weights = str(tmp_path / "vgg16.pth")
+        torch.save(vgg16().state_dict(), weights)
+    cfg = load_config(None, ["model.encoder_width=0.5", f"model.encoder_weights={weights}"])
+    with pytest.raises(ResegError) as err:
+        build_model(cfg, 3)  # before any download or file read
+    assert "model.encoder_width" in str(err.value) and "model.encoder_weights" in str(err.value)
+
+
+def test_encoder_width_out_of_range_and_on_baselines() -> None:
+    with pytest.raises(ResegError, match="model.encoder_width"):
+        VGGEncoder(width=0.0)
+    with pytest.raises(ResegError, match="model.encoder_width"):
+        VGGEncoder(width=1.5)
+    cfg = load_config(None, ["model.name=unet_vgg16", "model.encoder_width=0.5"])
+    with pytest.raises(ResegError, match="model.encoder_width=0.5 applies to model.name=reseg only"):
+        build_model(cfg, 3)

@@ -29,13 +29,17 @@ def _reseg(m: Any, classes: int) -> nn.Module:
     return ReSeg(classes, encoder=m.encoder, encoder_cut=m.encoder_cut, encoder_weights=m.encoder_weights,
                  freeze_encoder=m.freeze_encoder, renet_layers=m.renet_layers, renet_hidden=m.renet_hidden,
                  renet_patch=m.renet_patch, cell=m.cell, decoder_filters=m.decoder_filters, decoder=m.decoder,
-                 skip_layers=m.skip_layers, decoder_channels=m.decoder_channels)
+                 skip_layers=m.skip_layers, decoder_channels=m.decoder_channels,
+                 encoder_width=m.encoder_width)
 
 
 def _smp(arch: str) -> Callable[[Any, int], nn.Module]:
     def build(m: Any, classes: int) -> nn.Module:
         from reseg.models.baselines import SmpBaseline  # imports segmentation_models_pytorch: only when asked
 
+        if m.encoder_width != 1:
+            raise ResegError(f"model.encoder_width={m.encoder_width:g} applies to model.name=reseg only; "
+                             f"smp's VGG encoder of model.name={m.name} has a fixed width (use 1.0)")
         return SmpBaseline(arch, classes, encoder=m.encoder, encoder_weights=m.encoder_weights,
                            freeze_encoder=m.freeze_encoder)
     return build

@@ -26,7 +26,8 @@ def _per_layer(value: int | Sequence[int], layers: int, name: str) -> list[int]:
         return [value] * layers
     values = list(value)
     if len(values) != layers:
-        raise ResegError(f"{name} has {len(values)} entries but there are {layers} ReNet layers")
+        raise ResegError(f"model.{name} has {len(values)} entries but there are {layers} ReNet layers "
+                         f"(model.renet_layers)")
     return values
 
 
@@ -79,19 +80,22 @@ def _check_skips(encoder: VGGEncoder, skip_layers: Sequence[str], widths: Sequen
 
 
 class ReSeg(nn.Module):
-    """Defaults are the paper's CamVid setting; `renet_layers=0` gives the conv-only ablation."""
+    """Defaults are the paper's CamVid setting; `renet_layers=0` gives the conv-only ablation.
+
+    `encoder_width` scales the VGG encoder's channels (the skip decoder's inputs follow it).
+    """
 
     def __init__(self, num_classes: int, encoder: str = "vgg16", encoder_cut: str = "conv3_3",
                  encoder_weights: str | None = None, freeze_encoder: bool = False, renet_layers: int = 2,
                  renet_hidden: int | Sequence[int] = 100, renet_patch: int | Sequence[int] = 1,
                  cell: str = "gru", decoder_filters: Sequence[int] = (50, 50), decoder: str = "deconv",
                  skip_layers: Sequence[str] = ("conv2_2", "conv1_2"),
-                 decoder_channels: Sequence[int] = (64, 32)) -> None:
+                 decoder_channels: Sequence[int] = (64, 32), encoder_width: float = 1.0) -> None:
         super().__init__()
         if decoder not in DECODERS:
             raise ResegError(f"unknown model.decoder {decoder!r}; valid choices: {', '.join(DECODERS)}")
         self.num_classes = num_classes
-        self.encoder = VGGEncoder(encoder, encoder_cut, encoder_weights, freeze_encoder)
+        self.encoder = VGGEncoder(encoder, encoder_cut, encoder_weights, freeze_encoder, encoder_width)
         hidden = _per_layer(renet_hidden, renet_layers, "renet_hidden")
         patches = _per_layer(renet_patch, renet_layers, "renet_patch")
         layers, channels = [], self.encoder.out_channels

@@ -22,6 +22,7 @@ LAYERS = {"conv1_2": (1, 64, 1), "conv2_2": (2, 128, 2), "conv3_3": (3, 256, 4),
           "conv5_3": (5, 512, 16)}
 CUTS = {k: LAYERS[k] for k in ("conv3_3", "conv4_3", "conv5_3")}  # where the encoder may end
 ARCHS = ("vgg16", "vgg16_bn")
+WIDTHS = (0.125, 1.0)  # the range of `width`: a multiplier of every conv's channel count
 _WEIGHTS = {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg16_bn": VGG16_BN_Weights.IMAGENET1K_V1}
 
 
@@ -34,6 +35,11 @@ def _cut_index(features: nn.Sequential, block: int) -> int:
             if pools == block:
                 return i
     return len(features)
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """`channels * width` rounded to a multiple of 8 (what vectorised kernels like), at least 8."""
+    return max(8, int(round(channels * width / 8)) * 8)
 
 
 def imagenet_cache_path(arch: str) -> Path:
@@ -89,20 +95,34 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 
 class VGGEncoder(nn.Module):
-    """torchvision VGG-16(-BN) `features` up to a named layer; optionally frozen in eval mode."""
+    """torchvision VGG-16(-BN) `features` up to a named layer; optionally frozen in eval mode.
+
+    `width` scales every conv's channel count (for training from scratch where compute is scarce, e.g.
+    0.5 on a CPU); pretrained weights exist only for the full width.
+    """
 
     def __init__(self, arch: str = "vgg16", cut: str = "conv3_3", weights: str | None = None,
-                 freeze: bool = False) -> None:
+                 freeze: bool = False, width: float = 1.0) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ResegError(f"unknown encoder {arch!r}; valid choices: {', '.join(ARCHS)}")
         if cut not in CUTS:
             raise ResegError(f"unknown encoder cut layer {cut!r}; valid choices: {', '.join(CUTS)}")
+        if not isinstance(width, (int, float)) or not WIDTHS[0] <= width <= WIDTHS[1]:
+            raise ResegError(f"model.encoder_width must be a number in [{WIDTHS[0]:g}, {WIDTHS[1]:g}], "
+                             f"got {width!r}")
         if isinstance(weights, str) and weights.lower() in ("none", "null", ""):
             weights = None
-        block, self.out_channels, self.stride = CUTS[cut]
+        if weights is not None and width != 1:
+            raise ResegError(f"model.encoder_weights={weights} needs model.encoder_width=1 (got {width:g}): "
+                             f"pretrained VGG weights exist only at full width; use model.encoder_weights=null "
+                             f"to train a narrower encoder from scratch")
+        self.width = float(width)
+        block, self.stride = CUTS[cut][0], CUTS[cut][2]
+        self.out_channels = scaled_channels(CUTS[cut][1], width)
         # Only `features`: building torchvision's full VGG would also allocate its 120M-parameter classifier.
-        full = make_layers(cfgs["D"], batch_norm=arch == "vgg16_bn")
+        plan = [v if v == "M" else scaled_channels(int(v), width) for v in cfgs["D"]]
+        full = make_layers(plan, batch_norm=arch == "vgg16_bn")
         for m in full.modules():  # torchvision's VGG initialisation
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -151,9 +171,9 @@ class VGGEncoder(nn.Module):
         """(channels, stride) of an intermediate output; only layers before the cut are available."""
         if name not in self.tap_ends or LAYERS[name][2] >= self.stride:
             usable = [n for n in self.tap_ends if LAYERS[n][2] < self.stride]
-            raise ResegError(f"skip layer {name!r} is not an encoder layer before the cut {self.cut}; "
-                             f"valid choices: {', '.join(usable)}")
-        return LAYERS[name][1], LAYERS[name][2]
+            raise ResegError(f"model.skip_layers: {name!r} is not an encoder layer before the cut "
+                             f"model.encoder_cut={self.cut}; valid choices: {', '.join(usable)}")
+        return scaled_channels(LAYERS[name][1], self.width), LAYERS[name][2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
