@@ -2,15 +2,16 @@
 
 The exported graph pads the input to the model's stride and crops the logits back with shape
 arithmetic recorded in the graph (no Python branch baked in at the trace size), and ReNet runs
-its `nn.GRU`/`nn.LSTM` path, which both formats know. Each export is verified against PyTorch at a
-size different from the one it was traced at, and the max abs difference is reported.
+its `nn.GRU`/`nn.LSTM` path, which both formats know. Each export is compared with PyTorch at the
+trace size and, unless the ONNX file is static, at a second size with another batch; a difference
+above the tolerance fails the export and no file is left at the output path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from reseg.errors import ResegError
+from reseg.io import atomic_path
 from reseg.models.renet import ReNet
-from reseg.predictor import load_model
 
 FORMATS = ("onnx", "torchscript")
+DEFAULT_TOLERANCE = 1e-4  # fp32: allowed max abs difference, as a fraction of the logit range
+
+
+class ExportError(ResegError):
+    """The exported file does not reproduce the PyTorch model."""
 
 
 class ExportWrapper(nn.Module):
@@ -31,33 +37,15 @@ class ExportWrapper(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        from reseg.models import ReSeg
-
         self.model = model.eval()
-        if isinstance(model, ReSeg):
-            self.multiple = int(model.stride)
-            up = 2 ** sum(isinstance(m, nn.ConvTranspose2d) for m in model.decoder)
-            self.resize = up != model.stride  # decoder upsampling does not cover the stride
-        else:
-            self.multiple = int(getattr(model, "multiple", 1))
-            self.resize = False
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        from reseg.models import ReSeg
-
-        m = self.model
-        if isinstance(m, ReSeg):
-            y = m.classifier(m.decoder(m.renet(m.encoder(x))))
-            if self.resize:
-                y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            return y
-        return m.net(x) if hasattr(m, "net") else m(x)
+        self.multiple = int(getattr(model, "stride", 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         k = self.multiple
         x = F.pad(x, (0, (k - w % k) % k, 0, (k - h % k) % k))  # always pad (maybe by 0): no shape branch
-        return self.body(x)[:, :, :h, :w]
+        body = getattr(self.model, "forward_padded", self.model)
+        return body(x)[:, :, :h, :w]
 
 
 @contextlib.contextmanager
@@ -74,86 +62,156 @@ def rnn_path(model: nn.Module) -> Iterator[None]:
             m.impl = impl
 
 
-def _check_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
-    """A size different from `size` (and not a multiple of the stride), to check the dynamic shapes."""
+def second_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """A size different from `size` in both H and W, and not a multiple of the stride."""
     h, w = size
-    return h + multiple + 1, w - multiple + 3 if w > multiple + 3 else w + 2 * multiple + 3
+    return h + multiple + 1, (w - multiple + 3 if w > multiple + 3 else w + 2 * multiple + 3)
 
 
-def export_onnx(model: nn.Module, out: str | Path, size: tuple[int, int] = (64, 96), dynamic: bool = True,
-                opset: int = 17, check_size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Write an ONNX file (dynamic batch, height, width with `dynamic`); returns the onnxruntime check."""
-    wrapper = ExportWrapper(model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    x = torch.randn(1, 3, *size)
-    axes = {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
-    with warnings.catch_warnings(), torch.no_grad(), rnn_path(model):
-        warnings.simplefilter("ignore")
-        # The TorchScript-based exporter needs no extra dependency and maps nn.GRU/LSTM to ONNX GRU/LSTM.
-        torch.onnx.export(wrapper, (x,), str(out), input_names=["image"], output_names=["logits"],
-                          dynamic_axes=axes if dynamic else None, opset_version=opset, dynamo=False)
-    check = check_size or (_check_size(size, wrapper.multiple) if dynamic else size)
-    return {"path": str(out), "format": "onnx", "trace_size": list(size), "opset": opset,
-            **verify_onnx(out, model, check)}
+def input_spec(class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """What a user of the exported file must feed it and what comes out (recorded in the export JSON)."""
+    from reseg.predictor import normalization_stats
+
+    mean, std = normalization_stats()
+    spec: dict[str, Any] = {
+        "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "channels": "RGB",
+                  "normalisation": "(pixel - mean) / std, pixel in 0..255",
+                  "mean": [round(float(v), 4) for v in mean], "std": [round(float(v), 4) for v in std]},
+        "output": {"name": "logits", "layout": "NCHW", "dtype": "float32",
+                   "meaning": "per-class logits at the input's height and width; argmax over C gives train ids"},
+    }
+    if class_names is not None:
+        spec["class_names"] = [str(n) for n in class_names]
+        spec["num_classes"] = len(spec["class_names"])
+    return spec
+
+
+def _compare(got: np.ndarray, ref: np.ndarray, size: tuple[int, int], what: str) -> dict[str, Any]:
+    if got.shape != ref.shape:
+        raise ExportError(f"the {what} model gives shape {tuple(got.shape)} at {size[0]}x{size[1]}, "
+                          f"PyTorch {tuple(ref.shape)}")
+    return {"size": list(size), "batch": int(ref.shape[0]), "max_abs_diff": float(np.abs(got - ref).max()),
+            "logit_range": float(ref.max() - ref.min())}
+
+
+def _reference(model: nn.Module, size: tuple[int, int], batch: int) -> tuple[torch.Tensor, np.ndarray]:
+    """A fixed random input and PyTorch's logits for it (default ReNet path: also checks fused vs nn.GRU)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, *size, generator=gen)
+    with torch.no_grad():
+        ref = model.eval()(x).float().numpy()
+    return x, ref
 
 
 def verify_onnx(path: str | Path, model: nn.Module, size: tuple[int, int], batch: int = 1) -> dict[str, Any]:
-    """Max abs difference between onnxruntime and PyTorch logits on a random input of `size`.
-
-    PyTorch runs its default ReNet path, so the check also covers fused vs nn.GRU/LSTM agreement."""
+    """onnxruntime against PyTorch on a random input of `size`: max abs difference and the logit range."""
     try:
         import onnxruntime as ort
     except ImportError as err:
         raise ResegError("onnxruntime is not installed (pip install onnxruntime); it checks the exported file") from err
-    torch.manual_seed(0)
-    x = torch.randn(batch, 3, *size)
-    with torch.no_grad():
-        ref = model.eval()(x).numpy()
+    x, ref = _reference(model, size, batch)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-    if got.shape != ref.shape:
-        raise ResegError(f"the ONNX model gives shape {got.shape} at {size}, PyTorch {ref.shape}")
-    return {"check_size": list(size), "max_abs_diff": float(np.abs(got - ref).max())}
-
-
-def export_torchscript(model: nn.Module, out: str | Path, size: tuple[int, int] = (64, 96),
-                       check_size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Write a traced TorchScript module; returns the check against PyTorch at another size."""
-    wrapper = ExportWrapper(model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    x = torch.randn(1, 3, *size)
-    with warnings.catch_warnings(), torch.no_grad(), rnn_path(model):
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(wrapper, (x,), check_trace=False)
-    traced.save(str(out))
-    check = check_size or _check_size(size, wrapper.multiple)
-    return {"path": str(out), "format": "torchscript", "trace_size": list(size),
-            **verify_torchscript(out, model, check)}
+    try:
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    except Exception as err:  # onnxruntime raises its own types for shape mismatches
+        raise ExportError(f"onnxruntime cannot run the exported file at {batch}x3x{size[0]}x{size[1]}: "
+                          f"{' '.join(str(err).split())[:300]}") from None
+    return _compare(got, ref, size, "ONNX")
 
 
 def verify_torchscript(path: str | Path, model: nn.Module, size: tuple[int, int], batch: int = 1) -> dict[str, Any]:
-    """Max abs difference between the saved TorchScript module and PyTorch on a random input of `size`."""
+    """The saved TorchScript module against PyTorch on a random input of `size`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
         loaded = torch.jit.load(str(path))
-    torch.manual_seed(0)
-    x = torch.randn(batch, 3, *size)
+    x, ref = _reference(model, size, batch)
     with torch.no_grad():
-        ref = model.eval()(x)
-        got = loaded(x)
-    if got.shape != ref.shape:
-        raise ResegError(f"the TorchScript model gives shape {tuple(got.shape)} at {size}, PyTorch {tuple(ref.shape)}")
-    return {"check_size": list(size), "max_abs_diff": float((got - ref).abs().max())}
+        got = loaded(x).float().numpy()
+    return _compare(got, ref, size, "TorchScript")
+
+
+def valid_tolerance(tolerance: float) -> float:
+    if not isinstance(tolerance, (int, float)) or not tolerance > 0:
+        raise ResegError(f"--tolerance must be a number > 0 (a fraction of the logit range), got {tolerance!r}")
+    return float(tolerance)
+
+
+def check_tolerance(checks: list[dict[str, Any]], tolerance: float, what: str) -> dict[str, Any]:
+    """Fail when a check's max abs diff exceeds `tolerance` x its logit range; else the summary fields."""
+    for c in checks:
+        c["allowed_abs_diff"] = tolerance * max(c["logit_range"], 1e-12)
+        if c["max_abs_diff"] > c["allowed_abs_diff"]:
+            raise ExportError(
+                f"the {what} export differs from PyTorch by {c['max_abs_diff']:.3g} at {c['size'][0]}x{c['size'][1]}, "
+                f"{c['max_abs_diff'] / c['allowed_abs_diff']:.1f}x the allowed {c['allowed_abs_diff']:.3g} "
+                f"({tolerance:g} of the logit range {c['logit_range']:.3g}); nothing was written. "
+                f"Raise --tolerance to accept it")
+    worst = max(checks, key=lambda c: c["max_abs_diff"] / c["allowed_abs_diff"])
+    return {"checks": checks, "tolerance": tolerance, "check_size": checks[-1]["size"],
+            "max_abs_diff": max(c["max_abs_diff"] for c in checks), "allowed_abs_diff": worst["allowed_abs_diff"]}
+
+
+def _check_sizes(size: tuple[int, int], multiple: int, dynamic: bool,
+                 check_size: tuple[int, int] | None) -> list[tuple[tuple[int, int], int]]:
+    """(size, batch) pairs to check: the trace size, then (dynamic) another size at batch 2."""
+    if not dynamic:
+        return [(size, 1)]
+    return [(size, 1), (tuple(check_size) if check_size else second_size(size, multiple), 2)]
+
+
+def export_onnx(model: nn.Module, out: str | Path, size: tuple[int, int] = (64, 96), dynamic: bool = True,
+                opset: int = 17, check_size: tuple[int, int] | None = None,
+                tolerance: float = DEFAULT_TOLERANCE, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Write an ONNX file (any batch, height and width unless `dynamic=False`), checked with onnxruntime."""
+    tolerance = valid_tolerance(tolerance)
+    wrapper = ExportWrapper(model)
+    x = torch.randn(1, 3, *size)
+    axes = {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings(), torch.no_grad(), rnn_path(model):
+            warnings.simplefilter("ignore")
+            # The TorchScript-based exporter needs no extra dependency and maps nn.GRU/LSTM to ONNX GRU/LSTM.
+            torch.onnx.export(wrapper, (x,), str(tmp), input_names=["image"], output_names=["logits"],
+                              dynamic_axes=axes if dynamic else None, opset_version=opset, dynamo=False)
+        checks = [verify_onnx(tmp, model, s, b) for s, b in _check_sizes(size, wrapper.multiple, dynamic, check_size)]
+        summary = check_tolerance(checks, tolerance, "ONNX")
+    return {"path": str(out), "format": "onnx", "trace_size": list(size), "dynamic": dynamic, "opset": opset,
+            **summary, **input_spec(class_names)}
+
+
+def export_torchscript(model: nn.Module, out: str | Path, size: tuple[int, int] = (64, 96),
+                       check_size: tuple[int, int] | None = None, tolerance: float = DEFAULT_TOLERANCE,
+                       class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Write a traced TorchScript module (size-generic by construction), checked at two sizes."""
+    tolerance = valid_tolerance(tolerance)
+    wrapper = ExportWrapper(model)
+    x = torch.randn(1, 3, *size)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings(), torch.no_grad(), rnn_path(model):
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(wrapper, (x,), check_trace=False)
+        traced.save(str(tmp))
+        checks = [verify_torchscript(tmp, model, s, b)
+                  for s, b in _check_sizes(size, wrapper.multiple, True, check_size)]
+        summary = check_tolerance(checks, tolerance, "TorchScript")
+    return {"path": str(out), "format": "torchscript", "trace_size": list(size), "dynamic": True,
+            **summary, **input_spec(class_names)}
 
 
 def export(checkpoint: str | Path, fmt: str, out: str | Path, size: tuple[int, int] = (64, 96),
-           dynamic: bool = True, opset: int = 17) -> dict[str, Any]:
-    """Export a checkpoint; the result dict says where, at which sizes, and the max abs difference."""
+           dynamic: bool = True, opset: int = 17, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+    """Export a checkpoint; the result says where, at which sizes, the differences and the input spec."""
+    from reseg.predictor import load_model
+
     if fmt not in FORMATS:
         raise ResegError(f"unknown export format {fmt!r}; valid choices: {', '.join(FORMATS)}")
-    model, _, _ = load_model(checkpoint)
+    tolerance = valid_tolerance(tolerance)
+    model, _, state = load_model(checkpoint)
+    names = [str(n) for n in state["class_names"]]
     if fmt == "onnx":
-        return export_onnx(model, out, size, dynamic, opset)
-    return export_torchscript(model, out, size)
+        res = export_onnx(model, out, size, dynamic, opset, tolerance=tolerance, class_names=names)
+    else:
+        res = export_torchscript(model, out, size, tolerance=tolerance, class_names=names)
+    return {"checkpoint": str(checkpoint), **res}

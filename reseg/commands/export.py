@@ -1,4 +1,4 @@
-"""`reseg export`: a checkpoint to ONNX or TorchScript with dynamic height/width, checked against PyTorch."""
+"""`reseg export`: a checkpoint to ONNX or TorchScript for any height and width, checked against PyTorch."""
 
 from __future__ import annotations
 
@@ -9,25 +9,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a reseg checkpoint (.pth)")
     parser.add_argument("--format", required=True, help="onnx or torchscript")
     parser.add_argument("--out", required=True, help="file to write (.onnx / .pt)")
-    parser.add_argument("--dynamic", action="store_true",
-                        help="ONNX: dynamic batch, height and width (TorchScript traces are always size-generic)")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--static", action="store_true",
+                       help="ONNX: accept only the traced batch, height and width (default: any of them; "
+                            "TorchScript traces are always size-generic)")
+    shape.add_argument("--dynamic", action="store_true", help=argparse.SUPPRESS)  # the default; old scripts
     parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=(64, 96),
-                        help="trace input size (default 64 96); the check runs at another size")
+                        help="trace input size (default 64 96); the check runs there and, unless --static, "
+                             "at a second size with batch 2")
+    parser.add_argument("--tolerance", type=float, default=None, metavar="FRACTION",
+                        help="allowed max abs difference from PyTorch as a fraction of the logit range "
+                             "(default 1e-4, fp32); above it the export fails")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--json", metavar="FILE", help="also write the export report as JSON")
+    parser.add_argument("--json", metavar="FILE", help="also write the export report as JSON (sizes, differences, "
+                                                        "input normalisation, class names)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from reseg.export import export
+    from reseg.errors import ResegError
+    from reseg.export import DEFAULT_TOLERANCE, export
     from reseg.io import check_output_file, write_json
 
+    if any(v <= 0 for v in args.size):
+        raise ResegError(f"--size must be two positive integers H W, got {' '.join(map(str, args.size))}")
+    check_output_file(args.out, "--out")
     if args.json:
         check_output_file(args.json, "--json")
-    dynamic = args.dynamic or args.format != "onnx"
-    res = export(args.checkpoint, args.format, args.out, tuple(args.size), dynamic=dynamic, opset=args.opset)
-    print(f"wrote {res['path']} ({res['format']}, traced at {res['trace_size'][0]}x{res['trace_size'][1]})")
-    print(f"checked against PyTorch at {res['check_size'][0]}x{res['check_size'][1]}: "
-          f"max abs diff {res['max_abs_diff']:.3g}")
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    dynamic = not args.static or args.format != "onnx"
+    res = export(args.checkpoint, args.format, args.out, tuple(args.size), dynamic=dynamic, opset=args.opset,
+                 tolerance=tolerance)
+    kind = "any batch, height and width" if res["dynamic"] else "only this size"
+    print(f"wrote {res['path']} ({res['format']}, traced at {res['trace_size'][0]}x{res['trace_size'][1]}; {kind})")
+    for c in res["checks"]:
+        print(f"checked against PyTorch at {c['batch']}x{c['size'][0]}x{c['size'][1]}: max abs diff "
+              f"{c['max_abs_diff']:.3g} (allowed {c['allowed_abs_diff']:.3g})")
     if args.json:
         write_json(args.json, res)
         print(f"wrote {args.json}")
