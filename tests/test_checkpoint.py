@@ -151,3 +151,60 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path: Path) -> None:
         return [{k: v for k, v in r.items() if k not in drop} for r in recs]
 
     assert strip(read_metrics(ref)) == strip(read_metrics(cut))  # same losses, lrs and val metrics, once each
+
+
+# ---------------------------------------------------------------- empty and truncated files, in every command
+
+def _real_checkpoint(path: Path) -> Path:
+    from reseg.config import load_config
+    from reseg.models import build_model
+
+    cfg = load_config(None, ["model.renet_hidden=4", "model.decoder_filters=[4, 4]", "model.encoder_width=0.125"])
+    save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg, 3).state_dict(),
+                     "class_names": ["a", "b", "c"]}, path)
+    return path
+
+
+def _damage(tmp_path: Path, kind: str) -> Path:
+    good = _real_checkpoint(tmp_path / "good.pt")
+    data = good.read_bytes()
+    bad = tmp_path / f"{kind}.pt"
+    bad.write_bytes({"empty": b"", "half": data[: len(data) // 2], "tail_cut": data[:-10]}[kind])
+    good.unlink()
+    return bad
+
+
+@pytest.mark.parametrize("kind", ["empty", "half", "tail_cut"])
+def test_load_checkpoint_empty_or_truncated_is_one_named_line(tmp_path: Path, kind: str) -> None:
+    bad = _damage(tmp_path, kind)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(bad)
+    msg = str(err.value)
+    assert str(bad) in msg and "\n" not in msg
+    assert ("empty (0 bytes)" in msg) if kind == "empty" else ("truncated" in msg and f"({bad.stat().st_size} bytes)" in msg)
+
+
+@pytest.mark.parametrize("kind", ["empty", "half", "tail_cut"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "video", "export"])
+def test_every_command_names_an_empty_or_truncated_checkpoint(tmp_path: Path, capsys, kind: str,
+                                                              command: str) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from reseg.cli import main
+
+    bad = _damage(tmp_path, kind)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((24, 32, 3), 40 * i, np.uint8)).save(frames / f"f{i}.png")
+    args = {"evaluate": ["evaluate", "--checkpoint", str(bad), "--out", str(tmp_path / "eval")],
+            "predict": ["predict", "--checkpoint", str(bad), str(frames), "--out", str(tmp_path / "pred")],
+            "video": ["video", str(frames), "--checkpoint", str(bad), "--output", str(tmp_path / "v.mp4"),
+                      "--no-progress"],
+            "export": ["export", "--checkpoint", str(bad), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]}
+    assert main(args[command]) == 2  # a ResegError, not the crash path
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: checkpoint ") and str(bad) in err[0], err
+    assert "Traceback" not in err[0] and "IndexError" not in err[0]
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "v.mp4").exists()
