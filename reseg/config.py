@@ -108,6 +108,7 @@ class LossConfig:
 class TrainConfig:
     max_iters: Union[int, None] = 1000
     epochs: Union[int, None] = None
+    time_budget: Union[str, float, None] = None  # "10m", "90s", "1h30m" or seconds: the run fits in it
     val_interval: int = 200
     checkpoint_interval: int = 100
     log_interval: int = 10
@@ -410,6 +411,16 @@ _FRACTION = _number(0, 1)
 _DEVICE = ((lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None),
            "auto, cpu, mps, cuda or cuda:N")
 
+def _is_duration(value: Any) -> bool:
+    from reseg.engine.budget import parse_duration
+
+    try:
+        parse_duration(value)
+    except ResegError:
+        return False
+    return True
+
+
 # Every config key -> (check, what is allowed). Keys missing here are only type-checked.
 RULES: dict[str, tuple[Check, str]] = {
     "data.dataset": _choices("synthetic", "camvid", "cityscapes", "folder"),
@@ -443,7 +454,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "model.renet_layers": _int_at_least(0),
     "model.renet_hidden": _one_or_list(_int_at_least(1)),
     "model.renet_patch": _one_or_list(_int_at_least(1)),
-    "model.cell": _choices("gru", "lstm"),
+    "model.cell": _choices("gru", "lstm", "mingru"),
     "model.decoder_filters": _list_of(_int_at_least(1)),
     "model.decoder": _choices("deconv", "skip"),
     "model.skip_layers": ((lambda v: isinstance(v, list) and all(_TEXT[0](x) for x in v)), "a list of layer names"),
@@ -472,6 +483,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "loss.ignore_index": _choices(255),
     "train.max_iters": _optional(_int_at_least(1)),
     "train.epochs": _optional(_int_at_least(1)),
+    "train.time_budget": (_is_duration, "null, a number of seconds > 0, or a duration such as 90s, 10m, 1h30m"),
     "train.val_interval": _int_at_least(0),
     "train.checkpoint_interval": _int_at_least(0),
     "train.log_interval": _int_at_least(0),
@@ -507,8 +519,8 @@ def validate(cfg: Config, sources: dict[str, str] | None = None) -> None:
     if lo > hi:
         raise ConfigError(f"config key 'data.scale_range'{_where('data.scale_range', sources)} is "
                           f"{cfg.data.scale_range!r}; expected [min, max] with min <= max")
-    if cfg.train.max_iters is None and cfg.train.epochs is None:
-        raise ConfigError("set one of train.max_iters or train.epochs")
+    if cfg.train.max_iters is None and cfg.train.epochs is None and cfg.train.time_budget is None:
+        raise ConfigError("set one of train.max_iters, train.epochs or train.time_budget")
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:

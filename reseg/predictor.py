@@ -142,14 +142,23 @@ class Predictor:
 
         model, cfg, state = load_model(path)
         names = [str(n) for n in state["class_names"]]
+        palette = resolve_palette(names, state.get("palette"))
+        return cls.from_config(model, cfg, names, palette, device, **overrides)
+
+    @classmethod
+    def from_config(cls, model: nn.Module, cfg: Any, class_names: Sequence[str],
+                    palette: Sequence[Sequence[int]] | None = None, device: str | torch.device = "auto",
+                    **overrides: Any) -> "Predictor":
+        """The inference settings a config asks for (eval.*, data.size_divisor, data.eval_size as the model's
+        input size); None-valued overrides are ignored. The trainer's validation and `reseg evaluate` both
+        build their predictor here, so they score a checkpoint the same way."""
         settings: dict[str, Any] = {
             "mode": cfg.eval.mode, "crop": cfg.eval.crop, "stride": cfg.eval.stride, "flip": cfg.eval.flip,
             "scales": cfg.eval.scales, "size_divisor": cfg.data.size_divisor, "infer_size": cfg.data.eval_size,
         }
         settings.update({k: v for k, v in overrides.items() if v is not None})
-        palette = resolve_palette(names, state.get("palette"))
-        return cls(model, device=device, num_classes=len(names), class_names=names, palette=palette,
-                   config=cfg, **settings)
+        return cls(model, device=device, num_classes=len(class_names), class_names=list(class_names),
+                   palette=palette, config=cfg, **settings)
 
     # ------------------------------------------------------------------ tensors in, tensors out
 

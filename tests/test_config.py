@@ -109,8 +109,8 @@ def test_train_cli_applies_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     seen = {}
 
-    def fake_train(cfg, work_dir, resume=None, progress=None):
-        seen.update(cfg=cfg, work_dir=work_dir, resume=resume)
+    def fake_train(cfg, work_dir, resume=None, progress=None, overwrite=False):
+        seen.update(cfg=cfg, work_dir=work_dir, resume=resume, overwrite=overwrite)
         return {"status": "finished", "iteration": 0, "best_mIoU": None, "best_iteration": None}
 
     monkeypatch.setattr(trainer, "train", fake_train)

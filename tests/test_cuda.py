@@ -18,11 +18,12 @@ from reseg.benchmark import strict_fp32
 from reseg.config import Config, load_config
 from reseg.engine import trainer as trainer_mod
 from reseg.engine.checkpoint import load_checkpoint
-from reseg.engine.trainer import train, validate
-from reseg.data import build_dataset, build_loader
+from reseg.engine.trainer import train
+from reseg.data import build_dataset
+from reseg.evaluation import evaluate_split
 from reseg.models import build_model
 from reseg.models.renet import ReNet
-from reseg.predictor import Predictor, load_model
+from reseg.predictor import Predictor
 
 from train_utils import make_tiny_dataset, read_metrics, run_cli, tiny_config, write_config
 
@@ -95,9 +96,8 @@ def test_cuda_checkpoint_scores_the_same_on_cpu(data_root: Path, tmp_path: Path)
     run = tmp_path / "run"
     train(cfg, run, progress=False)
     val = read_metrics(run, "val")[-1]
-    model, _, _ = load_model(run / "last.pt")
-    loader = build_loader(build_dataset(cfg, cfg.data.val_split), cfg, train=False)
-    metrics = validate(model, loader, len(val["IoU"]), torch.device("cpu"), cfg)
+    predictor = Predictor.from_checkpoint(run / "last.pt", device="cpu")
+    metrics = evaluate_split(predictor, build_dataset(cfg, cfg.data.val_split, transform=None)).metrics
     assert metrics["mIoU"] == pytest.approx(val["mIoU"], abs=0.02)
     assert metrics["aAcc"] == pytest.approx(val["aAcc"], abs=0.01)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from reseg.config import add_set_argument, load_config
+from reseg.errors import ResegError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where checkpoints, logs and metrics go (default: work_dirs/<config name>)")
     parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                         help="continue from a checkpoint; without a path: <work-dir>/last.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in a work dir that already holds one (its checkpoints and "
+                             "metrics.jsonl are replaced)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                         help="overrides train.device (auto: CUDA when available)")
     parser.add_argument("--amp", action="store_true",
@@ -36,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     resume = None
     if args.resume is not None:
         resume = work_dir / "last.pt" if args.resume == "auto" else Path(args.resume)
-    result = train(cfg, work_dir, resume=resume, progress=None if not args.no_progress else False)
+    if args.resume is not None and args.overwrite:
+        raise ResegError("--resume and --overwrite contradict each other: continue the run, or start it again")
+    result = train(cfg, work_dir, resume=resume, progress=None if not args.no_progress else False,
+                   overwrite=args.overwrite)
     if dist_utils.env_world()[0] == 0:
         best = result.get("best_mIoU")
         print(f"training {result['status']} at iteration {result['iteration']}; "
