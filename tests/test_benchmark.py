@@ -10,7 +10,7 @@ from reseg.cli import main
 
 KEYS = ("renet_speedup_fwd", "renet_speedup_fwdbwd", "renet_vs_steploop_fwd", "renet_vs_steploop_fwdbwd",
         "renet_share_infer", "gemm_peak_gflops", "reseg_mfu")
-MODELS = ("reseg", "reseg_trainable", "unet_vgg16", "fpn_vgg16")
+MODELS = ("reseg", "reseg_trainable", "reseg_skip", "unet_vgg16", "fpn_vgg16")
 
 
 def test_quick_benchmark_json(tmp_path, capsys) -> None:
@@ -24,6 +24,11 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
         m = res["models"][name]
         assert m["infer_img_s"] > 0 and m["train_img_s"] > 0 and m["peak_mem_mb"] >= 0
     models = res["models"]
+    crop = res["reseg_skip_cityscapes_crop"]  # at an eighth of the recipe's crop under --quick, batch 1
+    from reseg.config import load_config
+    from reseg.benchmark.models import CROP_CONFIG
+    assert crop["crop_size"] == load_config(CROP_CONFIG).data.crop_size == [512, 1024]
+    assert crop["size"] == [64, 128] and crop["batch"] == 1 and isinstance(crop["train_peak_mem_mb"], float)
     # the summary ratios are the ratios of the figures they summarise
     assert res["reseg_vs_unet_infer"] == pytest.approx(models["reseg"]["infer_img_s"] / models["unet_vgg16"]["infer_img_s"])
     assert res["reseg_vs_unet_train"] == pytest.approx(models["reseg"]["train_img_s"] / models["unet_vgg16"]["train_img_s"])

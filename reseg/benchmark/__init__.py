@@ -1,6 +1,6 @@
 """`reseg benchmark`: speed and memory of ReNet, the models, the data pipeline, the evaluator, inference, video.
 
-One module per section; each gives `run_*(BenchOptions) -> dict` (merged into the results JSON) and
+One module per section (renet, models, pipeline: data and evaluator, predictor, video); each gives `run_*(BenchOptions) -> dict` (merged into the results JSON) and
 `*_rows(results) -> [(measure, value)]` (its lines of the markdown table). SECTIONS is the one list.
 """
 
@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from reseg.benchmark import inference, models, pipeline, renet
+from reseg.benchmark import models, pipeline, predictor, renet, video
 from reseg.benchmark.timing import BenchOptions, PeakMemory, machine_info, strict_fp32, time_fn, time_interleaved
 
 __all__ = ["SECTIONS", "BenchOptions", "PeakMemory", "format_table", "machine_info", "run_benchmark",
@@ -22,8 +22,8 @@ SECTIONS: dict[str, Section] = {
     "models": (models.run_section, models.table_rows),
     "data": (pipeline.run_data_section, pipeline.data_rows),
     "evaluator": (pipeline.run_evaluator_section, pipeline.evaluator_rows),
-    "predictor": (inference.run_predictor_section, inference.predictor_rows),
-    "video": (inference.run_video_section, inference.video_rows),
+    "predictor": (predictor.run_predictor_section, predictor.predictor_rows),
+    "video": (video.run_video_section, video.video_rows),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,7 +15,8 @@ from reseg.benchmark.timing import BenchOptions, PeakMemory, time_fn, time_inter
 
 
 def build_bench_model(name: str, num_classes: int = 11, overrides: Sequence[str] = ()) -> nn.Module:
-    """The benchmark's model variants through the one factory (`reseg_trainable` = ReSeg, encoder trained)."""
+    """The benchmark's model variants through the one factory (`reseg_trainable` = ReSeg, encoder trained;
+    `reseg_skip` = the same with the skip decoder)."""
     from reseg.config import load_config
     from reseg.models import build_model
 
@@ -23,6 +25,8 @@ def build_bench_model(name: str, num_classes: int = 11, overrides: Sequence[str]
         opts += ["model.name=reseg", "model.freeze_encoder=true"]
     elif name == "reseg_trainable":
         opts += ["model.name=reseg", "model.freeze_encoder=false"]
+    elif name == "reseg_skip":  # reseg_trainable with the skip decoder: the decoder is the only difference
+        opts += ["model.name=reseg", "model.freeze_encoder=false", "model.decoder=skip"]
     else:
         opts += [f"model.name={name}", "model.freeze_encoder=false"]
     cfg = load_config(None, opts + ["model.encoder_weights=null"])
@@ -87,7 +91,27 @@ def bench_renet_share(model: nn.Module, batch: int = 4, size: tuple[int, int] = 
 
 
 
-MODEL_NAMES = ("reseg", "reseg_trainable", "unet_vgg16", "fpn_vgg16")
+MODEL_NAMES = ("reseg", "reseg_trainable", "reseg_skip", "unet_vgg16", "fpn_vgg16")
+CROP_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reseg_skip_cityscapes.yaml"
+
+
+def crop_train_memory(o: BenchOptions, config: Path = CROP_CONFIG) -> dict[str, Any]:
+    """Peak memory of one ReSeg-skip training step at the Cityscapes crop size of `config`, batch 1.
+
+    What decides whether the GPU recipe fits (ReNet's backward keeps every hidden state). --quick runs
+    an eighth of the crop, so the figure is only a smoke test there."""
+    from reseg.config import load_config
+    from reseg.models import build_model
+
+    if not config.is_file():
+        return {"config": str(config), "skipped": "config file not found"}
+    cfg = load_config(config, ["model.encoder_weights=null"])
+    crop = tuple(cfg.data.crop_size)
+    size = (max(8, crop[0] // 8), max(8, crop[1] // 8)) if o.quick else crop
+    res = bench_model(build_model(cfg, cfg.model.num_classes or 19), 1, size, 1 if o.quick else 2, o.device)
+    return {"config": config.name, "crop_size": list(crop), "size": list(size), "batch": 1,
+            "config_batch": cfg.data.batch_size, "train_peak_mem_mb": res["peak_mem_mb"],
+            "infer_peak_mem_mb": res["infer_peak_mem_mb"], "train_img_s": res["train_img_s"]}
 
 
 def run_section(o: BenchOptions) -> dict[str, Any]:
@@ -97,7 +121,7 @@ def run_section(o: BenchOptions) -> dict[str, Any]:
         model = build_bench_model(name)
         models[name] = bench_model(model, o.batch, o.size, o.repeats, o.device)
         del model
-    return {"models": models,
+    return {"models": models, "reseg_skip_cityscapes_crop": crop_train_memory(o),
             "reseg_vs_unet_infer": models["reseg"]["infer_img_s"] / models["unet_vgg16"]["infer_img_s"],
             "reseg_vs_unet_train": models["reseg"]["train_img_s"] / models["unet_vgg16"]["train_img_s"]}
 
@@ -107,6 +131,10 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     for name, v in res["models"].items():
         rows.append((f"{name}: infer / train-step img/s", f"{v['infer_img_s']:.2f} / {v['train_img_s']:.2f}"))
         rows.append((f"{name}: peak memory train / infer MB", f"{v['peak_mem_mb']:.0f} / {v['infer_peak_mem_mb']:.0f}"))
+    crop = res.get("reseg_skip_cityscapes_crop") or {}
+    if "size" in crop:
+        rows.append((f"reseg_skip: train-step peak memory at {crop['size'][0]}x{crop['size'][1]}, batch 1 "
+                     f"({crop['config']}) MB", f"{crop['train_peak_mem_mb']:.0f}"))
     rows.append(("ReSeg vs Unet-VGG16: infer / train",
                  f"{res['reseg_vs_unet_infer']:.2f}x / {res['reseg_vs_unet_train']:.2f}x"))
     return rows
