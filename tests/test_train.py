@@ -13,7 +13,9 @@ from torch import nn
 from reseg.config import Config, load_config
 from reseg.engine import trainer as trainer_mod
 from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
-from reseg.engine.trainer import (NonFiniteLossError, SegLoss, build_optimizer, build_scheduler, lr_factor, train)
+from reseg.engine.loss import SegLoss
+from reseg.engine.optim import build_optimizer, build_scheduler, lr_factor
+from reseg.engine.trainer import NonFiniteLossError, train
 from reseg.errors import ResegError
 
 from train_utils import make_tiny_dataset, one_thread, read_metrics, tiny_config  # noqa: F401
@@ -119,7 +121,7 @@ def test_short_training_loss_falls_and_files_appear(data_root: Path, tmp_path: P
     assert sum(losses[-4:]) / 4 < 0.85 * sum(losses[:4]) / 4, losses
     vals = read_metrics(run, "val")
     assert [v["iter"] for v in vals] == [8, 16]
-    assert set(vals[-1]["IoU"]) == set(load_checkpoint(run / "last.pt")["class_names"])
+    assert set(vals[-1]["per_class"]) == set(load_checkpoint(run / "last.pt")["class_names"])
     assert 0 <= vals[-1]["mIoU"] <= 1 and 0 <= vals[-1]["aAcc"] <= 1
 
     state = load_checkpoint(run / "last.pt")
@@ -217,10 +219,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_root: Path, t
 def test_early_stopping(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scores = iter([0.5, 0.4, 0.45, 0.9])
 
-    def fake_validate(*args, **kwargs):
-        return {"mIoU": next(scores), "aAcc": 0.5, "mAcc": 0.5, "IoU": torch.zeros(11), "Acc": torch.zeros(11)}
+    def fake_validate(self, *args, **kwargs):
+        return {"mIoU": next(scores), "aAcc": 0.5, "mAcc": 0.5, "per_class": {}}
 
-    monkeypatch.setattr(trainer_mod, "validate", fake_validate)
+    monkeypatch.setattr(trainer_mod.Trainer, "validate", fake_validate)
     cfg = cfg_for(data_root, train={"max_iters": 20, "val_interval": 2, "checkpoint_interval": 100,
                                     "early_stop_patience": 2})
     result = train(cfg, tmp_path / "es", progress=False)
@@ -245,3 +247,77 @@ def test_resume_refuses_other_model_or_classes(data_root: Path, tmp_path: Path) 
         train(cfg_for(data_root, train={"max_iters": 4}), tmp_path / "other", resume=tmp_path / "five.pt")
     with pytest.raises(ResegError, match="nothing to resume"):
         train(cfg_for(data_root), tmp_path / "empty", resume=tmp_path / "empty" / "last.pt")
+
+
+# ---------------------------------------------------------------- one evaluation path, work dirs, logs
+
+def test_logged_val_miou_equals_reseg_evaluate(data_root: Path, tmp_path: Path) -> None:
+    """With data.eval_size set, the trainer's validation is `reseg evaluate`'s: full-size labels, same numbers."""
+    import json
+
+    from reseg.cli import main
+
+    cfg = cfg_for(data_root, data={"eval_size": [16, 24]}, train={"max_iters": 6, "val_interval": 3},
+                  optim={"lr": 0.05})
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    logged = {r["iter"]: r for r in read_metrics(run, "val")}
+    for name in ("last.pt", "best.pt"):
+        it = load_checkpoint(run / name)["iteration"]
+        out = tmp_path / f"eval_{name}"
+        assert main(["evaluate", "--checkpoint", str(run / name), "--out", str(out), "--device", "cpu"]) == 0
+        report = json.loads((out / "metrics.json").read_text())
+        for key in ("mIoU", "aAcc", "mAcc"):
+            assert report[key] == pytest.approx(logged[it][key], abs=1e-6), (name, key)
+        assert report["num_images"] == logged[it]["num_images"] == 4  # every val image, at full size
+        for cls, s in report["per_class"].items():
+            assert s["IoU"] == pytest.approx(logged[it]["per_class"][cls]["IoU"], abs=1e-6, nan_ok=True) \
+                if s["IoU"] is not None else logged[it]["per_class"][cls]["IoU"] is None
+
+
+def test_fresh_run_refuses_a_work_dir_holding_a_run(data_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(cfg_for(data_root, train={"max_iters": 2, "val_interval": 2}), run, progress=False)
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(ResegError, match=r"already holds a run.*--resume.*--overwrite"):
+        train(cfg_for(data_root, train={"max_iters": 2}), run, progress=False)
+    assert (run / "last.pt").read_bytes() == before and len(read_metrics(run)) > 0  # nothing touched
+    result = train(cfg_for(data_root, train={"max_iters": 4, "val_interval": 4}), run, progress=False, overwrite=True)
+    assert result["iteration"] == 4 and [r["iter"] for r in read_metrics(run, "val")] == [4]
+    # a failed --resume creates nothing
+    with pytest.raises(ResegError, match="nothing to resume"):
+        train(cfg_for(data_root), tmp_path / "new", resume=tmp_path / "new" / "last.pt")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "bad.pt").write_bytes(b"")
+    with pytest.raises(ResegError, match="bad.pt"):
+        train(cfg_for(data_root), tmp_path / "new2", resume=tmp_path / "bad.pt")
+    assert not (tmp_path / "new2").exists()
+
+
+def test_torn_metrics_line_is_dropped_on_resume(data_root: Path, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    run = tmp_path / "run"
+    cfg = cfg_for(data_root, train={"max_iters": 4, "val_interval": 4, "checkpoint_interval": 2})
+    train(cfg, run, progress=False)
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"type": "train", "iter": 5, "lo')  # killed mid-append
+    cfg.train.max_iters = 6
+    result = train(cfg, run, resume=run / "last.pt", progress=False)
+    assert result["iteration"] == 6
+    assert [r["iter"] for r in read_metrics(run, "train")] == [1, 2, 3, 4, 5, 6]  # every line parses again
+    assert "torn" in (run / "train.log").read_text()
+
+
+def test_train_cli_needs_resume_or_overwrite(data_root: Path, tmp_path: Path, capsys) -> None:
+    from reseg.cli import main
+    from train_utils import write_config
+
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(data_root, train={"max_iters": 2, "val_interval": 2}))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--work-dir", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["train", str(config), "--work-dir", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--overwrite" in err and "Traceback" not in err
+    assert main(["train", str(config), "--work-dir", str(run), "--no-progress", "--overwrite"]) == 0
+    assert main(["train", str(config), "--work-dir", str(run), "--resume", "--overwrite"]) == 2
