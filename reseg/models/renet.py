@@ -14,6 +14,13 @@ Two implementations share the same `nn.GRU`/`nn.LSTM` parameters (so checkpoints
   falls back to the "rnn" path. Where a C++ compiler is available, the GRU step loops run as C++
   (gru_loops.cpp, built on first use by gru_ext.py; RESEG_CPP_LOOPS=0 keeps the TorchScript ones):
   the same arithmetic with each step's gate math as one vectorised pass instead of ~15 ATen ops.
+
+The "mingru" cell (Feng et al. 2024, "Were RNNs All We Needed?") has gates that read the input only:
+per direction z = sigmoid(W_z x + b_z), c = W_c x + b_c, h_t = (1 - z_t) h_{t-1} + z_t c_t. A sweep is
+then one matrix product for every step and both directions and one blocked parallel scan (scan.py)
+over every column (then row) of every image, in float32 (under autocast only the matrix products run
+in low precision). Its rows stay in (N, H, W) order, so its output is a channels-last NCHW view.
+Tracing and export record the scan as a step loop (`impl="rnn"` runs that loop too).
 """
 from __future__ import annotations
 
@@ -27,8 +34,32 @@ from torch import Tensor, nn
 
 from reseg.errors import ResegError
 from reseg.models import gru_ext
+from reseg.models.scan import mingru_loop, mingru_scan
 
-CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+class MinGRU(nn.Module):
+    """Bidirectional minGRU parameters: `weight` rows are [z fwd, z bwd, c fwd, c bwd], hidden_size each."""
+
+    def __init__(self, input_size: int, hidden_size: int, bidirectional: bool = True) -> None:
+        super().__init__()
+        if not bidirectional:
+            raise ResegError("ReNet's minGRU is always bidirectional")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.bias = nn.Parameter(torch.zeros(4 * hidden_size))
+        for chunk in self.weight.data.chunk(4, 0):  # Xavier per gate and direction, zero biases (z = 0.5)
+            nn.init.xavier_uniform_(chunk)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, bidirectional=True"
+
+    def sweep(self, rows: Tensor, shape: tuple[int, int, int], loop: bool = False) -> Tensor:
+        """(M, C) rows in (P, T, R) order, sequences along T -> (M, 2*hidden) hidden states (>= float32)."""
+        G = F.linear(rows, self.weight, self.bias)  # under autocast: low precision; the scan is float32
+        return mingru_loop(G, shape) if loop else mingru_scan(G, shape)
+
+
+CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "mingru": MinGRU}
 IMPLS = ("auto", "fused", "rnn")
 
 
@@ -326,8 +357,9 @@ class ReNet(nn.Module):
         rnn = CELLS[cell]
         self.vertical = rnn(in_channels * patch_size**2, hidden_size, bidirectional=True)
         self.horizontal = rnn(2 * hidden_size, hidden_size, bidirectional=True)
-        _init_rnn(self.vertical)
-        _init_rnn(self.horizontal)
+        if cell != "mingru":
+            _init_rnn(self.vertical)
+            _init_rnn(self.horizontal)
 
     def extra_repr(self) -> str:
         return f"patch_size={self.patch_size}, cell={self.cell}, impl={self.impl}"
@@ -345,8 +377,8 @@ class ReNet(nn.Module):
         return x.reshape(n, c * p * p, h // p, w // p)
 
     def use_fused(self, x: torch.Tensor) -> bool:
-        """Whether this call takes the fused CPU path."""
-        if self.impl == "rnn":
+        """Whether this call takes the fused CPU GRU/LSTM path (minGRU has its own)."""
+        if self.impl == "rnn" or self.cell == "mingru":
             return False
         if (torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
                 or torch.compiler.is_compiling()):
@@ -360,9 +392,21 @@ class ReNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patchify(x)
+        if self.cell == "mingru":
+            return self._forward_mingru(x)
         if self.use_fused(x):
             return self._forward_fused(x)
         return self._forward_rnn(x)
+
+    def _forward_mingru(self, x: torch.Tensor) -> torch.Tensor:
+        """Both sweeps on (N, H, W, C) rows (free for channels-last input); a channels-last NCHW view out."""
+        n, c, h, w = x.shape
+        loop = (self.impl == "rnn" or torch.jit.is_scripting() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export())
+        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        mid = self.vertical.sweep(rows, (n, h, w), loop)  # sequences along H, one per (image, column)
+        out = self.horizontal.sweep(mid, (n * h, w, 1), loop)  # sequences along W, one per (image, row)
+        return out.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
 
     def _forward_rnn(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
