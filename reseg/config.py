@@ -147,6 +147,12 @@ class Config:
     def from_dict(cls, data: dict[str, Any], sources: dict[str, str] | None = None) -> "Config":
         return _build(cls, data, "", sources or {})
 
+    def was_given(self, key: str) -> bool:
+        """True when a config file or --set gave `key` ("data.root"); True for every key of a config
+        not read by load_config (from a checkpoint or a dict), whose origin is unknown."""
+        given = self.__dict__.get("_given")
+        return given is None or key in given
+
 
 # ---------------------------------------------------------------- validation
 
@@ -363,6 +369,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     apply_overrides(data, list(overrides or []), sources)
     cfg = Config.from_dict(data, sources)
     validate(cfg, sources)
+    cfg._given = frozenset(sources)  # see Config.was_given: defaults are not what the user asked for
     return cfg
 
 

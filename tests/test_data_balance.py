@@ -93,3 +93,19 @@ def test_data_stats_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     for key in ("images", "class_names", "pixels", "median_frequency_weights", "inverse_log_weights", "frequencies"):
         assert key in stats
     assert stats["images"] == 3 and len(stats["pixels"]) == 11 == len(stats["class_names"])
+
+
+def test_cache_file_gets_the_users_umask(tmp_path: Path) -> None:
+    """Not 0600 as tempfile.mkstemp makes it: a colleague in the group can read the shared cache."""
+    import os
+    import stat
+
+    ds = _write(tmp_path / "data")
+    old = os.umask(0o027)
+    try:
+        class_weights(ds, "median_frequency", tmp_path / "cache", progress=False)
+    finally:
+        os.umask(old)
+    (cached,) = (tmp_path / "cache").glob("class_stats_*.json")
+    assert stat.S_IMODE(cached.stat().st_mode) == 0o640
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cached.name]  # no temporary file left

@@ -117,12 +117,75 @@ def test_difficulty_is_recorded_and_a_mismatch_warned(tmp_path: Path, caplog: py
     cfg.data.synthetic_size, cfg.data.crop_size = list(SIZE), list(SIZE)
     with caplog.at_level("WARNING", logger="reseg.data"):
         build_dataset(cfg, "train", generate=True)
-    assert "difficulty easy" in caplog.text and "difficulty standard" in caplog.text
+    assert "data.synthetic_difficulty asks for standard, it has easy" in caplog.text
+    assert "--difficulty standard" in caplog.text  # a config not read from a file: every key counts as asked
     caplog.clear()
     cfg.data.synthetic_difficulty = "easy"
     with caplog.at_level("WARNING", logger="reseg.data"):
         assert len(build_dataset(cfg, "train", generate=True)) == 2
     assert "difficulty" not in caplog.text
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "synthetic dataset" in r.getMessage()]
+
+
+def test_mismatch_warned_once_only_for_what_the_config_gives(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """Once per run (train and val splits, twice built), only for keys the config file gives, and its command
+    makes what the config asks for while keeping the settings the config leaves to their defaults."""
+    import shlex
+
+    import yaml
+
+    from reseg.config import load_config
+
+    root = make_synthetic(tmp_path / "synth", train=2, val=1, test=0, seed=3, size=SIZE)
+    data = {"dataset": "synthetic", "root": str(root), "crop_size": list(SIZE), "synthetic_seed": 3}
+    quiet = tmp_path / "quiet.yaml"  # sizes, image size, difficulty left to their defaults (300/60/60, 360x480)
+    quiet.write_text(yaml.safe_dump({"data": data}))
+    with caplog.at_level("WARNING", logger="reseg.data"):
+        build_dataset(load_config(quiet), "train", generate=True)
+    assert _warnings(caplog) == []
+
+    asks = tmp_path / "asks.yaml"
+    asks.write_text(yaml.safe_dump({"data": {**data, "synthetic_sizes": [3, 1, 1], "synthetic_difficulty": "easy"}}))
+    cfg = load_config(asks)
+    with caplog.at_level("WARNING", logger="reseg.data"):
+        build_dataset(cfg, "train", generate=True)
+        build_dataset(cfg, "val", generate=True)
+        build_dataset(cfg, "val")  # not a generating command (evaluate, benchmark): never warns
+    (message,) = _warnings(caplog)
+    assert "data.synthetic_sizes asks for [3, 1, 1], it has [2, 1, 0]" in message
+    assert "data.synthetic_difficulty asks for easy, it has standard" in message
+    assert "data.synthetic_size asks" not in message and "data.synthetic_seed" not in message
+    command = message.split("To make it as the config asks: ")[1]
+    assert command.startswith("reseg make-synthetic ")
+    assert main(shlex.split(command)[1:]) == 0  # regenerate exactly as suggested
+    meta = json.loads((root / "synthetic.json").read_text())
+    assert (meta["sizes"], meta["difficulty"], meta["seed"], meta["size"]) == (
+        {"train": 3, "val": 1, "test": 1}, "easy", 3, list(SIZE))  # the size the config left alone is kept
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="reseg.data"):
+        assert len(build_dataset(cfg, "train", generate=True)) == 3
+    assert _warnings(caplog) == []
+    capsys.readouterr()
+
+
+def test_generated_dataset_gets_the_users_umask(tmp_path: Path) -> None:
+    """Not 0700 as tempfile.mkdtemp makes the root: the folder and its files follow the umask."""
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        root = make_synthetic(tmp_path / "synth", train=1, val=0, test=0, size=SIZE)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o750
+    assert stat.S_IMODE((root / "train").stat().st_mode) == 0o750
+    assert stat.S_IMODE((root / "synthetic.json").stat().st_mode) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["synth"]
 
 
 def test_build_dataset_generates_when_absent(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -32,7 +32,7 @@ from reseg.data.camvid import CamVidDataset
 from reseg.data.cityscapes import CityscapesDataset
 from reseg.data.classes import CAMVID, CITYSCAPES, CLASS_TABLES, IGNORE_INDEX, ClassInfo
 from reseg.data.folder import FolderDataset, load_folder_classes
-from reseg.data.synthetic import ensure_synthetic, make_synthetic, make_synthetic_video
+from reseg.data.synthetic import SYNTHETIC_KEYS, ensure_synthetic, make_synthetic, make_synthetic_video
 from reseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, denormalize, normalize
 
 log = logging.getLogger("reseg.data")
@@ -48,11 +48,13 @@ __all__ = [
 ]
 
 
-def _synthetic(data: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+def _synthetic(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
     """The generated street scenes (CamVid classes, SegNet layout); generated here only when `generate`."""
+    data = cfg.data
     if generate:
+        asked = [key for key in SYNTHETIC_KEYS if cfg.was_given(f"data.{key}")] if hasattr(cfg, "was_given") else None
         root = ensure_synthetic(data.root, data.synthetic_sizes, data.synthetic_seed, tuple(data.synthetic_size),
-                                data.synthetic_difficulty)
+                                data.synthetic_difficulty, asked=asked)
     else:
         root = Path(data.root)
         if not root.is_dir():
@@ -61,22 +63,23 @@ def _synthetic(data: Any, split: str, generate: bool, **kwargs: Any) -> Segmenta
     return CamVidDataset(root, split, label_format="segnet", **kwargs)
 
 
-def _camvid(data: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
-    return CamVidDataset(data.root, split, label_format=data.label_format, **kwargs)
+def _camvid(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    return CamVidDataset(cfg.data.root, split, label_format=cfg.data.label_format, **kwargs)
 
 
-def _cityscapes(data: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
-    return CityscapesDataset(data.root, split, label_format=data.label_format, **kwargs)
+def _cityscapes(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    return CityscapesDataset(cfg.data.root, split, label_format=cfg.data.label_format, **kwargs)
 
 
-def _folder(data: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+def _folder(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    data = cfg.data
     if data.label_format not in ("auto",):
         raise DatasetError(f"data.label_format {data.label_format!r} does not apply to folder datasets "
                            f"(mask format is detected per file); use 'auto'")
     return FolderDataset(data.root, split, classes_file=data.classes_file, **kwargs)
 
 
-# The one table of dataset names (data.dataset) and what builds each one.
+# The one table of dataset names (data.dataset) and what builds each one: builder(cfg, split, generate, ...).
 DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
     "synthetic": _synthetic, "camvid": _camvid, "cityscapes": _cityscapes, "folder": _folder,
 }
@@ -115,7 +118,7 @@ def build_dataset(cfg: Any, split: str, transform: Any = "auto", require_labels:
     build = _builder(data.dataset)
     if transform == "auto":
         transform = build_transforms(cfg, train=(split == data.train_split))
-    return build(data, split, generate, transform=transform, skip_bad_samples=data.skip_bad_samples,
+    return build(cfg, split, generate, transform=transform, skip_bad_samples=data.skip_bad_samples,
                  require_labels=require_labels)
 
 

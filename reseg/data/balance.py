@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from reseg.data.base import BadSampleError
 from reseg.errors import ResegError
+from reseg.io import write_json
 
 log = logging.getLogger("reseg.data")
 
@@ -131,11 +131,7 @@ def dataset_stats(dataset: Any, cache_dir: str | Path | None = None, progress: b
             log.warning("ignoring unreadable class-statistics cache %s", path)
     stats = compute_stats(dataset, progress)
     stats["key"] = key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(stats, fh, indent=1)
-    os.replace(tmp, path)
+    write_json(path, stats, indent=1)  # atomic, with the user's umask (mkstemp would make it 0600)
     log.info("class statistics cached in %s", path)
     return stats
 

@@ -23,10 +23,10 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,9 @@ assert CAMVID.names[CAR] == "Car" and CAMVID.names[PAVEMENT] == "Pavement"
 GENERATOR_VERSION = 1
 META_FILE = "synthetic.json"
 SPLITS = ("train", "val", "test")
+# The data.* keys that say how to generate the set; a mismatch with synthetic.json is warned about.
+SYNTHETIC_KEYS = ("synthetic_sizes", "synthetic_size", "synthetic_seed", "synthetic_difficulty")
+_WARNED: set[tuple[str, str]] = set()  # (root, message): a warning is given once per process
 Z_NEAR = 0.5        # metres in front of the camera where geometry is clipped
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 
@@ -1060,7 +1063,9 @@ def make_synthetic(out_dir: str | Path = "datasets/synthetic", train: int = 300,
         raise ResegError(f"{out} exists and is not a synthetic dataset (no {META_FILE}); refusing to overwrite it; "
                          f"choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = out.parent / f".{out.name}.{os.getpid()}.partial"  # mkdir, not mkdtemp: the user's umask, not 0700
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an earlier process with this pid that was killed
+    tmp.mkdir()
     start = time.perf_counter()
     try:
         for split in SPLITS:
@@ -1109,24 +1114,65 @@ def make_synthetic(out_dir: str | Path = "datasets/synthetic", train: int = 300,
     return out
 
 
+def _recipe(sizes: Any, seed: Any, size: Any, difficulty: Any) -> dict[str, Any]:
+    """The generation settings as synthetic.json records them, keyed by their data.* config key."""
+    return {"synthetic_sizes": dict(zip(SPLITS, map(int, sizes))), "synthetic_size": [int(v) for v in size],
+            "synthetic_seed": int(seed), "synthetic_difficulty": str(difficulty)}
+
+
+def _recorded(meta: dict[str, Any]) -> dict[str, Any]:
+    """The settings synthetic.json holds (older files lack size and difficulty: unknown size, standard)."""
+    return {"synthetic_sizes": meta.get("sizes"), "synthetic_size": meta.get("size"),
+            "synthetic_seed": meta.get("seed"), "synthetic_difficulty": meta.get("difficulty", "standard")}
+
+
+def mismatch_warning(root: str | Path, meta: dict[str, Any], want: dict[str, Any],
+                     asked: Collection[str] | None = None) -> str | None:
+    """The warning for a synthetic set made otherwise than the config asks, or None when it fits.
+
+    Only the keys in `asked` (the data.* keys the user's config gave; None: all) count. The suggested
+    command makes what the config asks for and keeps the recorded value of every other setting.
+    """
+    made = _recorded(meta)
+    keys = [k for k in SYNTHETIC_KEYS if asked is None or k in asked]
+    differ = [k for k in keys if made[k] is not None and made[k] != want[k]]
+    if not differ:
+        return None
+    target = {k: (want[k] if k in keys or made[k] is None else made[k]) for k in SYNTHETIC_KEYS}
+    sizes, (h, w) = target["synthetic_sizes"], target["synthetic_size"]
+    command = (f"reseg make-synthetic --out {shlex.quote(str(root))} --train {sizes['train']} --val {sizes['val']} "
+               f"--test {sizes['test']} --seed {target['synthetic_seed']} --size {h} {w} "
+               f"--difficulty {target['synthetic_difficulty']}")
+    what = "; ".join(f"data.{k} asks for {_show(want[k])}, it has {_show(made[k])}" for k in differ)
+    return (f"the synthetic dataset at {root} was made otherwise than the config asks ({what}); using it as it "
+            f"is. To make it as the config asks: {command}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "[" + ", ".join(str(value.get(s)) for s in SPLITS) + "]"
+    return str(value)
+
+
 def ensure_synthetic(root: str | Path, sizes: list[int] | tuple[int, ...] = (300, 60, 60), seed: int = 0,
-                     size: tuple[int, int] = (360, 480), difficulty: str = "standard") -> Path:
-    """Generate the synthetic dataset at `root` unless a dataset is already there."""
+                     size: tuple[int, int] = (360, 480), difficulty: str = "standard",
+                     asked: Collection[str] | None = None) -> Path:
+    """Generate the synthetic dataset at `root` unless a dataset is already there.
+
+    An existing one made otherwise than the config asks (only the keys in `asked` count; None: all
+    four) is used as it is, with one warning per process (on rank 0 of a torchrun job).
+    """
     root = Path(root)
     if (root / META_FILE).is_file():
         try:
             meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
-            want = dict(zip(SPLITS, map(int, sizes)))
-            shape = [int(size[0]), int(size[1])]
-            made = meta.get("difficulty", "standard")
-            if (meta.get("seed") != seed or meta.get("sizes") != want or meta.get("size", shape) != shape
-                    or made != difficulty):
-                log.warning("synthetic dataset at %s was made with seed %s, sizes %s, image size %s, difficulty %s "
-                            "(config asks for seed %s, sizes %s, image size %s, difficulty %s); using it as it is; "
-                            "run `reseg make-synthetic --out %s` to regenerate", root, meta.get("seed"),
-                            meta.get("sizes"), meta.get("size"), made, seed, want, shape, difficulty, root)
         except (OSError, ValueError):
-            pass
+            return root
+        message = mismatch_warning(root, meta, _recipe(sizes, seed, size, difficulty), asked)
+        key = (str(root.resolve()), message or "")
+        if message and key not in _WARNED and os.environ.get("RANK", "0") == "0":
+            _WARNED.add(key)
+            log.warning("%s", message)
         return root
     if (root / "train").is_dir() or (root / "train.txt").is_file():
         return root
