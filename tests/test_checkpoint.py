@@ -17,7 +17,7 @@ import torch
 from reseg.engine import checkpoint as ckpt_mod
 from reseg.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-from train_utils import REPO, make_tiny_dataset, read_metrics, subprocess_env, tiny_config, write_config
+from train_utils import make_tiny_dataset, read_metrics, subprocess_env, tiny_config, write_config
 
 
 def state(i: int, size: int = 10) -> dict:
@@ -43,29 +43,65 @@ def test_interrupted_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
 
 
-def test_kill_during_save_leaves_a_loadable_file(tmp_path: Path) -> None:
+KILL_INSIDE_SAVE = textwrap.dedent("""
+    # Saves checkpoint 1, then dies with SIGKILL inside the save of checkpoint 2, at the named call.
+    import os, signal, sys, torch
+    from reseg.engine.checkpoint import save_checkpoint
+    path, where = sys.argv[1], sys.argv[2]
+    def state(i):
+        return {"model": {"w": torch.full((1000,), float(i))}, "config": {}, "class_names": ["a"], "iteration": i}
+    save_checkpoint(state(1), path)
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+    setattr(os, where, die)
+    save_checkpoint(state(2), path)
+    print("the save returned", flush=True)
+""")
+
+
+@pytest.mark.parametrize("where", ["fsync", "replace"])
+def test_kill_inside_save_keeps_the_previous_checkpoint(tmp_path: Path, where: str) -> None:
+    """SIGKILL once checkpoint 2 is fully written but not yet synced (fsync) or renamed (replace)."""
     path = tmp_path / "last.pt"
-    script = textwrap.dedent(f"""
-        import sys, torch
-        from reseg.engine.checkpoint import save_checkpoint
-        i = 0
-        while True:
-            i += 1
-            save_checkpoint({{"model": {{"w": torch.full((8_000_000,), float(i))}}, "config": {{}},
-                             "class_names": ["a"], "iteration": i}}, {str(path)!r})
-            print(i, flush=True)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], env=subprocess_env(), stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "1"  # one complete checkpoint exists
-        time.sleep(0.35)  # most of the loop's time is spent inside torch.save/fsync
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    proc = subprocess.run([sys.executable, "-c", KILL_INSIDE_SAVE, str(path), where], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert "the save returned" not in proc.stdout
     loaded = load_checkpoint(path)
-    i = loaded["iteration"]
-    assert i >= 1 and torch.equal(loaded["model"]["w"], torch.full((8_000_000,), float(i)))
+    assert loaded["iteration"] == 1 and torch.equal(loaded["model"]["w"], torch.full((1000,), 1.0))
+    left = [p for p in tmp_path.iterdir() if p != path]
+    assert len(left) == 1 and left[0].name.startswith(".")  # the half-finished save: hidden, never last.pt
+    assert load_checkpoint(left[0])["iteration"] == 2  # it was complete: the kill came after the write
+
+
+@pytest.mark.parametrize("where", ["fsync", "replace"])
+def test_interrupt_inside_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             where: str) -> None:
+    """Ctrl-C (or any error) at the same two points: the previous file is intact and no temporary is left."""
+    path = tmp_path / "last.pt"
+    save_checkpoint(state(1), path)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, where, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(state(2), path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["iteration"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_checkpoint_gets_the_users_umask(tmp_path: Path) -> None:
+    """Not 0600 as tempfile.mkstemp makes it."""
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        save_checkpoint(state(1), tmp_path / "last.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "last.pt").stat().st_mode) == 0o640
 
 
 def test_damaged_or_foreign_files_are_named(tmp_path: Path) -> None:
