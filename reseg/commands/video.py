@@ -7,7 +7,6 @@ import argparse
 import sys
 
 from reseg.commands.predict import add_inference_arguments, build_predictor
-from reseg.errors import ResegError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,29 +31,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stats-json", default=None, help="write the run's stats (counts, FPS, flicker) here")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--decoder", choices=("auto", "opencv", "torchcodec"), default="auto",
+                        help="video decoder: torchcodec (on the GPU when the model is there and the build can; "
+                             "needs `pip install 'reseg[video]'` and FFmpeg's shared libraries) or OpenCV; auto "
+                             "takes torchcodec for video files when it works (default: %(default)s)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="live mode for cameras and streams: batch 1, at most one frame queued, stale frames "
+                             "dropped and counted, capture-to-output latency reported instead of throughput")
     add_inference_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from reseg.video import FrameSource, VideoOptions, format_summary, run_video, write_stats_json
+    from reseg.runtime import resolve_device
+    from reseg.video import VideoOptions, check_outputs, format_summary, open_source, run_video, write_stats_json
+    from reseg.video.pipeline import validate_options
 
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ResegError(f"--max-frames must be >= 1, got {args.max_frames}")
     opts = VideoOptions(fps=args.fps, opacity=args.opacity, legend=args.legend, side_by_side=args.side_by_side,
                         masks_dir=args.masks_dir, mask_video=args.mask_video,
                         output_size=tuple(args.output_size) if args.output_size else None,
                         batch=args.batch or 1, smooth=args.smooth, show=args.show, max_frames=args.max_frames,
-                        progress=not args.no_progress)
-    source = FrameSource(args.input, fps=args.fps, max_frames=args.max_frames)  # fail fast before loading a model
+                        progress=not args.no_progress, decoder=args.decoder, realtime=args.realtime)
+    # every refusal before the model loads: bad values, outputs onto the input, an unreadable input
+    validate_options(opts)
+    check_outputs(args.input, args.output, opts, args.stats_json)
+    device = resolve_device(getattr(args, "device", "auto"))
+    source = open_source(args.input, args.decoder, fps=args.fps, max_frames=args.max_frames, device=device)
     try:
         predictor = build_predictor(args)
     except BaseException:
         source.close()
         raise
-    print(f"segmenting {args.input} ({source.kind}, {source.width}x{source.height}, "
-          f"{source.total if source.total is not None else 'unknown number of'} frames) with {predictor.describe()}",
-          file=sys.stderr)
-    stats = run_video(source, predictor, args.output, opts)
+    print(f"segmenting {args.input} ({source.describe()}) with {predictor.describe()}", file=sys.stderr)
+    stats = run_video(source, predictor, args.output, opts, stats_json=args.stats_json)
     print(format_summary(stats))
     if args.stats_json:
         write_stats_json(stats, args.stats_json)
