@@ -144,7 +144,15 @@ def _main_fails(rank: int, tmp: Path) -> dict[str, Any]:
     return {"built": d.main_first(build, "building the training set")}
 
 
-SCENARIOS = {"data_error": _data_error, "stuck": _stuck, "weights": _weights, "main_fails": _main_fails}
+def _collectives(rank: int, tmp: Path) -> dict[str, Any]:
+    from reseg.engine import distributed as d
+
+    summed = d.all_reduce_sum(torch.tensor([rank + 1.0, 10.0 * (rank + 1)]))
+    return {"sum": summed.tolist(), "gathered": d.all_gather_object({"rank": rank, "sq": rank * rank}),
+            "broadcast": d.broadcast_object(f"from rank {rank}"), "world": d.get_world_size(), "main": d.is_main()}
+
+
+SCENARIOS = {"collectives": _collectives, "data_error": _data_error, "stuck": _stuck, "weights": _weights, "main_fails": _main_fails}
 
 
 def _rank_main(rank: int, mode: str, tmp: str) -> None:
@@ -183,6 +191,16 @@ def run_two_ranks(mode: str, tmp: Path, monkeypatch: pytest.MonkeyPatch, timeout
             if proc.is_alive():
                 proc.kill()
     return [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def test_collectives_over_two_gloo_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one all-reduce (and gather/broadcast) against the sums written out by hand."""
+    r0, r1 = run_two_ranks("collectives", tmp_path, monkeypatch)
+    for rank, r in enumerate((r0, r1)):
+        assert r["sum"] == [1.0 + 2.0, 10.0 + 20.0]
+        assert r["gathered"] == [{"rank": 0, "sq": 0}, {"rank": 1, "sq": 1}]
+        assert r["broadcast"] == "from rank 0"
+        assert r["world"] == 2 and r["main"] == (rank == 0)
 
 
 def test_a_failed_rank_is_named_on_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

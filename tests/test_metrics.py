@@ -136,20 +136,6 @@ def test_float_input_rejected():
         confusion(torch.zeros(3), torch.zeros(3, dtype=torch.long), 3)
 
 
-def test_all_reduce_single_process(tmp_path):
-    import torch.distributed as dist
-
-    cm = ConfusionMatrix(2)
-    cm.update(torch.tensor([0, 1]), torch.tensor([0, 0]))
-    cm.all_reduce()  # not initialised: no-op
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        cm.all_reduce()
-    finally:
-        dist.destroy_process_group()
-    assert cm.mat.tolist() == [[1, 1], [0, 0]]
-
-
 def test_category_iou_groups_rows_and_columns():
     mat = torch.tensor([[5, 1, 0], [2, 3, 1], [0, 4, 6]])
     cats = category_iou(mat, ["a", "a", "b"])
