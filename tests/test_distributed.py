@@ -256,8 +256,6 @@ def test_timeout_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             dist_timeout()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the trainer to run _setup/_loop inside "
-                   "dist_utils.failures_end_the_job() (helper D's report, issue 14); remove this mark then")
 def test_torchrun_names_the_rank_with_a_bad_sample(tmp_path: Path) -> None:
     """A damaged image in rank 1's first batch: the job ends at once, and the message names rank 1 and the file."""
     from train_utils import make_tiny_dataset, subprocess_env, tiny_config, write_config

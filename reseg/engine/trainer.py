@@ -91,7 +91,6 @@ class Trainer:
 
     # ================================================================ setup
     def _setup(self) -> None:
-        self._setup_process()
         resume_state = self._read_resume(Path(self.resume)) if self.resume else None  # before any file is made
         self._setup_work_dir()
         self._setup_data()
@@ -528,8 +527,10 @@ class Trainer:
         """Train to the end of the schedule (or the time budget), validating and checkpointing on the way."""
         created_group = not dist_utils.is_dist()
         try:
-            self._setup()
-            return self._loop()
+            self._setup_process()
+            with dist_utils.failures_end_the_job():  # a failing rank is named on every rank, no hang
+                self._setup()
+                return self._loop()
         finally:
             if self.tensorboard is not None:
                 self.tensorboard.close()
