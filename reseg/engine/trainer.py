@@ -54,11 +54,11 @@ class NonFiniteLossError(ResegError):
     """The loss became NaN or infinite; the message names the iteration and the checkpoint kept."""
 
 
-def _build_dataset(cfg: Config, split: str, transform: Any = "default") -> Dataset:
+def _build_dataset(cfg: Config, split: str, generate: bool, transform: Any = "default") -> Dataset:
     from reseg.data import build_dataset
 
     kwargs = {} if transform == "default" else {"transform": transform}
-    return build_dataset(cfg, split, generate=True, **kwargs)  # training may generate the synthetic set
+    return build_dataset(cfg, split, generate=generate, **kwargs)  # only training may generate synthetic data
 
 
 def check_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -146,13 +146,11 @@ class Trainer:
 
     def _setup_data(self) -> None:
         cfg = self.cfg
-        if self.main:  # rank 0 first: building the synthetic set generates it once
-            self.train_set = _build_dataset(cfg, cfg.data.train_split)
-        dist_utils.barrier()
-        if not self.main:
-            self.train_set = _build_dataset(cfg, cfg.data.train_split)
+        # rank 0 first, and the only one that may generate the synthetic set (no other writer)
+        self.train_set = dist_utils.main_first(lambda: _build_dataset(cfg, cfg.data.train_split, self.main),
+                                               "building the training set")
         # validation reads full-size images and labels, like `reseg evaluate`
-        self.val_set = _build_dataset(cfg, cfg.data.val_split, transform=None)
+        self.val_set = _build_dataset(cfg, cfg.data.val_split, self.main, transform=None)
         classes = self.train_set.classes
         self.class_names = list(classes.names)
         self.palette = [list(map(int, c)) for c in classes.palette]
@@ -209,10 +207,9 @@ class Trainer:
             return None
         from reseg.data.balance import class_weights
 
-        weights = None
-        if self.main:  # rank 0 computes and caches; the others receive its weights
-            weights = class_weights(self.train_set, method, self.work_dir).tolist()
-        weights = torch.tensor(dist_utils.broadcast_object(weights))
+        # rank 0 computes and caches; the others receive its weights (or its error, named)
+        weights = torch.tensor(dist_utils.run_on_main(
+            lambda: class_weights(self.train_set, method, self.work_dir).tolist(), "class statistics"))
         LOG.info("class weights (%s): %s", method, ", ".join(f"{w:.3f}" for w in weights.tolist()))
         return weights.float()
 
