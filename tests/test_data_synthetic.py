@@ -241,3 +241,31 @@ def test_browse_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     legend_w = legend_panel(CAMVID.names, CAMVID.palette, img.shape[0]).shape[1]
     # two columns of (image above label) tiles, 4 px gaps, then the class legend
     assert img.shape[1] == 2 * (40 + 4) + legend_w and img.shape[0] == 2 * (2 * 32 + 4)
+
+
+def test_regenerating_swaps_the_whole_set_and_a_failure_keeps_the_old(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import reseg.io as io_mod
+
+    out = make_synthetic(tmp_path / "s", train=2, val=1, test=0, seed=0, size=SIZE)
+    old = (out / "train" / "train_00000.png").read_bytes()
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def failing_second_rename(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the new set moving in
+            raise OSError(5, "I/O error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io_mod.os, "replace", failing_second_rename)
+    with pytest.raises(OSError):
+        make_synthetic(out, train=3, val=1, test=0, seed=1, size=SIZE)
+    monkeypatch.undo()
+    assert (out / "train" / "train_00000.png").read_bytes() == old and len(list((out / "train").iterdir())) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no half-made or set-aside folder left
+    make_synthetic(out, train=3, val=1, test=0, seed=1, size=SIZE)
+    assert len(list((out / "train").iterdir())) == 3
+    assert (out / "train" / "train_00000.png").read_bytes() != old

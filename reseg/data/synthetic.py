@@ -37,6 +37,7 @@ import numpy as np
 
 from reseg.data.classes import CAMVID, CAMVID_VOID_LABEL
 from reseg.errors import ResegError
+from reseg.io import replace_dir
 
 log = logging.getLogger("reseg.data")
 
@@ -1094,18 +1095,9 @@ def make_synthetic(out_dir: str | Path = "datasets/synthetic", train: int = 300,
                 "void_label": VOID,
                 "seconds": round(time.perf_counter() - start, 2)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if out.exists():
-            if (out / META_FILE).is_file():
-                shutil.rmtree(out)
-            else:
-                out.rmdir()  # empty folder
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if (out / META_FILE).is_file():  # another process finished the same dataset first
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                raise
+        if out.exists() and not (out / META_FILE).is_file():
+            out.rmdir()  # an empty folder (anything else was refused above)
+        replace_dir(tmp, out)  # old set aside, new one in, old deleted: `out` is always a whole dataset
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
