@@ -84,7 +84,8 @@ def test_scan_equals_the_step_loop(shape: tuple[int, ...], patch: int) -> None:
 
 @pytest.mark.parametrize("T", list(range(1, 40)) + [97, 4096])
 def test_blocked_scan_and_its_adjoint_equal_loops_for_every_block_split(T: int) -> None:
-    """scan() over (P, T, R, 2, hs) against h_t = a_t h_{t-1} + b_t, and the adjoint used by backward."""
+    """scan() over (P, T, R, 2, hs) against h_t = a_t h_{t-1} + b_t, its gated form (a = 1 - z, b = z c)
+    that the forward runs, and the adjoint that the backward runs."""
     gen = torch.Generator().manual_seed(T)
     a = torch.rand(2, T, 3, 2, 5, dtype=torch.float64, generator=gen)
     b = torch.randn(2, T, 3, 2, 5, dtype=torch.float64, generator=gen)
@@ -103,6 +104,8 @@ def test_blocked_scan_and_its_adjoint_equal_loops_for_every_block_split(T: int) 
         g[..., 1, :] = b[:, nxt_b, :, 1] + (a[:, nxt_b - 1, :, 1] * g[..., 1, :] if s else 0)
         g_want[:, nxt_f, :, 0], g_want[:, nxt_b, :, 1] = g[..., 0, :], g[..., 1, :]
     torch.testing.assert_close(scan_module.scan(a, b), want, atol=1e-12, rtol=1e-10)
+    z = 1 - a
+    torch.testing.assert_close(scan_module.scan_gated(z, b / z), want, atol=1e-10, rtol=1e-8)
     got = torch.empty_like(b)
     scan_module._scan_transposed(a, b, got)
     torch.testing.assert_close(got, g_want, atol=1e-12, rtol=1e-10)

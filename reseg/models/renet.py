@@ -53,9 +53,19 @@ class MinGRU(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bidirectional=True"
 
-    def sweep(self, rows: Tensor, shape: tuple[int, int, int], loop: bool = False) -> Tensor:
-        """(M, C) rows in (P, T, R) order, sequences along T -> (M, 2*hidden) hidden states (>= float32)."""
-        G = F.linear(rows, self.weight, self.bias)  # under autocast: low precision; the scan is float32
+    def project(self, x: Tensor) -> Tensor:
+        """(N, S, C) -> (M = N*S, 4*hidden) gate pre-activations; an NCHW input's rows need no copy."""
+        n, _, c = x.shape
+        if n == 1 or x.stride(0) == x.shape[1] * x.stride(1):  # (N*S, C) is a view
+            return F.linear(x.reshape(-1, c), self.weight, self.bias)
+        w = self.weight.t().expand(n, c, self.weight.shape[0])
+        return torch.baddbmm(self.bias, x, w).view(-1, self.weight.shape[0])
+
+    def sweep(self, x: Tensor, shape: tuple[int, int, int], loop: bool = False) -> Tensor:
+        """(N, S, C) rows in (P, T, R) order, sequences along T -> (M, 2*hidden) hidden states (>= float32).
+
+        Under autocast the projection runs in low precision; the scan runs in float32."""
+        G = self.project(x)
         return mingru_loop(G, shape) if loop else mingru_scan(G, shape)
 
 
@@ -403,9 +413,11 @@ class ReNet(nn.Module):
         n, c, h, w = x.shape
         loop = (self.impl == "rnn" or torch.jit.is_scripting() or torch.jit.is_tracing()
                 or torch.onnx.is_in_onnx_export())
-        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view for NCHW and for channels-last input
+        if loop:  # tracing: one reshape that is valid at every size (ONNX has no strides)
+            rows = rows.reshape(1, n * h * w, c)
         mid = self.vertical.sweep(rows, (n, h, w), loop)  # sequences along H, one per (image, column)
-        out = self.horizontal.sweep(mid, (n * h, w, 1), loop)  # sequences along W, one per (image, row)
+        out = self.horizontal.sweep(mid.unsqueeze(0), (n * h, w, 1), loop)  # along W, one per (image, row)
         return out.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
 
     def _forward_rnn(self, x: torch.Tensor) -> torch.Tensor:
