@@ -250,7 +250,8 @@ class Segmenter:
         """(N, H, W, 3) uint8 on the device: one stacked host buffer, pinned and copied without blocking."""
         if all(isinstance(im, torch.Tensor) for im in images):
             return torch.stack(images).to(self.device, non_blocking=True)
-        host = torch.from_numpy(np.stack([np.asarray(im) for im in images]))
+        host = torch.from_numpy(np.stack([im.cpu().numpy() if isinstance(im, torch.Tensor) else np.asarray(im)
+                                          for im in images]))
         if self.device.type == "cuda":
             return host.pin_memory().to(self.device, non_blocking=True)
         return host.to(self.device)
@@ -424,7 +425,13 @@ def _commit(files: tuple[VideoFile | None, VideoFile | None], encoded: int, inte
     for k, f in enumerate(files):
         if f is None:
             continue
-        held = f.commit()
+        try:
+            held = f.commit()
+        except BaseException as err:  # e.g. the disk filled up: leave no temporary file behind
+            for other in files[k + 1:]:
+                if other is not None:
+                    other.discard(err)
+            raise
         if held < f.written:
             log(f"warning: {f.path} holds {held} frames but {f.written} were encoded (disk full, or an encoder "
                 f"failure); counting {held} as written")

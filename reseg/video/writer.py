@@ -102,7 +102,7 @@ class VideoFile:
     def write(self, bgr: np.ndarray) -> bool:
         """Encode one BGR frame; False (and counted in `failed`) when the encoder refused it."""
         ok = self.writer.write(bgr)
-        ok = True if ok is None else bool(ok)  # OpenCV < 4.11 returns nothing
+        ok = True if ok is None else bool(ok)  # older OpenCV returns nothing
         if ok:
             self.written += 1
         else:
