@@ -200,17 +200,67 @@ def export_torchscript(model: nn.Module, out: str | Path, size: tuple[int, int] 
             **summary, **input_spec(class_names)}
 
 
+def export_onnx_int8(model: nn.Module, out: str | Path, calibration: Any, cfg: Any, size: tuple[int, int] = (64, 96),
+                     opset: int = 17, tolerance: float = DEFAULT_TOLERANCE,
+                     class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """An int8 ONNX file (reseg.backends.quantize_int8: what `--int8` runs), made from the checked fp32 export
+    and calibrated on `calibration` (a reseg.backends.Calibration); the report gives its agreement with fp32
+    on the calibration images: int8 is not held to the fp32 tolerance."""
+    import tempfile
+
+    from reseg import backends
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="reseg-export-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        res = export_onnx(model, fp32, size, True, opset, tolerance=tolerance, class_names=class_names)
+        inputs = backends.calibration_inputs(calibration.load(), int(cfg.data.size_divisor or 0),
+                                             tuple(cfg.data.eval_size) if cfg.data.eval_size else None)
+        backends.quantize_int8(fp32, out, inputs)
+        res["int8"] = {"calibration_images": len(inputs), **_int8_agreement(fp32, out, inputs)}
+    res["path"], res["quantization"] = str(out), "int8 QLinearConv (per-channel weights, uint8 activations)"
+    return res
+
+
+def _int8_agreement(fp32: Path, int8: Path, inputs: Sequence[np.ndarray]) -> dict[str, float]:
+    """Share of pixels whose argmax class is the same in both files, and the largest logit difference."""
+    from reseg.backends import OnnxRuntimeBackend
+
+    a, b = OnnxRuntimeBackend(fp32), OnnxRuntimeBackend(int8, "onnxruntime-int8")
+    same = total = 0
+    worst = 0.0
+    for x in inputs:
+        ya, yb = a(torch.from_numpy(x)), b(torch.from_numpy(x))
+        same += int((ya.argmax(1) == yb.argmax(1)).sum())
+        total += ya.shape[0] * ya.shape[2] * ya.shape[3]
+        worst = max(worst, float((ya - yb).abs().max()))
+    return {"pixel_agreement": same / max(total, 1), "max_abs_diff": worst}
+
+
 def export(checkpoint: str | Path, fmt: str, out: str | Path, size: tuple[int, int] = (64, 96),
-           dynamic: bool = True, opset: int = 17, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
-    """Export a checkpoint; the result says where, at which sizes, the differences and the input spec."""
-    from reseg.predictor import load_model
+           dynamic: bool = True, opset: int = 17, tolerance: float = DEFAULT_TOLERANCE, int8: bool = False,
+           calibration: Any = None) -> dict[str, Any]:
+    """Export a checkpoint; the result says where, at which sizes, the differences and the input spec.
+
+    int8 (ONNX only): quantise the convolutions, calibrated on `calibration` (image paths/globs/folders;
+    default: the checkpoint's training split)."""
+    from reseg import backends
+    from reseg.predictor import model_from_state, read_checkpoint
 
     if fmt not in FORMATS:
         raise ResegError(f"unknown export format {fmt!r}; valid choices: {', '.join(FORMATS)}")
     tolerance = valid_tolerance(tolerance)
-    model, _, state = load_model(checkpoint)
-    names = [str(n) for n in state["class_names"]]
-    if fmt == "onnx":
+    if int8 and (fmt != "onnx" or not dynamic):
+        raise ResegError("--int8 writes an ONNX file for any size: use --format onnx without --static")
+    state, cfg, names = read_checkpoint(checkpoint)
+    cal = None
+    if int8:  # checked before the export's minutes: a missing calibration folder is an error now
+        cal = backends.as_calibration(calibration) or backends.Calibration.from_training_split(
+            cfg, where=f"checkpoint {checkpoint}")
+    model = model_from_state(state, cfg, checkpoint)
+    if int8:
+        res = export_onnx_int8(model, out, cal, cfg, size, opset, tolerance, class_names=names)
+    elif fmt == "onnx":
         res = export_onnx(model, out, size, dynamic, opset, tolerance=tolerance, class_names=names)
     else:
         res = export_torchscript(model, out, size, tolerance=tolerance, class_names=names)

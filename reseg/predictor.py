@@ -8,8 +8,12 @@ the mask `video` wrote for the same image and settings.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
+import json
 import math
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reseg import backends
+from reseg.backends import ModelSource
 from reseg.errors import ResegError
 from reseg.models.padding import pad_bottom_right, pad_to_multiple
 from reseg.runtime import amp_dtype, autocast, place_model, resolve_device
@@ -47,15 +53,10 @@ def _pair(value: Any, name: str) -> tuple[int, int] | None:
     return h, w
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """(model with the checkpoint's weights, its Config, the raw checkpoint) from the checkpoint alone.
-
-    The one place a checkpoint becomes a model (prediction, evaluation, video, export); every
-    mismatch is a CheckpointError naming the file.
-    """
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], Any, list[str]]:
+    """(raw checkpoint, its Config, class names), read once; every mismatch is a CheckpointError naming the file."""
     from reseg.config import Config
     from reseg.engine.checkpoint import CheckpointError, load_checkpoint
-    from reseg.models import build_model
 
     state = load_checkpoint(path, map_location="cpu")
     names = [str(n) for n in state["class_names"]]
@@ -68,18 +69,49 @@ def load_model(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
     cfg.model.num_classes = len(names)
     cfg.model.encoder_weights = None  # the checkpoint has the weights; never download
     cfg.model.sync_bn = False
-    model = build_model(cfg)
-    weights = state["model"]
-    if not isinstance(weights, dict):
+    if not isinstance(state["model"], dict):
         raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict")
-    weights = {_strip_prefix(k): v for k, v in weights.items()}
+    return state, cfg, names
+
+
+def model_from_state(state: dict[str, Any], cfg: Any, path: str | Path) -> nn.Module:
+    """The model a config describes with the checkpoint's weights, in eval mode.
+
+    It is built on the meta device and the weights are assigned, so no time goes into random
+    initialisation (orthogonal GRU matrices: seconds on a busy CPU) that the weights then replace.
+    """
+    from reseg.engine.checkpoint import CheckpointError
+    from reseg.models import build_model
+
+    weights = {_strip_prefix(k): v for k, v in state["model"].items()}
+    model = None
     try:
-        model.load_state_dict(weights, strict=True)
+        with torch.device("meta"):
+            model = build_model(cfg)
+    except Exception:  # a builder that cannot run on meta tensors: build it the ordinary way
+        model = None
+    try:
+        if model is not None:
+            model.load_state_dict(weights, strict=True, assign=True)
+            if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+                model = None  # a buffer the state dict does not hold: it needs its real initial value
+        if model is None:
+            model = build_model(cfg)
+            model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
         detail = " ".join(str(err).split())[:400]
         raise CheckpointError(f"checkpoint {path} does not match the model its config describes "
-                              f"({cfg.model.name}, {len(names)} classes): {detail}") from None
-    return model.eval(), cfg, state
+                              f"({cfg.model.name}, {cfg.model.num_classes} classes): {detail}") from None
+    return model.eval()
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(model with the checkpoint's weights, its Config, the raw checkpoint) from the checkpoint alone.
+
+    The one place a checkpoint becomes a model (prediction, evaluation, video, export).
+    """
+    state, cfg, _ = read_checkpoint(path)
+    return model_from_state(state, cfg, path), cfg, state
 
 
 class Predictor:
@@ -89,19 +121,25 @@ class Predictor:
     averages the logits where they overlap. `flip` and `scales` average softmax probabilities over
     horizontal flips and resized copies. `infer_size` (H, W) runs the model at that size and resizes the
     result back. Inputs are padded to a multiple of `size_divisor` and the output is cropped back.
+    `backend` ("eager", "onnxruntime"; `int8=True` for "onnxruntime-int8") says where each padded batch runs
+    (reseg.backends); padding, windows and TTA stay here, so every backend supports them.
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", num_classes: int | None = None,
-                 mode: str = "whole", crop: Sequence[int] | None = None, stride: Sequence[int] | None = None,
-                 flip: bool = False, scales: Sequence[float] = (1.0,), amp: bool | str = False,
-                 channels_last: bool = False, size_divisor: int = 32, pad_mode: str = "constant",
-                 infer_size: Sequence[int] | None = None, compile: bool = False,
+    def __init__(self, model: nn.Module | ModelSource, device: str | torch.device = "cpu",
+                 num_classes: int | None = None, mode: str = "whole", crop: Sequence[int] | None = None,
+                 stride: Sequence[int] | None = None, flip: bool = False, scales: Sequence[float] = (1.0,),
+                 amp: bool | str = False, channels_last: bool = False, size_divisor: int = 32,
+                 pad_mode: str = "constant", infer_size: Sequence[int] | None = None, compile: bool = False,
                  class_names: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None,
-                 config: Any = None) -> None:
+                 config: Any = None, backend: str | None = None, int8: bool | None = None,
+                 calibration: Any = None, backend_cache: str | Path | None = None) -> None:
         if mode not in ("whole", "slide"):
             raise ResegError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
         if pad_mode not in ("constant", "reflect", "replicate"):
             raise ResegError(f"pad_mode must be constant, reflect or replicate, got {pad_mode!r}")
+        self.backend = backends.backend_name(backend, int8)
+        if self.backend != "eager" and device in (None, "auto"):
+            device = "cpu"  # ONNX Runtime runs on the CPU here
         self.device = resolve_device(device)
         self.mode = mode
         self.crop = _pair(crop, "crop")
@@ -126,12 +164,44 @@ class Predictor:
         self.palette = [tuple(int(c) for c in rgb) for rgb in palette] if palette is not None else None
         self.config = config
 
-        model = place_model(model, self.device, self.channels_last).eval()
-        self.model = model
-        self._net: Any = torch.compile(model, dynamic=True) if compile else model
+        self._source = model if isinstance(model, ModelSource) else None
+        self._model = None if isinstance(model, ModelSource) else model
         mean, std = normalization_stats()
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        backends.check_settings(self.backend, self.device, self.amp_dtype, self.channels_last, bool(compile))
+        if self.backend == "eager":
+            self._model = place_model(self.model, self.device, self.channels_last).eval()
+            self._net: Any = torch.compile(self._model, dynamic=True) if compile else self._model
+        else:
+            self._net = self._onnxruntime_backend(calibration, backend_cache)
+
+    @property
+    def model(self) -> nn.Module:
+        """The PyTorch model (built on first access where an ONNX Runtime backend did not need it)."""
+        if self._model is None:
+            assert self._source is not None
+            self._model = self._source.build().eval()
+        return self._model
+
+    def _onnxruntime_backend(self, calibration: Any, cache: str | Path | None) -> Any:
+        """The cached ONNX Runtime session for this model and backend, exported/quantised on a cache miss."""
+        source = self._source or ModelSource.of(self.model)
+        cal = backends.as_calibration(calibration) if self.backend == "onnxruntime-int8" else None
+        if self.backend == "onnxruntime-int8" and cal is None:
+            raise backends.BackendError("int8 inference needs calibration images: pass calibration=[RGB images] "
+                                        "or --calibration IMAGES (from a checkpoint, its training split is used)")
+        crop = self.crop if self.mode == "slide" else None
+
+        def inputs() -> list[np.ndarray]:
+            assert cal is not None
+            return backends.calibration_inputs(cal.load(), self.size_divisor, self.infer_size, crop)
+
+        cal_key = None if cal is None else json.dumps([cal.key, self.size_divisor, self.infer_size, crop])
+        return backends.onnxruntime_backend(self.backend, source.digest, source.build,
+                                            calibration=inputs if cal is not None else None,
+                                            calibration_key=cal_key, cache=cache,
+                                            log_fn=lambda msg: print(f"reseg: {msg}", file=sys.stderr, flush=True))
 
     # ------------------------------------------------------------------ loading
 
@@ -140,13 +210,21 @@ class Predictor:
         """Rebuild model, classes and eval settings from a checkpoint alone; None-valued overrides are ignored."""
         from reseg.viz import resolve_palette
 
-        model, cfg, state = load_model(path)
-        names = [str(n) for n in state["class_names"]]
+        state, cfg, names = read_checkpoint(path)
         palette = resolve_palette(names, state.get("palette"))
+        name = backends.backend_name(overrides.get("backend"), overrides.get("int8"))
+        if name == "eager":
+            model: nn.Module | ModelSource = model_from_state(state, cfg, path)
+        else:  # the weights' digest finds a cached export; the model is built only to export it
+            arch = dataclasses.asdict(cfg.model) if dataclasses.is_dataclass(cfg.model) else repr(cfg.model)
+            weights = {_strip_prefix(k): v for k, v in state["model"].items()}
+            model = ModelSource(backends.weights_digest(weights, arch), lambda: model_from_state(state, cfg, path))
+            if name == "onnxruntime-int8" and overrides.get("calibration") is None:
+                overrides["calibration"] = backends.Calibration.from_training_split(cfg, where=f"checkpoint {path}")
         return cls.from_config(model, cfg, names, palette, device, **overrides)
 
     @classmethod
-    def from_config(cls, model: nn.Module, cfg: Any, class_names: Sequence[str],
+    def from_config(cls, model: nn.Module | ModelSource, cfg: Any, class_names: Sequence[str],
                     palette: Sequence[Sequence[int]] | None = None, device: str | torch.device = "auto",
                     **overrides: Any) -> "Predictor":
         """The inference settings a config asks for (eval.*, data.size_divisor, data.eval_size as the model's
@@ -220,7 +298,7 @@ class Predictor:
 
     def describe(self) -> str:
         """One line for logs: where and how inference runs."""
-        parts = [f"device={self.device}", f"mode={self.mode}"]
+        parts = [f"device={self.device}", f"backend={self.backend}", f"mode={self.mode}"]
         if self.mode == "slide":
             parts.append(f"crop={list(self.crop)} stride={list(self.stride)}")
         if self.flip:

@@ -221,3 +221,24 @@ def test_damaged_or_foreign_checkpoints_give_clear_errors(tiny, tmp_path):
         with pytest.raises(ResegError) as err:
             Predictor.from_checkpoint(file, device="cpu")
         assert str(file) in str(err.value) and words in str(err.value), str(err.value)
+
+
+def test_loading_a_checkpoint_skips_random_initialisation(tiny, monkeypatch):
+    """The model is built on the meta device and the weights assigned: the orthogonal GRU initialisation (seconds
+    on a busy CPU) never runs on real memory, and the weights are the checkpoint's, bit for bit."""
+    from reseg.predictor import load_model
+
+    model, _, path = tiny
+    real = torch.nn.init.orthogonal_
+    on_real_memory = []
+
+    def spy(tensor, *args, **kwargs):
+        on_real_memory.append(not tensor.is_meta)
+        return real(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.init, "orthogonal_", spy)
+    loaded, _, _ = load_model(path)
+    assert on_real_memory and not any(on_real_memory)
+    want, got = model.state_dict(), loaded.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rows in samples.png: the first image and the worst by IoU (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None,
                         help="data-loading processes (default: the config's data.num_workers)")
-    from reseg.commands.predict import add_inference_arguments
+    from reseg.commands.common import add_inference_arguments
 
     add_inference_arguments(parser)
 
@@ -98,7 +98,7 @@ def _check_outputs(args: argparse.Namespace, dataset: Any, out: Path) -> None:
 
 def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     """Run the checkpoint's model on a labelled split and write the report."""
-    from reseg.commands.predict import build_predictor
+    from reseg.commands.common import build_predictor
     from reseg.data import build_dataset
     from reseg.evaluation import check_class_count, evaluate_split
 

@@ -11,42 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
-    """The Predictor options shared by `predict` and `video` (defaults come from the checkpoint's eval config)."""
-    g = parser.add_argument_group("inference (defaults: the checkpoint's eval settings)")
-    g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    g.add_argument("--mode", choices=("whole", "slide"), default=None, help="whole image or sliding window")
-    g.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=None, help="sliding-window size")
-    g.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), default=None, help="sliding-window step")
-    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="average with the horizontally flipped image")
-    g.add_argument("--scales", type=float, nargs="+", default=None, metavar="S",
-                   help="average over these scales, e.g. 0.75 1.0 1.25")
-    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="mixed precision: bf16 on CPUs with native bf16 support, fp16 on CUDA")
-    g.add_argument("--amp-dtype", choices=("bf16", "fp16"), default=None, help="force this autocast type")
-    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels-last memory layout")
-    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (slow start)")
-    g.add_argument("--infer-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-                   help="run the model at this size and upsample the result to the input's size")
-    g.add_argument("--batch", type=int, default=None, help="images per forward pass")
-
-
-def build_predictor(args: argparse.Namespace):  # -> Predictor (import kept lazy for `--help` speed)
-    """Predictor from a checkpoint plus the command line's overrides."""
-    from reseg.predictor import Predictor
-
-    infer = getattr(args, "infer_size", None)
-    amp, amp_dtype = getattr(args, "amp", None), getattr(args, "amp_dtype", None)
-    amp = amp_dtype if amp_dtype and amp is not False else amp
-    return Predictor.from_checkpoint(
-        args.checkpoint, device=getattr(args, "device", "auto"), mode=getattr(args, "mode", None),
-        crop=getattr(args, "crop", None), stride=getattr(args, "stride", None), flip=getattr(args, "flip", None),
-        scales=getattr(args, "scales", None), amp=amp, channels_last=getattr(args, "channels_last", None),
-        compile=getattr(args, "compile", None),
-        infer_size=(infer[1], infer[0]) if infer else None)
+from reseg.commands.common import add_inference_arguments, build_predictor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

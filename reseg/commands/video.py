@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reseg.commands.predict import add_inference_arguments, build_predictor
+from reseg.commands.common import add_inference_arguments, build_predictor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,440 @@
+"""Inference backends: where the Predictor's padded batches run, (N, 3, H, W) float32 -> (N, C, H, W) logits.
+
+`eager` is the PyTorch model itself. `onnxruntime` is the same model exported to ONNX (reseg.export)
+and run by ONNX Runtime on the CPU: batch norm folded into the convolutions, ReLU fused, ReNet's GRUs as
+ONNX GRU nodes. On CPUs without native bf16 that is the fast path (bf16 autocast does not help there).
+`onnxruntime-int8` adds static int8 quantisation of every convolution but the classifier (per-channel
+weights, activations calibrated on training images); the GRUs stay fp32.
+
+Exported and quantised files are cached (cache_dir(): ~/.cache/reseg/onnx, or $RESEG_CACHE_DIR) under a
+digest of the weights, the architecture, the backend settings and the library versions, so only the
+first run of a checkpoint pays for the export (seconds) and the calibration (about a second per image).
+The Predictor keeps padding, sliding windows and flip/scale averaging in PyTorch, so every backend
+supports all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from reseg.errors import ResegError
+
+log = logging.getLogger("reseg.backends")
+
+BACKENDS = ("eager", "onnxruntime", "onnxruntime-int8")
+FORMAT_VERSION = "1"  # bump when the exported or quantised graphs change for the same weights
+EXPORT_SIZE = (64, 96)  # trace size: the graph takes any batch, height and width
+CALIBRATION_IMAGES = 16
+CACHE_KEEP = 16  # cached files kept (least recently used removed first)
+METADATA_KEY = "reseg_cache_key"
+
+
+class BackendError(ResegError):
+    """A backend cannot be built or cannot do what was asked of it."""
+
+
+# ---------------------------------------------------------------------------------------------- names
+
+
+def backend_name(backend: str | None = None, int8: bool | None = None) -> str:
+    """'eager', 'onnxruntime' or 'onnxruntime-int8' from a backend name and an int8 flag (--backend, --int8)."""
+    name = backend or ("onnxruntime" if int8 else "eager")
+    if name not in BACKENDS:
+        raise BackendError(f"unknown inference backend {name!r}; valid choices: {', '.join(BACKENDS)}")
+    if int8 and name == "eager":
+        raise BackendError("int8 inference runs on ONNX Runtime: use --backend onnxruntime --int8 (or --int8 "
+                           "alone); the eager backend has no int8 path")
+    return "onnxruntime-int8" if int8 else name
+
+
+def onnxruntime_module() -> Any:
+    """onnxruntime, or a BackendError saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendError("the onnxruntime backend needs the onnxruntime package: pip install onnxruntime "
+                           "(or use --backend eager)") from None
+    return onnxruntime
+
+
+def check_settings(name: str, device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool,
+                   compile: bool) -> None:
+    """ONNX Runtime runs fp32 or int8 on the CPU: eager-only options are errors, not silently ignored."""
+    if name == "eager":
+        return
+    if device.type != "cpu":
+        raise BackendError(f"the {name} backend runs on the CPU, but device {device} was asked for; use "
+                           f"--device cpu, or --backend eager on {device.type}")
+    for flag, given in (("--amp", amp_dtype is not None), ("--channels-last", channels_last),
+                        ("--compile", compile)):
+        if given:
+            raise BackendError(f"{flag} applies to the eager backend; the {name} backend chooses its own "
+                               f"precision and layout (leave {flag} out)")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model known by the digest of its weights and built only when needed (an ONNX Runtime backend with a
+    cached file never builds the PyTorch model)."""
+
+    digest: str
+    build: Callable[[], nn.Module]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "ModelSource":
+        arch = {"class": f"{type(model).__module__}.{type(model).__qualname__}", "modules": repr(model)}
+        return cls(weights_digest(model.state_dict(), arch), lambda: model)
+
+
+# ---------------------------------------------------------------------------------------------- cache
+
+
+def cache_dir() -> Path:
+    """Where exported/quantised models are kept: $RESEG_CACHE_DIR, else $XDG_CACHE_HOME/reseg/onnx."""
+    if os.environ.get("RESEG_CACHE_DIR"):
+        return Path(os.environ["RESEG_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "reseg" / "onnx"
+
+
+def weights_digest(state: Mapping[str, torch.Tensor], architecture: Any) -> str:
+    """A digest of every tensor (name, dtype, shape, bytes) and of a JSON-able architecture description."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(architecture, sort_keys=True, default=str).encode())
+    for name in sorted(state):
+        t = state[name]
+        if not isinstance(t, torch.Tensor):
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    ort = onnxruntime_module()
+    return {"format": FORMAT_VERSION, "torch": torch.__version__, "onnxruntime": ort.__version__}
+
+
+def cache_key(model_digest: str, name: str, calibration_key: str | None = None) -> str:
+    """The file name stem of a cached model: the weights' digest, the backend, its calibration and versions."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update(json.dumps([model_digest, name, calibration_key, _versions()]).encode())
+    return f"{h.hexdigest()}-{name}"
+
+
+def _prune(folder: Path, keep: int = CACHE_KEEP) -> None:
+    files = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
+def _writable_cache(folder: Path | None) -> Path:
+    """The cache folder, created; an unwritable one falls back to a temporary folder (with a warning)."""
+    folder = Path(folder) if folder is not None else cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"reseg-onnx-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    warnings.warn(f"cannot write the model cache {folder}; using {fallback} (set RESEG_CACHE_DIR)", stacklevel=3)
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Images to calibrate int8 activations on, read only when a quantised model has to be made.
+
+    `key` names the images (it is part of the cache key); `load()` returns RGB uint8 HxWx3 arrays.
+    """
+
+    key: str
+    load: Callable[[], list[np.ndarray]]
+
+    @classmethod
+    def from_images(cls, images: Sequence[np.ndarray]) -> "Calibration":
+        arrays = [np.asarray(im) for im in images]
+        if not arrays:
+            raise BackendError("int8 calibration got no images")
+        h = hashlib.blake2b(digest_size=12)
+        for a in arrays:
+            h.update(f"{a.shape}|{a.dtype}".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return cls(f"arrays:{h.hexdigest()}", lambda: arrays)
+
+    @classmethod
+    def from_paths(cls, inputs: Sequence[str], count: int = CALIBRATION_IMAGES) -> "Calibration":
+        """Up to `count` images, evenly spaced, from image files, folders or globs (checked now, read later)."""
+        from reseg.data.base import collect_images
+
+        files = [str(p) for p, _ in collect_images(list(inputs))]
+        files = _evenly(files, count)
+        stamps = [f"{f}:{os.stat(f).st_size}:{os.stat(f).st_mtime_ns}" for f in files]
+
+        def load() -> list[np.ndarray]:
+            from reseg.data.base import read_image
+
+            return [read_image(f) for f in files]
+
+        return cls("files:" + hashlib.blake2b("\n".join(stamps).encode(), digest_size=12).hexdigest(), load)
+
+    @classmethod
+    def from_training_split(cls, cfg: Any, count: int = CALIBRATION_IMAGES, where: str = "the checkpoint") -> "Calibration":
+        """Up to `count` images of the training split a config names (read lazily; missing data is an error
+        only when a quantised model has to be made)."""
+        data = cfg.data
+        key = f"train:{data.dataset}:{Path(str(data.root)).resolve()}:{data.train_split}:{count}"
+
+        def load() -> list[np.ndarray]:
+            from reseg.data import build_dataset
+
+            try:
+                dataset = build_dataset(cfg, data.train_split, transform=None, require_labels=False)
+            except ResegError as err:
+                raise BackendError(f"int8 calibration reads training images, and the training split of {where} "
+                                   f"({data.dataset} under {data.root}, split {data.train_split!r}) cannot be "
+                                   f"read: {err}. Pass --calibration IMAGES (a folder or glob of images like "
+                                   f"the training ones)") from None
+            if len(dataset) == 0:
+                raise BackendError(f"int8 calibration: the training split {data.train_split!r} under {data.root} "
+                                   f"holds no images; pass --calibration IMAGES")
+            return [dataset.read_image(i) for i in _evenly(list(range(len(dataset))), count)]
+
+        return cls(key, load)
+
+
+def _evenly(items: list[Any], count: int) -> list[Any]:
+    if len(items) <= count:
+        return items
+    step = len(items) / count
+    return [items[int(i * step)] for i in range(count)]
+
+
+def as_calibration(value: Any) -> Calibration | None:
+    """Calibration from what a caller passes: a Calibration, image arrays, or paths/globs."""
+    if value is None or isinstance(value, Calibration):
+        return value
+    if isinstance(value, (str, Path)):
+        return Calibration.from_paths([str(value)])
+    items = list(value)
+    if items and all(isinstance(v, (str, Path)) for v in items):
+        return Calibration.from_paths([str(v) for v in items])
+    return Calibration.from_images(items)
+
+
+# ---------------------------------------------------------------------------------------------- making files
+
+
+def export_fp32(model: nn.Module, out: Path, key: str | None = None) -> Path:
+    """The model as an fp32 ONNX file for any batch, height and width, checked against PyTorch at two sizes."""
+    from reseg.export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="reseg-onnx-") as tmp:
+        exported = Path(tmp) / "fp32.onnx"
+        export_onnx(model.eval(), exported, size=EXPORT_SIZE, dynamic=True)
+        _save_stamped(exported, out, key)
+    return out
+
+
+def quantize_int8(fp32: Path, out: Path, inputs: Iterable[np.ndarray], key: str | None = None) -> Path:
+    """Static int8 quantisation of the convolutions (QOperator QLinearConv, per-channel int8 weights with
+    reduce_range, uint8 activations from min/max calibration on `inputs`), classifier and GRUs left fp32.
+
+    reduce_range keeps the int16 pair sums of AVX2's u8*s8 instruction from saturating on CPUs without
+    VNNI; the last convolution (the classifier) stays fp32 so the argmax is not taken over 256 levels.
+    """
+    import onnx
+
+    ort = onnxruntime_module()
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
+        quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    batches = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
+    if not batches:
+        raise BackendError("int8 calibration got no inputs")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {"image": x}
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    with tempfile.TemporaryDirectory(prefix="reseg-int8-") as tmp, warnings.catch_warnings(), \
+            _quiet_quantizer(ort):
+        warnings.simplefilter("ignore")
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        quantized = Path(tmp) / "int8.onnx"
+        quantize_static(str(pre), str(quantized), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
+                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv"], nodes_to_exclude=convs[-1:],
+                        calibrate_method=CalibrationMethod.MinMax)
+        _save_stamped(quantized, out, key)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_quantizer(ort: Any) -> Any:
+    """The quantiser logs advice at WARNING through the root logger; keep it out of users' terminals."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _save_stamped(src: Path, out: Path, key: str | None) -> None:
+    """Copy an ONNX file to `out` atomically, with the cache key in its metadata (a file copied or renamed by
+    hand is then still recognised, and a stale one is not)."""
+    import onnx
+
+    from reseg.io import atomic_path
+
+    model = onnx.load(str(src))
+    del model.metadata_props[:]
+    if key is not None:
+        model.metadata_props.add(key=METADATA_KEY, value=key)
+    with atomic_path(out) as dst:
+        onnx.save(model, str(dst))
+
+
+def calibration_inputs(images: Sequence[np.ndarray], size_divisor: int = 0,
+                       infer_size: tuple[int, int] | None = None,
+                       crop: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """Normalised (1, 3, H, W) float32 arrays as the network sees them: resized to `infer_size`, a centred
+    `crop` window (sliding-window inference), padded to `size_divisor`."""
+    import torch.nn.functional as F
+
+    from reseg.models.padding import pad_to_multiple
+    from reseg.predictor import normalization_stats
+
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in normalization_stats())
+    out = []
+    for im in images:
+        a = np.asarray(im)
+        if a.ndim != 3 or a.shape[2] < 3 or a.dtype != np.uint8:
+            raise BackendError(f"calibration images must be RGB uint8 HxWx3, got shape {a.shape} {a.dtype}")
+        x = (torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1)[None].float() - mean) / std
+        if infer_size is not None and tuple(x.shape[-2:]) != tuple(infer_size):
+            x = F.interpolate(x, size=tuple(infer_size), mode="bilinear", align_corners=False)
+        if crop is not None:
+            h, w = x.shape[-2:]
+            ch, cw = min(crop[0], h), min(crop[1], w)
+            y0, x0 = (h - ch) // 2, (w - cw) // 2
+            x = x[..., y0:y0 + ch, x0:x0 + cw]
+        out.append(pad_to_multiple(x, size_divisor).numpy())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+class OnnxRuntimeBackend:
+    """An ONNX Runtime CPU session behind the backend call: (N, 3, H, W) tensor -> (N, C, H, W) float32 tensor."""
+
+    def __init__(self, path: str | Path, name: str = "onnxruntime", threads: int | None = None) -> None:
+        ort = onnxruntime_module()
+        self.path, self.name = Path(path), name
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own exception types
+            raise BackendError(f"onnxruntime cannot load {self.path}: {' '.join(str(err).split())[:300]}") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def key(self) -> str | None:
+        return self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            raise BackendError(f"the {self.name} backend runs on the CPU; got a tensor on {x.device}")
+        arr = np.ascontiguousarray(x.detach().float().numpy())
+        return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
+
+    def describe(self) -> str:
+        return f"backend={self.name}"
+
+
+def _cached(path: Path, key: str, name: str) -> OnnxRuntimeBackend | None:
+    """The cached file's session when it exists, loads and carries its key; a damaged one is removed."""
+    if not path.is_file():
+        return None
+    try:
+        backend = OnnxRuntimeBackend(path, name)
+    except BackendError as err:
+        log.warning("rebuilding the cached model %s: %s", path, err)
+        path.unlink(missing_ok=True)
+        return None
+    if backend.key != key:
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # least recently used goes first when the cache is pruned
+    return backend
+
+
+def onnxruntime_backend(name: str, model_digest: str, build_model: Callable[[], nn.Module],
+                        calibration: Callable[[], list[np.ndarray]] | None = None,
+                        calibration_key: str | None = None, cache: str | Path | None = None,
+                        log_fn: Callable[[str], None] | None = None) -> OnnxRuntimeBackend:
+    """The ONNX Runtime backend `name` for a model, from the cache or made now (export, then quantise).
+
+    `build_model` is called only when the fp32 file has to be exported; `calibration` (normalised network
+    inputs) only when the int8 file has to be made.
+    """
+    onnxruntime_module()
+    if name not in ("onnxruntime", "onnxruntime-int8"):
+        raise BackendError(f"{name!r} is not an ONNX Runtime backend")
+    if name == "onnxruntime-int8" and calibration is None:
+        raise BackendError("int8 quantisation needs calibration images (calibration=... / --calibration IMAGES)")
+    folder = _writable_cache(Path(cache) if cache is not None else None)
+    say = log_fn or (lambda msg: log.info(msg))
+    fp32_key = cache_key(model_digest, "onnxruntime")
+    fp32_path = folder / f"{fp32_key}.onnx"
+    key = fp32_key if name == "onnxruntime" else cache_key(model_digest, name, calibration_key)
+    path = folder / f"{key}.onnx"
+    hit = _cached(path, key, name)
+    if hit is not None:
+        return hit
+    if not (fp32_path.is_file() and _cached(fp32_path, fp32_key, "onnxruntime") is not None):
+        say(f"exporting the model to ONNX (once per checkpoint) in {folder}")
+        export_fp32(build_model(), fp32_path, fp32_key)
+    if name == "onnxruntime-int8":
+        assert calibration is not None
+        inputs = calibration()
+        say(f"quantising to int8, calibrating on {len(inputs)} image(s) (once per checkpoint) in {folder}")
+        quantize_int8(fp32_path, path, inputs, key)
+    _prune(folder)
+    return OnnxRuntimeBackend(path, name)
