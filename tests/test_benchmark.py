@@ -35,6 +35,10 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
     p = res["predictor"]
     assert res["fast_infer_speedup"] == pytest.approx(p["fast_img_s"] / p["plain_img_s"])
     assert 0.0 <= p["pixel_agreement"] <= 1.0
+    assert {"eager_fp32", "eager_channels_last", "onnxruntime_fp32", "onnxruntime_int8"} <= set(p["paths"])
+    assert res["fast_infer_path"] == max((k for k in p["paths"] if k != "eager_fp32"), key=p["paths"].get)
+    assert p["plain_img_s"] == p["paths"]["eager_fp32"] and p["fast_img_s"] == p["paths"][res["fast_infer_path"]]
+    assert res["startup_s"] > 0 and res["startup_onnxruntime_s"] > 0
     assert res["reseg_mfu"] == pytest.approx(
         res["reseg_gflops_per_img"] * res["reseg_infer_img_s"] / res["gemm_peak_gflops"])
     assert res["renet_gflops_per_img"] < res["reseg_gflops_per_img"]
