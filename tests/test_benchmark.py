@@ -9,8 +9,8 @@ import pytest
 from reseg.cli import main
 
 KEYS = ("renet_speedup_fwd", "renet_speedup_fwdbwd", "renet_vs_steploop_fwd", "renet_vs_steploop_fwdbwd",
-        "renet_share_infer", "gemm_peak_gflops", "reseg_mfu")
-MODELS = ("reseg", "reseg_trainable", "reseg_skip", "unet_vgg16", "fpn_vgg16")
+        "renet_share_infer", "gemm_peak_gflops", "reseg_mfu", "renet_mingru_vs_gru_fwd", "renet_mingru_vs_gru_fwdbwd")
+MODELS = ("reseg", "reseg_mingru", "reseg_trainable", "reseg_skip", "unet_vgg16", "fpn_vgg16")
 
 
 def test_quick_benchmark_json(tmp_path, capsys) -> None:
@@ -42,6 +42,12 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
     assert res["reseg_mfu"] == pytest.approx(
         res["reseg_gflops_per_img"] * res["reseg_infer_img_s"] / res["gemm_peak_gflops"])
     assert res["renet_gflops_per_img"] < res["reseg_gflops_per_img"]
+    cells = res["renet_cells"]["cells"]
+    assert set(cells) == {"gru", "lstm", "mingru"} and all(
+        v["fwd_ms"] > 0 and v["fwdbwd_ms"] > 0 and v["peak_mem_mb"] >= 0 for v in cells.values())
+    assert 0 < cells["mingru"]["saved_mb"] < cells["gru"]["saved_mb"]  # no recurrent gates to keep
+    for key in ("fwd", "fwdbwd"):
+        assert res[f"renet_mingru_vs_gru_{key}"] == pytest.approx(cells["gru"][f"{key}_ms"] / cells["mingru"][f"{key}_ms"])
     assert res["sections"] == ["renet", "models", "data", "evaluator", "predictor", "video"]
     assert res["data_samples_s_per_worker"] > 0 and res["confmat_pairs_s"] > 0
     assert res["predictor"]["fast_img_s"] > 0 and res["video"]["fps_end_to_end"] > 0

@@ -16,7 +16,7 @@ from reseg.benchmark.timing import BenchOptions, PeakMemory, time_fn, time_inter
 
 def build_bench_model(name: str, num_classes: int = 11, overrides: Sequence[str] = ()) -> nn.Module:
     """The benchmark's model variants through the one factory (`reseg_trainable` = ReSeg, encoder trained;
-    `reseg_skip` = the same with the skip decoder)."""
+    `reseg_skip` = the same with the skip decoder; `reseg_mingru` = `reseg` with the minGRU cell)."""
     from reseg.config import load_config
     from reseg.models import build_model
 
@@ -25,6 +25,8 @@ def build_bench_model(name: str, num_classes: int = 11, overrides: Sequence[str]
         opts += ["model.name=reseg", "model.freeze_encoder=true"]
     elif name == "reseg_trainable":
         opts += ["model.name=reseg", "model.freeze_encoder=false"]
+    elif name == "reseg_mingru":  # reseg with the minGRU cell: the ReNet cell is the only difference
+        opts += ["model.name=reseg", "model.freeze_encoder=true", "model.cell=mingru"]
     elif name == "reseg_skip":  # reseg_trainable with the skip decoder: the decoder is the only difference
         opts += ["model.name=reseg", "model.freeze_encoder=false", "model.decoder=skip"]
     else:
@@ -91,7 +93,7 @@ def bench_renet_share(model: nn.Module, batch: int = 4, size: tuple[int, int] = 
 
 
 
-MODEL_NAMES = ("reseg", "reseg_trainable", "reseg_skip", "unet_vgg16", "fpn_vgg16")
+MODEL_NAMES = ("reseg", "reseg_mingru", "reseg_trainable", "reseg_skip", "unet_vgg16", "fpn_vgg16")
 CROP_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reseg_skip_cityscapes.yaml"
 
 

@@ -1,4 +1,5 @@
-"""ReNet: the package layer against reference step and sequence loops and nn.GRU/LSTM; FLOP counts."""
+"""ReNet: the package layer against reference step and sequence loops and nn.GRU/LSTM, its cells
+(gru, lstm, mingru) against each other; FLOP counts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from reseg.benchmark.timing import BenchOptions, gemm_peak_gflops, strict_fp32, time_interleaved
+from reseg.benchmark.timing import BenchOptions, PeakMemory, gemm_peak_gflops, strict_fp32, time_interleaved
 from reseg.runtime import cpu_has_native_bf16
 from reseg.models.renet import ReNet
 
@@ -122,6 +123,73 @@ def bench_renet(channels: int = 256, size: tuple[int, int] = (90, 120), batch: i
 
 
 
+CELLS = ("gru", "lstm", "mingru")
+
+
+def saved_for_backward_mb(fn: Callable[[], torch.Tensor]) -> float:
+    """MB of distinct tensor storage that autograd keeps for the backward of `fn()`.
+
+    Unlike sampled RSS, it does not depend on what earlier calls left in the allocator, so cells
+    measured one after another compare fairly; it is most of what a training step's memory grows by."""
+    seen: dict[tuple[int, torch.device], int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        seen[(st.data_ptr(), t.device)] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return sum(seen.values()) / 2**20
+
+
+def bench_renet_cells(channels: int = 256, size: tuple[int, int] = (90, 120), batch: int = 1, hidden: int = 100,
+                      repeats: int = 3, device: str = "cpu", cells: tuple[str, ...] = CELLS) -> dict[str, Any]:
+    """Each cell's ReNet layer on its default path (GRU: fused on CPU, cuDNN on CUDA; minGRU: the scan),
+    forward (no grad) and forward+backward ms timed interleaved, the peak memory of each (CUDA
+    allocator peak, or RSS growth on CPU, which stays 0 when earlier cells left the memory in the
+    allocator) and the memory autograd saves for the backward."""
+    dev = torch.device(device)
+    x = torch.randn(batch, channels, *size, device=dev)
+    xg = x.clone().requires_grad_(True)
+    layers = {}
+    for cell in cells:
+        torch.manual_seed(0)
+        layers[cell] = ReNet(channels, hidden, cell=cell).to(dev)
+
+    def fwd(layer: ReNet) -> Callable[[], None]:
+        def run() -> None:
+            with torch.no_grad():
+                layer(x)
+        return run
+
+    def fwdbwd(layer: ReNet) -> Callable[[], None]:
+        def run() -> None:
+            layer.zero_grad(set_to_none=True)
+            xg.grad = None
+            layer(xg).sum().backward()
+        return run
+
+    res: dict[str, Any] = {"shape": [batch, channels, *size], "hidden": hidden, "cells": {}}
+    for cell, layer in layers.items():
+        for _ in range(2):  # TorchScript optimises its loops on the second call; C++ loops build on the first
+            fwd(layer)()
+            fwdbwd(layer)()
+        with PeakMemory(dev) as mem_fwd:
+            fwd(layer)()
+        with PeakMemory(dev) as mem:
+            fwdbwd(layer)()
+        res["cells"][cell] = {"infer_peak_mem_mb": mem_fwd.peak_mb, "peak_mem_mb": mem.peak_mb,
+                              "saved_mb": saved_for_backward_mb(lambda: layer(xg))}
+    t_fwd = time_interleaved({c: fwd(m) for c, m in layers.items()}, repeats, 1, dev)
+    t_bwd = time_interleaved({c: fwdbwd(m) for c, m in layers.items()}, repeats, 1, dev)
+    for cell in layers:
+        res["cells"][cell].update(fwd_ms=t_fwd[cell] * 1e3, fwdbwd_ms=t_bwd[cell] * 1e3)
+    res["gru_path"] = "cudnn" if dev.type == "cuda" else "fused"
+    return res
+
+
 def model_flops(model: nn.Module, size: tuple[int, int], device: str = "cpu") -> float:
     """Forward FLOPs of one image (matmuls and convolutions, counted by torch's FlopCounterMode)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -144,9 +212,10 @@ def renet_flops(model: nn.Module, size: tuple[int, int]) -> float:
     for layer in model.renet:
         p = layer.patch_size
         h, w = -(-h // p), -(-w // p)
-        gates = 3 if layer.cell == "gru" else 4
+        gates, recurrent = {"gru": (3, True), "lstm": (4, True), "mingru": (2, False)}[layer.cell]
         for rnn in (layer.vertical, layer.horizontal):
-            total += 2 * h * w * 2 * gates * rnn.hidden_size * (rnn.input_size + rnn.hidden_size)
+            fan_in = rnn.input_size + (rnn.hidden_size if recurrent else 0)
+            total += 2 * h * w * 2 * gates * rnn.hidden_size * fan_in
     return total
 
 
@@ -166,6 +235,10 @@ def run_section(o: BenchOptions) -> dict[str, Any]:
         res["renet_speedup_fwdbwd"] = r["speedup_fwdbwd"]
     res["renet_vs_steploop_fwd"] = r["vs_steploop_fwd"]
     res["renet_vs_steploop_fwdbwd"] = r["vs_steploop_fwdbwd"]
+    cells = bench_renet_cells(channels, rsize, o.renet_batch, hidden, o.repeats, o.device)
+    res["renet_cells"] = cells
+    for key in ("fwd", "fwdbwd"):  # against the fused GRU on CPU, cuDNN's GRU on CUDA
+        res[f"renet_mingru_vs_gru_{key}"] = cells["cells"]["gru"][f"{key}_ms"] / cells["cells"]["mingru"][f"{key}_ms"]
     reseg = build_bench_model("reseg")
     share = bench_renet_share(reseg, o.batch, o.size, o.repeats, o.device)
     res["renet_share"] = share
@@ -196,6 +269,16 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
         ("ReNet ours vs step loop: fwd / fwd+bwd",
          f"{res['renet_vs_steploop_fwd']:.2f}x / {res['renet_vs_steploop_fwdbwd']:.2f}x"),
         ("ReNet ours vs nn.GRU: fwd / fwd+bwd", f"{r['vs_nn_rnn_fwd']:.2f}x / {r['vs_nn_rnn_fwdbwd']:.2f}x"),
+    ]
+    c = res["renet_cells"]
+    shape = "x".join(str(s) for s in c["shape"])
+    for cell, v in c["cells"].items():
+        rows.append((f"ReNet {shape} cell {cell}: fwd / fwd+bwd ms (peak MB fwd / fwd+bwd; saved for backward MB)",
+                     f"{v['fwd_ms']:.1f} / {v['fwdbwd_ms']:.1f} ({v['infer_peak_mem_mb']:.0f} / "
+                     f"{v['peak_mem_mb']:.0f}; {v['saved_mb']:.0f})"))
+    rows += [
+        (f"ReNet minGRU vs GRU ({c['gru_path']}): fwd / fwd+bwd",
+         f"{res['renet_mingru_vs_gru_fwd']:.2f}x / {res['renet_mingru_vs_gru_fwdbwd']:.2f}x"),
         ("ReNet share of ReSeg inference time", f"{res['renet_share_infer'] * 100:.1f}%"),
         ("ReSeg GFLOPs per image (ReNet part)", f"{res['reseg_gflops_per_img']:.1f} ({res['renet_gflops_per_img']:.1f})"),
         ("matmul peak GFLOP/s fp32" + (" / bf16" if bf16 else ""), f"{res['gemm_peak_gflops']:.0f}{bf16}"),
