@@ -351,6 +351,8 @@ class ReNet(nn.Module):
 
     `impl` picks the implementation: "auto" (fused on CPU, nn.GRU/LSTM on CUDA, while tracing or
     exporting, and for LSTM training), "fused" or "rnn". Both give the same outputs to float precision.
+    cell="mingru" always runs the parallel scan, except with impl="rnn" or while tracing/exporting,
+    where it runs the equal step loop.
     """
 
     def __init__(self, in_channels: int, hidden_size: int, patch_size: int = 1, cell: str = "gru",
