@@ -204,6 +204,7 @@ def _script(fn):
 scan_loop = _script(_loop)
 
 
+@torch.compiler.disable  # its loops depend on the sequence length: compiling would recompile per size
 def mingru_scan(G: Tensor, shape: tuple[int, int, int]) -> Tensor:
     """Hidden states of a bidirectional minGRU sweep from its gate pre-activations (see MinGRUScan)."""
     return MinGRUScan.apply(G, shape)
