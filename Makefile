@@ -26,10 +26,20 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.installed-dev
 
-## Train ReSeg on the synthetic street scenes (generated on first use), then evaluate it.
+## Train ReSeg on the synthetic street scenes (generated on first use) within the config's
+## train.time_budget, evaluate it, and run it on a synthetic drive. A second `make demo` starts again.
 demo: $(VENV)/.installed
-	$(BIN)/reseg train configs/reseg_synthetic.yaml --work-dir $(DEMO_DIR)
+	$(BIN)/reseg train configs/reseg_synthetic.yaml --work-dir $(DEMO_DIR) --overwrite --no-progress
 	$(BIN)/reseg evaluate --checkpoint $(DEMO_DIR)/best.pt --out $(DEMO_DIR)/eval
+	$(BIN)/reseg make-synthetic --train 0 --val 0 --test 0 --size 240 320 --difficulty easy --seed 7 \
+		--video $(DEMO_DIR)/drive.mp4 --video-frames 120
+	$(BIN)/reseg video $(DEMO_DIR)/drive.mp4 --checkpoint $(DEMO_DIR)/best.pt --output $(DEMO_DIR)/drive_overlay.mp4 \
+		--legend --no-progress --stats-json $(DEMO_DIR)/drive_stats.json
+	@echo
+	@echo "demo done:"
+	@echo "  report:        $(DEMO_DIR)/eval/report.md (metrics.json, per_class.csv)"
+	@echo "  sample grid:   $(DEMO_DIR)/eval/samples.png"
+	@echo "  overlay video: $(DEMO_DIR)/drive_overlay.mp4"
 
 ## The whole test suite (CPU only, no network, no ../shared).
 test: $(VENV)/.installed-dev
