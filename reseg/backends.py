@@ -368,6 +368,9 @@ class OnnxRuntimeBackend:
         opts.intra_op_num_threads = int(threads or torch.get_num_threads())
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # Idle pool threads would spin and take the cores from PyTorch's threads (padding, softmax and argmax
+        # run between calls; on 2 cores that slowed the next PyTorch op many times over).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime's own exception types

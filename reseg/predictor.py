@@ -8,6 +8,7 @@ the mask `video` wrote for the same image and settings.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import itertools
 import json
@@ -207,9 +208,12 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **overrides: Any) -> "Predictor":
-        """Rebuild model, classes and eval settings from a checkpoint alone; None-valued overrides are ignored."""
+        """Rebuild model, classes and eval settings from a checkpoint alone; None-valued overrides are ignored.
+
+        `data_root` says where the checkpoint's dataset is now (int8 calibration reads its training split)."""
         from reseg.viz import resolve_palette
 
+        data_root = overrides.pop("data_root", None)
         state, cfg, names = read_checkpoint(path)
         palette = resolve_palette(names, state.get("palette"))
         name = backends.backend_name(overrides.get("backend"), overrides.get("int8"))
@@ -220,7 +224,11 @@ class Predictor:
             weights = {_strip_prefix(k): v for k, v in state["model"].items()}
             model = ModelSource(backends.weights_digest(weights, arch), lambda: model_from_state(state, cfg, path))
             if name == "onnxruntime-int8" and overrides.get("calibration") is None:
-                overrides["calibration"] = backends.Calibration.from_training_split(cfg, where=f"checkpoint {path}")
+                data_cfg = copy.deepcopy(cfg)
+                if data_root:
+                    data_cfg.data.root = str(data_root)
+                overrides["calibration"] = backends.Calibration.from_training_split(data_cfg,
+                                                                                    where=f"checkpoint {path}")
         return cls.from_config(model, cfg, names, palette, device, **overrides)
 
     @classmethod

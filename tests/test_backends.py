@@ -161,6 +161,8 @@ def test_backend_errors_are_named(tiny, tmp_path):
     with pytest.raises(BackendError) as err:
         Predictor.from_checkpoint(ckpt, int8=True, backend_cache=tmp_path / "c2")
     assert str(tmp_path / "gone") in str(err.value) and "--calibration" in str(err.value)
+    with pytest.raises(BackendError, match="moved-here"):  # evaluate's --data-root: where the data is now
+        Predictor.from_checkpoint(ckpt, int8=True, data_root=tmp_path / "moved-here", backend_cache=tmp_path / "c2")
 
 
 def test_inference_flags_reach_the_predictor(tiny, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ autocast (CPUs with native bf16 and GPUs only), ONNX Runtime fp32 and int8 (CPU)
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -43,8 +44,8 @@ def candidate_predictors(model: nn.Module, device: torch.device, calibration: li
     """name -> Predictor for every inference path this machine offers (the plain fp32 path first)."""
     from reseg.predictor import Predictor
 
-    def make(**kw: Any) -> Any:
-        return Predictor(model, device, size_divisor=0, **kw)
+    def make(**kw: Any) -> Any:  # a copy each: channels-last converts a module's weights in place
+        return Predictor(copy.deepcopy(model), device, size_divisor=0, **kw)
 
     paths: dict[str, Any] = {PLAIN: make(), "eager_channels_last": make(channels_last=True)}
     if device.type == "cuda" or cpu_has_native_bf16():

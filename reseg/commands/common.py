@@ -24,8 +24,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                         "calibrated on --calibration images or the checkpoint's training split); implies "
                         "--backend onnxruntime")
     g.add_argument("--calibration", nargs="+", default=None, metavar="IMAGES",
-                   help="with --int8: images, folders or globs to calibrate on (default: the training split "
-                        "named by the checkpoint's config)")
+                   help="with --int8: images, folders or globs to calibrate on (default: 16 images of the "
+                        "training split named by the checkpoint's config, under --data-root where given)")
     g.add_argument("--mode", choices=("whole", "slide"), default=None, help="whole image or sliding window")
     g.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=None, help="sliding-window size")
     g.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), default=None, help="sliding-window step")
@@ -56,7 +56,7 @@ def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
             "channels_last": getattr(args, "channels_last", None), "compile": getattr(args, "compile", None),
             "infer_size": (infer[1], infer[0]) if infer else None,
             "backend": getattr(args, "backend", None), "int8": getattr(args, "int8", None),
-            "calibration": getattr(args, "calibration", None)}
+            "calibration": getattr(args, "calibration", None), "data_root": getattr(args, "data_root", None)}
 
 
 def build_predictor(args: argparse.Namespace):  # -> Predictor (import kept lazy for `--help` speed)
