@@ -71,15 +71,16 @@ def drive(monkeypatch: pytest.MonkeyPatch, clock: FakeClock, step_s, val_s_per_i
 
 
 def budget_cfg(root: Path, **train) -> Config:
-    return Config.from_dict(tiny_config(root, train={"max_iters": None, "time_budget": "100s", "val_interval": 20,
+    return Config.from_dict(tiny_config(root, train={"max_iters": None, "time_budget": "100s", "val_interval": 30,
                                                      "checkpoint_interval": 10, "log_interval": 5, **train},
                                         sched={"name": "poly"}))
 
 
-# Calibration: 2 warm-up steps, then 8 timed ones at 1 s; a validation of the 4 val images costs 1 s.
-# At iteration 10 it has spent 10 s + 1 s (the timed validation sample); of the 100 s it keeps 2% (2 s)
-# and the final validation (1 s): 86 s for steps of 1 s plus a 1 s validation every 20 -> 81 more.
-PLANNED = 10 + int((100 - 11 - 2 - 1) // (1 + 1 / 20))
+# Calibration: 5 warm-up steps, then 20 timed ones at 1 s; a validation of the 4 val images costs 1 s.
+# At iteration 25 it has spent 25 s + 1 s (the timed validation sample); of the 100 s it keeps 5% (5 s)
+# and the final validation (1 s): 68 s for steps of 1 s plus a 1 s validation every 30 -> 65 more.
+WARMUP, CALIBRATION, MARGIN = 5, 20, 0.05
+PLANNED = WARMUP + CALIBRATION + int((100 - (WARMUP + CALIBRATION + 1) - MARGIN * 100 - 1) // (1 + 1 / 30))
 
 
 def test_budget_fixes_the_length_and_ends_in_time(data_root: Path, tmp_path: Path,
@@ -91,7 +92,7 @@ def test_budget_fixes_the_length_and_ends_in_time(data_root: Path, tmp_path: Pat
     assert result["status"] == "finished" and result["iteration"] == result["total_iters"] == PLANNED
     assert clock.now <= 100 and result["time_spent_s"] <= 100
     vals = [r["iter"] for r in read_metrics(run, "val")]
-    assert vals == [*range(20, PLANNED, 20), PLANNED]  # the final validation runs
+    assert vals == [*range(30, PLANNED, 30), PLANNED]  # the final validation runs
     state = load_checkpoint(run / "last.pt")
     assert state["iteration"] == state["total_iters"] == PLANNED
     assert state["budget"]["plan"]["planned_iters"] == PLANNED and state["budget"]["plan"]["iter_s"] == 1.0
@@ -126,7 +127,7 @@ def test_resume_keeps_the_length_and_charges_only_training_time(data_root: Path,
 def test_slower_machine_stops_at_the_budget_with_the_schedule_cut(data_root: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
-    drive(monkeypatch, clock, step_s=lambda it: 1.0 if it <= 10 else 2.5)  # slows down after calibrating
+    drive(monkeypatch, clock, step_s=lambda it: 1.0 if it <= WARMUP + CALIBRATION else 2.5)  # slower after calibrating
     run = tmp_path / "run"
     result = trainer_mod.Trainer(budget_cfg(data_root), run, progress=False, clock=clock).fit()
     assert result["status"] == "time budget reached" and result["iteration"] < result["total_iters"] == PLANNED

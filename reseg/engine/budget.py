@@ -78,18 +78,22 @@ class TimeBudget:
     `clock` is injectable so that tests drive time by hand (no timed tests).
     """
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic, warmup_iters: int = 2,
-                 calibration_iters: int = 8, margin: float = 0.02) -> None:
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic, warmup_iters: int = 5,
+                 calibration_iters: int = 20, margin: float = 0.05) -> None:
         self.seconds = float(seconds)
         self.clock = clock
         self.warmup_iters = warmup_iters
         self.calibration_iters = calibration_iters
-        self.margin = margin  # fraction of the budget kept for what calibration cannot see (saves, jitter)
+        # fraction of the budget kept for what calibration cannot see: saves, epoch ends, a machine that
+        # drifts slower (a 2-core VM ran 15% slower after 5 minutes than while calibrating)
+        self.margin = margin
         self.spent_before = 0.0  # charged by earlier sessions of a resumed run
         self.plan: BudgetPlan | None = None
         self._t0: float | None = None
         self._calib_start: tuple[int, float] | None = None
         self._calib_end: tuple[int, float] | None = None
+        self._last_seen: float | None = None
+        self.last_step_s = 0.0
 
     # -- the clock ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -109,6 +113,10 @@ class TimeBudget:
 
     def observe(self, iterations_this_session: int, done_iters: int) -> bool:
         """Call after each iteration; True when calibration has seen enough iterations to plan."""
+        now = self.clock()
+        if self._last_seen is not None:
+            self.last_step_s = now - self._last_seen  # what the next step will likely cost
+        self._last_seen = now
         if self.calibrated:
             return False
         if iterations_this_session == self.warmup_iters:

@@ -442,7 +442,8 @@ class Trainer:
         budget = self.budget
         if budget is None:
             return False
-        reserve = budget.plan.val_s + budget.plan.iter_s if budget.plan is not None else 0.0
+        # room for one more step at the pace of the last one, then the final validation
+        reserve = budget.plan.val_s + max(budget.plan.iter_s, budget.last_step_s) if budget.plan is not None else 0.0
         stop = budget.must_stop(reserve)
         return bool(dist_utils.broadcast_object(stop))  # all ranks stop at the same iteration
 
