@@ -377,3 +377,19 @@ def test_encoder_width_out_of_range_and_on_baselines() -> None:
     cfg = load_config(None, ["model.name=unet_vgg16", "model.encoder_width=0.5"])
     with pytest.raises(ResegError, match="model.encoder_width=0.5 applies to model.name=reseg only"):
         build_model(cfg, 3)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_vgg_layers_match_torchvision(bn: bool) -> None:
+    """Our VGG-16 layers are torchvision's (same order, key names and shapes), so its weights load as they are."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from reseg.models.vgg import VGG16_PLAN, vgg_layers
+
+    ours, theirs = vgg_layers(list(VGG16_PLAN), bn), make_layers(cfgs["D"], batch_norm=bn)
+    assert [type(m) for m in ours] == [type(m) for m in theirs]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(1, 3, 32, 32)
+    ours.eval(), theirs.eval()
+    assert torch.equal(ours(x), theirs(x))

@@ -12,8 +12,6 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_BN_Weights, VGG16_Weights
-from torchvision.models.vgg import cfgs, make_layers
 
 from reseg.errors import ResegError
 
@@ -23,7 +21,30 @@ LAYERS = {"conv1_2": (1, 64, 1), "conv2_2": (2, 128, 2), "conv3_3": (3, 256, 4),
 CUTS = {k: LAYERS[k] for k in ("conv3_3", "conv4_3", "conv5_3")}  # where the encoder may end
 ARCHS = ("vgg16", "vgg16_bn")
 WIDTHS = (0.125, 1.0)  # the range of `width`: a multiplier of every conv's channel count
-_WEIGHTS = {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg16_bn": VGG16_BN_Weights.IMAGENET1K_V1}
+# VGG-16's conv widths by block ("M": 2x2 max-pool), as in the paper and torchvision's configuration "D"
+VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _weights(arch: str):  # -> torchvision WeightsEnum member; torchvision loads only when weights are asked for
+    from torchvision.models import VGG16_BN_Weights, VGG16_Weights
+
+    return {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg16_bn": VGG16_BN_Weights.IMAGENET1K_V1}[arch]
+
+
+def vgg_layers(plan: list, batch_norm: bool) -> nn.Sequential:
+    """VGG's `features` with torchvision's layer order (conv, [bn], relu; pool), so its key names load as they are."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for v in plan:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        layers.append(nn.Conv2d(channels, v, kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(v))
+        layers.append(nn.ReLU(inplace=True))
+        channels = v
+    return nn.Sequential(*layers)
 
 
 def _cut_index(features: nn.Sequential, block: int) -> int:
@@ -44,7 +65,7 @@ def scaled_channels(channels: int, width: float) -> int:
 
 def imagenet_cache_path(arch: str) -> Path:
     """Where torchvision looks for (and downloads) the ImageNet weights: $TORCH_HOME/hub/checkpoints/<file>."""
-    url = _WEIGHTS[arch].url
+    url = _weights(arch).url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
@@ -53,12 +74,12 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     if cached.is_file():
         return _cached_state_dict(cached, arch)
     try:
-        return _WEIGHTS[arch].get_state_dict(progress=True)
+        return _weights(arch).get_state_dict(progress=True)
     except Exception as err:  # URLError, socket errors, HTTP errors: all mean "not reachable"
         raise ResegError(
             f"could not download the ImageNet weights for {arch} ({type(err).__name__}: {err}). "
             f"torchvision looks for them at {cached} (set TORCH_HOME to move the cache). "
-            f"Put the file {cached.name} from {_WEIGHTS[arch].url} there, or pass a local weights file path "
+            f"Put the file {cached.name} from {_weights(arch).url} there, or pass a local weights file path "
             f"(model.encoder_weights=/path/to/{arch}.pth)") from None
 
 
@@ -75,7 +96,7 @@ def _cached_state_dict(cached: Path, arch: str) -> dict[str, torch.Tensor]:
     raise ResegError(
         f"the cached ImageNet weights {cached} are damaged ({' '.join(reason.split())[:200]}). "
         f"Delete the file so that it is downloaded again, or replace it with {cached.name} "
-        f"from {_WEIGHTS[arch].url}") from None
+        f"from {_weights(arch).url}") from None
 
 
 def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -121,8 +142,8 @@ class VGGEncoder(nn.Module):
         block, self.stride = CUTS[cut][0], CUTS[cut][2]
         self.out_channels = scaled_channels(CUTS[cut][1], width)
         # Only `features`: building torchvision's full VGG would also allocate its 120M-parameter classifier.
-        plan = [v if v == "M" else scaled_channels(int(v), width) for v in cfgs["D"]]
-        full = make_layers(plan, batch_norm=arch == "vgg16_bn")
+        plan = [v if v == "M" else scaled_channels(int(v), width) for v in VGG16_PLAN]
+        full = vgg_layers(plan, batch_norm=arch == "vgg16_bn")
         for m in full.modules():  # torchvision's VGG initialisation
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

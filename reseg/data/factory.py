@@ -1,0 +1,154 @@
+"""build_dataset and build_loader: the dataset table (name -> builder) and the DataLoader settings."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from reseg.data.base import DatasetError, SegmentationDataset, collate
+from reseg.data.camvid import CamVidDataset
+from reseg.data.cityscapes import CityscapesDataset
+from reseg.data.classes import CLASS_TABLES, ClassInfo
+from reseg.data.folder import FolderDataset, load_folder_classes
+from reseg.data.synthetic import SYNTHETIC_KEYS, ensure_synthetic
+from reseg.data.transforms import build_transforms
+
+log = logging.getLogger("reseg.data")
+
+
+
+def _synthetic(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    """The generated street scenes (CamVid classes, SegNet layout); generated here only when `generate`."""
+    data = cfg.data
+    if generate:
+        asked = [key for key in SYNTHETIC_KEYS if cfg.was_given(f"data.{key}")] if hasattr(cfg, "was_given") else None
+        root = ensure_synthetic(data.root, data.synthetic_sizes, data.synthetic_seed, tuple(data.synthetic_size),
+                                data.synthetic_difficulty, asked=asked)
+    else:
+        root = Path(data.root)
+        if not root.is_dir():
+            raise DatasetError(f"synthetic dataset root {root} (data.root) does not exist; only `reseg train` and "
+                               f"`reseg make-synthetic --out {root}` generate one (check the path for a typo)")
+    return CamVidDataset(root, split, label_format="segnet", **kwargs)
+
+
+def _camvid(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    return CamVidDataset(cfg.data.root, split, label_format=cfg.data.label_format, **kwargs)
+
+
+def _cityscapes(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    return CityscapesDataset(cfg.data.root, split, label_format=cfg.data.label_format, **kwargs)
+
+
+def _folder(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    data = cfg.data
+    if data.label_format not in ("auto",):
+        raise DatasetError(f"data.label_format {data.label_format!r} does not apply to folder datasets "
+                           f"(mask format is detected per file); use 'auto'")
+    return FolderDataset(data.root, split, classes_file=data.classes_file, **kwargs)
+
+
+# The one table of dataset names (data.dataset) and what builds each one: builder(cfg, split, generate, ...).
+DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
+    "synthetic": _synthetic, "camvid": _camvid, "cityscapes": _cityscapes, "folder": _folder,
+}
+
+
+def _builder(name: str) -> Callable[..., SegmentationDataset]:
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def dataset_classes(cfg: Any) -> ClassInfo:
+    """The classes a config's dataset has, without listing its files (for building a model)."""
+    name = cfg.data.dataset
+    _builder(name)
+    if name in CLASS_TABLES:
+        return CLASS_TABLES[name]
+    path = cfg.data.classes_file or next(
+        (Path(cfg.data.root) / n for n in ("classes.yaml", "classes.yml") if (Path(cfg.data.root) / n).is_file()),
+        Path(cfg.data.root) / "classes.yaml")
+    return load_folder_classes(path).info
+
+
+def build_dataset(cfg: Any, split: str, transform: Any = "auto", require_labels: bool = True,
+                  generate: bool = False) -> SegmentationDataset:
+    """The dataset named by cfg.data for `split`.
+
+    transform: "auto" (training augmentation for cfg.data.train_split, evaluation transforms
+    otherwise), None (raw RGB uint8 image, int64 mask tensor) or any callable taking
+    image=/mask= keywords. require_labels=False loads images alone (prediction, e.g. on the
+    Cityscapes test split, whose labels are not public); samples then have no "mask".
+    generate: a synthetic dataset whose root does not exist is generated there (only training
+    sets this); otherwise a missing root is an error, so a typo never scores a fresh dataset.
+    """
+    data = cfg.data
+    build = _builder(data.dataset)
+    if transform == "auto":
+        transform = build_transforms(cfg, train=(split == data.train_split))
+    return build(cfg, split, generate, transform=transform, skip_bad_samples=data.skip_bad_samples,
+                 require_labels=require_labels)
+
+
+def _set_transform_seed(dataset: Any, seed: int) -> None:
+    """Albumentations keeps its own RNG (not numpy's global one): seed it, through wrappers too."""
+    seen = 0
+    while dataset is not None and seen < 8:
+        transform = getattr(dataset, "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
+        dataset = getattr(dataset, "dataset", None)  # torch Subset and similar wrappers
+        seen += 1
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: one OpenCV thread, and numpy/random/albumentations seeded from torch.
+
+    torch gives each worker base_seed + worker_id, and base_seed comes from the main process's
+    torch RNG, so torch.manual_seed(...) makes every worker's augmentation reproducible.
+    """
+    cv2.setNumThreads(0)
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        _set_transform_seed(info.dataset, seed)
+
+
+def build_loader(dataset: Dataset, cfg: Any, train: bool, distributed: bool = False,
+                 generator: torch.Generator | None = None, sampler: Any = None,
+                 batch_sampler: Any = None) -> DataLoader:
+    """A DataLoader with the settings every entry point shares (the trainer passes its own samplers).
+
+    Train: shuffled, drop_last (only when there is at least one full batch), cfg.data.batch_size.
+    Eval: in order, cfg.data.val_batch_size. Distributed: a DistributedSampler (call
+    loader.sampler.set_epoch(epoch) each epoch). Workers are persistent, pinned memory is used
+    when CUDA is available, and worker seeds follow torch's RNG (see seed_worker).
+    """
+    data = cfg.data
+    workers = int(data.num_workers)
+    if workers == 0:
+        # no worker processes: seed the transforms here, from torch's RNG, for the same reproducibility
+        _set_transform_seed(dataset, int(torch.empty((), dtype=torch.int64).random_(generator=generator).item()) % 2**32)
+    common = dict(num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                  persistent_workers=workers > 0, worker_init_fn=seed_worker if workers > 0 else None,
+                  generator=generator, prefetch_factor=2 if workers > 0 else None)
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+    batch_size = int(data.batch_size if train else data.val_batch_size)
+    drop_last = bool(train and len(dataset) >= batch_size)
+    if distributed and sampler is None:
+        sampler = DistributedSampler(dataset, shuffle=train, seed=int(cfg.train.seed), drop_last=drop_last)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=(train and sampler is None), sampler=sampler,
+                      drop_last=drop_last, **common)
