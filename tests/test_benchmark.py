@@ -50,7 +50,11 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
         assert res[f"renet_mingru_vs_gru_{key}"] == pytest.approx(cells["gru"][f"{key}_ms"] / cells["mingru"][f"{key}_ms"])
     assert res["sections"] == ["renet", "models", "data", "evaluator", "predictor", "video"]
     assert res["data_samples_s_per_worker"] > 0 and res["confmat_pairs_s"] > 0
-    assert res["predictor"]["fast_img_s"] > 0 and res["video"]["fps_end_to_end"] > 0
+    assert res["predictor"]["fast_img_s"] > 0
+    v = res["video"]
+    assert v["ratio"] == pytest.approx(v["fps_end_to_end"] / v["fps_model_only"])
+    assert v["frames_out"] == v["frames_in"]  # nothing lost on the way
+    assert res["video_fps_end_to_end"] == v["fps_end_to_end"]
     assert res["evaluator"].get("cityscapes_pairs_s") is None or (
         abs(res["evaluator"]["ours_miou"] - res["evaluator"]["cityscapes_miou"]) < 1e-4)
     table = capsys.readouterr().out
