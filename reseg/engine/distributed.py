@@ -253,6 +253,25 @@ def failures_end_the_job() -> Iterator[None]:
         raise
 
 
+def _rank0_then_share(fn: Callable[[], T], what: str, share_result: bool) -> tuple[bool, Any]:
+    """Run `fn` on rank 0 and broadcast (ok, result or error text); the other ranks raise on rank 0's failure.
+
+    Returns (ran_here, value): rank 0 gets its own result; the others get rank 0's when `share_result`.
+    """
+    if is_main():
+        try:
+            value = fn()
+        except Exception as err:
+            broadcast_object((False, describe_error(err)))
+            raise
+        broadcast_object((True, value if share_result else None))
+        return True, value
+    ok, value = broadcast_object((False, None))
+    if not ok:
+        raise PeerFailedError(f"rank 0 of {get_world_size()} failed ({what}): {value}; rank {get_rank()} stops too")
+    return False, value
+
+
 def run_on_main(fn: Callable[[], T], what: str) -> T:
     """`fn()` on rank 0 alone, its result sent to every rank: one writer, also without a shared filesystem.
 
@@ -260,18 +279,7 @@ def run_on_main(fn: Callable[[], T], what: str) -> T:
     """
     if not is_dist():
         return fn()
-    if is_main():
-        try:
-            value = fn()
-        except Exception as err:
-            broadcast_object((False, describe_error(err)))
-            raise
-        broadcast_object((True, value))
-        return value
-    ok, value = broadcast_object((False, None))
-    if not ok:
-        raise PeerFailedError(f"rank 0 of {get_world_size()} failed ({what}): {value}; rank {get_rank()} stops too")
-    return value
+    return _rank0_then_share(fn, what, share_result=True)[1]
 
 
 def main_first(fn: Callable[[], T], what: str) -> T:
@@ -281,18 +289,8 @@ def main_first(fn: Callable[[], T], what: str) -> T:
     """
     if not is_dist():
         return fn()
-    if is_main():
-        try:
-            value = fn()
-        except Exception as err:
-            broadcast_object(describe_error(err))
-            raise
-        broadcast_object(None)
-        return value
-    failed = broadcast_object(None)
-    if failed is not None:
-        raise PeerFailedError(f"rank 0 of {get_world_size()} failed ({what}): {failed}; rank {get_rank()} stops too")
-    return fn()
+    ran, value = _rank0_then_share(fn, what, share_result=False)
+    return value if ran else fn()
 
 
 def maybe_sync_bn(model: nn.Module, enabled: bool) -> nn.Module:
