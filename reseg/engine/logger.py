@@ -21,29 +21,21 @@ ROOT_LOG = logging.getLogger("reseg")  # train.log also receives the data module
 
 
 class SmoothedValue:
-    """The recent window's mean and the whole run's, of one quantity."""
+    """The recent window of one quantity and its mean."""
 
     def __init__(self, window: int = 20) -> None:
         self.values: deque[float] = deque(maxlen=window)
-        self.total = 0.0
-        self.count = 0
 
-    def update(self, value: float, n: int = 1) -> None:
+    def update(self, value: float) -> None:
         self.values.append(value)
-        self.total += value * n
-        self.count += n
 
     @property
     def avg(self) -> float:
         return sum(self.values) / len(self.values) if self.values else math.nan
 
-    @property
-    def global_avg(self) -> float:
-        return self.total / self.count if self.count else math.nan
-
 
 class MetricLogger:
-    """Per-iteration values (loss, lr, step time, data wait) smoothed over a window; img/s and ETA from them."""
+    """Per-iteration values (loss, step time, data wait) smoothed over a window, and img/s from them."""
 
     def __init__(self, window: int = 20) -> None:
         self.window = window
@@ -70,10 +62,6 @@ class MetricLogger:
         if step is None or data is None or not step.values:
             return math.nan
         return sum(data.values) / max(sum(step.values), 1e-9)
-
-    def eta_s(self, remaining_iters: int) -> float:
-        step = self.meters.get("step_time")
-        return step.avg * remaining_iters if step is not None and step.values else math.nan
 
 
 def jsonable(x: Any) -> Any:

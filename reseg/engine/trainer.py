@@ -39,6 +39,7 @@ from reseg.engine.reproducibility import (SeededView, configure_determinism, get
                                           set_rng_state)
 from reseg.errors import ResegError
 from reseg.evaluation import evaluate_split
+from reseg.io import check_output_dir
 from reseg.runtime import amp_dtype, autocast, memory_format, place_model, resolve_device
 
 LOG = logging.getLogger("reseg.train")
@@ -54,17 +55,15 @@ class NonFiniteLossError(ResegError):
     """The loss became NaN or infinite; the message names the iteration and the checkpoint kept."""
 
 
-def _build_dataset(cfg: Config, split: str, generate: bool, transform: Any = "default") -> Dataset:
+def _build_dataset(cfg: Config, split: str, generate: bool, transform: Any = "auto") -> Dataset:
     from reseg.data import build_dataset
 
-    kwargs = {} if transform == "default" else {"transform": transform}
-    return build_dataset(cfg, split, generate=generate, **kwargs)  # only training may generate synthetic data
+    return build_dataset(cfg, split, transform=transform, generate=generate)  # only training may generate data
 
 
 def check_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
     """A fresh run never silently replaces an earlier one: refuse unless --resume or --overwrite."""
-    if work_dir.exists() and not work_dir.is_dir():
-        raise ResegError(f"--work-dir {work_dir} is a file; expected a folder")
+    check_output_dir(work_dir, "--work-dir")
     held = [name for name in RUN_FILES if (work_dir / name).exists()]
     if held and not resume and not overwrite:
         raise ResegError(f"{work_dir} already holds a run ({', '.join(held)}); continue it with --resume, "
