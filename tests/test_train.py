@@ -232,6 +232,16 @@ def test_early_stopping(data_root: Path, tmp_path: Path, monkeypatch: pytest.Mon
     assert load_checkpoint(tmp_path / "es" / "best.pt")["iteration"] == 2
 
 
+def test_no_progress_means_no_bars_not_even_class_statistics(data_root: Path, tmp_path: Path,
+                                                            capfd: pytest.CaptureFixture) -> None:
+    cfg = cfg_for(data_root, train={"max_iters": 1}, data={"class_weights": "inverse_log"})
+    train(cfg, tmp_path / "quiet", progress=False)
+    err = capfd.readouterr().err
+    assert "class statistics:" not in err and "mask/s" not in err
+    train(cfg, tmp_path / "bars", progress=True)
+    assert "mask/s" in capfd.readouterr().err  # the bar the quiet run left out
+
+
 def test_resume_refuses_other_model_or_classes(data_root: Path, tmp_path: Path) -> None:
     run = tmp_path / "base"
     train(cfg_for(data_root, train={"max_iters": 2}), run, progress=False)

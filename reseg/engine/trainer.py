@@ -208,7 +208,8 @@ class Trainer:
 
         # rank 0 computes and caches; the others receive its weights (or its error, named)
         weights = torch.tensor(dist_utils.run_on_main(
-            lambda: class_weights(self.train_set, method, self.work_dir).tolist(), "class statistics"))
+            lambda: class_weights(self.train_set, method, self.work_dir, progress=bool(self._show_bar())).tolist(),
+            "class statistics"))
         LOG.info("class weights (%s): %s", method, ", ".join(f"{w:.3f}" for w in weights.tolist()))
         return weights.float()
 
