@@ -208,7 +208,7 @@ class Trainer:
 
         # rank 0 computes and caches; the others receive its weights (or its error, named)
         weights = torch.tensor(dist_utils.run_on_main(
-            lambda: class_weights(self.train_set, method, self.work_dir, progress=bool(self._show_bar())).tolist(),
+            lambda: class_weights(self.train_set, method, self.work_dir, progress=self._show_bar()).tolist(),
             "class statistics"))
         LOG.info("class weights (%s): %s", method, ", ".join(f"{w:.3f}" for w in weights.tolist()))
         return weights.float()
@@ -382,7 +382,7 @@ class Trainer:
                                     indices=self.val_indices if indices is None else indices,
                                     workers=self.cfg.data.num_workers if workers is None else workers,
                                     batch_size=self.cfg.data.val_batch_size,
-                                    progress=bool(self._show_bar()), dataset_name=self.cfg.data.dataset,
+                                    progress=self._show_bar(), dataset_name=self.cfg.data.dataset,
                                     class_names=self.class_names, quiet=True)
         finally:
             self.model_bare.train(was_training)
@@ -468,7 +468,7 @@ class Trainer:
         if self.main:
             self.metrics_log.append(rec)
 
-    def _show_bar(self) -> bool | None:
+    def _show_bar(self) -> bool:
         if not self.main:
             return False
         return self.progress if self.progress is not None else sys.stderr.isatty()
