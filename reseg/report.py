@@ -416,10 +416,15 @@ def load_run(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return mfile, load_metrics_json(mfile)
 
 
+def _is_default_eval_folder(name: str) -> bool:
+    return name == "eval" or (name.startswith("eval_") and name[len("eval_"):] in ("train", "val", "test"))
+
+
 def load_runs(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]:
     """(label, metrics) for each run; labels are folder names, made unique.
 
-    `reseg evaluate` writes into <run>/eval_<split>, so such a folder is labelled by its run's name.
+    `reseg evaluate` writes into <run>/eval_<split> by default, so such a folder is labelled by its
+    run's name; a folder the user named (e.g. --out runs/eval_unet) keeps its own name.
     """
     runs: list[tuple[str, dict[str, Any]]] = []
     seen: dict[str, int] = {}
@@ -428,7 +433,7 @@ def load_runs(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]:
         g = Path(given)
         folder = g if g.is_dir() else mfile.parent
         label = folder.name or mfile.stem
-        if label.startswith("eval") and folder.resolve().parent.name:
+        if _is_default_eval_folder(label) and folder.resolve().parent.name:
             label = folder.resolve().parent.name
         if label in seen:
             seen[label] += 1

@@ -109,6 +109,25 @@ def test_compare_labels_evaluate_folders_by_their_run(tmp_path):
     assert labels == ["reseg_run", "unet_run", "reseg_run (2)"]
 
 
+def test_compare_labels_option_names_the_runs_and_rejects_a_wrong_count(tmp_path, capsys):
+    for name, seed in (("a", 0), ("b", 1)):
+        write_report(tmp_path / name, _metrics(seed))
+    out = tmp_path / "cmp"
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
+                 "--labels", "ReSeg skip", "U-Net"]) == 0
+    assert (out / "compare.md").read_text().splitlines()[0].startswith("| Class | ReSeg skip | U-Net |")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "only-one"]) != 0
+    assert "--labels got 1 names for 2 runs" in capsys.readouterr().err
+
+
+def test_compare_keeps_the_name_of_an_evaluation_folder_the_user_chose(tmp_path):
+    """`reseg evaluate --out runs/eval_unet` folders side by side are named by themselves, not all 'runs'."""
+    for name, seed in (("eval_reseg_skip", 0), ("eval_unet", 1)):
+        write_report(tmp_path / "runs" / name, _metrics(seed))
+    labels = [label for label, _ in load_runs([tmp_path / "runs" / "eval_reseg_skip", tmp_path / "runs" / "eval_unet"])]
+    assert labels == ["eval_reseg_skip", "eval_unet"]
+
+
 def test_compare_marks_best_and_handles_missing_classes(tmp_path):
     m1 = {"mIoU": 0.5, "per_class": {"a": {"IoU": 0.4}, "b": {"IoU": None}}}
     m2 = {"mIoU": 0.6, "per_class": {"a": {"IoU": 0.3}, "c": {"IoU": 0.9}}}

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_METRICS_JSON",
                         help="metrics.json files or folders holding one (searched below the folder)")
     parser.add_argument("--out", default="work_dirs/compare", help="output folder (default: %(default)s)")
+    parser.add_argument("--labels", nargs="+", metavar="LABEL",
+                        help="names for the runs, one per run, in order (default: their folder names)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +28,12 @@ def run(args: argparse.Namespace) -> int:
     if len(args.runs) < 1:
         raise ResegError("give at least one run folder or metrics.json")
     runs = load_runs(args.runs)
+    if args.labels is not None:
+        if len(args.labels) != len(runs):
+            raise ResegError(f"--labels got {len(args.labels)} names for {len(runs)} runs; give one name per run")
+        if len(set(args.labels)) != len(args.labels):
+            raise ResegError(f"--labels must be distinct, got {args.labels}")
+        runs = [(label, metrics) for label, (_, metrics) in zip(args.labels, runs)]
     for given, (label, _) in zip(args.runs, runs):
         print(f"{label}: {find_metrics(given)}", file=sys.stderr)
     print(compare_markdown(runs))
