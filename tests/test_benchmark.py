@@ -19,7 +19,7 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
     res = json.loads(out.read_text())
     for key in KEYS:
         assert res[key] > 0, key
-    assert 0 < res["renet_share_infer"] < 1
+    assert 0 < res["renet_share_infer"] < 1 and 0 < res["renet_share_infer_mingru"] < 1
     for name in MODELS:
         m = res["models"][name]
         assert m["infer_img_s"] > 0 and m["train_img_s"] > 0 and m["peak_mem_mb"] >= 0
@@ -32,6 +32,15 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
     # the summary ratios are the ratios of the figures they summarise
     assert res["reseg_vs_unet_infer"] == pytest.approx(models["reseg"]["infer_img_s"] / models["unet_vgg16"]["infer_img_s"])
     assert res["reseg_vs_unet_train"] == pytest.approx(models["reseg"]["train_img_s"] / models["unet_vgg16"]["train_img_s"])
+    h2h = res["head_to_head"]  # timed interleaved; its ratios are those of its own figures
+    both = h2h["interleaved"]
+    assert set(both) == {"reseg", "reseg_mingru", "unet_vgg16"}
+    for kind in ("infer", "train"):
+        assert h2h[f"reseg_mingru_vs_gru_{kind}"] == pytest.approx(
+            both["reseg_mingru"][f"{kind}_img_s"] / both["reseg"][f"{kind}_img_s"])
+        assert h2h[f"reseg_mingru_vs_unet_{kind}"] == pytest.approx(
+            both["reseg_mingru"][f"{kind}_img_s"] / both["unet_vgg16"][f"{kind}_img_s"])
+        assert h2h[f"reseg_vs_unet_{kind}"] == pytest.approx(both["reseg"][f"{kind}_img_s"] / both["unet_vgg16"][f"{kind}_img_s"])
     p = res["predictor"]
     assert res["fast_infer_speedup"] == pytest.approx(p["fast_img_s"] / p["plain_img_s"])
     assert 0.0 <= p["pixel_agreement"] <= 1.0
@@ -48,7 +57,7 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
     assert 0 < cells["mingru"]["saved_mb"] < cells["gru"]["saved_mb"]  # no recurrent gates to keep
     for key in ("fwd", "fwdbwd"):
         assert res[f"renet_mingru_vs_gru_{key}"] == pytest.approx(cells["gru"][f"{key}_ms"] / cells["mingru"][f"{key}_ms"])
-    assert res["sections"] == ["renet", "models", "data", "evaluator", "predictor", "video"]
+    assert res["sections"] == ["renet", "models", "head_to_head", "data", "evaluator", "predictor", "video"]
     assert res["data_samples_s_per_worker"] > 0 and res["confmat_pairs_s"] > 0
     assert res["predictor"]["fast_img_s"] > 0
     v = res["video"]

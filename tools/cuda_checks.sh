@@ -2,12 +2,12 @@
 # The checks that need a GPU, in one go: the CUDA tests, `reseg benchmark --device cuda`, and the
 # synthetic demo trained on the GPU (the CPU recipe, then a 6x longer run on the standard scenes with the
 # previous demo recipe). Results land in OUT_DIR.
-#   tools/cuda_checks.sh [OUT_DIR [STEP ...]]   (default work_dirs/cuda_checks; steps: tests bench demo compile)
+#   tools/cuda_checks.sh [OUT_DIR [STEP ...]]   (default work_dirs/cuda_checks; steps: tests bench bench16 demo compile)
 # PYTHON picks the interpreter (default python3); the repo must be importable (pip install -e .).
 set -u
 OUT_DIR=${1:-work_dirs/cuda_checks}
 shift || true
-STEPS=" ${*:-tests bench demo compile} "
+STEPS=" ${*:-tests bench bench16 demo compile} "
 want() { [[ $STEPS == *" $1 "* ]]; }
 PY=${PYTHON:-python3}
 mkdir -p "$OUT_DIR"
@@ -29,6 +29,14 @@ if want bench; then
 step "benchmark (CUDA, 360x480 batch 4)"
 timeout 400 $PY -m reseg benchmark --device cuda --json "$OUT_DIR/bench_cuda.json" > "$OUT_DIR/bench_cuda.md"
 cat "$OUT_DIR/bench_cuda.md"
+
+fi
+
+if want bench16; then
+step "ReNet cells and models at batch 16 (the minGRU targets: ReSeg vs U-Net at batch 4 and 16)"
+timeout 300 $PY -m reseg benchmark --device cuda --only renet models head_to_head --batch 16 \
+    --json "$OUT_DIR/bench_cuda_b16.json" > "$OUT_DIR/bench_cuda_b16.md"
+cat "$OUT_DIR/bench_cuda_b16.md"
 
 fi
 

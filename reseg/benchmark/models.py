@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,41 +35,70 @@ def build_bench_model(name: str, num_classes: int = 11, overrides: Sequence[str]
     return build_model(cfg, num_classes)
 
 
+def _infer_and_train_step(model: nn.Module, batch: int, size: tuple[int, int],
+                          dev: torch.device) -> tuple[Callable[[], None], Callable[[], None]]:
+    """One inference call and one SGD training step of `model` on a fixed random batch."""
+    x = torch.randn(batch, 3, *size, device=dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    y = torch.randint(0, getattr(model, "num_classes", 11), (batch, *size), device=dev)
+
+    def infer() -> None:
+        model.eval()
+        with torch.inference_mode():
+            model(x)
+
+    def step() -> None:
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y, ignore_index=255).backward()
+        opt.step()
+
+    return infer, step
+
+
 def bench_model(model: nn.Module, batch: int = 4, size: tuple[int, int] = (360, 480), repeats: int = 3,
                 device: str = "cpu", train: bool = True) -> dict[str, float]:
     """Inference and train-step images/s with the peak memory of each."""
     dev = torch.device(device)
     model = model.to(dev)
-    x = torch.randn(batch, 3, *size, device=dev)
+    infer, step = _infer_and_train_step(model, batch, size, dev)
     res: dict[str, float] = {}
-    model.eval()
-
-    def infer() -> None:
-        with torch.inference_mode():
-            model(x)
-
     with PeakMemory(dev) as mem:
         t = time_fn(infer, repeats, 1, dev)
     res["infer_img_s"] = batch / t
     res["infer_peak_mem_mb"] = mem.peak_mb
     if train:
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
-        num_classes = getattr(model, "num_classes", 11)
-        y = torch.randint(0, num_classes, (batch, *size), device=dev)
-        model.train()
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y, ignore_index=255).backward()
-            opt.step()
-
         with PeakMemory(dev) as mem:
             t = time_fn(step, repeats, 1, dev)
         res["train_img_s"] = batch / t
         res["peak_mem_mb"] = mem.peak_mb
-        model.eval()
+    model.eval()
     return res
+
+
+HEAD_TO_HEAD = ("reseg", "reseg_mingru", "unet_vgg16")
+
+
+def bench_head_to_head(o: BenchOptions, names: Sequence[str] = HEAD_TO_HEAD) -> dict[str, Any]:
+    """Inference and train-step img/s of a few models timed interleaved, one repeat of each in turn.
+
+    The ratios the minGRU targets are stated in (minGRU vs GRU ReSeg, ReSeg vs U-Net) drift less this way
+    on a shared machine than `run_section`'s one model after another."""
+    dev = torch.device(o.device)
+    fns_infer, fns_train = {}, {}
+    for name in names:
+        fns_infer[name], fns_train[name] = _infer_and_train_step(build_bench_model(name).to(dev), o.batch, o.size, dev)
+    t_infer = time_interleaved(fns_infer, o.repeats, 1, dev)
+    t_train = time_interleaved(fns_train, o.repeats, 1, dev)
+    img_s = {n: {"infer_img_s": o.batch / t_infer[n], "train_img_s": o.batch / t_train[n]} for n in names}
+    out: dict[str, Any] = {"interleaved": img_s}
+    for a, b in (("reseg_mingru", "reseg"), ("reseg_mingru", "unet_vgg16"), ("reseg", "unet_vgg16")):
+        if a in img_s and b in img_s:
+            tag = f"{a}_vs_{'gru' if b == 'reseg' else 'unet'}"
+            out[f"{tag}_infer"] = img_s[a]["infer_img_s"] / img_s[b]["infer_img_s"]
+            out[f"{tag}_train"] = img_s[a]["train_img_s"] / img_s[b]["train_img_s"]
+    return out
 
 
 def bench_renet_share(model: nn.Module, batch: int = 4, size: tuple[int, int] = (360, 480), repeats: int = 3,
@@ -139,4 +168,21 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
                      f"({crop['config']}) MB", f"{crop['train_peak_mem_mb']:.0f}"))
     rows.append(("ReSeg vs Unet-VGG16: infer / train",
                  f"{res['reseg_vs_unet_infer']:.2f}x / {res['reseg_vs_unet_train']:.2f}x"))
+    return rows
+
+
+def run_head_to_head_section(o: BenchOptions) -> dict[str, Any]:
+    """minGRU ReSeg, GRU ReSeg and U-Net timed interleaved: the ratios the minGRU targets are stated in."""
+    return {"head_to_head": bench_head_to_head(o)}
+
+
+def head_to_head_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
+    h2h = res["head_to_head"]
+    rows = [(f"{name}, timed interleaved: infer / train-step img/s", f"{v['infer_img_s']:.2f} / {v['train_img_s']:.2f}")
+            for name, v in h2h["interleaved"].items()]
+    for tag, label in (("reseg_mingru_vs_gru", "ReSeg minGRU vs ReSeg GRU"),
+                       ("reseg_mingru_vs_unet", "ReSeg minGRU vs Unet-VGG16"),
+                       ("reseg_vs_unet", "ReSeg GRU vs Unet-VGG16")):
+        if f"{tag}_train" in h2h:
+            rows.append((f"{label}, timed interleaved: infer / train", f"{h2h[tag + '_infer']:.2f}x / {h2h[tag + '_train']:.2f}x"))
     return rows

@@ -245,6 +245,9 @@ def run_section(o: BenchOptions) -> dict[str, Any]:
     share = bench_renet_share(reseg, o.batch, o.size, o.repeats, o.device)
     res["renet_share"] = share
     res["renet_share_infer"] = share["share"]
+    share_mingru = bench_renet_share(build_bench_model("reseg_mingru"), o.batch, o.size, o.repeats, o.device)
+    res["renet_share_mingru"] = share_mingru
+    res["renet_share_infer_mingru"] = share_mingru["share"]
     flops = model_flops(reseg, o.size, o.device)
     res["reseg_gflops_per_img"] = flops / 1e9
     res["renet_gflops_per_img"] = renet_flops(reseg, o.size) / 1e9
@@ -281,7 +284,8 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     rows += [
         (f"ReNet minGRU vs GRU ({c['gru_path']}): fwd / fwd+bwd",
          f"{res['renet_mingru_vs_gru_fwd']:.2f}x / {res['renet_mingru_vs_gru_fwdbwd']:.2f}x"),
-        ("ReNet share of ReSeg inference time", f"{res['renet_share_infer'] * 100:.1f}%"),
+        ("ReNet share of ReSeg inference time: GRU / minGRU",
+         f"{res['renet_share_infer'] * 100:.1f}% / {res['renet_share_infer_mingru'] * 100:.1f}%"),
         ("ReSeg GFLOPs per image (ReNet part)", f"{res['reseg_gflops_per_img']:.1f} ({res['renet_gflops_per_img']:.1f})"),
         ("matmul peak GFLOP/s fp32" + (" / bf16" if bf16 else ""), f"{res['gemm_peak_gflops']:.0f}{bf16}"),
         ("ReSeg inference FLOP utilisation (of fp32 peak)", f"{res['reseg_mfu'] * 100:.0f}%"),

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--renet-batch", type=int, default=1,
                         help="images in the ReNet comparison (a 256-channel map at 1/4 of --size; default 1)")
     parser.add_argument("--only", nargs="+", default=None, metavar="SECTION",
-                        help="run only these sections: renet models data evaluator predictor video")
+                        help="run only these sections: renet models head_to_head data evaluator predictor video")
     parser.add_argument("--skip-sequence-loop", action="store_true",
                         help="leave out the per-sequence ReNet loop (minutes at full size)")
     parser.add_argument("--compile", action="store_true", help="also use torch.compile in the fast inference path")
