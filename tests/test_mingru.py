@@ -195,6 +195,24 @@ def test_step_loop_impl_matches_and_reseg_trains() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.renet.parameters())
 
 
+@pytest.mark.parametrize("chunk_positions", [1, 60, 10**9])  # chunks of 1 image, of 2 (2+2+1), the whole batch
+def test_a_batch_run_in_chunks_equals_the_whole_batch(monkeypatch, chunk_positions: int) -> None:
+    """The CPU scan runs a large batch a few images at a time: same outputs and gradients as all at once."""
+    import reseg.models.renet as renet_module
+
+    layer = _layer()
+    x = torch.randn(5, 3, 6, 5, requires_grad=True)  # 30 positions per image
+    monkeypatch.setattr(renet_module, "MINGRU_CHUNK_POSITIONS", 10**9)
+    ref = layer(x)
+    ref_grads = torch.autograd.grad(ref.square().sum(), [x, *layer.parameters()])
+    monkeypatch.setattr(renet_module, "MINGRU_CHUNK_POSITIONS", chunk_positions)
+    out = layer(x)
+    grads = torch.autograd.grad(out.square().sum(), [x, *layer.parameters()])
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
+
+
 TINY = ["model.renet_hidden=4", "model.decoder_filters=[4, 4]", "model.encoder_weights=null", "model.cell=mingru"]
 
 
