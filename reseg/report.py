@@ -420,12 +420,18 @@ def _is_default_eval_folder(name: str) -> bool:
     return name == "eval" or (name.startswith("eval_") and name[len("eval_"):] in ("train", "val", "test"))
 
 
-def load_runs(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]:
-    """(label, metrics) for each run; labels are folder names, made unique.
+def load_runs(paths: Sequence[str | Path], labels: Sequence[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(label, metrics) for each run; labels are the given ones, or folder names made unique.
 
     `reseg evaluate` writes into <run>/eval_<split> by default, so such a folder is labelled by its
     run's name; a folder the user named (e.g. --out runs/eval_unet) keeps its own name.
     """
+    if labels is not None:
+        if len(labels) != len(paths):
+            raise ResegError(f"--labels got {len(labels)} names for {len(paths)} runs; give one name per run")
+        if len(set(labels)) != len(labels):
+            raise ResegError(f"--labels must be distinct, got {list(labels)}")
+        return [(label, load_run(given)[1]) for label, given in zip(labels, paths)]
     runs: list[tuple[str, dict[str, Any]]] = []
     seen: dict[str, int] = {}
     for given in paths:

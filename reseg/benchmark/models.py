@@ -78,6 +78,10 @@ def bench_model(model: nn.Module, batch: int = 4, size: tuple[int, int] = (360, 
 
 
 HEAD_TO_HEAD = ("reseg", "reseg_mingru", "unet_vgg16")
+# (key prefix, model, the model it is divided by, table label) of the head-to-head ratios
+HEAD_TO_HEAD_RATIOS = (("reseg_mingru_vs_gru", "reseg_mingru", "reseg", "ReSeg minGRU vs ReSeg GRU"),
+                       ("reseg_mingru_vs_unet", "reseg_mingru", "unet_vgg16", "ReSeg minGRU vs Unet-VGG16"),
+                       ("reseg_vs_unet", "reseg", "unet_vgg16", "ReSeg GRU vs Unet-VGG16"))
 
 
 def bench_head_to_head(o: BenchOptions, names: Sequence[str] = HEAD_TO_HEAD) -> dict[str, Any]:
@@ -93,11 +97,10 @@ def bench_head_to_head(o: BenchOptions, names: Sequence[str] = HEAD_TO_HEAD) -> 
     t_train = time_interleaved(fns_train, o.repeats, 1, dev)
     img_s = {n: {"infer_img_s": o.batch / t_infer[n], "train_img_s": o.batch / t_train[n]} for n in names}
     out: dict[str, Any] = {"interleaved": img_s}
-    for a, b in (("reseg_mingru", "reseg"), ("reseg_mingru", "unet_vgg16"), ("reseg", "unet_vgg16")):
+    for tag, a, b, _ in HEAD_TO_HEAD_RATIOS:
         if a in img_s and b in img_s:
-            tag = f"{a}_vs_{'gru' if b == 'reseg' else 'unet'}"
-            out[f"{tag}_infer"] = img_s[a]["infer_img_s"] / img_s[b]["infer_img_s"]
-            out[f"{tag}_train"] = img_s[a]["train_img_s"] / img_s[b]["train_img_s"]
+            for kind in ("infer", "train"):
+                out[f"{tag}_{kind}"] = img_s[a][f"{kind}_img_s"] / img_s[b][f"{kind}_img_s"]
     return out
 
 
@@ -180,9 +183,7 @@ def head_to_head_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     h2h = res["head_to_head"]
     rows = [(f"{name}, timed interleaved: infer / train-step img/s", f"{v['infer_img_s']:.2f} / {v['train_img_s']:.2f}")
             for name, v in h2h["interleaved"].items()]
-    for tag, label in (("reseg_mingru_vs_gru", "ReSeg minGRU vs ReSeg GRU"),
-                       ("reseg_mingru_vs_unet", "ReSeg minGRU vs Unet-VGG16"),
-                       ("reseg_vs_unet", "ReSeg GRU vs Unet-VGG16")):
+    for tag, _, _, label in HEAD_TO_HEAD_RATIOS:
         if f"{tag}_train" in h2h:
             rows.append((f"{label}, timed interleaved: infer / train", f"{h2h[tag + '_infer']:.2f}x / {h2h[tag + '_train']:.2f}x"))
     return rows

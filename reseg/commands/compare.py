@@ -27,13 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     if len(args.runs) < 1:
         raise ResegError("give at least one run folder or metrics.json")
-    runs = load_runs(args.runs)
-    if args.labels is not None:
-        if len(args.labels) != len(runs):
-            raise ResegError(f"--labels got {len(args.labels)} names for {len(runs)} runs; give one name per run")
-        if len(set(args.labels)) != len(args.labels):
-            raise ResegError(f"--labels must be distinct, got {args.labels}")
-        runs = [(label, metrics) for label, (_, metrics) in zip(args.labels, runs)]
+    runs = load_runs(args.runs, args.labels)
     for given, (label, _) in zip(args.runs, runs):
         print(f"{label}: {find_metrics(given)}", file=sys.stderr)
     print(compare_markdown(runs))
