@@ -19,11 +19,14 @@ The "mingru" cell (Feng et al. 2024, "Were RNNs All We Needed?") has gates that 
 per direction z = sigmoid(W_z x + b_z), c = W_c x + b_c, h_t = (1 - z_t) h_{t-1} + z_t c_t. A sweep is
 then one matrix product for every step and both directions and one blocked parallel scan (scan.py)
 over every column (then row) of every image, in float32 (under autocast only the matrix products run
-in low precision). Its rows stay in (N, H, W) order, so its output is a channels-last NCHW view.
+in low precision). Its rows stay in (N, H, W) order, so its output is a channels-last NCHW view. On CUDA
+the scan is the fused Triton kernels of scan_triton.py (one launch per sweep and direction, forward and
+backward); RESEG_SCAN=blocked picks the blocked scan there for comparison.
 Tracing and export record the scan as a step loop (`impl="rnn"` runs that loop too).
 """
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from typing import Optional
@@ -62,11 +65,41 @@ class MinGRU(nn.Module):
         return torch.baddbmm(self.bias, x, w).view(-1, self.weight.shape[0])
 
     def sweep(self, x: Tensor, shape: tuple[int, int, int], loop: bool = False) -> Tensor:
-        """(N, S, C) rows in (P, T, R) order, sequences along T -> (M, 2*hidden) hidden states (>= float32).
+        """(N, S, C) rows in (P, T, R) order, sequences along T -> (M, 2*hidden) hidden states.
 
-        Under autocast the projection runs in low precision; the scan runs in float32."""
+        Under autocast the projection runs in low precision and the recurrence in float32 on every path;
+        the blocked scan returns float32, the Triton kernels the projection's dtype."""
         G = self.project(x)
-        return mingru_loop(G, shape) if loop else mingru_scan(G, shape)
+        if loop:
+            return mingru_loop(G, shape)
+        if scan_impl(G) == "triton":
+            from reseg.models.scan_triton import mingru_scan_fused  # imports triton: only for a CUDA sweep
+
+            return mingru_scan_fused(G, shape)
+        return mingru_scan(G, shape)
+
+
+SCAN_ENV = "RESEG_SCAN"
+SCAN_IMPLS = ("auto", "triton", "blocked")
+
+
+def scan_impl(G: Tensor) -> str:
+    """Which minGRU scan a sweep of G runs: RESEG_SCAN=triton|blocked, or auto (Triton on CUDA, else blocked).
+
+    Under torch.compile the choice is auto's (the Triton kernels are a custom op the compiler traces)."""
+    if torch.compiler.is_compiling():
+        return "triton" if G.is_cuda else "blocked"
+    choice = os.environ.get(SCAN_ENV, "auto").strip().lower() or "auto"
+    if choice not in SCAN_IMPLS:
+        raise ResegError(f"{SCAN_ENV}={choice!r} is not a minGRU scan; valid choices: {', '.join(SCAN_IMPLS)}")
+    if choice == "blocked" or (choice == "auto" and not G.is_cuda):
+        return "blocked"
+    from reseg.models.scan_triton import triton_available
+
+    why_not = triton_available()
+    if why_not and choice == "triton":
+        raise ResegError(f"{SCAN_ENV}=triton: {why_not}")
+    return "blocked" if why_not else "triton"
 
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "mingru": MinGRU}

@@ -1,0 +1,587 @@
+"""The GPU figures of `tools/gpu_check.sh`: ReNet's scans, ReNet's share, the models, `reseg video`.
+
+Every comparison is timed interleaved (one repeat of each in turn) after a warm-up, with CUDA
+synchronisation around each call, and each figure names what it times. With `rehearsal=True` the same
+code runs on the CPU at tiny sizes, the CUDA-only parts (Triton kernels, CUDA graphs, torch.compile)
+skipped by name, so a typo never costs device time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reseg.benchmark.timing import PeakMemory, strict_fp32, time_interleaved
+from reseg.models.renet import SCAN_ENV, ReNet
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE_CONFIG = REPO / "configs" / "reseg_skip_camvid_cpu.yaml"  # the recommended ReSeg skip model
+MODELS = ("reseg_mingru", "reseg_skip_recipe", "unet_vgg16", "fpn_vgg16")
+BASELINE = "unet_vgg16"
+
+
+@dataclass
+class GpuPlan:
+    """Sizes and switches of one GPU check; `rehearsal()` is the same plan shrunk for a CPU run."""
+
+    device: str = "cuda"
+    renet_shapes: list[tuple[int, int, int, int]] = field(default_factory=lambda: [(4, 256, 90, 120),
+                                                                                   (2, 256, 256, 512)])
+    model_sizes: list[tuple[int, int, int]] = field(default_factory=lambda: [(16, 360, 480), (2, 1024, 2048)])
+    video_sizes: list[tuple[int, int, int]] = field(default_factory=lambda: [(360, 480, 96), (1024, 2048, 24)])
+    video_batches: tuple[int, ...] = (1, 8)
+    compile_models: tuple[str, ...] = ("reseg_skip_recipe", BASELINE)
+    block_variants: tuple[tuple[int, int], ...] = ((16, 32), (32, 32), (16, 64), (32, 64), (64, 64), (32, 128))
+    models: tuple[str, ...] = MODELS
+    repeats: int = 7
+    hidden: int = 100
+    deadline: float | None = None  # time.monotonic() after which the optional torch.compile part is skipped
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @classmethod
+    def rehearsal(cls) -> "GpuPlan":
+        return cls(device="cpu", renet_shapes=[(1, 8, 6, 8)], model_sizes=[(1, 32, 48)], models=("reseg_skip_recipe", BASELINE),
+                   video_sizes=[(32, 48, 4)], video_batches=(1,), block_variants=((16, 32),), repeats=1, hidden=4)
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+@contextlib.contextmanager
+def scan_env(name: str | None) -> Iterator[None]:
+    """RESEG_SCAN set to `name` for the block (None: unset), restored after."""
+    old = os.environ.get(SCAN_ENV)
+    if name is None:
+        os.environ.pop(SCAN_ENV, None)
+    else:
+        os.environ[SCAN_ENV] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(SCAN_ENV, None)
+        else:
+            os.environ[SCAN_ENV] = old
+
+
+def _with_scan(name: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        with scan_env(name):
+            return fn()
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- ReNet
+
+
+def renet_layer_impls(channels: int, hidden: int, dev: torch.device, cuda: bool) -> dict[str, tuple[ReNet, str]]:
+    """name -> (layer, RESEG_SCAN value): cuDNN's GRU, the blocked minGRU scan and, on CUDA, the Triton one."""
+    torch.manual_seed(0)
+    gru = ReNet(channels, hidden, cell="gru").to(dev)  # nn.GRU (cuDNN) is ReNet's GRU path on CUDA
+    mingru = ReNet(channels, hidden, cell="mingru").to(dev)
+    impls = {"gru_cudnn" if cuda else "gru": (gru, "blocked"), "mingru_blocked": (mingru, "blocked")}
+    if cuda:
+        impls["mingru_triton"] = (mingru, "triton")
+    return impls
+
+
+def bench_renet_layer(shape: tuple[int, int, int, int], plan: GpuPlan) -> dict[str, Any]:
+    """ReNet layer forward (no grad) and forward+backward ms for each implementation, with peak memory,
+    after checking that the Triton and blocked minGRU scans agree (float32, no TF32) at this size."""
+    dev = torch.device(plan.device)
+    n, c, h, w = shape
+    impls = renet_layer_impls(c, plan.hidden, dev, plan.cuda)
+    x = torch.randn(n, c, h, w, device=dev)
+    xg = x.clone().requires_grad_(True)
+    res: dict[str, Any] = {"shape": list(shape), "hidden": plan.hidden}
+    if "mingru_triton" in impls:
+        layer = impls["mingru_triton"][0]
+        with torch.no_grad(), strict_fp32():
+            ref = _with_scan("blocked", lambda: layer(x))()
+            out = _with_scan("triton", lambda: layer(x))()
+        res["triton_vs_blocked_rel_err"] = ((out - ref).norm() / ref.norm()).item()
+
+    def fwd(layer: ReNet, scan: str) -> Callable[[], Any]:
+        def run() -> None:
+            with torch.no_grad():
+                layer(x)
+        return _with_scan(scan, run)
+
+    def fwdbwd(layer: ReNet, scan: str) -> Callable[[], Any]:
+        def run() -> None:
+            layer.zero_grad(set_to_none=True)
+            xg.grad = None
+            layer(xg).sum().backward()
+        return _with_scan(scan, run)
+
+    t_fwd = time_interleaved({k: fwd(*v) for k, v in impls.items()}, plan.repeats, 2, dev)
+    t_bwd = time_interleaved({k: fwdbwd(*v) for k, v in impls.items()}, plan.repeats, 2, dev)
+    res["fwd_ms"] = {k: 1e3 * v for k, v in t_fwd.items()}
+    res["fwdbwd_ms"] = {k: 1e3 * v for k, v in t_bwd.items()}
+    res["fwdbwd_peak_mb"] = {}
+    for k, v in impls.items():
+        with PeakMemory(dev) as mem:
+            fwdbwd(*v)()
+        res["fwdbwd_peak_mb"][k] = mem.peak_mb
+    if "mingru_triton" in impls:
+        for other in ("gru_cudnn", "mingru_blocked"):
+            res[f"triton_vs_{other}_fwd"] = t_fwd[other] / t_fwd["mingru_triton"]
+            res[f"triton_vs_{other}_fwdbwd"] = t_bwd[other] / t_bwd["mingru_triton"]
+    return res
+
+
+def bench_scan_alone(shape: tuple[int, int, int, int], plan: GpuPlan) -> dict[str, Any]:
+    """The Triton scan alone on the vertical sweep's gates, fwd and bwd, as achieved GB/s (each tensor read
+    or written once counted: fwd reads G, writes H; bwd reads G, H, dH, writes dG)."""
+    from reseg.models.scan_triton import mingru_scan_triton, mingru_scan_triton_backward
+
+    dev = torch.device(plan.device)
+    n, _, h, w = shape
+    G = torch.randn(n * h * w, 4 * plan.hidden, device=dev)
+    H = mingru_scan_triton(G, n, h, w)
+    dH = torch.randn_like(H)
+    t = time_interleaved({"fwd": lambda: mingru_scan_triton(G, n, h, w),
+                          "bwd": lambda: mingru_scan_triton_backward(G, H, dH, n, h, w)}, plan.repeats * 3, 3, dev)
+    fwd_bytes = (G.numel() + H.numel()) * 4
+    bwd_bytes = (2 * G.numel() + 2 * H.numel()) * 4
+    return {"fwd_us": 1e6 * t["fwd"], "bwd_us": 1e6 * t["bwd"], "fwd_gb_s": fwd_bytes / t["fwd"] / 1e9,
+            "bwd_gb_s": bwd_bytes / t["bwd"] / 1e9}
+
+
+def measure_ceilings(dev: torch.device) -> dict[str, float]:
+    """Device-to-device copy GB/s (bytes read + written) and bf16 8192^3 matrix-product TFLOP/s, on random data."""
+    x = torch.randn(2**28, device=dev)  # 1 GiB
+    y = torch.empty_like(x)
+    a = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
+    t = time_interleaved({"copy": lambda: y.copy_(x), "mm": lambda: a @ b}, 10, 3, dev)
+    return {"copy_gb_s": 2 * x.numel() * 4 / t["copy"] / 1e9, "bf16_mm_tflop_s": 2 * 8192**3 / t["mm"] / 1e12}
+
+
+def bench_block_sizes(shape: tuple[int, int, int, int], plan: GpuPlan) -> dict[str, Any]:
+    """The Triton scan's forward+backward ms per (BLOCK_T, BLOCK_C) tile, the default's included."""
+    from reseg.models import scan_triton
+
+    dev = torch.device(plan.device)
+    n, c, h, w = shape
+    torch.manual_seed(0)
+    layer = ReNet(c, plan.hidden, cell="mingru").to(dev)
+    xg = torch.randn(n, c, h, w, device=dev, requires_grad=True)
+
+    def variant(blocks: tuple[int, int] | None) -> Callable[[], None]:
+        def run() -> None:
+            scan_triton.BLOCKS_OVERRIDE.clear()
+            if blocks:
+                scan_triton.BLOCKS_OVERRIDE.update(fwd=blocks, bwd=blocks)
+            layer(xg).sum().backward()
+            scan_triton.BLOCKS_OVERRIDE.clear()
+        return _with_scan("triton", run)
+
+    fns = {"default": variant(None)} | {f"{bt}x{bc}": variant((bt, bc)) for bt, bc in plan.block_variants}
+    t = time_interleaved(fns, plan.repeats, 2, dev)
+    return {"shape": list(shape), "fwdbwd_ms": {k: 1e3 * v for k, v in t.items()},
+            "best": min(t, key=t.get)}
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def build_gpu_model(name: str, num_classes: int = 11) -> nn.Module:
+    """The models of the GPU figures through the one factory, without pretrained weights."""
+    from reseg.benchmark.models import build_bench_model
+    from reseg.config import load_config
+    from reseg.models import build_model
+
+    if name == "reseg_skip_recipe":
+        return build_model(load_config(RECIPE_CONFIG, ["model.encoder_weights=null"]), num_classes)
+    return build_bench_model(name, num_classes)
+
+
+@dataclass
+class _Case:
+    """One model at one size: a fixed batch, its labels and an optimiser for the training step."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    opt: torch.optim.Optimizer
+
+
+def _case(name: str, batch: int, size: tuple[int, int], dev: torch.device) -> _Case:
+    model = build_gpu_model(name).to(dev)
+    x = torch.randn(batch, 3, *size, device=dev)
+    y = torch.randint(0, 11, (batch, *size), device=dev)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+    return _Case(model, x, y, opt)
+
+
+def _autocast(dev: torch.device, bf16: bool, cache: bool = True):
+    """bf16 autocast (or none); CUDA graph capture needs cache=False (cached casts would outlive the capture)."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16, cache_enabled=cache) if bf16 else contextlib.nullcontext()
+
+
+def _infer_fn(case: _Case, dev: torch.device, bf16: bool, channels_last: bool) -> Callable[[], Any]:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    case.model.to(memory_format=fmt)
+    x = case.x.contiguous(memory_format=fmt)
+    model = case.model
+
+    def run() -> Any:
+        model.eval()
+        with torch.inference_mode(), _autocast(dev, bf16):
+            return model(x)
+    return run
+
+
+def _train_fn(case: _Case, dev: torch.device, bf16: bool, channels_last: bool) -> Callable[[], Any]:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    case.model.to(memory_format=fmt)
+    x = case.x.contiguous(memory_format=fmt)
+    model, opt, y = case.model, case.opt, case.y
+
+    def run() -> None:
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        with _autocast(dev, bf16):
+            loss = F.cross_entropy(model(x), y, ignore_index=255)
+        loss.backward()
+        opt.step()
+    return run
+
+
+def _graph_fn(case: _Case, dev: torch.device) -> Callable[[], Any]:
+    """bf16 channels-last inference captured once as a CUDA graph; each call replays it."""
+    case.model.to(memory_format=torch.channels_last).eval()
+    static_x = case.x.contiguous(memory_format=torch.channels_last)
+    side = torch.cuda.Stream(dev)
+    side.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(side), torch.inference_mode(), _autocast(dev, True, cache=False):
+        for _ in range(2):
+            case.model(static_x)
+    torch.cuda.current_stream(dev).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), torch.cuda.graph(graph), _autocast(dev, True, cache=False):
+        case.model(static_x)
+    return graph.replay
+
+
+INFER_VARIANTS = ("fp32", "bf16", "bf16_channels_last", "cuda_graph")
+TRAIN_VARIANTS = ("fp32", "bf16_channels_last")
+
+
+def bench_models_at(batch: int, size: tuple[int, int], plan: GpuPlan, log: Callable[[str], None]) -> dict[str, Any]:
+    """Every model's inference (fp32, bf16 autocast, + channels-last, CUDA graph) and training step (fp32,
+    bf16 + channels-last) img/s and peak memory at one size, each variant timed interleaved across models."""
+    dev = torch.device(plan.device)
+    cases = {name: _case(name, batch, size, dev) for name in plan.models}
+    res: dict[str, Any] = {"batch": batch, "size": list(size), "infer_img_s": {}, "train_img_s": {},
+                           "infer_peak_mb": {}, "train_peak_mb": {}}
+    variants: list[tuple[str, str, Callable[[_Case], Callable[[], Any]]]] = [
+        ("infer", "fp32", lambda c: _infer_fn(c, dev, False, False)),
+        ("infer", "bf16", lambda c: _infer_fn(c, dev, True, False)),
+        ("infer", "bf16_channels_last", lambda c: _infer_fn(c, dev, True, True)),
+        ("train", "fp32", lambda c: _train_fn(c, dev, False, False)),
+        ("train", "bf16_channels_last", lambda c: _train_fn(c, dev, True, True)),
+    ]
+    if plan.cuda:
+        variants.insert(3, ("infer", "cuda_graph", lambda c: _graph_fn(c, dev)))
+    for kind, variant, make in variants:
+        log(f"  {kind} {variant} at {batch}x{size[0]}x{size[1]}")
+        fns = {}
+        for name, case in cases.items():
+            try:
+                fns[name] = make(case)
+                fns[name]()
+            except Exception as exc:  # one model failing one variant (a graph capture, say) keeps the rest
+                fns.pop(name, None)
+                res.setdefault("errors", {})[f"{kind}_{variant}_{name}"] = f"{type(exc).__name__}: {exc}"[:500]
+                log(f"   {name} FAILED {kind} {variant}: {type(exc).__name__}: {exc}"[:300])
+        if not fns:
+            continue
+        t = time_interleaved(fns, plan.repeats, 2, dev)
+        res[f"{kind}_img_s"][variant] = {name: batch / s for name, s in t.items()}
+        peaks = {}
+        for name, fn in fns.items():
+            with PeakMemory(dev) as mem:
+                fn()
+            peaks[name] = mem.peak_mb
+        res[f"{kind}_peak_mb"][variant] = peaks
+        del fns
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    res["ratios_vs_unet"] = _ratios(res)
+    return res
+
+
+def _ratios(res: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each model's img/s over U-Net's, per variant, and best variant over U-Net's best."""
+    names = list(res["infer_img_s"].get("fp32", {}))
+    out: dict[str, dict[str, float]] = {name: {} for name in names if name != BASELINE}
+    for kind in ("infer", "train"):
+        table = res[f"{kind}_img_s"]
+        for variant, speeds in table.items():
+            for name in out:
+                if name in speeds and BASELINE in speeds:
+                    out[name][f"{kind}_{variant}"] = speeds[name] / speeds[BASELINE]
+        best = {name: max((table[v][name] for v in table if name in table[v]), default=None) for name in names}
+        for name in out:
+            if best[name] and best.get(BASELINE):
+                out[name][f"{kind}_best"] = best[name] / best[BASELINE]
+    return out
+
+
+def bench_compiled(batch: int, size: tuple[int, int], plan: GpuPlan, log: Callable[[str], None]) -> dict[str, Any]:
+    """torch.compile'd bf16 channels-last inference of a few models, timed interleaved, with compile seconds."""
+    dev = torch.device(plan.device)
+    fns, compile_s = {}, {}
+    errors = {}
+    for name in plan.compile_models:
+        case = _case(name, batch, size, dev)
+        case.model = torch.compile(case.model)
+        fn = _infer_fn(case, dev, True, True)
+        t0 = time.perf_counter()
+        try:
+            fn()
+            _sync(dev)
+        except Exception as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"[:500]
+            log(f"  {name} FAILED to compile: {errors[name][:300]}")
+            continue
+        compile_s[name] = time.perf_counter() - t0
+        log(f"  compiled {name} in {compile_s[name]:.0f} s")
+        fns[name] = fn
+    t = time_interleaved(fns, plan.repeats, 2, dev) if fns else {}
+    return {"batch": batch, "size": list(size), "infer_img_s": {k: batch / v for k, v in t.items()},
+            "compile_s": compile_s, "errors": errors}
+
+
+def bench_renet_share(batch: int, size: tuple[int, int], plan: GpuPlan) -> dict[str, Any]:
+    """ReNet's share of minGRU ReSeg (paper width) inference, fp32 and bf16 autocast, per scan available."""
+    from reseg.benchmark.models import build_bench_model
+
+    dev = torch.device(plan.device)
+    model = build_bench_model("reseg_mingru").to(dev).eval()
+    x = torch.randn(batch, 3, *size, device=dev)
+    out: dict[str, Any] = {"batch": batch, "size": list(size)}
+    for scan in (("triton", "blocked") if plan.cuda else ("blocked",)):
+        for bf16 in (False, True):
+            with torch.inference_mode(), _autocast(dev, bf16):
+                feats = model.encoder(x)
+                fns = {"model": _with_scan(scan, lambda: model(x)),
+                       "renet": _with_scan(scan, lambda: model.renet(feats))}
+                t = time_interleaved(fns, plan.repeats, 2, dev)
+            out[f"{scan}_{'bf16' if bf16 else 'fp32'}"] = {"model_ms": 1e3 * t["model"], "renet_ms": 1e3 * t["renet"],
+                                                         "share": t["renet"] / t["model"]}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- video
+
+
+def _recipe_checkpoint(folder: Path) -> Path:
+    """The ReSeg skip recipe's model (untrained) saved the way `reseg train` saves it, for `reseg video`."""
+    from reseg.config import load_config
+    from reseg.data.classes import CAMVID
+    from reseg.engine.checkpoint import save_checkpoint
+    from reseg.models import build_model
+
+    cfg = load_config(RECIPE_CONFIG, ["model.encoder_weights=null", "data.eval_size=null", "model.num_classes=11"])
+    model = build_model(cfg, 11)
+    path = folder / "recipe.pt"
+    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": list(CAMVID.names),
+                     "epoch": 0, "iteration": 0}, path)
+    return path
+
+
+def bench_video_paths(plan: GpuPlan, log: Callable[[str], None]) -> dict[str, Any]:
+    """`reseg video` end to end against model-only FPS, on the predictor `reseg video` builds from a checkpoint
+    of the ReSeg skip recipe (full-frame inference), at each size and batch, with the stage table."""
+    from reseg.predictor import Predictor
+    from reseg.video import benchmark_video
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = _recipe_checkpoint(Path(tmp))
+        for h, w, frames in plan.video_sizes:
+            for batch in plan.video_batches:
+                log(f"  reseg video at {h}x{w}, batch {batch}, {frames} frames")
+                pred = Predictor.from_checkpoint(ckpt, device=plan.device)
+                stats = benchmark_video(pred, size=(h, w), frames=frames, batch=batch, repeats=1, workdir=tmp)
+                keys = ("fps_model_only", "fps_end_to_end", "ratio", "ratio_in_run", "decoder", "timing")
+                out[f"{h}x{w}_b{batch}"] = {k: stats[k] for k in keys if k in stats}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def _save_json(results: dict[str, Any], path: Path) -> None:
+    import json
+
+    from reseg.io import write_text
+
+    write_text(path, json.dumps(results, indent=1, default=str))
+
+
+def run_gpu_bench(plan: GpuPlan, out_json: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every benchmark figure of the GPU check, saved to `out_json` after each part (a timeout keeps the rest)."""
+    from reseg.benchmark.timing import machine_info
+
+    dev = torch.device(plan.device)
+    res: dict[str, Any] = {"machine": machine_info(plan.device), "device": plan.device, "repeats": plan.repeats,
+                           "rehearsal": not plan.cuda, "skipped": []}
+    try:
+        import triton
+
+        res["machine"]["triton"] = triton.__version__
+    except ImportError:
+        res["machine"]["triton"] = None
+    if plan.cuda:
+        res["machine"]["cuda"] = torch.version.cuda
+        res["machine"]["cudnn"] = torch.backends.cudnn.version()
+    else:
+        res["skipped"] += ["Triton kernels (CUDA only)", "block-size sweep (CUDA only)", "CUDA graphs (CUDA only)",
+                           "torch.compile (timed on CUDA only)"]
+    parts: list[tuple[str, Callable[[], Any]]] = []
+    if plan.cuda:
+        parts.append(("ceilings", lambda: measure_ceilings(dev)))
+        parts.append(("triton_scan_alone", lambda: bench_scan_alone(plan.renet_shapes[0], plan)))
+    for shape in plan.renet_shapes:
+        parts.append((f"renet_{'x'.join(map(str, shape))}", lambda shape=shape: bench_renet_layer(shape, plan)))
+    if plan.cuda:
+        parts.append(("triton_blocks", lambda: bench_block_sizes(plan.renet_shapes[0], plan)))
+    b0, h0, w0 = plan.model_sizes[0]
+    parts.append(("renet_share", lambda: bench_renet_share(b0, (h0, w0), plan)))
+    for b, h, w in plan.model_sizes:
+        parts.append((f"models_{b}x{h}x{w}", lambda b=b, h=h, w=w: bench_models_at(b, (h, w), plan, log)))
+    parts.append(("video", lambda: bench_video_paths(plan, log)))
+    if plan.cuda and plan.compile_models:
+        parts.append((f"compile_{b0}x{h0}x{w0}", lambda: bench_compiled(b0, (h0, w0), plan, log)))
+    for name, fn in parts:
+        if name.startswith("compile_") and plan.deadline is not None and time.monotonic() > plan.deadline:
+            res["skipped"].append(f"{name}: past the --deadline")
+            continue
+        log(f"== {time.strftime('%H:%M:%S')} bench {name}")
+        t0 = time.perf_counter()
+        try:
+            res[name] = fn()
+        except Exception as exc:  # one failed part must not cost the others' figures
+            res[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            log(f"   FAILED: {res[name]['error']}")
+        res.setdefault("part_seconds", {})[name] = round(time.perf_counter() - t0, 1)
+        _save_json(res, out_json)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    return res
+
+
+def _f(v: Any, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def gpu_table(res: dict[str, Any], camvid: dict[str, Any] | None = None) -> str:
+    """The GPU check's figures as one markdown table, headed by the GPU and the torch/triton/CUDA versions."""
+    m = res.get("machine", {})
+    lines = [f"GPU check: {m.get('gpu', 'no GPU (CPU rehearsal)')}, torch {m.get('torch')}, triton {m.get('triton')}, "
+             f"CUDA {m.get('cuda', '-')}, median of {res.get('repeats')} timed interleaved", "",
+             "| figure | value |", "|---|---|"]
+    row = lambda k, v: lines.append(f"| {k} | {v} |")  # noqa: E731
+    for key, r in res.items():
+        if key.startswith("renet_") and key != "renet_share" and "fwd_ms" in r:
+            shape = "x".join(map(str, r["shape"]))
+            for impl in r["fwd_ms"]:
+                row(f"ReNet {shape}, {impl}: fwd / fwd+bwd ms (fwd+bwd peak MB)",
+                    f"{_f(r['fwd_ms'][impl], 2)} / {_f(r['fwdbwd_ms'][impl], 2)} ({_f(r['fwdbwd_peak_mb'][impl], 0)})")
+            for other in ("gru_cudnn", "mingru_blocked"):
+                if f"triton_vs_{other}_fwdbwd" in r:
+                    row(f"ReNet {shape}, Triton minGRU vs {other}: fwd / fwd+bwd",
+                        f"{_f(r[f'triton_vs_{other}_fwd'], 2)}x / {_f(r[f'triton_vs_{other}_fwdbwd'], 2)}x")
+            if "triton_vs_blocked_rel_err" in r:
+                row(f"ReNet {shape}, Triton vs blocked scan rel. error (fp32)", f"{r['triton_vs_blocked_rel_err']:.1e}")
+    if "copy_gb_s" in res.get("ceilings", {}):
+        c = res["ceilings"]
+        row("ceilings: device copy GB/s (read + write), bf16 8192^3 matmul TFLOP/s",
+            f"{_f(c['copy_gb_s'], 0)}, {_f(c['bf16_mm_tflop_s'], 0)}")
+    if "fwd_us" in res.get("triton_scan_alone", {}):
+        sa = res["triton_scan_alone"]
+        row("Triton scan alone (vertical sweep of the first ReNet shape): fwd / bwd us (GB/s)",
+            f"{_f(sa['fwd_us'], 0)} ({_f(sa['fwd_gb_s'], 0)}) / {_f(sa['bwd_us'], 0)} ({_f(sa['bwd_gb_s'], 0)})")
+    if "fwdbwd_ms" in res.get("triton_blocks", {}):
+        tb = res["triton_blocks"]
+        row("Triton scan tiles (BLOCK_T x BLOCK_C), ReNet fwd+bwd ms",
+            ", ".join(f"{k} {_f(v, 2)}" for k, v in tb["fwdbwd_ms"].items()) + f"; best {tb['best']}")
+    share = res.get("renet_share", {})
+    for k, v in share.items():
+        if isinstance(v, dict) and "share" in v:
+            row(f"ReNet share of minGRU ReSeg inference, {k} scan/precision, batch {share['batch']} "
+                f"{share['size'][0]}x{share['size'][1]}", f"{100 * v['share']:.1f}% ({_f(v['renet_ms'], 2)} of "
+                f"{_f(v['model_ms'], 2)} ms)")
+    for key, r in res.items():
+        if key.startswith("models_") and "infer_img_s" in r:
+            at = f"batch {r['batch']} {r['size'][0]}x{r['size'][1]}"
+            for kind in ("infer", "train"):
+                for variant, speeds in r[f"{kind}_img_s"].items():
+                    peaks = r[f"{kind}_peak_mb"][variant]
+                    row(f"{kind} img/s (peak MB), {variant}, {at}",
+                        ", ".join(f"{n} {_f(s)} ({_f(peaks[n], 0)})" for n, s in speeds.items()))
+            for name, ratios in r["ratios_vs_unet"].items():
+                row(f"{name} vs {BASELINE}, {at}", ", ".join(f"{k} {_f(v, 2)}x" for k, v in ratios.items()))
+        if key.startswith("compile_") and "infer_img_s" in r:
+            row(f"torch.compile bf16 channels-last infer img/s (compile s), batch {r['batch']} "
+                f"{r['size'][0]}x{r['size'][1]}",
+                ", ".join(f"{n} {_f(s)} ({_f(r['compile_s'][n], 0)})" for n, s in r["infer_img_s"].items()))
+    for key, v in res.get("video", {}).items():
+        if isinstance(v, dict) and "fps_end_to_end" in v:
+            stages = v.get("timing", {}).get("stages", {})
+            per = ", ".join(f"{n} {_f(s['ms_per_frame'], 2)}" for n, s in stages.items() if s.get("seconds", 0) > 0)
+            bound = v.get("timing", {}).get("bound", {})
+            row(f"reseg video {key}: end-to-end / model-only FPS",
+                f"{_f(v['fps_end_to_end'])} / {_f(v['fps_model_only'])} = {_f(v['ratio'], 2)}x; bound by "
+                f"{bound.get('stage', '-')}; ms/frame: {per}")
+    for name, r in (camvid or {}).items():
+        row(f"CamVid on the GPU, {name}: val mIoU / aAcc %, iterations in {r.get('budget')}",
+            r["error"] if "error" in r else f"{_f(r.get('miou'), 2)} / {_f(r.get('aacc'), 2)}, {r.get('iterations')}")
+    for key, r in res.items():
+        if isinstance(r, dict) and "error" in r:
+            row(f"{key} FAILED", r["error"].replace("|", "/")[:300])
+        for what, err in (r.get("errors") or {}).items() if isinstance(r, dict) else ():
+            row(f"{key}: {what} FAILED", err.replace("|", "/")[:300])
+    if res.get("skipped"):
+        row("skipped (rehearsal)", "; ".join(res["skipped"]))
+    return "\n".join(lines)
+
+
+def camvid_summary(work_dir: Path, eval_dir: Path, budget: str | None) -> dict[str, Any]:
+    """mIoU and aAcc of `reseg evaluate` (eval_dir/metrics.json) and the iterations the run trained (its
+    metrics.jsonl), or the error that stopped it."""
+    import json
+
+    out: dict[str, Any] = {"work_dir": str(work_dir), "budget": budget}
+    metrics = eval_dir / "metrics.json"
+    if not metrics.is_file():
+        out["error"] = f"no {metrics}: the run or its evaluation failed (see the log)"
+        return out
+    m = json.loads(metrics.read_text())
+    out["per_class_iou"] = {k: round(100 * float(v["IoU"]), 2) for k, v in m.get("per_class", {}).items()
+                            if isinstance(v, dict) and v.get("IoU") is not None}
+    out["miou"], out["aacc"] = 100 * float(m["mIoU"]), 100 * float(m["aAcc"])  # fractions in metrics.json
+    log = work_dir / "metrics.jsonl"
+    if log.is_file():
+        iters = [json.loads(line).get("iter", 0) for line in log.read_text().splitlines() if line.strip()]
+        out["iterations"] = max(iters, default=0)
+    return out

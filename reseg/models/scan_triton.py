@@ -1,0 +1,202 @@
+"""minGRU's bidirectional sweep as fused Triton kernels: one launch per sweep, forward and backward.
+
+The layout is the one `scan.py` uses: gate pre-activations G (M, 4*hs), rows in (P, T, R) order, columns
+[k fwd, k bwd, c fwd, c bwd]; hidden states H (M, 2*hs), columns [h fwd, h bwd]. The sequence of row
+(p, r) runs along T with a stride of R rows, so the vertical sweep (P, T, R) = (N, H, W) and the
+horizontal one (N*H, W, 1) read the same (N, H, W) row order by strides: nothing is permuted or copied.
+
+One launch per sweep covers both directions of every sequence: a program owns one sequence, one
+direction and a block of channels. It walks the sequence in tiles
+of BLOCK_T steps: each tile's k and c are loaded at once, z = sigmoid(k) and the pairs (1 - z, z c) are
+formed in registers (z and c are never written out), a parallel associative scan inside the tile gives
+the tile's states from a zero start, and the state carried in from the previous tile is added through
+the tile's cumulative decay. All arithmetic is float32 whatever G's dtype; H is written in G's dtype.
+No logs and no divisions: saturated gates (z = 0 or 1) are exact.
+
+The backward kernel runs the adjoint scan g_t = dh_t + (1 - z_{t+1}) g_{t+1} the other way in time,
+in the same tiles, and writes dk = g z (1 - z) (c_t - h_{t-1}) and dc = g z straight into dG.
+
+`mingru_scan_triton` is a `torch.library` custom op (reseg::mingru_scan) with its backward registered,
+so it works under autograd, `torch.compile`, autocast and CUDA graphs. With TRITON_INTERPRET=1 set before
+triton is imported, the kernels run on CPU tensors in Triton's interpreter (slow; what the tests use).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+try:
+    import triton
+    import triton.language as tl
+
+    _TRITON_ERROR = ""
+except ImportError as exc:  # pragma: no cover - depends on the install
+    triton = None
+    tl = None
+    _TRITON_ERROR = f"triton cannot be imported ({exc})"
+
+
+def triton_available() -> str:
+    """'' when the kernels can run, else why not (for skips and errors)."""
+    return _TRITON_ERROR
+
+
+if triton is not None:
+
+    @triton.jit
+    def _combine(a_l, b_l, a_r, b_r):
+        # (a_l, b_l) then (a_r, b_r): h -> a_r (a_l h + b_l) + b_r
+        return a_l * a_r, a_r * b_l + b_r
+
+    @triton.jit
+    def _time_of(u, T, DIR):
+        # the time index of step u of direction DIR (0 runs up T, 1 runs down T)
+        return u + DIR * (T - 1 - 2 * u)
+
+    @triton.jit
+    def _sweep_fwd(G, H, T, R, HS, stride_g, stride_h, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+        s = tl.program_id(0)  # sequence: (p, r)
+        cb = tl.program_id(1)  # block of channels
+        DIR = tl.program_id(2)  # direction
+        row0 = (s // R) * T * R + s % R  # row of time 0
+        ch = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+        ch_ok = ch < HS
+        steps = tl.arange(0, BLOCK_T)
+        carry = tl.zeros([BLOCK_C], dtype=tl.float32)
+        for u0 in range(0, T, BLOCK_T):
+            u = u0 + steps
+            ok = (u < T)[:, None] & ch_ok[None, :]
+            rows = (row0 + _time_of(u, T, DIR) * R).to(tl.int64)
+            g_off = rows[:, None] * stride_g + ch[None, :]
+            k = tl.load(G + g_off + DIR * HS, mask=ok, other=0.0).to(tl.float32)
+            c = tl.load(G + g_off + (2 + DIR) * HS, mask=ok, other=0.0).to(tl.float32)
+            z = tl.sigmoid(k)
+            a = tl.where(ok, 1.0 - z, 1.0)  # past the end: h carries through unchanged
+            b = tl.where(ok, z * c, 0.0)
+            A, B = tl.associative_scan((a, b), 0, _combine)
+            h = B + A * carry[None, :]
+            tl.store(H + rows[:, None] * stride_h + DIR * HS + ch[None, :], h.to(H.dtype.element_ty), mask=ok)
+            carry = tl.sum(tl.where((steps == BLOCK_T - 1)[:, None], h, 0.0), axis=0)
+
+    @triton.jit
+    def _sweep_bwd(G, H, dH, dG, T, R, HS, stride_g, stride_h, stride_dh,
+                   BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+        s = tl.program_id(0)
+        cb = tl.program_id(1)
+        DIR = tl.program_id(2)
+        row0 = (s // R) * T * R + s % R
+        ch = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+        ch_ok = ch < HS
+        steps = tl.arange(0, BLOCK_T)
+        carry = tl.zeros([BLOCK_C], dtype=tl.float32)  # g of the step after the tile
+        for v0 in range(0, T, BLOCK_T):
+            u = T - 1 - (v0 + steps)  # the adjoint walks the forward steps last to first
+            valid = u >= 0
+            ok = valid[:, None] & ch_ok[None, :]
+            rows = (row0 + _time_of(u, T, DIR) * R).to(tl.int64)
+            g_off = rows[:, None] * stride_g + ch[None, :]
+            k = tl.load(G + g_off + DIR * HS, mask=ok, other=0.0).to(tl.float32)
+            c = tl.load(G + g_off + (2 + DIR) * HS, mask=ok, other=0.0).to(tl.float32)
+            dh = tl.load(dH + rows[:, None] * stride_dh + DIR * HS + ch[None, :], mask=ok, other=0.0).to(tl.float32)
+            # the decay of the next forward step (u + 1): how g_{u+1} reaches h_u
+            nxt_ok = ((u + 1) < T)[:, None] & ok
+            rows_n = (row0 + _time_of(u + 1, T, DIR) * R).to(tl.int64)
+            k_n = tl.load(G + rows_n[:, None] * stride_g + ch[None, :] + DIR * HS, mask=nxt_ok, other=0.0)
+            a_n = tl.where(nxt_ok, 1.0 - tl.sigmoid(k_n.to(tl.float32)), tl.where(ok, 0.0, 1.0))
+            A, Gs = tl.associative_scan((a_n, dh), 0, _combine)
+            g = Gs + A * carry[None, :]
+            carry = tl.sum(tl.where((steps == BLOCK_T - 1)[:, None], g, 0.0), axis=0)
+            # h_{u-1}, the state the step started from (0 before the first step)
+            prv_ok = (u > 0)[:, None] & ok
+            rows_p = (row0 + _time_of(u - 1, T, DIR) * R).to(tl.int64)
+            h_p = tl.load(H + rows_p[:, None] * stride_h + DIR * HS + ch[None, :], mask=prv_ok, other=0.0)
+            z = tl.sigmoid(k)
+            dc = g * z
+            dk = dc * (1.0 - z) * (c - h_p.to(tl.float32))
+            out = dG.dtype.element_ty
+            tl.store(dG + g_off + DIR * HS, dk.to(out), mask=ok)
+            tl.store(dG + g_off + (2 + DIR) * HS, dc.to(out), mask=ok)
+
+
+def _blocks(T: int, hs: int) -> tuple[int, int]:
+    """(BLOCK_T, BLOCK_C): tiles of up to 32 steps by up to 64 channels (powers of two, as Triton needs)."""
+    block_c = min(64, triton.next_power_of_2(max(hs, 1)))
+    block_t = min(32, triton.next_power_of_2(max(T, 1)))
+    return block_t, block_c
+
+
+BLOCKS_OVERRIDE: dict[str, tuple[int, int]] = {}  # "fwd"/"bwd" -> (BLOCK_T, BLOCK_C); the GPU check tries sizes
+
+
+class _SkipLaunch:
+    """Stands in for an interpreted kernel while fake tensors trace the op (the interpreter would run it)."""
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: None
+
+
+_SKIP_LAUNCH = _SkipLaunch()
+
+
+def _launcher(kernel, t: Tensor):
+    """The kernel as the device needs it: traceable (wrap_triton) on CUDA, as it is under the interpreter."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    if isinstance(kernel, InterpretedFunction):  # TRITON_INTERPRET=1 when triton was imported
+        return _SKIP_LAUNCH if isinstance(t, torch._subclasses.FakeTensor) else kernel  # fake: shapes only
+    if t.device.type != "cuda":
+        raise RuntimeError(f"the Triton minGRU scan needs CUDA tensors (got {t.device.type}); on the CPU it runs "
+                           "only in Triton's interpreter: set TRITON_INTERPRET=1 before triton is imported")
+    return torch.library.wrap_triton(kernel)
+
+
+def _grid(P: int, R: int, hs: int, block_c: int) -> tuple[int, int, int]:
+    """(sequences, channel blocks, directions): one launch covers both directions of every sequence."""
+    return P * R, triton.cdiv(hs, block_c), 2
+
+
+@torch.library.triton_op("reseg::mingru_scan", mutates_args=())
+def mingru_scan_triton(G: Tensor, P: int, T: int, R: int) -> Tensor:
+    """Hidden states (M, 2*hs) in G's dtype of a bidirectional minGRU sweep; G (M, 4*hs) as in `scan.py`."""
+    hs = G.shape[1] // 4
+    H = torch.empty((G.shape[0], 2 * hs), dtype=G.dtype, device=G.device)
+    block_t, block_c = BLOCKS_OVERRIDE.get("fwd") or _blocks(T, hs)
+    _launcher(_sweep_fwd, G)[_grid(P, R, hs, block_c)](G, H, T, R, hs, G.stride(0), H.stride(0),
+                                                         BLOCK_T=block_t, BLOCK_C=block_c)
+    return H
+
+
+@torch.library.triton_op("reseg::mingru_scan_backward", mutates_args=())
+def mingru_scan_triton_backward(G: Tensor, H: Tensor, dH: Tensor, P: int, T: int, R: int) -> Tensor:
+    """dL/dG (M, 4*hs) in G's dtype from dL/dH, by the adjoint scan."""
+    hs = G.shape[1] // 4
+    dG = torch.empty_like(G)
+    block_t, block_c = BLOCKS_OVERRIDE.get("bwd") or _blocks(T, hs)
+    _launcher(_sweep_bwd, G)[_grid(P, R, hs, block_c)](G, H, dH, dG, T, R, hs, G.stride(0), H.stride(0),
+                                                         dH.stride(0), BLOCK_T=block_t, BLOCK_C=block_c)
+    return dG
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    G, P, T, R = inputs
+    ctx.save_for_backward(G, output)
+    ctx.dims = (P, T, R)
+
+
+def _backward(ctx, dH: Tensor):
+    G, H = ctx.saved_tensors
+    dG = mingru_scan_triton_backward(G, H, dH.contiguous(), *ctx.dims)
+    return dG, None, None, None
+
+
+mingru_scan_triton.register_autograd(_backward, setup_context=_setup_context)
+
+
+def mingru_scan_fused(G: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """`scan.mingru_scan` through the Triton kernels: G (M, 4*hs) -> H (M, 2*hs) in G's dtype."""
+    P, T, R = shape
+    if G.shape[0] != P * T * R or G.shape[1] % 4:
+        raise ValueError(f"gate pre-activations of shape {tuple(G.shape)} do not fit sequences {shape} "
+                         "(expected (P*T*R, 4*hidden))")
+    return mingru_scan_triton(G.contiguous(), P, T, R)
