@@ -24,6 +24,8 @@ def test_the_gpu_check_rehearses_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert bench["rehearsal"] is True and "CUDA graphs (CUDA only)" in bench["skipped"]
     failed = {k: v for k, v in bench.items() if isinstance(v, dict) and ("error" in v or v.get("errors"))}
     assert not failed, failed
+    assert bench["triton_scan_alone"]["bfloat16"]["fwd_us"] > 0  # the kernels alone, in Triton's interpreter
+    assert set(bench["triton_blocks"]["fwd_us"]) == {"default", "8x16x1"}
     layer = bench["renet_1x8x6x8"]
     assert set(layer["fwdbwd_ms"]) == {"gru", "mingru_blocked"} and all(v > 0 for v in layer["fwdbwd_ms"].values())
     models = bench["models_1x32x48"]

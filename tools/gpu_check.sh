@@ -7,8 +7,8 @@
 # Steps, in this order (about 8 minutes on one H200, plus the machine's start; each file lands in OUT as its
 # step ends, so a run cut short keeps what finished, and `tools/gpu_check.py report --out OUT` redoes the table):
 #   env      the Python environment, checked first: fails in seconds, naming what is missing
-#   kernels  the Triton scan's tests on CUDA (tests/test_scan_triton.py); if they fail, the rest runs with
-#            RESEG_SCAN=blocked and the report says so
+#   kernels  the Triton scan's tests and the other CUDA tests on CUDA (tests/test_scan_triton.py,
+#            tests/test_cuda.py); if the scan's fail, the rest runs with RESEG_SCAN=blocked and OUT says so
 #   camvid   CamVid on the GPU: configs/reseg_skip_camvid_gpu.yaml and configs/unet_vgg16_camvid_gpu.yaml,
 #            CAMVID_BUDGET each (default 70s), scored with `reseg evaluate` on val at 360x480 (OUT/camvid_*.json)
 #   bench    ReNet layer (cuDNN GRU, blocked minGRU, Triton minGRU; fwd and fwd+bwd), the Triton tile sizes,
@@ -99,10 +99,15 @@ fi
 
 if want kernels; then
     step "Triton scan tests on $DEVICE"
-    if ! timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_scan_triton.py 2>&1 | tail -15; then
+    if ! timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_scan_triton.py 2>&1 | tail -15; then
         echo "gpu_check: the Triton scan's tests FAILED: the rest runs with RESEG_SCAN=blocked"
         export RESEG_SCAN=blocked
         echo "Triton scan tests failed; figures below use RESEG_SCAN=blocked" > "$OUT/KERNELS_FAILED"
+    fi
+    if [ "$DEVICE" = cuda ]; then
+        step "the other CUDA tests"
+        timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -8 \
+            || echo "gpu_check: tests/test_cuda.py FAILED or ran out of time"
     fi
 fi
 

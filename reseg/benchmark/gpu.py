@@ -41,7 +41,8 @@ class GpuPlan:
     video_sizes: list[tuple[int, int, int]] = field(default_factory=lambda: [(360, 480, 96), (1024, 2048, 24)])
     video_batches: tuple[int, ...] = (1, 8)
     compile_models: tuple[str, ...] = ("reseg_skip_recipe", BASELINE)
-    block_variants: tuple[tuple[int, int], ...] = ((16, 32), (32, 32), (16, 64), (32, 64), (64, 64), (32, 128))
+    block_variants: tuple[tuple[int, ...], ...] = ((32, 64, 4), (16, 64, 2), (8, 64, 1), (8, 128, 4), (16, 128, 4),
+                                                   (8, 128, 8), (4, 128, 4))
     models: tuple[str, ...] = MODELS
     repeats: int = 7
     hidden: int = 100
@@ -51,10 +52,15 @@ class GpuPlan:
     def cuda(self) -> bool:
         return self.device.startswith("cuda")
 
+    @property
+    def kernels(self) -> bool:
+        """Whether the Triton scan's own parts run: on CUDA, or in Triton's interpreter (a rehearsal)."""
+        return self.cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
     @classmethod
     def rehearsal(cls) -> "GpuPlan":
         return cls(device="cpu", renet_shapes=[(1, 8, 6, 8)], model_sizes=[(1, 32, 48)], models=("reseg_skip_recipe", BASELINE),
-                   video_sizes=[(32, 48, 4)], video_batches=(1,), block_variants=((16, 32),), repeats=1, hidden=4)
+                   video_sizes=[(32, 48, 4)], video_batches=(1,), block_variants=((8, 16, 1),), repeats=1, hidden=4)
 
 
 def _sync(dev: torch.device) -> None:
@@ -145,22 +151,55 @@ def bench_renet_layer(shape: tuple[int, int, int, int], plan: GpuPlan) -> dict[s
     return res
 
 
+def device_us_per_call(fn: Callable[[], Any], dev: torch.device, calls: int = 10) -> float:
+    """Device microseconds per call of `fn`, replayed from a CUDA graph of `calls` calls: kernel time without
+    the host's launch overhead (on the CPU: wall time of one call)."""
+    fn()
+    _sync(dev)
+    if dev.type != "cuda":
+        t0 = time.perf_counter()
+        fn()
+        return 1e6 * (time.perf_counter() - t0)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    graph.replay()
+    _sync(dev)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(5):
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / calls)
+    return sorted(times)[len(times) // 2]
+
+
 def bench_scan_alone(shape: tuple[int, int, int, int], plan: GpuPlan) -> dict[str, Any]:
-    """The Triton scan alone on the vertical sweep's gates, fwd and bwd, as achieved GB/s (each tensor read
-    or written once counted: fwd reads G, writes H; bwd reads G, H, dH, writes dG)."""
-    from reseg.models.scan_triton import mingru_scan_triton, mingru_scan_triton_backward
+    """The Triton scan's kernels alone (CUDA graph replays) on the vertical sweep's gates, fwd and bwd, fp32 and
+    bf16, as microseconds and achieved GB/s (each tensor read or written once counted: fwd reads G, writes H;
+    bwd reads G, H, dH, writes dG), plus one eager call's wall time on a tiny input (the host's share)."""
+    from reseg.models import scan_triton as st
 
     dev = torch.device(plan.device)
     n, _, h, w = shape
-    G = torch.randn(n * h * w, 4 * plan.hidden, device=dev)
-    H = mingru_scan_triton(G, n, h, w)
-    dH = torch.randn_like(H)
-    t = time_interleaved({"fwd": lambda: mingru_scan_triton(G, n, h, w),
-                          "bwd": lambda: mingru_scan_triton_backward(G, H, dH, n, h, w)}, plan.repeats * 3, 3, dev)
-    fwd_bytes = (G.numel() + H.numel()) * 4
-    bwd_bytes = (2 * G.numel() + 2 * H.numel()) * 4
-    return {"fwd_us": 1e6 * t["fwd"], "bwd_us": 1e6 * t["bwd"], "fwd_gb_s": fwd_bytes / t["fwd"] / 1e9,
-            "bwd_gb_s": bwd_bytes / t["bwd"] / 1e9}
+    out: dict[str, Any] = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        G = torch.randn(n * h * w, 4 * plan.hidden, device=dev).to(dtype)
+        H = st.mingru_scan_fused(G, (n, h, w))
+        dH = torch.randn_like(H)
+        f_us = device_us_per_call(lambda: st._forward(G, n, h, w, st._direct), dev)
+        b_us = device_us_per_call(lambda: st._backward_gates(G, H, dH, n, h, w, st._direct), dev)
+        size = G.element_size()
+        name = str(dtype).split(".")[-1]
+        out[name] = {"fwd_us": f_us, "bwd_us": b_us, "fwd_gb_s": (G.numel() + H.numel()) * size / f_us / 1e3,
+                     "bwd_gb_s": 2 * (G.numel() + H.numel()) * size / b_us / 1e3}
+    tiny = torch.randn(8, 8, device=dev)
+    t = time_interleaved({"tiny": lambda: st.mingru_scan_fused(tiny, (1, 2, 4))}, plan.repeats * 5, 3, dev)
+    out["tiny_call_us"] = 1e6 * t["tiny"]
+    return out
 
 
 def measure_ceilings(dev: torch.device) -> dict[str, float]:
@@ -174,28 +213,29 @@ def measure_ceilings(dev: torch.device) -> dict[str, float]:
 
 
 def bench_block_sizes(shape: tuple[int, int, int, int], plan: GpuPlan) -> dict[str, Any]:
-    """The Triton scan's forward+backward ms per (BLOCK_T, BLOCK_C) tile, the default's included."""
-    from reseg.models import scan_triton
+    """The Triton scan's forward and backward kernel microseconds (CUDA graph replays) per (BLOCK_T, BLOCK_C,
+    num_warps) tile, the default's included, in bf16 on the vertical sweep of `shape`."""
+    from reseg.models import scan_triton as st
 
     dev = torch.device(plan.device)
-    n, c, h, w = shape
-    torch.manual_seed(0)
-    layer = ReNet(c, plan.hidden, cell="mingru").to(dev)
-    xg = torch.randn(n, c, h, w, device=dev, requires_grad=True)
-
-    def variant(blocks: tuple[int, int] | None) -> Callable[[], None]:
-        def run() -> None:
-            scan_triton.BLOCKS_OVERRIDE.clear()
-            if blocks:
-                scan_triton.BLOCKS_OVERRIDE.update(fwd=blocks, bwd=blocks)
-            layer(xg).sum().backward()
-            scan_triton.BLOCKS_OVERRIDE.clear()
-        return _with_scan("triton", run)
-
-    fns = {"default": variant(None)} | {f"{bt}x{bc}": variant((bt, bc)) for bt, bc in plan.block_variants}
-    t = time_interleaved(fns, plan.repeats, 2, dev)
-    return {"shape": list(shape), "fwdbwd_ms": {k: 1e3 * v for k, v in t.items()},
-            "best": min(t, key=t.get)}
+    n, _, h, w = shape
+    G = torch.randn(n * h * w, 4 * plan.hidden, device=dev, dtype=torch.bfloat16)
+    H = st.mingru_scan_fused(G, (n, h, w))
+    dH = torch.randn_like(H)
+    res: dict[str, Any] = {"shape": list(shape), "dtype": "bfloat16", "fwd_us": {}, "bwd_us": {}}
+    for tiles in (None, *plan.block_variants):
+        name = "default" if tiles is None else "x".join(map(str, tiles))
+        st.BLOCKS_OVERRIDE.clear()
+        if tiles:
+            st.BLOCKS_OVERRIDE.update(fwd=tiles, bwd=tiles)
+        try:
+            res["fwd_us"][name] = device_us_per_call(lambda: st._forward(G, n, h, w, st._direct), dev)
+            res["bwd_us"][name] = device_us_per_call(lambda: st._backward_gates(G, H, dH, n, h, w, st._direct), dev)
+        finally:
+            st.BLOCKS_OVERRIDE.clear()
+    total = {k: res["fwd_us"][k] + res["bwd_us"][k] for k in res["fwd_us"]}
+    res["best"] = min(total, key=total.get)
+    return res
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -455,15 +495,17 @@ def run_gpu_bench(plan: GpuPlan, out_json: Path, log: Callable[[str], None] = pr
         res["machine"]["cuda"] = torch.version.cuda
         res["machine"]["cudnn"] = torch.backends.cudnn.version()
     else:
-        res["skipped"] += ["Triton kernels (CUDA only)", "block-size sweep (CUDA only)", "CUDA graphs (CUDA only)",
-                           "torch.compile (timed on CUDA only)"]
+        res["skipped"] += ["Triton minGRU in the ReNet layer and ReSeg timings (CUDA only; its kernels alone run in "
+                           "the interpreter)", "CUDA graphs (CUDA only)", "torch.compile (timed on CUDA only)",
+                           "ceilings (CUDA only)"]
     parts: list[tuple[str, Callable[[], Any]]] = []
     if plan.cuda:
         parts.append(("ceilings", lambda: measure_ceilings(dev)))
+    if plan.kernels:
         parts.append(("triton_scan_alone", lambda: bench_scan_alone(plan.renet_shapes[0], plan)))
     for shape in plan.renet_shapes:
         parts.append((f"renet_{'x'.join(map(str, shape))}", lambda shape=shape: bench_renet_layer(shape, plan)))
-    if plan.cuda:
+    if plan.kernels:
         parts.append(("triton_blocks", lambda: bench_block_sizes(plan.renet_shapes[0], plan)))
     b0, h0, w0 = plan.model_sizes[0]
     parts.append(("renet_share", lambda: bench_renet_share(b0, (h0, w0), plan)))
@@ -517,14 +559,17 @@ def gpu_table(res: dict[str, Any], camvid: dict[str, Any] | None = None) -> str:
         c = res["ceilings"]
         row("ceilings: device copy GB/s (read + write), bf16 8192^3 matmul TFLOP/s",
             f"{_f(c['copy_gb_s'], 0)}, {_f(c['bf16_mm_tflop_s'], 0)}")
-    if "fwd_us" in res.get("triton_scan_alone", {}):
-        sa = res["triton_scan_alone"]
-        row("Triton scan alone (vertical sweep of the first ReNet shape): fwd / bwd us (GB/s)",
-            f"{_f(sa['fwd_us'], 0)} ({_f(sa['fwd_gb_s'], 0)}) / {_f(sa['bwd_us'], 0)} ({_f(sa['bwd_gb_s'], 0)})")
-    if "fwdbwd_ms" in res.get("triton_blocks", {}):
+    for dtype, sa in res.get("triton_scan_alone", {}).items():
+        if isinstance(sa, dict) and "fwd_us" in sa:
+            row(f"Triton scan kernels alone, {dtype}, vertical sweep of the first ReNet shape: fwd / bwd us (GB/s)",
+                f"{_f(sa['fwd_us'], 0)} ({_f(sa['fwd_gb_s'], 0)}) / {_f(sa['bwd_us'], 0)} ({_f(sa['bwd_gb_s'], 0)})")
+    if "tiny_call_us" in res.get("triton_scan_alone", {}):
+        row("Triton scan, one eager call on a tiny input (host time) us", _f(res["triton_scan_alone"]["tiny_call_us"], 0))
+    if "fwd_us" in res.get("triton_blocks", {}):
         tb = res["triton_blocks"]
-        row("Triton scan tiles (BLOCK_T x BLOCK_C), ReNet fwd+bwd ms",
-            ", ".join(f"{k} {_f(v, 2)}" for k, v in tb["fwdbwd_ms"].items()) + f"; best {tb['best']}")
+        row("Triton scan tiles (BLOCK_T x BLOCK_C x warps), bf16 kernels fwd / bwd us",
+            ", ".join(f"{k} {_f(tb['fwd_us'][k], 0)} / {_f(tb['bwd_us'][k], 0)}" for k in tb["fwd_us"])
+            + f"; best {tb['best']}")
     share = res.get("renet_share", {})
     for k, v in share.items():
         if isinstance(v, dict) and "share" in v:

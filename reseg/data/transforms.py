@@ -6,9 +6,14 @@ Masks leave the pipeline as int64 tensors, ready for the loss.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-import albumentations as A
+# albumentations 2 asks PyPI for a newer release on import (a 2-second network wait, a warning offline);
+# reseg pins its version, so the check is off unless the user set the variable themselves
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
 import cv2
 import numpy as np
 import torch

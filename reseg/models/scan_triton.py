@@ -6,11 +6,10 @@ The layout is the one `scan.py` uses: gate pre-activations G (M, 4*hs), rows in 
 horizontal one (N*H, W, 1) read the same (N, H, W) row order by strides: nothing is permuted or copied.
 
 One launch per sweep covers both directions of every sequence: a program owns one sequence, one
-direction and a block of channels. It walks the sequence in tiles
-of BLOCK_T steps: each tile's k and c are loaded at once, z = sigmoid(k) and the pairs (1 - z, z c) are
-formed in registers (z and c are never written out), a parallel associative scan inside the tile gives
-the tile's states from a zero start, and the state carried in from the previous tile is added through
-the tile's cumulative decay. All arithmetic is float32 whatever G's dtype; H is written in G's dtype.
+direction and a block of channels. It walks the sequence in tiles of BLOCK_T steps: each tile's k and c
+are loaded at once, z = sigmoid(k) and the pairs (1 - z, z c) are formed in registers (z and c are never
+written out), a parallel associative scan inside the tile gives the tile's states from a zero start, and
+the state carried in from the previous tile is added through the tile's cumulative decay. All arithmetic is float32 whatever G's dtype; H is written in G's dtype.
 No logs and no divisions: saturated gates (z = 0 or 1) are exact.
 
 The backward kernel runs the adjoint scan g_t = dh_t + (1 - z_{t+1}) g_{t+1} the other way in time,
@@ -119,14 +118,23 @@ if triton is not None:
             tl.store(dG + g_off + (2 + DIR) * HS, dc.to(out), mask=ok)
 
 
-def _blocks(T: int, hs: int) -> tuple[int, int]:
-    """(BLOCK_T, BLOCK_C): tiles of up to 32 steps by up to 64 channels (powers of two, as Triton needs)."""
-    block_c = min(64, triton.next_power_of_2(max(hs, 1)))
-    block_t = min(32, triton.next_power_of_2(max(T, 1)))
-    return block_t, block_c
+def _blocks(T: int, hs: int) -> tuple[int, int, int]:
+    """(BLOCK_T, BLOCK_C, num_warps): tiles of up to 8 steps by up to 128 channels (powers of two, as Triton
+    needs), 4 warps. Of seven tiles timed on an H200 (tools/gpu_profile.py scan_tiles: kernels alone in CUDA
+    graphs, 4x90x120 and 16x90x120 maps, 100 units), 8x128 was fastest or within 25% of it in every case:
+    at batch 16 in bf16 forward 126 us against 327 for the earlier 32x64, backward 269 against 448."""
+    block_c = min(128, triton.next_power_of_2(max(hs, 1)))
+    block_t = min(8, triton.next_power_of_2(max(T, 1)))
+    return block_t, block_c, 4
 
 
-BLOCKS_OVERRIDE: dict[str, tuple[int, int]] = {}  # "fwd"/"bwd" -> (BLOCK_T, BLOCK_C); the GPU check tries sizes
+# "fwd"/"bwd" -> (BLOCK_T, BLOCK_C) or (BLOCK_T, BLOCK_C, num_warps): the GPU check times other tiles with it
+BLOCKS_OVERRIDE: dict[str, tuple[int, ...]] = {}
+
+
+def _tiles(kind: str, T: int, hs: int) -> tuple[int, int, int]:
+    chosen = BLOCKS_OVERRIDE.get(kind) or _blocks(T, hs)
+    return (*chosen, 4) if len(chosen) == 2 else tuple(chosen)  # type: ignore[return-value]
 
 
 class _SkipLaunch:
@@ -139,16 +147,30 @@ class _SkipLaunch:
 _SKIP_LAUNCH = _SkipLaunch()
 
 
-def _launcher(kernel, t: Tensor):
-    """The kernel as the device needs it: traceable (wrap_triton) on CUDA, as it is under the interpreter."""
+def _interpreting(kernel) -> bool:
     from triton.runtime.interpreter import InterpretedFunction
 
-    if isinstance(kernel, InterpretedFunction):  # TRITON_INTERPRET=1 when triton was imported
-        return _SKIP_LAUNCH if isinstance(t, torch._subclasses.FakeTensor) else kernel  # fake: shapes only
-    if t.device.type != "cuda":
+    return isinstance(kernel, InterpretedFunction)  # TRITON_INTERPRET=1 when triton was imported
+
+
+def _check_device(kernel, t: Tensor) -> None:
+    if t.device.type != "cuda" and not _interpreting(kernel):
         raise RuntimeError(f"the Triton minGRU scan needs CUDA tensors (got {t.device.type}); on the CPU it runs "
                            "only in Triton's interpreter: set TRITON_INTERPRET=1 before triton is imported")
+
+
+def _launcher(kernel, t: Tensor):
+    """The kernel inside the custom op: traceable (wrap_triton) on CUDA, as it is under the interpreter."""
+    _check_device(kernel, t)
+    if _interpreting(kernel):
+        return _SKIP_LAUNCH if isinstance(t, torch._subclasses.FakeTensor) else kernel  # fake: shapes only
     return torch.library.wrap_triton(kernel)
+
+
+def _direct(kernel, t: Tensor):
+    """The kernel launched as it is (eager CUDA calls, or the interpreter): no tracing wrapper."""
+    _check_device(kernel, t)
+    return kernel
 
 
 def _grid(P: int, R: int, hs: int, block_c: int) -> tuple[int, int, int]:
@@ -156,26 +178,35 @@ def _grid(P: int, R: int, hs: int, block_c: int) -> tuple[int, int, int]:
     return P * R, triton.cdiv(hs, block_c), 2
 
 
+def _forward(G: Tensor, P: int, T: int, R: int, launch) -> Tensor:
+    hs = G.shape[1] // 4
+    H = torch.empty((G.shape[0], 2 * hs), dtype=G.dtype, device=G.device)
+    block_t, block_c, warps = _tiles("fwd", T, hs)
+    launch(_sweep_fwd, G)[_grid(P, R, hs, block_c)](G, H, T, R, hs, G.stride(0), H.stride(0),
+                                                      BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
+    return H
+
+
+def _backward_gates(G: Tensor, H: Tensor, dH: Tensor, P: int, T: int, R: int, launch) -> Tensor:
+    hs = G.shape[1] // 4
+    dG = torch.empty_like(G)
+    block_t, block_c, warps = _tiles("bwd", T, hs)
+    launch(_sweep_bwd, G)[_grid(P, R, hs, block_c)](G, H, dH, dG, T, R, hs, G.stride(0), H.stride(0),
+                                                      dH.stride(0), BLOCK_T=block_t, BLOCK_C=block_c,
+                                                      num_warps=warps)
+    return dG
+
+
 @torch.library.triton_op("reseg::mingru_scan", mutates_args=())
 def mingru_scan_triton(G: Tensor, P: int, T: int, R: int) -> Tensor:
     """Hidden states (M, 2*hs) in G's dtype of a bidirectional minGRU sweep; G (M, 4*hs) as in `scan.py`."""
-    hs = G.shape[1] // 4
-    H = torch.empty((G.shape[0], 2 * hs), dtype=G.dtype, device=G.device)
-    block_t, block_c = BLOCKS_OVERRIDE.get("fwd") or _blocks(T, hs)
-    _launcher(_sweep_fwd, G)[_grid(P, R, hs, block_c)](G, H, T, R, hs, G.stride(0), H.stride(0),
-                                                         BLOCK_T=block_t, BLOCK_C=block_c)
-    return H
+    return _forward(G, P, T, R, _launcher)
 
 
 @torch.library.triton_op("reseg::mingru_scan_backward", mutates_args=())
 def mingru_scan_triton_backward(G: Tensor, H: Tensor, dH: Tensor, P: int, T: int, R: int) -> Tensor:
     """dL/dG (M, 4*hs) in G's dtype from dL/dH, by the adjoint scan."""
-    hs = G.shape[1] // 4
-    dG = torch.empty_like(G)
-    block_t, block_c = BLOCKS_OVERRIDE.get("bwd") or _blocks(T, hs)
-    _launcher(_sweep_bwd, G)[_grid(P, R, hs, block_c)](G, H, dH, dG, T, R, hs, G.stride(0), H.stride(0),
-                                                         dH.stride(0), BLOCK_T=block_t, BLOCK_C=block_c)
-    return dG
+    return _backward_gates(G, H, dH, P, T, R, _launcher)
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -193,10 +224,36 @@ def _backward(ctx, dH: Tensor):
 mingru_scan_triton.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _EagerScan(torch.autograd.Function):
+    """The same kernels for eager calls without the custom op's dispatch (about 100 us of host time per call
+    on the GPU check's H200 run, more than the forward kernel itself at 4x256x90x120)."""
+
+    @staticmethod
+    def forward(ctx, G: Tensor, P: int, T: int, R: int) -> Tensor:  # type: ignore[override]
+        H = _forward(G, P, T, R, _direct)
+        ctx.save_for_backward(G, H)
+        ctx.dims = (P, T, R)
+        return H
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dH: Tensor):  # type: ignore[override]
+        G, H = ctx.saved_tensors
+        return _backward_gates(G, H, dH.contiguous(), *ctx.dims, _direct), None, None, None
+
+
+EAGER_DIRECT = True  # False: eager calls go through the custom op too (the GPU profile compares both)
+
+
 def mingru_scan_fused(G: Tensor, shape: tuple[int, int, int]) -> Tensor:
-    """`scan.mingru_scan` through the Triton kernels: G (M, 4*hs) -> H (M, 2*hs) in G's dtype."""
+    """`scan.mingru_scan` through the Triton kernels: G (M, 4*hs) -> H (M, 2*hs) in G's dtype.
+
+    Eager calls launch the kernels straight from an autograd function; under torch.compile (and with
+    EAGER_DIRECT off) they go through the reseg::mingru_scan custom op, which the compiler traces."""
     P, T, R = shape
     if G.shape[0] != P * T * R or G.shape[1] % 4:
         raise ValueError(f"gate pre-activations of shape {tuple(G.shape)} do not fit sequences {shape} "
                          "(expected (P*T*R, 4*hidden))")
+    if EAGER_DIRECT and not torch.compiler.is_compiling():
+        return _EagerScan.apply(G.contiguous(), P, T, R)
     return mingru_scan_triton(G.contiguous(), P, T, R)
