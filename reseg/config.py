@@ -45,6 +45,10 @@ class DataConfig:
     classes_file: Union[str, None] = None
     skip_bad_samples: bool = False
     class_weights: str = "none"
+    # Sequence-disjoint validation: frames whose file names start with one of val_sequences (from the train and
+    # val splits together) validate, the rest of the two splits trains (or only train_sequences' frames).
+    train_sequences: Union[list[str], None] = None
+    val_sequences: Union[list[str], None] = None
     synthetic_sizes: list[int] = field(default_factory=lambda: [300, 60, 60])
     synthetic_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] of generated images
     synthetic_seed: int = 0
@@ -447,6 +451,8 @@ RULES: dict[str, tuple[Check, str]] = {
     "data.classes_file": _optional(_TEXT),
     "data.skip_bad_samples": _ANY_BOOL,
     "data.class_weights": _choices("none", "median_frequency", "inverse_log"),
+    "data.train_sequences": _optional(_list_of(_TEXT, name="a non-empty list of file-name prefixes")),
+    "data.val_sequences": _optional(_list_of(_TEXT, name="a non-empty list of file-name prefixes")),
     "data.synthetic_sizes": _list_of(_int_at_least(0), 3, "[train, val, test] image counts"),
     "data.synthetic_size": _SIZE,
     "data.synthetic_seed": _int_at_least(0),
@@ -526,6 +532,10 @@ def validate(cfg: Config, sources: dict[str, str] | None = None) -> None:
     if lo > hi:
         raise ConfigError(f"config key 'data.scale_range'{_where('data.scale_range', sources)} is "
                           f"{cfg.data.scale_range!r}; expected [min, max] with min <= max")
+    shared = set(cfg.data.train_sequences or ()) & set(cfg.data.val_sequences or ())
+    if shared:
+        raise ConfigError(f"config keys 'data.train_sequences' and 'data.val_sequences' both list {sorted(shared)}; "
+                          "a sequence that trains cannot also validate")
     if cfg.train.max_iters is None and cfg.train.epochs is None and cfg.train.time_budget is None:
         raise ConfigError("set one of train.max_iters, train.epochs or train.time_budget")
 

@@ -96,8 +96,50 @@ def build_dataset(cfg: Any, split: str, transform: Any = "auto", require_labels:
     build = _builder(data.dataset)
     if transform == "auto":
         transform = build_transforms(cfg, train=(split == data.train_split))
-    return build(cfg, split, generate, transform=transform, skip_bad_samples=data.skip_bad_samples,
-                 require_labels=require_labels)
+
+    def one(name: str) -> SegmentationDataset:
+        return build(cfg, name, generate, transform=transform, skip_bad_samples=data.skip_bad_samples,
+                     require_labels=require_labels)
+
+    if not (data.val_sequences or data.train_sequences) or split not in (data.train_split, data.val_split):
+        return one(split)
+    if not data.val_sequences:  # train_sequences alone: a subset of the train split, val as it is
+        return select_sequences(one(split), data.train_sequences, "data.train_sequences") \
+            if split == data.train_split else one(split)
+    pooled = one(split)
+    other = one(data.val_split if split == data.train_split else data.train_split)
+    pooled.files, pooled.meta = pooled.files + other.files, pooled.meta + other.meta
+    pooled.split = f"{split} ({data.train_split}+{data.val_split} by sequence)"
+    if split == data.val_split:
+        return select_sequences(pooled, data.val_sequences, "data.val_sequences")
+    if data.train_sequences:
+        return select_sequences(pooled, data.train_sequences, "data.train_sequences")
+    return select_sequences(pooled, data.val_sequences, "data.val_sequences", keep=False)
+
+
+def sequence_of(path: str | Path) -> str:
+    """A frame's sequence: its file name up to the last '_' (CamVid's 0016E5_07959.png -> 0016E5)."""
+    stem = Path(path).stem
+    return stem.rpartition("_")[0] or stem
+
+
+def select_sequences(dataset: SegmentationDataset, prefixes: list[str], key: str,
+                     keep: bool = True) -> SegmentationDataset:
+    """The frames whose file names start with one of `prefixes` (keep=False: all the others), in place.
+
+    A prefix that matches no frame is an error naming the key and the sequences there are."""
+    names = [Path(img).name for img, _ in dataset.files]
+    for prefix in prefixes:
+        if not any(name.startswith(prefix) for name in names):
+            found = sorted({sequence_of(n) for n in names})
+            raise DatasetError(f"{key}: no frame of {dataset.root} ({dataset.split}) has a file name starting with "
+                               f"{prefix!r}; its sequences: {', '.join(found[:20]) or 'none'}")
+    chosen = [i for i, name in enumerate(names) if any(name.startswith(p) for p in prefixes) == keep]
+    if not chosen:
+        raise DatasetError(f"{key}={prefixes} leaves no frame of {dataset.root} ({dataset.split}) to train on")
+    dataset.files = [dataset.files[i] for i in chosen]
+    dataset.meta = [dataset.meta[i] for i in chosen]
+    return dataset
 
 
 def _set_transform_seed(dataset: Any, seed: int) -> None:
