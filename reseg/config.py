@@ -75,6 +75,15 @@ class ModelConfig:
     sync_bn: bool = False
 
 
+# ModelConfig keys that change how a model starts or trains, not its architecture: a resume may change them.
+TRAINING_ONLY_MODEL_KEYS = ("encoder_weights", "freeze_encoder", "sync_bn")
+
+
+def architecture_keys() -> tuple[str, ...]:
+    """The ModelConfig keys a checkpoint's weights depend on (resume refuses a change to any of them)."""
+    return tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in TRAINING_ONLY_MODEL_KEYS)
+
+
 @dataclass
 class OptimConfig:
     name: str = "adamw"

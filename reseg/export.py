@@ -22,6 +22,7 @@ from torch import nn
 
 from reseg.errors import ResegError
 from reseg.io import atomic_path
+from reseg.models.base import SegmentationModel
 from reseg.models.renet import ReNet
 
 FORMATS = ("onnx", "torchscript")
@@ -38,14 +39,15 @@ class ExportWrapper(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model.eval()
-        self.multiple = int(getattr(model, "stride", 1))
+        contract = isinstance(model, SegmentationModel)  # any other module is traced as it is, unpadded
+        self.multiple = int(model.stride) if contract else 1
+        self.body = model.forward_padded if contract else model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         k = self.multiple
         x = F.pad(x, (0, (k - w % k) % k, 0, (k - h % k) % k))  # always pad (maybe by 0): no shape branch
-        body = getattr(self.model, "forward_padded", self.model)
-        return body(x)[:, :, :h, :w]
+        return self.body(x)[:, :, :h, :w]
 
 
 @contextlib.contextmanager

@@ -393,3 +393,35 @@ def test_vgg_layers_match_torchvision(bn: bool) -> None:
     x = torch.randn(1, 3, 32, 32)
     ours.eval(), theirs.eval()
     assert torch.equal(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("name", sorted(__import__("reseg.models", fromlist=["MODELS"]).MODELS))
+def test_every_model_follows_the_one_contract(name: str) -> None:
+    """Every model in MODELS is a SegmentationModel: logits at any input size, its stride, encoder groups."""
+    from reseg.config import load_config
+    from reseg.models import build_model
+    from reseg.models.base import SegmentationModel
+
+    model = build_model(load_config(None, [f"model.name={name}", "model.encoder_weights=null"]), 5).eval()
+    assert isinstance(model, SegmentationModel) and model.num_classes == 5
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 37, 45)).shape == (1, 5, 37, 45)  # sizes that are no multiple of the stride
+        x = torch.randn(1, 3, 2 * model.stride, 3 * model.stride)
+        assert torch.equal(model(x), model.forward_padded(x))
+    groups = {g["name"]: g for g in model.param_groups(1.0, 0.1)}
+    assert groups["encoder"]["lr"] == 0.1 and groups["head"]["lr"] == 1.0
+    assert {id(p) for p in groups["encoder"]["params"]} == {id(p) for p in model.encoder.parameters()}
+
+
+def test_every_reseg_argument_comes_from_the_model_config() -> None:
+    """A ReSeg constructor argument without a ModelConfig field of the same name would never be set from a config."""
+    import dataclasses
+    import inspect
+
+    from reseg.config import ModelConfig
+    from reseg.models import config_kwargs
+    from reseg.models.reseg import ReSeg
+
+    args = set(inspect.signature(ReSeg).parameters) - {"num_classes"}
+    assert args <= {f.name for f in dataclasses.fields(ModelConfig)}
+    assert set(config_kwargs(ReSeg, ModelConfig())) == args

@@ -17,6 +17,7 @@ from reseg.engine.loss import SegLoss
 from reseg.engine.optim import build_optimizer, build_scheduler, lr_factor
 from reseg.engine.trainer import NonFiniteLossError, train
 from reseg.errors import ResegError
+from reseg.models.base import SegmentationModel
 
 from train_utils import make_tiny_dataset, one_thread, read_metrics, tiny_config  # noqa: F401
 
@@ -34,17 +35,17 @@ def cfg_for(root: Path, **sections) -> Config:
 
 # ---------------------------------------------------------------- pieces
 
-class TwoPart(nn.Module):
+class TwoPart(SegmentationModel):
     def __init__(self, freeze: bool = False) -> None:
         super().__init__()
+        self.num_classes, self.stride = 2, 1
         self.encoder = nn.Conv2d(3, 4, 1)
         self.head = nn.Conv2d(4, 2, 1)
         if freeze:
             self.encoder.requires_grad_(False)
 
-    def param_groups(self, lr: float, mult: float) -> list[dict]:
-        from reseg.models.reseg import encoder_param_groups
-        return encoder_param_groups(self, self.encoder, lr, mult)
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
 
 
 @pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),

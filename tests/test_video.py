@@ -153,7 +153,7 @@ def test_frame_folder_masks_equal_predict_and_extra_outputs(ckpt, tmp_path):
     masks_dir, out = tmp_path / "masks", tmp_path / "overlay.avi"
     rc = main(["video", str(frames), "--checkpoint", str(ckpt), "--output", str(out), "--fps", "7",
                "--masks-dir", str(masks_dir), "--mask-video", str(tmp_path / "masks.avi"), "--legend",
-               "--side-by-side", "--output-size", "32", "24", "--batch", "2", "--device", "cpu", "--no-progress"])
+               "--side-by-side", "--output-size", "24", "32", "--batch", "2", "--device", "cpu", "--no-progress"])
     assert rc == 0
     video, fps = read_video(out)
     assert len(video) == 5 and fps == pytest.approx(7, abs=0.01) and video[0].shape[:2] == (24, 64)  # 2 panels

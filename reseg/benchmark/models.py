@@ -41,7 +41,7 @@ def _infer_and_train_step(model: nn.Module, batch: int, size: tuple[int, int],
     x = torch.randn(batch, 3, *size, device=dev)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
-    y = torch.randint(0, getattr(model, "num_classes", 11), (batch, *size), device=dev)
+    y = torch.randint(0, model.num_classes, (batch, *size), device=dev)
 
     def infer() -> None:
         model.eval()

@@ -40,8 +40,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                    help="channels-last memory layout (eager backend)")
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the model (eager backend; slow start)")
-    g.add_argument("--infer-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-                   help="run the model at this size and upsample the result to the input's size")
+    g.add_argument("--infer-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="run the model at this size (height width, as every size here) and upsample the result "
+                        "to the input's size")
     g.add_argument("--batch", type=int, default=None, help="images per forward pass")
 
 
@@ -54,7 +55,7 @@ def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
             "stride": getattr(args, "stride", None), "flip": getattr(args, "flip", None),
             "scales": getattr(args, "scales", None), "amp": amp,
             "channels_last": getattr(args, "channels_last", None), "compile": getattr(args, "compile", None),
-            "infer_size": (infer[1], infer[0]) if infer else None,
+            "infer_size": tuple(infer) if infer else None,
             "backend": getattr(args, "backend", None), "int8": getattr(args, "int8", None),
             "calibration": getattr(args, "calibration", None), "data_root": getattr(args, "data_root", None)}
 

@@ -76,10 +76,7 @@ def _eval_overrides(args: argparse.Namespace) -> None:
     for key, name in _EVAL_KEYS.items():
         section, field = key.split(".")
         if field in given.get(section, {}) and getattr(args, name, None) is None:
-            value = getattr(getattr(typed, section), field)
-            if name == "infer_size" and value is not None:
-                value = [value[1], value[0]]  # --infer-size is W H, the config H W
-            setattr(args, name, value)
+            setattr(args, name, getattr(getattr(typed, section), field))
 
 
 def _check_outputs(args: argparse.Namespace, dataset: Any, out: Path) -> None:

@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--side-by-side", action="store_true", help="original | overlay (doubles the width)")
     parser.add_argument("--masks-dir", default=None, help="also write a train-id PNG per frame here")
     parser.add_argument("--mask-video", default=None, help="also write a video of the colour masks")
-    parser.add_argument("--output-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-                        help="size of each output panel (default: the input's frame size)")
+    parser.add_argument("--output-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="height and width of each output panel (default: the input's frame size)")
     parser.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
                         help="temporal smoothing: weight of the past in an exponential moving average of class "
                              "probabilities, in [0, 1); 0 = off")

@@ -85,7 +85,7 @@ class TimeBudget:
         self.warmup_iters = warmup_iters
         self.calibration_iters = calibration_iters
         # fraction of the budget kept for what calibration cannot see: saves, epoch ends, a machine that
-        # drifts slower (a 2-core VM ran 15% slower after 5 minutes than while calibrating)
+        # drifts slower after the calibration than during it
         self.margin = margin
         self.spent_before = 0.0  # charged by earlier sessions of a resumed run
         self.plan: BudgetPlan | None = None

@@ -11,10 +11,12 @@ from torch import nn
 
 from reseg.config import Config
 from reseg.errors import ResegError
+from reseg.models.base import SegmentationModel
 
 def param_groups(model: nn.Module, lr: float, encoder_lr_mult: float) -> list[dict[str, Any]]:
-    """The model's own groups (encoder at lr*mult, frozen parameters absent); all trainable params otherwise."""
-    if hasattr(model, "param_groups"):
+    """A SegmentationModel's own groups (encoder at lr*mult, frozen parameters absent); for any other module
+    all its trainable parameters at lr."""
+    if isinstance(model, SegmentationModel):
         groups = model.param_groups(lr, encoder_lr_mult)
     else:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]

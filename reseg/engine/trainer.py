@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from reseg.config import Config, dump_config
+from reseg.config import Config, architecture_keys, dump_config
 from reseg.data import build_loader
 from reseg.engine import distributed as dist_utils
 from reseg.engine.budget import TimeBudget, format_duration, parse_duration
@@ -46,8 +46,7 @@ from reseg.runtime import amp_dtype, autocast, memory_format, place_model, resol
 LOG = logging.getLogger("reseg.train")
 
 # Model-config keys that change the architecture: a checkpoint must agree on all of them to resume.
-ARCH_KEYS = ("name", "num_classes", "encoder", "encoder_cut", "renet_layers", "renet_hidden", "renet_patch",
-             "cell", "decoder_filters", "decoder", "skip_layers", "decoder_channels", "encoder_width")
+ARCH_KEYS = architecture_keys()
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # a work dir holding one of these holds a run
 NO_LIMIT = 10**9  # the provisional length of a budgeted run with no max_iters/epochs, until calibrated
 

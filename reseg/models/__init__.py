@@ -6,6 +6,7 @@ The model modules load on first use, so `reseg.models.padding` stays a light imp
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from torch import nn
 
 from reseg.errors import ResegError
 
-__all__ = ["ReNet", "ReSeg", "VGGEncoder", "build_model", "MODELS"]
+__all__ = ["ReNet", "ReSeg", "VGGEncoder", "build_model", "config_kwargs", "MODELS"]
 _LAZY = {"ReNet": "reseg.models.renet", "ReSeg": "reseg.models.reseg", "VGGEncoder": "reseg.models.vgg"}
 
 
@@ -23,14 +24,17 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def config_kwargs(cls: type, m: Any) -> dict[str, Any]:
+    """The constructor arguments of `cls` that the model config holds, matched by name, so that a new model
+    argument is written twice only: in the constructor and in `ModelConfig`."""
+    params = inspect.signature(cls).parameters
+    return {name: getattr(m, name) for name in params if name != "num_classes" and hasattr(m, name)}
+
+
 def _reseg(m: Any, classes: int) -> nn.Module:
     from reseg.models.reseg import ReSeg
 
-    return ReSeg(classes, encoder=m.encoder, encoder_cut=m.encoder_cut, encoder_weights=m.encoder_weights,
-                 freeze_encoder=m.freeze_encoder, renet_layers=m.renet_layers, renet_hidden=m.renet_hidden,
-                 renet_patch=m.renet_patch, cell=m.cell, decoder_filters=m.decoder_filters, decoder=m.decoder,
-                 skip_layers=m.skip_layers, decoder_channels=m.decoder_channels,
-                 encoder_width=m.encoder_width)
+    return ReSeg(classes, **config_kwargs(ReSeg, m))
 
 
 def _smp(arch: str) -> Callable[[Any, int], nn.Module]:
@@ -40,8 +44,7 @@ def _smp(arch: str) -> Callable[[Any, int], nn.Module]:
         if m.encoder_width != 1:
             raise ResegError(f"model.encoder_width={m.encoder_width:g} applies to model.name=reseg only; "
                              f"smp's VGG encoder of model.name={m.name} has a fixed width (use 1.0)")
-        return SmpBaseline(arch, classes, encoder=m.encoder, encoder_weights=m.encoder_weights,
-                           freeze_encoder=m.freeze_encoder)
+        return SmpBaseline(arch, classes, **config_kwargs(SmpBaseline, m))
     return build
 
 

@@ -8,8 +8,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from reseg.models.padding import crop_to, pad_to_multiple
-from reseg.models.reseg import encoder_param_groups
+from reseg.models.base import SegmentationModel
 from reseg.models.vgg import VGGEncoder
 
 ARCHS = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus}
@@ -28,10 +27,9 @@ def _no_dilation():
         SmpVGG.make_dilated = original
 
 
-class SmpBaseline(nn.Module):
-    """Pads inputs to a multiple of 32 (what smp's decoders need) and crops logits back."""
-
-    multiple = 32
+class SmpBaseline(SegmentationModel):
+    """An smp architecture on VGG-16; inputs are padded to a multiple of 32 (16 for DeepLabV3+), what smp's
+    decoders need."""
 
     def __init__(self, arch: str, num_classes: int, encoder: str = "vgg16", encoder_weights: str | None = None,
                  freeze_encoder: bool = False) -> None:
@@ -41,9 +39,10 @@ class SmpBaseline(nn.Module):
         if arch == "deeplabv3plus":
             with _no_dilation():
                 self.net = ARCHS[arch](encoder_depth=4, **kwargs)
-            self.multiple = 16
+            self.stride = 16
         else:
             self.net = ARCHS[arch](**kwargs)
+            self.stride = 32
         self.num_classes = num_classes
         if encoder_weights not in (None, "imagenet", "none"):
             # torchvision's key names load into smp's VGG encoder (it is a torchvision VGG subclass).
@@ -57,17 +56,5 @@ class SmpBaseline(nn.Module):
     def encoder(self) -> nn.Module:
         return self.net.encoder
 
-    @property
-    def stride(self) -> int:
-        return self.multiple
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2], x.shape[-1]
-        return crop_to(self.forward_padded(pad_to_multiple(x, self.multiple)), h, w)
-
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for an input whose H and W are multiples of `self.multiple`."""
         return self.net(x)
-
-    def param_groups(self, lr: float, encoder_lr_mult: float = 1.0) -> list[dict]:
-        return encoder_param_groups(self, self.net.encoder, lr, encoder_lr_mult)

@@ -103,8 +103,8 @@ def scan_impl(G: Tensor) -> str:
 
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "mingru": MinGRU}
-# Feature-map positions per chunk of a CPU minGRU batch (see ReNet._forward_mingru): two 90x120 maps, what
-# ran fastest for 360x480 input on a 2-core CPU among one image, two and the whole batch of four.
+# Feature-map positions per chunk of a CPU minGRU batch (see ReNet._forward_mingru): about two 90x120 maps,
+# the fastest of the chunk sizes timed (README, "The minGRU cell").
 MINGRU_CHUNK_POSITIONS = 24576
 IMPLS = ("auto", "fused", "rnn")
 
@@ -450,8 +450,7 @@ class ReNet(nn.Module):
         """Both sweeps on (N, H, W, C) rows (free for channels-last input); a channels-last NCHW view out.
 
         On the CPU a large batch runs a few images at a time: every sequence lies within one image, and
-        the scan's passes are memory-bound once a chunk's states outgrow the cache (`reseg benchmark
-        --only renet`: ReNet's share of minGRU ReSeg inference at batch 4 fell from 22% to 13%)."""
+        the scan's passes are memory-bound once a chunk's states outgrow the cache."""
         n, c, h, w = x.shape
         loop = (self.impl == "rnn" or torch.jit.is_scripting() or torch.jit.is_tracing()
                 or torch.onnx.is_in_onnx_export())

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reseg.errors import ResegError
-from reseg.models.padding import crop_to, pad_to_multiple
+from reseg.models.base import SegmentationModel
 from reseg.models.renet import ReNet
 from reseg.models.vgg import VGGEncoder
 
@@ -79,7 +79,7 @@ def _check_skips(encoder: VGGEncoder, skip_layers: Sequence[str], widths: Sequen
     return [c for c, _ in taps]
 
 
-class ReSeg(nn.Module):
+class ReSeg(SegmentationModel):
     """Defaults are the paper's CamVid setting; `renet_layers=0` gives the conv-only ablation.
 
     `encoder_width` scales the VGG encoder's channels (the skip decoder's inputs follow it).
@@ -124,11 +124,6 @@ class ReSeg(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
         self.resize = out_stride != 1  # the decoder does not end at the input's resolution
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits at the input's size, for any size: pad to the stride (never crop the input), crop back."""
-        h, w = x.shape[-2], x.shape[-1]
-        return crop_to(self.forward_padded(pad_to_multiple(x, self.stride)), h, w)
-
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for an input whose H and W are multiples of `self.stride`."""
         if self.decoder_kind == "skip":
@@ -140,20 +135,3 @@ class ReSeg(nn.Module):
         if self.resize:
             y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return y
-
-    def param_groups(self, lr: float, encoder_lr_mult: float = 1.0) -> list[dict]:
-        return encoder_param_groups(self, self.encoder, lr, encoder_lr_mult)
-
-
-def encoder_param_groups(model: nn.Module, encoder: nn.Module, lr: float, mult: float) -> list[dict]:
-    """Trainable encoder parameters at lr * mult (the transfer-learning recipe), the rest at lr.
-
-    A multiplier of 0 leaves the encoder out, which freezes it for the optimiser.
-    """
-    enc_ids = {id(p) for p in encoder.parameters()}
-    enc = [p for p in encoder.parameters() if p.requires_grad]
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in enc_ids]
-    groups = [{"params": rest, "lr": lr, "name": "head"}]
-    if enc and mult > 0:
-        groups.append({"params": enc, "lr": lr * mult, "name": "encoder"})
-    return groups

@@ -120,9 +120,7 @@ if triton is not None:
 
 def _blocks(T: int, hs: int) -> tuple[int, int, int]:
     """(BLOCK_T, BLOCK_C, num_warps): tiles of up to 8 steps by up to 128 channels (powers of two, as Triton
-    needs), 4 warps. Of seven tiles timed on an H200 (tools/gpu_profile.py scan_tiles: kernels alone in CUDA
-    graphs, 4x90x120 and 16x90x120 maps, 100 units), 8x128 was fastest or within 25% of it in every case:
-    at batch 16 in bf16 forward 126 us against 327 for the earlier 32x64, backward 269 against 448."""
+    needs), 4 warps: the fastest of the tiles timed on an H200 (docs/gpu_notes.md)."""
     block_c = min(128, triton.next_power_of_2(max(hs, 1)))
     block_t = min(8, triton.next_power_of_2(max(T, 1)))
     return block_t, block_c, 4
@@ -225,8 +223,8 @@ mingru_scan_triton.register_autograd(_backward, setup_context=_setup_context)
 
 
 class _EagerScan(torch.autograd.Function):
-    """The same kernels for eager calls without the custom op's dispatch (about 100 us of host time per call
-    on the GPU check's H200 run, more than the forward kernel itself at 4x256x90x120)."""
+    """The same kernels for eager calls without the custom op's dispatch, whose host time per call can exceed
+    the forward kernel's own (docs/gpu_notes.md)."""
 
     @staticmethod
     def forward(ctx, G: Tensor, P: int, T: int, R: int) -> Tensor:  # type: ignore[override]

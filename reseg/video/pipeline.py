@@ -43,7 +43,7 @@ class VideoOptions:
     side_by_side: bool = False
     masks_dir: str | None = None
     mask_video: str | None = None
-    output_size: tuple[int, int] | None = None
+    output_size: tuple[int, int] | None = None  # (H, W) of each output panel
     batch: int = 1
     smooth: float = 0.0
     show: bool = False
@@ -69,7 +69,7 @@ def validate_options(opts: VideoOptions) -> None:
     if not 0.0 <= opts.opacity <= 1.0:
         raise ResegError(f"--opacity must be in [0, 1], got {opts.opacity}")
     if opts.output_size is not None and (len(opts.output_size) != 2 or min(opts.output_size) <= 0):
-        raise ResegError(f"--output-size must be two positive numbers W H, got {opts.output_size}")
+        raise ResegError(f"--output-size must be two positive numbers H W, got {opts.output_size}")
     if opts.max_frames is not None and opts.max_frames < 1:
         raise ResegError(f"--max-frames must be >= 1, got {opts.max_frames}")
     if opts.queue_size < 1:
@@ -319,7 +319,7 @@ def _run(src: Source, predictor: Any, output: str | None, opts: VideoOptions, ba
     names = list(predictor.class_names or [str(i) for i in range(predictor.num_classes or 0)])
     palette = predictor.palette or resolve_palette(names or [str(i) for i in range(255)])
     lut = palette_lut(palette)
-    panel = tuple(opts.output_size) if opts.output_size else (src.width, src.height)
+    panel = (opts.output_size[1], opts.output_size[0]) if opts.output_size else (src.width, src.height)  # (W, H)
     times = StageTimes()
     t_start = time.perf_counter()
     files = _open_outputs(output if opts.overlay else None, opts, src.fps, panel)
@@ -475,7 +475,7 @@ def _stats(src: Source, opts: VideoOptions, batch: int, walls: tuple[float, floa
         "input_fps": src.input_fps,
         "output_fps": src.fps,
         "frame_size": [src.width, src.height],
-        "output_size": list(writer.draw.panel_size),
+        "output_size": list(writer.draw.panel_size[::-1]),  # H, W
         "batch": batch,
         "smooth": float(opts.smooth),
         "output": str(video.path) if video else None,
