@@ -131,6 +131,7 @@ class TrainConfig:
     channels_last: bool = False  # NHWC activations: faster convolutions under AMP (CPU bf16, GPU tensor cores)
     device: str = "auto"
     early_stop_patience: Union[int, None] = None
+    init_from: Union[str, None] = None  # start from this checkpoint's weights (a fine-tune; --resume continues a run)
     by_epoch: bool = False  # val_interval and checkpoint_interval count epochs instead of iterations
 
 
@@ -515,6 +516,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "train.channels_last": _ANY_BOOL,
     "train.device": _DEVICE,
     "train.early_stop_patience": _optional(_int_at_least(1)),
+    "train.init_from": _optional(_TEXT),
     "train.by_epoch": _ANY_BOOL,
     "eval.mode": _choices("whole", "slide"),
     "eval.crop": _optional(_SIZE),

@@ -25,6 +25,7 @@ from torch import nn
 
 from reseg import backends
 from reseg.backends import ModelSource
+from reseg.engine.checkpoint import strip_wrapper_prefix
 from reseg.errors import ResegError
 from reseg.models.padding import pad_bottom_right, pad_to_multiple
 from reseg.runtime import amp_dtype, autocast, place_model, resolve_device
@@ -84,7 +85,7 @@ def model_from_state(state: dict[str, Any], cfg: Any, path: str | Path) -> nn.Mo
     from reseg.engine.checkpoint import CheckpointError
     from reseg.models import build_model
 
-    weights = {_strip_prefix(k): v for k, v in state["model"].items()}
+    weights = {strip_wrapper_prefix(k): v for k, v in state["model"].items()}
     model = None
     try:
         with torch.device("meta"):
@@ -221,7 +222,7 @@ class Predictor:
             model: nn.Module | ModelSource = model_from_state(state, cfg, path)
         else:  # the weights' digest finds a cached export; the model is built only to export it
             arch = dataclasses.asdict(cfg.model) if dataclasses.is_dataclass(cfg.model) else repr(cfg.model)
-            weights = {_strip_prefix(k): v for k, v in state["model"].items()}
+            weights = {strip_wrapper_prefix(k): v for k, v in state["model"].items()}
             model = ModelSource(backends.weights_digest(weights, arch), lambda: model_from_state(state, cfg, path))
             if name == "onnxruntime-int8" and overrides.get("calibration") is None:
                 data_cfg = copy.deepcopy(cfg)
@@ -394,14 +395,6 @@ class Predictor:
             assert total is not None
             total /= len(passes)
             return total if want == "probs" else total.clamp_min_(1e-12).log_()
-
-
-def _strip_prefix(key: str) -> str:
-    """Weights saved from DDP (`module.`) or torch.compile (`_orig_mod.`) wrappers load into the bare model."""
-    for prefix in ("module.", "_orig_mod."):
-        while key.startswith(prefix):
-            key = key[len(prefix):]
-    return key
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

@@ -244,3 +244,24 @@ def test_every_command_names_an_empty_or_truncated_checkpoint(tmp_path: Path, ca
     assert len(err) == 1 and err[0].startswith("error: checkpoint ") and str(bad) in err[0], err
     assert "Traceback" not in err[0] and "IndexError" not in err[0]
     assert not (tmp_path / "m.pt").exists() and not (tmp_path / "v.mp4").exists()
+
+
+def test_init_from_starts_from_the_weights_and_refuses_another_architecture(tmp_path) -> None:
+    """train.init_from loads every tensor by name and shape; a different class count is a named error."""
+    import pytest
+    import torch
+
+    from reseg.config import load_config
+    from reseg.engine.checkpoint import CheckpointError, init_weights, save_checkpoint
+    from reseg.models import build_model
+
+    cfg = load_config(None, ["model.renet_hidden=4", "model.decoder_filters=[4,4]"])
+    source = build_model(cfg, 5)
+    path = tmp_path / "pre.pt"
+    save_checkpoint({"config": cfg.to_dict(), "model": {f"module.{k}": v for k, v in source.state_dict().items()},
+                     "class_names": [str(i) for i in range(5)]}, path)
+    target = build_model(cfg, 5)
+    init_weights(target, path)
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+    with pytest.raises(CheckpointError, match=r"train.init_from .*classifier.weight: \(5, "):
+        init_weights(build_model(cfg, 7), path)

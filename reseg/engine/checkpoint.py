@@ -52,3 +52,29 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         if key not in state:
             raise CheckpointError(f"checkpoint {path} lacks the key {key!r}; it may be truncated or from another tool")
     return state
+
+
+def strip_wrapper_prefix(key: str) -> str:
+    """Weights saved from DDP (`module.`) or torch.compile (`_orig_mod.`) wrappers load into the bare model."""
+    for prefix in ("module.", "_orig_mod."):
+        while key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+def init_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Start `model` from a checkpoint's weights (train.init_from: fine-tuning, e.g. after pretraining on the
+    synthetic streets); the optimiser, schedule and iteration start afresh. Every tensor must match by name
+    and shape: a different architecture or class count is an error naming the first keys that differ."""
+    state = load_checkpoint(path)
+    weights = {strip_wrapper_prefix(k): v for k, v in state["model"].items()}
+    own = model.state_dict()
+    problems = [f"missing {k}" for k in own if k not in weights]
+    problems += [f"unexpected {k}" for k in weights if k not in own]
+    problems += [f"{k}: {tuple(weights[k].shape)} in the checkpoint, {tuple(v.shape)} here"
+                 for k, v in own.items() if k in weights and weights[k].shape != v.shape]
+    if problems:
+        raise CheckpointError(f"train.init_from {path}: its weights do not fit this model ({'; '.join(problems[:4])}"
+                              f"{'; ...' if len(problems) > 4 else ''}); it must have the same model.* settings "
+                              "and class count")
+    model.load_state_dict(weights)

@@ -30,7 +30,7 @@ from reseg.config import Config, architecture_keys, dump_config
 from reseg.data import build_loader
 from reseg.engine import distributed as dist_utils
 from reseg.engine.budget import TimeBudget, format_duration, parse_duration
-from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from reseg.engine.checkpoint import init_weights, load_checkpoint, save_checkpoint
 from reseg.engine.distributed import EpochBatchSampler, ShardSampler
 from reseg.engine.logger import (MetricLogger, MetricsLog, TensorBoardSink, close_logging, hms, jsonable,
                                  setup_logging)
@@ -93,7 +93,7 @@ class Trainer:
         resume_state = self._read_resume(Path(self.resume)) if self.resume else None  # before any file is made
         self._setup_work_dir()
         self._setup_data()
-        self._setup_model()
+        self._setup_model(resuming=resume_state is not None)
         self._setup_optimization()
         self._setup_budget()
         self.iteration = 0
@@ -171,11 +171,14 @@ class Trainer:
                                          generator=torch.Generator().manual_seed(cfg.train.seed))
         self.val_indices = list(ShardSampler(len(self.val_set), self.dist.rank, self.dist.world_size))
 
-    def _setup_model(self) -> None:
+    def _setup_model(self, resuming: bool = False) -> None:
         from reseg.models import build_model
 
         cfg = self.cfg
-        model = place_model(build_model(cfg), self.device, cfg.train.channels_last)
+        model = build_model(cfg)
+        if cfg.train.init_from and not resuming:  # a resumed run's own weights replace these anyway
+            init_weights(model, cfg.train.init_from)
+        model = place_model(model, self.device, cfg.train.channels_last)
         self.model_bare = dist_utils.maybe_sync_bn(model, cfg.model.sync_bn)
         self.model = dist_utils.wrap_ddp(self.model_bare, self.device)
         # None when AMP is off, or asked for on a CPU without native bf16 (amp_dtype warns then)
