@@ -57,36 +57,16 @@ def say(msg: str) -> None:
 
 
 def renet_precisions(res: dict) -> None:
-    n, c, h, w = SHAPE
-    impls = gpu.renet_layer_impls(c, 100 if DEV.type == "cuda" else 4, DEV, True)
-    x = torch.randn(n, c, h, w, device=DEV)
-    xg = x.clone().requires_grad_(True)
+    plan = gpu.GpuPlan(device=DEV.type, repeats=9, hidden=100 if DEV.type == "cuda" else 4)
     out = {}
     for label, bf16, tf32 in (("fp32", False, False), ("fp32_tf32", False, True), ("bf16", True, False)):
         torch.backends.cuda.matmul.allow_tf32 = tf32
-
-        def fwd(layer, scan):
-            def run():
-                with torch.no_grad(), gpu._autocast(DEV, bf16):
-                    layer(x)
-            return gpu._with_scan(scan, run)
-
-        def fwdbwd(layer, scan):
-            def run():
-                layer.zero_grad(set_to_none=True)
-                xg.grad = None
-                with gpu._autocast(DEV, bf16):
-                    y = layer(xg)
-                y.float().sum().backward()
-            return gpu._with_scan(scan, run)
-
-        tf = time_interleaved({k: fwd(*v) for k, v in impls.items()}, 9, 2, DEV)
-        tb = time_interleaved({k: fwdbwd(*v) for k, v in impls.items()}, 9, 2, DEV)
-        out[label] = {"fwd_ms": {k: 1e3 * v for k, v in tf.items()}, "fwdbwd_ms": {k: 1e3 * v for k, v in tb.items()}}
-        say(f"renet {'x'.join(map(str, SHAPE))} {label}: fwd ms " + ", ".join(f"{k} {1e3 * v:.2f}" for k, v in tf.items())
-            + " | fwd+bwd ms " + ", ".join(f"{k} {1e3 * v:.2f}" for k, v in tb.items())
-            + f" | triton vs cudnn {tb['gru_cudnn'] / tb['mingru_triton']:.2f}x, vs blocked "
-            f"{tb['mingru_blocked'] / tb['mingru_triton']:.2f}x (fwd+bwd)")
+        r = out[label] = gpu.bench_renet_layer(SHAPE, plan, bf16=bf16)
+        say(f"renet {'x'.join(map(str, SHAPE))} {label}: fwd ms "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r["fwd_ms"].items()) + " | fwd+bwd ms "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r["fwdbwd_ms"].items())
+            + (f" | triton vs cudnn {r['triton_vs_gru_cudnn_fwdbwd']:.2f}x, vs blocked "
+               f"{r['triton_vs_mingru_blocked_fwdbwd']:.2f}x (fwd+bwd)" if "triton_vs_gru_cudnn_fwdbwd" in r else ""))
     torch.backends.cuda.matmul.allow_tf32 = False
     res["renet_precisions"] = out
     from reseg.benchmark.models import build_bench_model

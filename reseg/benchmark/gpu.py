@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reseg.benchmark.timing import PeakMemory, strict_fp32, time_interleaved
+from reseg.io import write_json
 from reseg.models.renet import SCAN_ENV, ReNet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,9 +107,10 @@ def renet_layer_impls(channels: int, hidden: int, dev: torch.device, cuda: bool)
     return impls
 
 
-def bench_renet_layer(shape: tuple[int, int, int, int], plan: GpuPlan) -> dict[str, Any]:
-    """ReNet layer forward (no grad) and forward+backward ms for each implementation, with peak memory,
-    after checking that the Triton and blocked minGRU scans agree (float32, no TF32) at this size."""
+def bench_renet_layer(shape: tuple[int, int, int, int], plan: GpuPlan, bf16: bool = False) -> dict[str, Any]:
+    """ReNet layer forward (no grad) and forward+backward ms for each implementation (under bf16 autocast
+    with `bf16`), with peak memory, after checking that the Triton and blocked minGRU scans agree (float32,
+    no TF32) at this size."""
     dev = torch.device(plan.device)
     n, c, h, w = shape
     impls = renet_layer_impls(c, plan.hidden, dev, plan.cuda)
@@ -124,7 +126,7 @@ def bench_renet_layer(shape: tuple[int, int, int, int], plan: GpuPlan) -> dict[s
 
     def fwd(layer: ReNet, scan: str) -> Callable[[], Any]:
         def run() -> None:
-            with torch.no_grad():
+            with torch.no_grad(), _autocast(dev, bf16):
                 layer(x)
         return _with_scan(scan, run)
 
@@ -132,7 +134,9 @@ def bench_renet_layer(shape: tuple[int, int, int, int], plan: GpuPlan) -> dict[s
         def run() -> None:
             layer.zero_grad(set_to_none=True)
             xg.grad = None
-            layer(xg).sum().backward()
+            with _autocast(dev, bf16):
+                y = layer(xg)
+            y.float().sum().backward()
         return _with_scan(scan, run)
 
     t_fwd = time_interleaved({k: fwd(*v) for k, v in impls.items()}, plan.repeats, 2, dev)
@@ -275,11 +279,14 @@ def _autocast(dev: torch.device, bf16: bool, cache: bool = True):
     return torch.autocast(dev.type, dtype=torch.bfloat16, cache_enabled=cache) if bf16 else contextlib.nullcontext()
 
 
-def _infer_fn(case: _Case, dev: torch.device, bf16: bool, channels_last: bool) -> Callable[[], Any]:
+def _in_format(case: _Case, channels_last: bool) -> tuple[nn.Module, torch.Tensor]:
+    """The case's model and input in the memory format asked for (the model is converted in place)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    case.model.to(memory_format=fmt)
-    x = case.x.contiguous(memory_format=fmt)
-    model = case.model
+    return case.model.to(memory_format=fmt), case.x.contiguous(memory_format=fmt)
+
+
+def _infer_fn(case: _Case, dev: torch.device, bf16: bool, channels_last: bool) -> Callable[[], Any]:
+    model, x = _in_format(case, channels_last)
 
     def run() -> Any:
         model.eval()
@@ -289,10 +296,8 @@ def _infer_fn(case: _Case, dev: torch.device, bf16: bool, channels_last: bool) -
 
 
 def _train_fn(case: _Case, dev: torch.device, bf16: bool, channels_last: bool) -> Callable[[], Any]:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    case.model.to(memory_format=fmt)
-    x = case.x.contiguous(memory_format=fmt)
-    model, opt, y = case.model, case.opt, case.y
+    model, x = _in_format(case, channels_last)
+    opt, y = case.opt, case.y
 
     def run() -> None:
         model.train()
@@ -306,22 +311,18 @@ def _train_fn(case: _Case, dev: torch.device, bf16: bool, channels_last: bool) -
 
 def _graph_fn(case: _Case, dev: torch.device) -> Callable[[], Any]:
     """bf16 channels-last inference captured once as a CUDA graph; each call replays it."""
-    case.model.to(memory_format=torch.channels_last).eval()
-    static_x = case.x.contiguous(memory_format=torch.channels_last)
+    model, static_x = _in_format(case, True)
+    model.eval()
     side = torch.cuda.Stream(dev)
     side.wait_stream(torch.cuda.current_stream(dev))
     with torch.cuda.stream(side), torch.inference_mode(), _autocast(dev, True, cache=False):
         for _ in range(2):
-            case.model(static_x)
+            model(static_x)
     torch.cuda.current_stream(dev).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.inference_mode(), torch.cuda.graph(graph), _autocast(dev, True, cache=False):
-        case.model(static_x)
+        model(static_x)
     return graph.replay
-
-
-INFER_VARIANTS = ("fp32", "bf16", "bf16_channels_last", "cuda_graph")
-TRAIN_VARIANTS = ("fp32", "bf16_channels_last")
 
 
 def bench_models_at(batch: int, size: tuple[int, int], plan: GpuPlan, log: Callable[[str], None]) -> dict[str, Any]:
@@ -470,14 +471,6 @@ def bench_video_paths(plan: GpuPlan, log: Callable[[str], None]) -> dict[str, An
 # ---------------------------------------------------------------------------------------------- the run
 
 
-def _save_json(results: dict[str, Any], path: Path) -> None:
-    import json
-
-    from reseg.io import write_text
-
-    write_text(path, json.dumps(results, indent=1, default=str))
-
-
 def run_gpu_bench(plan: GpuPlan, out_json: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every benchmark figure of the GPU check, saved to `out_json` after each part (a timeout keeps the rest)."""
     from reseg.benchmark.timing import machine_info
@@ -526,7 +519,7 @@ def run_gpu_bench(plan: GpuPlan, out_json: Path, log: Callable[[str], None] = pr
             res[name] = {"error": f"{type(exc).__name__}: {exc}"}
             log(f"   FAILED: {res[name]['error']}")
         res.setdefault("part_seconds", {})[name] = round(time.perf_counter() - t0, 1)
-        _save_json(res, out_json)
+        write_json(out_json, res, indent=1)
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     return res

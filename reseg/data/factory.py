@@ -101,11 +101,12 @@ def build_dataset(cfg: Any, split: str, transform: Any = "auto", require_labels:
         return build(cfg, name, generate, transform=transform, skip_bad_samples=data.skip_bad_samples,
                      require_labels=require_labels)
 
-    if not (data.val_sequences or data.train_sequences) or split not in (data.train_split, data.val_split):
+    if data.val_sequences is None:  # train_sequences alone narrow the train split; val stays as it is
+        if data.train_sequences and split == data.train_split:
+            return select_sequences(one(split), data.train_sequences, "data.train_sequences")
         return one(split)
-    if not data.val_sequences:  # train_sequences alone: a subset of the train split, val as it is
-        return select_sequences(one(split), data.train_sequences, "data.train_sequences") \
-            if split == data.train_split else one(split)
+    if split not in (data.train_split, data.val_split):
+        return one(split)
     pooled = one(split)
     other = one(data.val_split if split == data.train_split else data.train_split)
     pooled.files, pooled.meta = pooled.files + other.files, pooled.meta + other.meta

@@ -28,6 +28,7 @@ from torch import Tensor
 try:
     import triton
     import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
 
     _TRITON_ERROR = ""
 except ImportError as exc:  # pragma: no cover - depends on the install
@@ -146,8 +147,6 @@ _SKIP_LAUNCH = _SkipLaunch()
 
 
 def _interpreting(kernel) -> bool:
-    from triton.runtime.interpreter import InterpretedFunction
-
     return isinstance(kernel, InterpretedFunction)  # TRITON_INTERPRET=1 when triton was imported
 
 
