@@ -99,8 +99,8 @@ def test_easy_difficulty_makes_small_classes_bigger_and_the_camera_clean() -> No
     for level, want_effects in (("standard", True), ("easy", False)):
         lights = [make_street(np.random.default_rng(i), size, difficulty=get_difficulty(level)).light
                   for i in range(40)]
-        assert any(L[e] for L in lights for e in effects) == want_effects, level
-        assert max(L["noise"] for L in lights) <= get_difficulty(level).max_noise
+        assert any(getattr(L, e) for L in lights for e in effects) == want_effects, level
+        assert max(L.noise for L in lights) <= get_difficulty(level).max_noise
     assert get_difficulty("easy").max_noise < get_difficulty("standard").max_noise
     _, lab_s = synth_sample(0, "train", 0, size)
     _, lab_e = synth_sample(0, "train", 0, size, difficulty="easy")
