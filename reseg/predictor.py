@@ -25,6 +25,7 @@ from torch import nn
 
 from reseg import backends
 from reseg.backends import ModelSource
+from reseg.config import Config, inference_settings
 from reseg.engine.checkpoint import strip_wrapper_prefix
 from reseg.errors import ResegError
 from reseg.models.padding import pad_bottom_right, pad_to_multiple
@@ -233,16 +234,13 @@ class Predictor:
         return cls.from_config(model, cfg, names, palette, device, **overrides)
 
     @classmethod
-    def from_config(cls, model: nn.Module | ModelSource, cfg: Any, class_names: Sequence[str],
+    def from_config(cls, model: nn.Module | ModelSource, cfg: Config, class_names: Sequence[str],
                     palette: Sequence[Sequence[int]] | None = None, device: str | torch.device = "auto",
                     **overrides: Any) -> "Predictor":
         """The inference settings a config asks for (eval.*, data.size_divisor, data.eval_size as the model's
         input size); None-valued overrides are ignored. The trainer's validation and `reseg evaluate` both
         build their predictor here, so they score a checkpoint the same way."""
-        settings: dict[str, Any] = {
-            "mode": cfg.eval.mode, "crop": cfg.eval.crop, "stride": cfg.eval.stride, "flip": cfg.eval.flip,
-            "scales": cfg.eval.scales, "size_divisor": cfg.data.size_divisor, "infer_size": cfg.data.eval_size,
-        }
+        settings = inference_settings(cfg)
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(model, device=device, num_classes=len(class_names), class_names=list(class_names),
                    palette=palette, config=cfg, **settings)

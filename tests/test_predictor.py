@@ -136,6 +136,33 @@ def test_from_checkpoint_restores_model_classes_and_settings(tiny):
     assert over.mode == "slide" and over.crop == (32, 32) and over.flip and over.scales == (1.0,)
 
 
+def test_one_map_turns_a_config_and_the_command_line_into_predictor_arguments(tiny):
+    """config.INFERENCE_KEYS: each key of a config reaches the Predictor under its argument name
+    (from_config, which the trainer's validation uses), and the command line's options carry the same names."""
+    import argparse
+    import copy
+    import inspect
+
+    from reseg.commands.common import add_inference_arguments, predictor_options
+    from reseg.config import INFERENCE_KEYS
+
+    model, cfg, _ = tiny
+    cfg = copy.deepcopy(cfg)
+    cfg.eval.mode, cfg.eval.crop, cfg.eval.stride, cfg.eval.flip = "slide", [32, 40], [16, 20], True
+    cfg.eval.scales, cfg.data.size_divisor, cfg.data.eval_size = [0.5, 1.0], 16, [48, 64]
+    pred = Predictor.from_config(model, cfg, NAMES, device="cpu")
+    assert (pred.mode, pred.crop, pred.stride, pred.flip, pred.scales, pred.size_divisor, pred.infer_size) == (
+        "slide", (32, 40), (16, 20), True, (0.5, 1.0), 16, (48, 64))
+    assert Predictor.from_config(model, cfg, NAMES, device="cpu", flip=False, mode=None).flip is False
+    arguments = set(inspect.signature(Predictor).parameters)
+    assert set(INFERENCE_KEYS.values()) <= arguments
+    parser = argparse.ArgumentParser()
+    add_inference_arguments(parser)
+    opts = predictor_options(parser.parse_args(["--mode", "slide", "--crop", "8", "8", "--infer-size", "24", "32"]))
+    assert set(opts) - {"data_root"} <= arguments  # data_root goes to from_checkpoint
+    assert opts["mode"] == "slide" and list(opts["crop"]) == [8, 8] and list(opts["infer_size"]) == [24, 32]
+
+
 def test_predict_images_of_mixed_sizes_with_probs(tiny):
     model, _, _ = tiny
     rng = np.random.default_rng(1)
