@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +17,7 @@ from reseg.config import load_config
 from reseg.engine.checkpoint import save_checkpoint
 from reseg.errors import ResegError
 from reseg.models import build_model
+from reseg.onnx.session import OnnxSession
 from reseg.predictor import Predictor
 
 pytest.importorskip("onnxruntime")
@@ -233,7 +233,7 @@ def test_export_writes_the_int8_model_with_its_agreement(tiny, tmp_path, capsys)
     res = json.loads(report.read_text())
     assert res["int8"]["calibration_images"] == 3 and 0.9 <= res["int8"]["pixel_agreement"] <= 1.0
     assert "int8" in capsys.readouterr().out
-    sess = backends.OnnxRuntimeBackend(out, "onnxruntime-int8")
+    sess = OnnxSession(out)
     assert sess(torch.randn(2, 3, 40, 56)).shape == (2, len(NAMES), 40, 56)
     assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--int8",
                  "--out", str(tmp_path / "m.pt")]) == 2

@@ -253,8 +253,6 @@ def test_damaged_or_foreign_checkpoints_give_clear_errors(tiny, tmp_path):
 def test_loading_a_checkpoint_skips_random_initialisation(tiny, monkeypatch):
     """The model is built on the meta device and the weights assigned: the orthogonal GRU initialisation (seconds
     on a busy CPU) never runs on real memory, and the weights are the checkpoint's, bit for bit."""
-    from reseg.predictor import load_model
-
     model, _, path = tiny
     real = torch.nn.init.orthogonal_
     on_real_memory = []
@@ -264,7 +262,7 @@ def test_loading_a_checkpoint_skips_random_initialisation(tiny, monkeypatch):
         return real(tensor, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.init, "orthogonal_", spy)
-    loaded, _, _ = load_model(path)
+    loaded = Predictor.from_checkpoint(path, device="cpu").model
     assert on_real_memory and not any(on_real_memory)
     want, got = model.state_dict(), loaded.state_dict()
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
