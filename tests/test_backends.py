@@ -239,6 +239,43 @@ def test_export_writes_the_int8_model_with_its_agreement(tiny, tmp_path, capsys)
                  "--out", str(tmp_path / "m.pt")]) == 2
 
 
+def test_quieting_the_quantizer_leaves_every_other_message_and_level_alone():
+    """The quantiser's advice goes through the root logger from its own files: only those records are dropped
+    (an ERROR still shows), no level but the quantiser's own logger's changes, and all is restored on exit."""
+    import logging
+    import os
+
+    from onnxruntime import quantization
+
+    from reseg.onnx.quantize import quiet_quantizer
+
+    root, own = logging.getLogger(), logging.getLogger("onnxruntime.quantization")
+    levels = (root.level, own.level)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = seen.append
+    quantizer_file = os.path.join(os.path.dirname(quantization.__file__), "quantize.py")
+
+    def log_both() -> None:
+        for path, level in ((quantizer_file, logging.WARNING), (__file__, logging.WARNING),
+                            (quantizer_file, logging.ERROR)):
+            root.handle(root.makeRecord("root", level, path, 1, "advice", (), None))
+
+    root.addHandler(handler)
+    try:
+        with quiet_quantizer():
+            assert root.level == levels[0] and own.getEffectiveLevel() == logging.ERROR
+            log_both()
+        kept = [(r.pathname, r.levelno) for r in seen]
+        assert kept == [(__file__, logging.WARNING), (quantizer_file, logging.ERROR)]
+        assert (root.level, own.level) == levels
+        seen.clear()
+        log_both()
+        assert len(seen) == 3  # the filter is gone
+    finally:
+        root.removeHandler(handler)
+
+
 def test_backend_name_rules():
     assert backends.backend_name() == "eager"
     assert backends.backend_name(None, True) == "onnxruntime-int8"

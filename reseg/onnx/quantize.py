@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -65,14 +66,28 @@ def quantize_int8(fp32: str | Path, out: str | Path, inputs: Iterable[np.ndarray
 
 @contextlib.contextmanager
 def quiet_quantizer() -> Iterator[None]:
-    """The quantiser logs advice at WARNING through the root logger; keep it out of users' terminals."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    """Keep the quantiser's advice (WARNING and below) out of users' terminals, and nobody else's messages.
+
+    It logs mostly through the module-level `logging.warning` (the root logger) and partly through loggers
+    under `onnxruntime.quantization`: a filter on the root logger drops the records made in the quantiser's
+    own files, and its loggers go to ERROR; both are undone on exit, and no logger's level but its own changes.
+    """
+    from onnxruntime import quantization
+
+    folder = os.path.dirname(os.path.abspath(quantization.__file__)) + os.sep
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not os.path.abspath(record.pathname).startswith(folder)
+
+    root, own = logging.getLogger(), logging.getLogger(quantization.__name__)
+    level = own.level
+    root.addFilter(keep)
+    own.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(keep)
+        own.setLevel(level)
 
 
 def int8_agreement(fp32: str | Path, int8: str | Path, inputs: Sequence[np.ndarray]) -> dict[str, float]:
