@@ -1,6 +1,6 @@
 """Inference backends: where the Predictor's padded batches run, (N, 3, H, W) float32 -> (N, C, H, W) logits.
 
-`eager` is the PyTorch model itself. `onnxruntime` is the same model exported to ONNX (reseg.export)
+`eager` is the PyTorch model itself. `onnxruntime` is the same model exported to ONNX (reseg.onnx)
 and run by ONNX Runtime on the CPU: batch norm folded into the convolutions, ReLU fused, ReNet's GRUs as
 ONNX GRU nodes. On CPUs without native bf16 that is the fast path (bf16 autocast does not help there).
 `onnxruntime-int8` adds static int8 quantisation of every convolution but the classifier (per-channel
@@ -22,16 +22,23 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from reseg.data.base import collect_images, read_image
 from reseg.errors import ResegError
+from reseg.models.padding import pad_to_multiple
+from reseg.onnx.export import export_onnx
+from reseg.onnx.quantize import quantize_int8
+from reseg.onnx.session import OnnxSession, SessionError, onnxruntime_module
+from reseg.preprocess import Normalizer, rgb_batch
 
 log = logging.getLogger("reseg.backends")
 
@@ -61,14 +68,8 @@ def backend_name(backend: str | None = None, int8: bool | None = None) -> str:
     return "onnxruntime-int8" if int8 else name
 
 
-def onnxruntime_module() -> Any:
-    """onnxruntime, or a BackendError saying how to install it."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise BackendError("the onnxruntime backend needs the onnxruntime package: pip install onnxruntime "
-                           "(or use --backend eager)") from None
-    return onnxruntime
+def _onnxruntime() -> Any:
+    return onnxruntime_module("the onnxruntime backend needs it (or use --backend eager)")
 
 
 def check_settings(name: str, device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool,
@@ -126,7 +127,7 @@ def weights_digest(state: Mapping[str, torch.Tensor], architecture: Any) -> str:
 
 
 def _versions() -> dict[str, str]:
-    ort = onnxruntime_module()
+    ort = _onnxruntime()
     return {"format": FORMAT_VERSION, "torch": torch.__version__, "onnxruntime": ort.__version__}
 
 
@@ -186,15 +187,11 @@ class Calibration:
     @classmethod
     def from_paths(cls, inputs: Sequence[str], count: int = CALIBRATION_IMAGES) -> "Calibration":
         """Up to `count` images, evenly spaced, from image files, folders or globs (checked now, read later)."""
-        from reseg.data.base import collect_images
-
         files = [str(p) for p, _ in collect_images(list(inputs))]
         files = _evenly(files, count)
         stamps = [f"{f}:{os.stat(f).st_size}:{os.stat(f).st_mtime_ns}" for f in files]
 
         def load() -> list[np.ndarray]:
-            from reseg.data.base import read_image
-
             return [read_image(f) for f in files]
 
         return cls("files:" + hashlib.blake2b("\n".join(stamps).encode(), digest_size=12).hexdigest(), load)
@@ -207,7 +204,7 @@ class Calibration:
         key = f"train:{data.dataset}:{Path(str(data.root)).resolve()}:{data.train_split}:{count}"
 
         def load() -> list[np.ndarray]:
-            from reseg.data import build_dataset
+            from reseg.data import build_dataset  # every dataset reader: loaded only when calibration needs it
 
             try:
                 dataset = build_dataset(cfg, data.train_split, transform=None, require_labels=False)
@@ -243,106 +240,18 @@ def as_calibration(value: Any) -> Calibration | None:
     return Calibration.from_images(items)
 
 
-# ---------------------------------------------------------------------------------------------- making files
-
-
-def export_fp32(model: nn.Module, out: Path, key: str | None = None) -> Path:
-    """The model as an fp32 ONNX file for any batch, height and width, checked against PyTorch at two sizes."""
-    from reseg.export import export_onnx
-
-    with tempfile.TemporaryDirectory(prefix="reseg-onnx-") as tmp:
-        exported = Path(tmp) / "fp32.onnx"
-        export_onnx(model.eval(), exported, size=EXPORT_SIZE, dynamic=True)
-        _save_stamped(exported, out, key)
-    return out
-
-
-def quantize_int8(fp32: Path, out: Path, inputs: Iterable[np.ndarray], key: str | None = None) -> Path:
-    """Static int8 quantisation of the convolutions (QOperator QLinearConv, per-channel int8 weights with
-    reduce_range, uint8 activations from min/max calibration on `inputs`), classifier and GRUs left fp32.
-
-    reduce_range keeps the int16 pair sums of AVX2's u8*s8 instruction from saturating on CPUs without
-    VNNI; the last convolution (the classifier) stays fp32 so the argmax is not taken over 256 levels.
-    """
-    import onnx
-
-    ort = onnxruntime_module()
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
-        quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    batches = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
-    if not batches:
-        raise BackendError("int8 calibration got no inputs")
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter(batches)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self._it, None)
-            return None if x is None else {"image": x}
-
-    graph = onnx.load(str(fp32), load_external_data=False).graph
-    convs = [n.name for n in graph.node if n.op_type == "Conv"]
-    with tempfile.TemporaryDirectory(prefix="reseg-int8-") as tmp, warnings.catch_warnings(), \
-            _quiet_quantizer(ort):
-        warnings.simplefilter("ignore")
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        quantized = Path(tmp) / "int8.onnx"
-        quantize_static(str(pre), str(quantized), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv"], nodes_to_exclude=convs[-1:],
-                        calibrate_method=CalibrationMethod.MinMax)
-        _save_stamped(quantized, out, key)
-    return out
-
-
-@contextlib.contextmanager
-def _quiet_quantizer(ort: Any) -> Any:
-    """The quantiser logs advice at WARNING through the root logger; keep it out of users' terminals."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
-def _save_stamped(src: Path, out: Path, key: str | None) -> None:
-    """Copy an ONNX file to `out` atomically, with the cache key in its metadata (a file copied or renamed by
-    hand is then still recognised, and a stale one is not)."""
-    import onnx
-
-    from reseg.io import atomic_path
-
-    model = onnx.load(str(src))
-    del model.metadata_props[:]
-    if key is not None:
-        model.metadata_props.add(key=METADATA_KEY, value=key)
-    with atomic_path(out) as dst:
-        onnx.save(model, str(dst))
-
-
 def calibration_inputs(images: Sequence[np.ndarray], size_divisor: int = 0,
                        infer_size: tuple[int, int] | None = None,
                        crop: tuple[int, int] | None = None) -> list[np.ndarray]:
     """Normalised (1, 3, H, W) float32 arrays as the network sees them: resized to `infer_size`, a centred
     `crop` window (sliding-window inference), padded to `size_divisor`."""
-    import torch.nn.functional as F
-
-    from reseg.models.padding import pad_to_multiple
-    from reseg.predictor import normalization_stats
-
-    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in normalization_stats())
+    normalize = Normalizer("cpu")
     out = []
-    for im in images:
-        a = np.asarray(im)
-        if a.ndim != 3 or a.shape[2] < 3 or a.dtype != np.uint8:
-            raise BackendError(f"calibration images must be RGB uint8 HxWx3, got shape {a.shape} {a.dtype}")
-        x = (torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1)[None].float() - mean) / std
+    for i, im in enumerate(images):
+        try:
+            x = normalize(torch.from_numpy(rgb_batch([im])))
+        except ResegError as err:
+            raise BackendError(f"calibration image {i}: {err}") from None
         if infer_size is not None and tuple(x.shape[-2:]) != tuple(infer_size):
             x = F.interpolate(x, size=tuple(infer_size), mode="bilinear", align_corners=False)
         if crop is not None:
@@ -357,67 +266,41 @@ def calibration_inputs(images: Sequence[np.ndarray], size_divisor: int = 0,
 # ---------------------------------------------------------------------------------------------- running
 
 
-class OnnxRuntimeBackend:
-    """An ONNX Runtime CPU session behind the backend call: (N, 3, H, W) tensor -> (N, C, H, W) float32 tensor."""
-
-    def __init__(self, path: str | Path, name: str = "onnxruntime", threads: int | None = None) -> None:
-        ort = onnxruntime_module()
-        self.path, self.name = Path(path), name
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # Idle pool threads would spin and take the cores from PyTorch's threads (padding, softmax and argmax
-        # run between calls; on 2 cores that slowed the next PyTorch op many times over).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's own exception types
-            raise BackendError(f"onnxruntime cannot load {self.path}: {' '.join(str(err).split())[:300]}") from None
-        self.input_name = self.session.get_inputs()[0].name
-
-    @property
-    def key(self) -> str | None:
-        return self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
-            raise BackendError(f"the {self.name} backend runs on the CPU; got a tensor on {x.device}")
-        arr = np.ascontiguousarray(x.detach().float().numpy())
-        return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
-
-    def describe(self) -> str:
-        return f"backend={self.name}"
+def export_fp32(model: nn.Module, out: Path, key: str) -> Path:
+    """The model as an fp32 ONNX file for any batch, height and width, checked against PyTorch at two sizes,
+    with its cache key in the file's metadata (a file copied or renamed by hand is then still recognised,
+    and a stale one is not)."""
+    export_onnx(model.eval(), out, size=EXPORT_SIZE, dynamic=True, metadata={METADATA_KEY: key})
+    return out
 
 
-def _cached(path: Path, key: str, name: str) -> OnnxRuntimeBackend | None:
+def _cached(path: Path, key: str) -> OnnxSession | None:
     """The cached file's session when it exists, loads and carries its key; a damaged one is removed."""
     if not path.is_file():
         return None
     try:
-        backend = OnnxRuntimeBackend(path, name)
-    except BackendError as err:
+        session = OnnxSession(path)
+    except SessionError as err:
         log.warning("rebuilding the cached model %s: %s", path, err)
         path.unlink(missing_ok=True)
         return None
-    if backend.key != key:
+    if session.metadata(METADATA_KEY) != key:
         return None
     with contextlib.suppress(OSError):
         os.utime(path)  # least recently used goes first when the cache is pruned
-    return backend
+    return session
 
 
 def onnxruntime_backend(name: str, model_digest: str, build_model: Callable[[], nn.Module],
                         calibration: Callable[[], list[np.ndarray]] | None = None,
                         calibration_key: str | None = None, cache: str | Path | None = None,
-                        log_fn: Callable[[str], None] | None = None) -> OnnxRuntimeBackend:
+                        log_fn: Callable[[str], None] | None = None) -> OnnxSession:
     """The ONNX Runtime backend `name` for a model, from the cache or made now (export, then quantise).
 
     `build_model` is called only when the fp32 file has to be exported; `calibration` (normalised network
     inputs) only when the int8 file has to be made.
     """
-    onnxruntime_module()
+    _onnxruntime()
     if name not in ("onnxruntime", "onnxruntime-int8"):
         raise BackendError(f"{name!r} is not an ONNX Runtime backend")
     if name == "onnxruntime-int8" and calibration is None:
@@ -428,16 +311,16 @@ def onnxruntime_backend(name: str, model_digest: str, build_model: Callable[[], 
     fp32_path = folder / f"{fp32_key}.onnx"
     key = fp32_key if name == "onnxruntime" else cache_key(model_digest, name, calibration_key)
     path = folder / f"{key}.onnx"
-    hit = _cached(path, key, name)
+    hit = _cached(path, key)
     if hit is not None:
         return hit
-    if not (fp32_path.is_file() and _cached(fp32_path, fp32_key, "onnxruntime") is not None):
+    if not (fp32_path.is_file() and _cached(fp32_path, fp32_key) is not None):
         say(f"exporting the model to ONNX (once per checkpoint) in {folder}")
         export_fp32(build_model(), fp32_path, fp32_key)
     if name == "onnxruntime-int8":
         assert calibration is not None
         inputs = calibration()
         say(f"quantising to int8, calibrating on {len(inputs)} image(s) (once per checkpoint) in {folder}")
-        quantize_int8(fp32_path, path, inputs, key)
+        quantize_int8(fp32_path, path, inputs, {METADATA_KEY: key})
     _prune(folder)
-    return OnnxRuntimeBackend(path, name)
+    return OnnxSession(path)

@@ -168,6 +168,23 @@ class Config:
         return given is None or key in given
 
 
+# The config keys that change inference, and the Predictor argument each one sets: the one map from a config
+# to a Predictor (Predictor.from_config) and from `reseg evaluate --set` to the inference flags.
+INFERENCE_KEYS: dict[str, str] = {
+    "eval.mode": "mode", "eval.crop": "crop", "eval.stride": "stride", "eval.flip": "flip",
+    "eval.scales": "scales", "data.size_divisor": "size_divisor", "data.eval_size": "infer_size",
+}
+
+
+def inference_settings(cfg: Config) -> dict[str, Any]:
+    """The Predictor arguments a config's INFERENCE_KEYS give (Predictor argument name -> value)."""
+    settings = {}
+    for key, argument in INFERENCE_KEYS.items():
+        section, name = key.split(".")
+        settings[argument] = getattr(getattr(cfg, section), name)
+    return settings
+
+
 # ---------------------------------------------------------------- validation
 
 _FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")

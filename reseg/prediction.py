@@ -7,30 +7,14 @@ colours and <name>_overlay.<ext> the colours over the image; every file is writt
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from reseg.errors import ResegError
-
-T = TypeVar("T")
-
-
-def same_size_batches(items: Iterable[T], batch: int, shape: Callable[[T], Any]) -> Iterator[list[T]]:
-    """Consecutive runs of at most `batch` items whose `shape(item)` is equal (a batch is one tensor)."""
-    if batch < 1:
-        raise ResegError(f"the batch size must be >= 1, got {batch}")
-    pending: list[T] = []
-    for item in items:
-        if pending and (len(pending) >= batch or shape(item) != shape(pending[0])):
-            yield pending
-            pending = []
-        pending.append(item)
-    if pending:
-        yield pending
 
 
 def write_outputs(out_dir: Path, name: Path, image: np.ndarray, mask: np.ndarray, palette: Any, opacity: float,
@@ -76,6 +60,7 @@ def predict_files(predictor: Any, items: Sequence[tuple[Path, Path]], out_dir: P
     from tqdm import tqdm
 
     from reseg.data.base import UnreadableImageError, read_image
+    from reseg.preprocess import same_size_batches
 
     if not 0.0 <= opacity <= 1.0:
         raise ResegError(f"--opacity must be in [0, 1], got {opacity}")

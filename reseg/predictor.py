@@ -1,8 +1,9 @@
 """The one inference path, shared by evaluation, `reseg predict`, `reseg video` and the benchmark.
 
-Everything that changes a prediction (normalisation, padding, sliding windows, flip/scale
-averaging, autocast) lives here, so a mask from `predict` equals the mask `evaluate` scored and
-the mask `video` wrote for the same image and settings.
+Everything that changes a prediction (padding, sliding windows, flip/scale averaging, autocast; the
+normalisation comes from reseg.preprocess) lives here, so a mask from `predict` equals the mask `evaluate`
+scored and the mask `video` wrote for the same image and settings. Where a padded batch runs is the
+backend's business (reseg.backends); the checkpoint is read by reseg.engine.checkpoint.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import itertools
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +25,13 @@ from torch import nn
 
 from reseg import backends
 from reseg.backends import ModelSource
-from reseg.engine.checkpoint import strip_wrapper_prefix
+from reseg.config import Config, inference_settings
+from reseg.engine.checkpoint import read_checkpoint
 from reseg.errors import ResegError
 from reseg.models.padding import pad_bottom_right, pad_to_multiple
+from reseg.preprocess import Normalizer, rgb_batch, same_size_batches
 from reseg.runtime import amp_dtype, autocast, place_model, resolve_device
-
-def normalization_stats() -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std on the 0..255 scale, taken from the training transforms so both paths agree."""
-    from reseg.data.transforms import IMAGENET_MEAN as mean, IMAGENET_STD as std
-
-    mean_a = np.asarray(mean, dtype=np.float64).reshape(3)
-    std_a = np.asarray(std, dtype=np.float64).reshape(3)
-    if mean_a.max() <= 1.0:  # albumentations convention: fractions of max_pixel_value=255
-        mean_a, std_a = mean_a * 255.0, std_a * 255.0
-    return mean_a, std_a
+from reseg.viz import resolve_palette
 
 
 def _pair(value: Any, name: str) -> tuple[int, int] | None:
@@ -53,67 +46,6 @@ def _pair(value: Any, name: str) -> tuple[int, int] | None:
     if h <= 0 or w <= 0:
         raise ResegError(f"{name} must be positive, got {value!r}")
     return h, w
-
-
-def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], Any, list[str]]:
-    """(raw checkpoint, its Config, class names), read once; every mismatch is a CheckpointError naming the file."""
-    from reseg.config import Config
-    from reseg.engine.checkpoint import CheckpointError, load_checkpoint
-
-    state = load_checkpoint(path, map_location="cpu")
-    names = [str(n) for n in state["class_names"]]
-    if not names:
-        raise CheckpointError(f"checkpoint {path} has an empty class list")
-    try:
-        cfg = Config.from_dict(state["config"])
-    except ResegError as err:
-        raise CheckpointError(f"checkpoint {path} holds a config this version cannot read: {err}") from None
-    cfg.model.num_classes = len(names)
-    cfg.model.encoder_weights = None  # the checkpoint has the weights; never download
-    cfg.model.sync_bn = False
-    if not isinstance(state["model"], dict):
-        raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict")
-    return state, cfg, names
-
-
-def model_from_state(state: dict[str, Any], cfg: Any, path: str | Path) -> nn.Module:
-    """The model a config describes with the checkpoint's weights, in eval mode.
-
-    It is built on the meta device and the weights are assigned, so no time goes into random
-    initialisation (orthogonal GRU matrices: seconds on a busy CPU) that the weights then replace.
-    """
-    from reseg.engine.checkpoint import CheckpointError
-    from reseg.models import build_model
-
-    weights = {strip_wrapper_prefix(k): v for k, v in state["model"].items()}
-    model = None
-    try:
-        with torch.device("meta"):
-            model = build_model(cfg)
-    except Exception:  # a builder that cannot run on meta tensors: build it the ordinary way
-        model = None
-    try:
-        if model is not None:
-            model.load_state_dict(weights, strict=True, assign=True)
-            if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
-                model = None  # a buffer the state dict does not hold: it needs its real initial value
-        if model is None:
-            model = build_model(cfg)
-            model.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        detail = " ".join(str(err).split())[:400]
-        raise CheckpointError(f"checkpoint {path} does not match the model its config describes "
-                              f"({cfg.model.name}, {cfg.model.num_classes} classes): {detail}") from None
-    return model.eval()
-
-
-def load_model(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """(model with the checkpoint's weights, its Config, the raw checkpoint) from the checkpoint alone.
-
-    The one place a checkpoint becomes a model (prediction, evaluation, video, export).
-    """
-    state, cfg, _ = read_checkpoint(path)
-    return model_from_state(state, cfg, path), cfg, state
 
 
 class Predictor:
@@ -168,9 +100,7 @@ class Predictor:
 
         self._source = model if isinstance(model, ModelSource) else None
         self._model = None if isinstance(model, ModelSource) else model
-        mean, std = normalization_stats()
-        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._normalize = Normalizer(self.device)
         backends.check_settings(self.backend, self.device, self.amp_dtype, self.channels_last, bool(compile))
         if self.backend == "eager":
             self._model = place_model(self.model, self.device, self.channels_last).eval()
@@ -212,18 +142,16 @@ class Predictor:
         """Rebuild model, classes and eval settings from a checkpoint alone; None-valued overrides are ignored.
 
         `data_root` says where the checkpoint's dataset is now (int8 calibration reads its training split)."""
-        from reseg.viz import resolve_palette
-
         data_root = overrides.pop("data_root", None)
-        state, cfg, names = read_checkpoint(path)
-        palette = resolve_palette(names, state.get("palette"))
+        ckpt = read_checkpoint(path)
+        cfg, names = ckpt.config, ckpt.class_names
+        palette = resolve_palette(names, ckpt.state.get("palette"))
         name = backends.backend_name(overrides.get("backend"), overrides.get("int8"))
         if name == "eager":
-            model: nn.Module | ModelSource = model_from_state(state, cfg, path)
+            model: nn.Module | ModelSource = ckpt.build_model()
         else:  # the weights' digest finds a cached export; the model is built only to export it
-            arch = dataclasses.asdict(cfg.model) if dataclasses.is_dataclass(cfg.model) else repr(cfg.model)
-            weights = {strip_wrapper_prefix(k): v for k, v in state["model"].items()}
-            model = ModelSource(backends.weights_digest(weights, arch), lambda: model_from_state(state, cfg, path))
+            model = ModelSource(backends.weights_digest(ckpt.weights, dataclasses.asdict(cfg.model)),
+                                ckpt.build_model)
             if name == "onnxruntime-int8" and overrides.get("calibration") is None:
                 data_cfg = copy.deepcopy(cfg)
                 if data_root:
@@ -233,16 +161,13 @@ class Predictor:
         return cls.from_config(model, cfg, names, palette, device, **overrides)
 
     @classmethod
-    def from_config(cls, model: nn.Module | ModelSource, cfg: Any, class_names: Sequence[str],
+    def from_config(cls, model: nn.Module | ModelSource, cfg: Config, class_names: Sequence[str],
                     palette: Sequence[Sequence[int]] | None = None, device: str | torch.device = "auto",
                     **overrides: Any) -> "Predictor":
         """The inference settings a config asks for (eval.*, data.size_divisor, data.eval_size as the model's
         input size); None-valued overrides are ignored. The trainer's validation and `reseg evaluate` both
         build their predictor here, so they score a checkpoint the same way."""
-        settings: dict[str, Any] = {
-            "mode": cfg.eval.mode, "crop": cfg.eval.crop, "stride": cfg.eval.stride, "flip": cfg.eval.flip,
-            "scales": cfg.eval.scales, "size_divisor": cfg.data.size_divisor, "infer_size": cfg.data.eval_size,
-        }
+        settings = inference_settings(cfg)
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(model, device=device, num_classes=len(class_names), class_names=list(class_names),
                    palette=palette, config=cfg, **settings)
@@ -251,19 +176,10 @@ class Predictor:
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 HxWx3 arrays of one size -> normalised float batch (N, 3, H, W) on the device."""
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            images = [images]
-        arrays = [_as_rgb(im) for im in images]
-        if not arrays:
-            raise ResegError("preprocess got no images")
-        shape = arrays[0].shape
-        if any(a.shape != shape for a in arrays):
-            raise ResegError(f"a batch needs images of one size, got {sorted({a.shape for a in arrays})}")
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
+        x = torch.from_numpy(rgb_batch(images))
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float()
-        return (x - self._mean) / self._std
+        return self._normalize(x.to(self.device))
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) float32 logits at the batch's size; with TTA, the log of the averaged probabilities."""
@@ -272,10 +188,6 @@ class Predictor:
     def probs(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) softmax probabilities averaged over the flips, scales and windows asked for."""
         return self._infer(batch, want="probs")
-
-    def predict_logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Alias of `logits` (the name in the shared interface)."""
-        return self.logits(batch)
 
     def masks(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, H, W) uint8 train ids on the device."""
@@ -288,7 +200,7 @@ class Predictor:
             images = [images]
         masks: list[np.ndarray] = []
         probs: list[np.ndarray] = []
-        for chunk in _same_size_chunks(list(images), max(1, int(batch_size))):
+        for chunk in same_size_batches(images, max(1, int(batch_size)), lambda im: np.shape(im)[:2]):
             x = self.preprocess(chunk)
             if return_probs:
                 p = self.probs(x)
@@ -297,11 +209,6 @@ class Predictor:
             else:
                 masks.extend(self.masks(x).cpu().numpy())
         return (masks, probs) if return_probs else masks
-
-    def predict_images(self, images: Sequence[np.ndarray], return_probs: bool = False, batch_size: int = 8
-                       ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
-        """Alias of `predict` (the name in the shared interface)."""
-        return self.predict(images, return_probs=return_probs, batch_size=batch_size)
 
     __call__ = predict
 
@@ -396,27 +303,3 @@ class Predictor:
             total /= len(passes)
             return total if want == "probs" else total.clamp_min_(1e-12).log_()
 
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise ResegError(f"expected an RGB image HxWx3, got an array of shape {a.shape}")
-    if a.shape[2] == 4:
-        a = a[..., :3]
-    if a.dtype != np.uint8:
-        raise ResegError(f"expected a uint8 RGB image, got dtype {a.dtype}")
-    return a
-
-
-def _same_size_chunks(images: list[np.ndarray], batch_size: int) -> Iterator[list[np.ndarray]]:
-    """Consecutive runs of equal-sized images, at most `batch_size` long (keeps output order)."""
-    chunk: list[np.ndarray] = []
-    for im in images:
-        if chunk and (len(chunk) == batch_size or np.shape(im)[:2] != np.shape(chunk[0])[:2]):
-            yield chunk
-            chunk = []
-        chunk.append(im)
-    if chunk:
-        yield chunk

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +17,7 @@ from reseg.config import load_config
 from reseg.engine.checkpoint import save_checkpoint
 from reseg.errors import ResegError
 from reseg.models import build_model
+from reseg.onnx.session import OnnxSession
 from reseg.predictor import Predictor
 
 pytest.importorskip("onnxruntime")
@@ -233,10 +233,47 @@ def test_export_writes_the_int8_model_with_its_agreement(tiny, tmp_path, capsys)
     res = json.loads(report.read_text())
     assert res["int8"]["calibration_images"] == 3 and 0.9 <= res["int8"]["pixel_agreement"] <= 1.0
     assert "int8" in capsys.readouterr().out
-    sess = backends.OnnxRuntimeBackend(out, "onnxruntime-int8")
+    sess = OnnxSession(out)
     assert sess(torch.randn(2, 3, 40, 56)).shape == (2, len(NAMES), 40, 56)
     assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--int8",
                  "--out", str(tmp_path / "m.pt")]) == 2
+
+
+def test_quieting_the_quantizer_leaves_every_other_message_and_level_alone():
+    """The quantiser's advice goes through the root logger from its own files: only those records are dropped
+    (an ERROR still shows), no level but the quantiser's own logger's changes, and all is restored on exit."""
+    import logging
+    import os
+
+    from onnxruntime import quantization
+
+    from reseg.onnx.quantize import quiet_quantizer
+
+    root, own = logging.getLogger(), logging.getLogger("onnxruntime.quantization")
+    levels = (root.level, own.level)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = seen.append
+    quantizer_file = os.path.join(os.path.dirname(quantization.__file__), "quantize.py")
+
+    def log_both() -> None:
+        for path, level in ((quantizer_file, logging.WARNING), (__file__, logging.WARNING),
+                            (quantizer_file, logging.ERROR)):
+            root.handle(root.makeRecord("root", level, path, 1, "advice", (), None))
+
+    root.addHandler(handler)
+    try:
+        with quiet_quantizer():
+            assert root.level == levels[0] and own.getEffectiveLevel() == logging.ERROR
+            log_both()
+        kept = [(r.pathname, r.levelno) for r in seen]
+        assert kept == [(__file__, logging.WARNING), (quantizer_file, logging.ERROR)]
+        assert (root.level, own.level) == levels
+        seen.clear()
+        log_both()
+        assert len(seen) == 3  # the filter is gone
+    finally:
+        root.removeHandler(handler)
 
 
 def test_backend_name_rules():

@@ -265,3 +265,30 @@ def test_init_from_starts_from_the_weights_and_refuses_another_architecture(tmp_
     assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
     with pytest.raises(CheckpointError, match=r"train.init_from .*classifier.weight: \(5, "):
         init_weights(build_model(cfg, 7), path)
+
+
+def test_read_checkpoint_gives_the_config_classes_and_the_model(tmp_path) -> None:
+    """The one reading for inference and export: class count and no weight download set in the config, the
+    model rebuilt with the checkpoint's weights (saved from a DDP wrapper here: prefixes stripped), in eval
+    mode; a checkpoint without classes is a named error."""
+    import torch
+
+    from reseg.engine.checkpoint import read_checkpoint
+
+    path = _real_checkpoint(tmp_path / "plain.pt")
+    state = load_checkpoint(path)
+    state["config"]["model"]["encoder_weights"] = "imagenet"
+    state["model"] = {f"module.{k}": v for k, v in state["model"].items()}
+    save_checkpoint(state, path)
+    ckpt = read_checkpoint(path)
+    assert ckpt.path == path and ckpt.class_names == ["a", "b", "c"]
+    assert ckpt.config.model.num_classes == 3 and ckpt.config.model.encoder_weights is None
+    model = ckpt.build_model()
+    assert not model.training
+    saved = {k.removeprefix("module."): v for k, v in state["model"].items()}
+    got = model.state_dict()
+    assert got.keys() == saved.keys() and all(torch.equal(got[k], saved[k]) for k in saved)
+    state["class_names"] = []
+    save_checkpoint(state, tmp_path / "no_classes.pt")
+    with pytest.raises(CheckpointError, match=r"no_classes\.pt has an empty class list"):
+        read_checkpoint(tmp_path / "no_classes.pt")

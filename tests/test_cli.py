@@ -16,7 +16,7 @@ import pytest
 from reseg.cli import COMMANDS, main
 from reseg.data.base import collect_images
 from reseg.errors import ResegError
-from reseg.prediction import same_size_batches
+from reseg.preprocess import same_size_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from reseg import export as export_mod
 from reseg.cli import main
 from reseg.config import load_config
 from reseg.engine.checkpoint import save_checkpoint
-from reseg.export import export_onnx, export_torchscript, verify_onnx, verify_torchscript
+from reseg.export import export_torchscript, verify_torchscript
 from reseg.models import ReNet, build_model
+from reseg.onnx.export import export_onnx, verify_onnx
+from reseg.onnx.trace import ExportError, ExportWrapper, second_size
 
 needs_ort = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
                                reason="onnxruntime is not installed (the TorchScript tests still run)")
@@ -90,7 +91,7 @@ def test_static_onnx_accepts_only_the_traced_size(tmp_path) -> None:
         np.testing.assert_allclose(_ort_logits(tmp_path / "s.onnx", x), model(x).numpy(), atol=1e-4, rtol=0)
     with pytest.raises(Exception):
         _ort_logits(tmp_path / "s.onnx", torch.randn(1, 3, 40, 56))
-    with pytest.raises(export_mod.ExportError, match="40x56"):
+    with pytest.raises(ExportError, match="40x56"):
         verify_onnx(tmp_path / "s.onnx", model, (40, 56))
 
 
@@ -107,7 +108,7 @@ def test_export_command_report(tmp_path, capsys, fmt, name, static) -> None:
     assert (tmp_path / name).is_file() and res["path"] == str(tmp_path / name)
     assert res["dynamic"] is not static
     sizes = [c["size"] for c in res["checks"]]
-    assert sizes == ([[32, 48]] if static else [[32, 48], list(export_mod.second_size((32, 48), 4))])
+    assert sizes == ([[32, 48]] if static else [[32, 48], list(second_size((32, 48), 4))])
     for c in res["checks"]:
         assert c["max_abs_diff"] <= c["allowed_abs_diff"] == pytest.approx(1e-4 * c["logit_range"])
     # the input normalisation as the training transforms define it (ImageNet statistics on the 0..255 scale)
@@ -126,8 +127,8 @@ def test_export_above_tolerance_fails_and_says_by_how_much(tmp_path, capsys, mon
     """An exported graph that is off by 0.05 everywhere fails at the default tolerance, names the difference
     and leaves no file; a --tolerance that allows it lets the export through."""
     ckpt = _checkpoint(tmp_path)
-    original = export_mod.ExportWrapper.forward
-    monkeypatch.setattr(export_mod.ExportWrapper, "forward", lambda self, x: original(self, x) + 0.05)
+    original = ExportWrapper.forward
+    monkeypatch.setattr(ExportWrapper, "forward", lambda self, x: original(self, x) + 0.05)
     args = ["export", "--checkpoint", str(ckpt), "--format", fmt, "--out", str(tmp_path / name), "--size", "32", "48"]
     assert main(args) == 2
     err = capsys.readouterr().err

@@ -219,7 +219,8 @@ TINY = ["model.renet_hidden=4", "model.decoder_filters=[4, 4]", "model.encoder_w
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_at_other_sizes(tmp_path, fmt: str) -> None:
     """The export records the scan as a step loop: it runs at sizes it was not traced at."""
-    from reseg.export import export_onnx, export_torchscript, verify_onnx, verify_torchscript
+    from reseg.export import export_torchscript, verify_torchscript
+    from reseg.onnx.export import export_onnx, verify_onnx
 
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")

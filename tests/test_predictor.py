@@ -136,6 +136,33 @@ def test_from_checkpoint_restores_model_classes_and_settings(tiny):
     assert over.mode == "slide" and over.crop == (32, 32) and over.flip and over.scales == (1.0,)
 
 
+def test_one_map_turns_a_config_and_the_command_line_into_predictor_arguments(tiny):
+    """config.INFERENCE_KEYS: each key of a config reaches the Predictor under its argument name
+    (from_config, which the trainer's validation uses), and the command line's options carry the same names."""
+    import argparse
+    import copy
+    import inspect
+
+    from reseg.commands.common import add_inference_arguments, predictor_options
+    from reseg.config import INFERENCE_KEYS
+
+    model, cfg, _ = tiny
+    cfg = copy.deepcopy(cfg)
+    cfg.eval.mode, cfg.eval.crop, cfg.eval.stride, cfg.eval.flip = "slide", [32, 40], [16, 20], True
+    cfg.eval.scales, cfg.data.size_divisor, cfg.data.eval_size = [0.5, 1.0], 16, [48, 64]
+    pred = Predictor.from_config(model, cfg, NAMES, device="cpu")
+    assert (pred.mode, pred.crop, pred.stride, pred.flip, pred.scales, pred.size_divisor, pred.infer_size) == (
+        "slide", (32, 40), (16, 20), True, (0.5, 1.0), 16, (48, 64))
+    assert Predictor.from_config(model, cfg, NAMES, device="cpu", flip=False, mode=None).flip is False
+    arguments = set(inspect.signature(Predictor).parameters)
+    assert set(INFERENCE_KEYS.values()) <= arguments
+    parser = argparse.ArgumentParser()
+    add_inference_arguments(parser)
+    opts = predictor_options(parser.parse_args(["--mode", "slide", "--crop", "8", "8", "--infer-size", "24", "32"]))
+    assert set(opts) - {"data_root"} <= arguments  # data_root goes to from_checkpoint
+    assert opts["mode"] == "slide" and list(opts["crop"]) == [8, 8] and list(opts["infer_size"]) == [24, 32]
+
+
 def test_predict_images_of_mixed_sizes_with_probs(tiny):
     model, _, _ = tiny
     rng = np.random.default_rng(1)
@@ -226,8 +253,6 @@ def test_damaged_or_foreign_checkpoints_give_clear_errors(tiny, tmp_path):
 def test_loading_a_checkpoint_skips_random_initialisation(tiny, monkeypatch):
     """The model is built on the meta device and the weights assigned: the orthogonal GRU initialisation (seconds
     on a busy CPU) never runs on real memory, and the weights are the checkpoint's, bit for bit."""
-    from reseg.predictor import load_model
-
     model, _, path = tiny
     real = torch.nn.init.orthogonal_
     on_real_memory = []
@@ -237,7 +262,7 @@ def test_loading_a_checkpoint_skips_random_initialisation(tiny, monkeypatch):
         return real(tensor, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.init, "orthogonal_", spy)
-    loaded, _, _ = load_model(path)
+    loaded = Predictor.from_checkpoint(path, device="cpu").model
     assert on_real_memory and not any(on_real_memory)
     want, got = model.state_dict(), loaded.state_dict()
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from reseg.config import INFERENCE_KEYS
+
 BACKEND_HELP = ("eager: PyTorch (the default; with --amp, the fast path on CPUs with native bf16); "
                 "onnxruntime: the model exported to ONNX and run by ONNX Runtime on the CPU (faster fp32 on "
                 "CPUs without bf16). Exported and quantised models are cached in ~/.cache/reseg/onnx "
@@ -46,18 +48,16 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=int, default=None, help="images per forward pass")
 
 
+# Predictor arguments that only the command line sets (the config's inference keys come from INFERENCE_KEYS)
+_RUNTIME_OPTIONS = ("channels_last", "compile", "backend", "int8", "calibration", "data_root")
+
+
 def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
     """The Predictor keyword arguments the command line asks for (None = the checkpoint's setting)."""
-    infer = getattr(args, "infer_size", None)
+    options = {name: getattr(args, name, None) for name in (*INFERENCE_KEYS.values(), *_RUNTIME_OPTIONS)}
     amp, amp_dtype = getattr(args, "amp", None), getattr(args, "amp_dtype", None)
-    amp = amp_dtype if amp_dtype and amp is not False else amp
-    return {"mode": getattr(args, "mode", None), "crop": getattr(args, "crop", None),
-            "stride": getattr(args, "stride", None), "flip": getattr(args, "flip", None),
-            "scales": getattr(args, "scales", None), "amp": amp,
-            "channels_last": getattr(args, "channels_last", None), "compile": getattr(args, "compile", None),
-            "infer_size": tuple(infer) if infer else None,
-            "backend": getattr(args, "backend", None), "int8": getattr(args, "int8", None),
-            "calibration": getattr(args, "calibration", None), "data_root": getattr(args, "data_root", None)}
+    options["amp"] = amp_dtype if amp_dtype and amp is not False else amp
+    return options
 
 
 def build_predictor(args: argparse.Namespace):  # -> Predictor (import kept lazy for `--help` speed)

@@ -17,11 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reseg.config import INFERENCE_KEYS as _EVAL_KEYS
 from reseg.errors import ResegError
-
-# --set keys that change inference, and the Predictor argument each one sets
-_EVAL_KEYS = {"eval.mode": "mode", "eval.crop": "crop", "eval.stride": "stride", "eval.flip": "flip",
-              "eval.scales": "scales", "data.eval_size": "infer_size"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

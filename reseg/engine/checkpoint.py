@@ -1,13 +1,23 @@
-"""Checkpoints that survive a kill at any moment, loaded without unpickling arbitrary code."""
+"""Checkpoints that survive a kill at any moment, loaded without unpickling arbitrary code.
+
+Every checkpoint file is read here (`load_checkpoint`); `read_checkpoint` adds what inference and export
+need (the config, the class names, the model rebuilt with the weights), so no other module parses one.
+"""
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from reseg.config import Config
 from reseg.errors import ResegError
+from reseg.io import atomic_open
+from reseg.models import build_model
 
 FORMAT = "reseg"
 VERSION = 1
@@ -23,8 +33,6 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     A crash or a full disk before the rename leaves the previous file untouched (a full disk is a
     DiskFullError naming the file and the free space); the rename itself is atomic.
     """
-    from reseg.io import atomic_open
-
     state = {"format": FORMAT, "version": VERSION, **state}
     with atomic_open(path, "wb") as fh:
         torch.save(state, fh)
@@ -62,12 +70,78 @@ def strip_wrapper_prefix(key: str) -> str:
     return key
 
 
+def model_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A checkpoint's model weights under the bare model's names (wrapper prefixes stripped)."""
+    return {strip_wrapper_prefix(k): v for k, v in state["model"].items()}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read for inference or export: the raw state, its Config (set up to rebuild the model
+    from the checkpoint alone: its class count, no weight download, no SyncBatchNorm) and its class names."""
+
+    path: Path
+    state: dict[str, Any]
+    config: Config
+    class_names: list[str]
+
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        return model_weights(self.state)
+
+    def build_model(self) -> nn.Module:
+        """The model the config describes with the checkpoint's weights, in eval mode.
+
+        It is built on the meta device and the weights are assigned, so no time goes into random
+        initialisation (orthogonal GRU matrices: seconds on a busy CPU) that the weights then replace.
+        """
+        weights = self.weights
+        model = None
+        try:
+            with torch.device("meta"):
+                model = build_model(self.config)
+        except Exception:  # a builder that cannot run on meta tensors: build it the ordinary way
+            model = None
+        try:
+            if model is not None:
+                model.load_state_dict(weights, strict=True, assign=True)
+                if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+                    model = None  # a buffer the state dict does not hold: it needs its real initial value
+            if model is None:
+                model = build_model(self.config)
+                model.load_state_dict(weights, strict=True)
+        except RuntimeError as err:
+            detail = " ".join(str(err).split())[:400]
+            raise CheckpointError(f"checkpoint {self.path} does not match the model its config describes "
+                                  f"({self.config.model.name}, {self.config.model.num_classes} classes): "
+                                  f"{detail}") from None
+        return model.eval()
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """The checkpoint at `path` with its config and class names checked; every mismatch is a CheckpointError
+    naming the file."""
+    state = load_checkpoint(path, map_location="cpu")
+    names = [str(n) for n in state["class_names"]]
+    if not names:
+        raise CheckpointError(f"checkpoint {path} has an empty class list")
+    try:
+        cfg = Config.from_dict(state["config"])
+    except ResegError as err:
+        raise CheckpointError(f"checkpoint {path} holds a config this version cannot read: {err}") from None
+    cfg.model.num_classes = len(names)
+    cfg.model.encoder_weights = None  # the checkpoint has the weights; never download
+    cfg.model.sync_bn = False
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict")
+    return Checkpoint(Path(path), state, cfg, names)
+
+
 def init_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Start `model` from a checkpoint's weights (train.init_from: fine-tuning, e.g. after pretraining on the
     synthetic streets); the optimiser, schedule and iteration start afresh. Every tensor must match by name
     and shape: a different architecture or class count is an error naming the first keys that differ."""
-    state = load_checkpoint(path)
-    weights = {strip_wrapper_prefix(k): v for k, v in state["model"].items()}
+    weights = model_weights(load_checkpoint(path))
     own = model.state_dict()
     problems = [f"missing {k}" for k in own if k not in weights]
     problems += [f"unexpected {k}" for k in weights if k not in own]

@@ -24,6 +24,7 @@ import torch
 
 from reseg.errors import ResegError
 from reseg.io import check_output_dir, check_output_file, refuse_overlap, write_json
+from reseg.preprocess import Normalizer
 from reseg.video.overlay import lut_tensor, overlay_tensor
 from reseg.video.sources import Frame, Source, frame_files_root, log, open_source
 from reseg.video.timing import Clock, StageTimes, format_stages
@@ -197,13 +198,9 @@ class Segmenter:
 
     def __init__(self, predictor: Any, smooth: float, times: StageTimes, lut: np.ndarray | None = None,
                  opacity: float = 0.5, keep_frames: bool = True) -> None:
-        from reseg.predictor import normalization_stats
-
         self.predictor = predictor
         self.device = torch.device(getattr(predictor, "device", "cpu"))
-        mean, std = normalization_stats()
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.normalize = Normalizer(self.device)
         self.alpha = float(smooth)
         self.times = times
         self.lut = lut_tensor(lut, self.device) if lut is not None else None
@@ -221,7 +218,7 @@ class Segmenter:
         with torch.inference_mode():
             images = self._upload([f.image for f in frames])
             clock.mark("h2d")
-            x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std  # as Predictor.preprocess
+            x = self.normalize(images)
             clock.mark("preprocess")
             out = self.predictor.probs(x) if self.alpha > 0 else self.predictor.logits(x)
             clock.mark("model")
