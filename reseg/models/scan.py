@@ -20,14 +20,16 @@ backward runs the adjoint scan (the same scan, the other way in time), and only 
 and h are saved. `scan_loop` is the plain step loop, in TorchScript, that tracing and export record
 (ONNX Loop: dynamic H and W, but ONNX Runtime runs its T dependent steps one at a time).
 `mingru_unrolled` is the blocked scan again, functional and with its loops unrolled by the tracer into
-~3L + 2K plain ops: what a static export (fixed H and W, renet.static_export()) records instead.
+~10L + 2K plain ops: what a static export (fixed H and W, renet.static_export()) records instead.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -220,69 +222,69 @@ def mingru_loop(G: Tensor, shape: tuple[int, int, int]) -> Tensor:
 
 
 def unrolled_block_len(T: int) -> int:
-    """Block length L minimising the op count of `mingru_unrolled` on length-T sequences.
-
-    Stage 1 records 3 ops per step of a block (the state's multiply and add, the decay's multiply),
-    stage 2 two per block; a T that is no multiple of L costs 2 padding ops."""
-    def cost(L: int) -> int:
-        K = (T + L - 1) // L
-        return 3 * L + 2 * K + (2 if T % L else 0)
-
-    return min(range(1, max(T, 1) + 1), key=lambda L: (cost(L), L))
+    """Block length L minimising the op count of `mingru_unrolled` on length-T sequences: about 10 ops
+    per step of a block (two gathers, the gates, the state, the decay, the output) and 2 per block."""
+    return min(range(1, max(T, 1) + 1), key=lambda L: (10 * L + 2 * ((T + L - 1) // L), L))
 
 
-def _unrolled(a: Tensor, b: Tensor) -> Tensor:
-    """h_t = a_t h_{t-1} + b_t over (2, P, T, R, hs) tensors, every direction running forward along T.
+@functools.lru_cache(maxsize=64)
+def _unrolled_index(P: int, T: int, R: int, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices for `mingru_unrolled`, with K = ceil(T/L) blocks of L scan steps:
 
-    Blocked like `_scan_dir`, but functional (no writes into views) and shaped for a tracer: T is padded
-    with identity steps (a = 1, b = 0) to K blocks of L; stage 1 runs the L steps of every block from a
-    zero state, keeping each step's local state e_l and decay D_l = a_1...a_l; stage 2 chains the K block
-    ends into each block's entry state S; stage 3 is h = e + D * S over the whole tensor at once. Only
-    products and sums of the inputs, as in the step loop: a saturated gate (a = 0 or 1) or a decay that
-    underflows to 0 stays exact, at any T."""
-    _, P, T, R, hs = a.shape
-    L = unrolled_block_len(T)
-    K = (T + L - 1) // L  # not -(-T // L): a tracer records // as truncating division
-    if K * L > T:  # identity steps after the last one
-        a = torch.cat([a, a.new_ones(2, P, K * L - T, R, hs)], 2)
-        b = torch.cat([b, b.new_zeros(2, P, K * L - T, R, hs)], 2)
-    As = a.reshape(2, P, K, L, R, hs).split(1, 3)
-    Bs = b.reshape(2, P, K, L, R, hs).split(1, 3)
-    # 1. every block's local states and decays from a zero state (one op per step for all blocks)
-    e, d = Bs[0], As[0]
-    es, ds = [e], [d]
-    for l in range(1, L):
-        e = As[l] * e + Bs[l]
-        d = d * As[l]
-        es.append(e)
-        ds.append(d)
-    E, D = torch.cat(es, 3), torch.cat(ds, 3)
-    # 2. the state entering each block: S_0 = 0, S_{k+1} = e_end[k] + D_end[k] * S_k
-    ends, decays = es[-1].split(1, 2), ds[-1].split(1, 2)
-    S = [torch.zeros_like(ends[0])]
-    if K > 1:
-        S.append(ends[0])
-    for k in range(1, K - 1):
-        S.append(ends[k] + decays[k] * S[-1])
-    # 3. every step at once
-    H = E + D * torch.cat(S, 2)
-    return H.reshape(2, P, K * L, R, hs)[:, :, :T]
+    - into (M*4, hs) pre-activation rows [k_f, k_b, c_f, c_b] per position: (L, 2 gate, 2 direction, P,
+      K, R), step l of every block, the backward direction reversed in time. Steps past T (the last
+      block's tail) read a real row: nothing that depends on them is kept.
+    - into the (L, 2, P, K, R) stacked hidden states: (P, T, R, 2), the output's rows."""
+    K = (T + L - 1) // L
+    l, g, d, p, k, r = np.ix_(range(L), range(2), range(2), range(P), range(K), range(R))
+    step = np.minimum(k * L + l, T - 1)
+    t = np.where(d == 0, step, T - 1 - step)
+    gather = ((p * T + t) * R + r) * 4 + 2 * g + d
+    p, t, r, d = np.ix_(range(P), range(T), range(R), range(2))
+    step = np.where(d == 0, t, T - 1 - t)
+    out = (((step % L * 2 + d) * P + p) * K + step // L) * R + r
+    return gather.astype(np.int64), out.reshape(-1).astype(np.int64)
 
 
 def mingru_unrolled(G: Tensor, shape: tuple[int, int, int]) -> Tensor:
     """`mingru_scan` (forward only) without a loop construct, for exports at a FIXED input size.
 
-    Tracing records its Python loops unrolled: about 3L + 2K plain ops per sweep (L ~ sqrt(2T/3),
-    K = ceil(T/L)), both directions in each op, instead of T dependent steps of an ONNX Loop that
-    ONNX Runtime runs one at a time. The step and block counts are fixed at the trace size, so the
+    The blocked scan again, functional and both directions in every op, its Python loops unrolled by
+    the tracer into about 10L + 2K plain ops per sweep (L ~ sqrt(T/5), K = ceil(T/L)) instead of an
+    ONNX Loop of T dependent steps that ONNX Runtime runs one at a time. Built for few passes over
+    memory: each step's gates are gathered from G straight into place (K blocks of L steps; the
+    backward direction reversed in time), and one gather puts the states back in G's row order:
+    1. every block's steps from a zero state: local states e_l and decays D_l = a_1...a_l, a = 1 - z;
+    2. the state S entering each block, chaining the block ends (K steps on small tensors);
+    3. h_l = e_l + D_l * S.
+    Only products and sums, as in the step loop: saturated gates (a = 0 or 1) and decays that
+    underflow to 0 stay exact at any T. The step and block counts are fixed at the trace size, so the
     recorded graph is valid at that size only (a static export); `mingru_loop` is for dynamic ones."""
-    P, T, R = shape
+    P, T, R = (int(v) for v in shape)
     hs = G.shape[1] // 4
     dtype = torch.promote_types(G.dtype, torch.float32)
-    # (gate, direction, P, T, R, hs), the backward direction flipped in time so both run forward
-    X = (G if G.dtype == dtype else G.to(dtype)).reshape(P, T, R, 2, 2, hs).permute(3, 4, 0, 1, 2, 5)
-    X = torch.cat([X[:, :1], X[:, 1:].flip(3)], 1)
-    z = torch.sigmoid(X[0])
-    h = _unrolled(1.0 - z, z * X[1])
-    h = torch.cat([h[:1], h[1:].flip(2)], 0)  # (direction, P, T, R, hs), both in time order again
-    return h.permute(1, 2, 3, 0, 4).reshape(G.shape[0], 2 * hs)
+    L = unrolled_block_len(T)
+    K = (T + L - 1) // L
+    gather, out = _unrolled_index(P, T, R, L)
+
+    def index(i: np.ndarray) -> Tensor:  # a constant of the traced graph
+        t = torch.from_numpy(i.reshape(-1))
+        return t if G.device.type == "cpu" else t.to(G.device)
+
+    rows = G.reshape(-1, hs) if G.dtype == dtype else G.reshape(-1, hs).to(dtype)
+    piece = (2, P, K, R, hs)
+    es, ds = [], []
+    for l in range(L):  # 1.
+        k = rows.index_select(0, index(gather[l, 0])).view(piece)
+        c = rows.index_select(0, index(gather[l, 1])).view(piece)
+        z = torch.sigmoid(k)
+        a, b = 1.0 - z, z * c
+        es.append(b if l == 0 else a * es[-1] + b)
+        ds.append(a if l == 0 else ds[-1] * a)
+    ends, decays = es[-1].split(1, 2), ds[-1].split(1, 2)  # 2.
+    S = [torch.zeros_like(ends[0])] + ([ends[0]] if K > 1 else [])
+    for j in range(1, K - 1):
+        S.append(ends[j] + decays[j] * S[-1])
+    S_all = torch.cat(S, 2)
+    h = torch.stack([e + d * S_all for e, d in zip(es, ds)])  # 3. (L, 2, P, K, R, hs)
+    return h.reshape(-1, hs).index_select(0, index(out)).reshape(G.shape[0], 2 * hs)
