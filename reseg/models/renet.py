@@ -22,13 +22,19 @@ over every column (then row) of every image, in float32 (under autocast only the
 in low precision). Its rows stay in (N, H, W) order, so its output is a channels-last NCHW view. On CUDA
 the scan is the fused Triton kernels of scan_triton.py (one launch per sweep and direction, forward and
 backward); RESEG_SCAN=blocked picks the blocked scan there for comparison.
-Tracing and export record the scan as a step loop (`impl="rnn"` runs that loop too).
+Tracing and export record the scan as a step loop (`impl="rnn"` runs that loop too): an ONNX Loop, valid
+at every input size (dynamic exports, TorchScript). Inside `static_export()` they record the scan
+unrolled instead (scan.mingru_unrolled: plain ops, no Loop, valid at the traced size only), for ONNX
+exports whose input size is fixed, where ONNX Runtime would otherwise run the Loop one step at a time.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import Optional
 
 import torch
@@ -37,7 +43,28 @@ from torch import Tensor, nn
 
 from reseg.errors import ResegError
 from reseg.models import gru_ext
-from reseg.models.scan import mingru_loop, mingru_scan
+from reseg.models.scan import mingru_loop, mingru_scan, mingru_unrolled
+
+_STATIC_EXPORT = contextvars.ContextVar("reseg_static_export", default=False)
+
+
+@contextlib.contextmanager
+def static_export() -> Iterator[None]:
+    """For the duration, the input size of what is traced or exported is fixed: minGRU sweeps record the
+    unrolled scan (no Loop node, valid at that size only) where they would record the step loop.
+
+    Use it around a static export (torch.onnx.export without dynamic axes); a dynamic export or a
+    TorchScript trace meant for other sizes must be made outside it."""
+    token = _STATIC_EXPORT.set(True)
+    try:
+        yield
+    finally:
+        _STATIC_EXPORT.reset(token)
+
+
+def in_static_export() -> bool:
+    """Whether a `static_export()` context is open (in this thread or task)."""
+    return _STATIC_EXPORT.get()
 
 
 class MinGRU(nn.Module):
@@ -67,11 +94,14 @@ class MinGRU(nn.Module):
     def sweep(self, x: Tensor, shape: tuple[int, int, int], loop: bool = False) -> Tensor:
         """(N, S, C) rows in (P, T, R) order, sequences along T -> (M, 2*hidden) hidden states.
 
+        loop=True: the forms a tracer can record, the step loop (any size), or inside `static_export()`
+        the unrolled scan (this size only).
+
         Under autocast the projection runs in low precision and the recurrence in float32 on every path;
         the blocked scan returns float32, the Triton kernels the projection's dtype."""
         G = self.project(x)
         if loop:
-            return mingru_loop(G, shape)
+            return mingru_unrolled(G, shape) if in_static_export() else mingru_loop(G, shape)
         if scan_impl(G) == "triton":
             from reseg.models.scan_triton import mingru_scan_fused  # imports triton: only for a CUDA sweep
 
@@ -388,7 +418,7 @@ class ReNet(nn.Module):
     `impl` picks the implementation: "auto" (fused on CPU, nn.GRU/LSTM on CUDA, while tracing or
     exporting, and for LSTM training), "fused" or "rnn". Both give the same outputs to float precision.
     cell="mingru" always runs the parallel scan, except with impl="rnn" or while tracing/exporting,
-    where it runs the equal step loop.
+    where it runs the equal step loop, or inside `static_export()` the equal unrolled scan.
     """
 
     def __init__(self, in_channels: int, hidden_size: int, patch_size: int = 1, cell: str = "gru",

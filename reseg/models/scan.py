@@ -18,14 +18,18 @@ fused kernels instead.
 runs the scan in its gated form (one lerp per step: a = 1 - z and b = z c are never stored), the
 backward runs the adjoint scan (the same scan, the other way in time), and only the pre-activations
 and h are saved. `scan_loop` is the plain step loop, in TorchScript, that tracing and export record
-(ONNX Loop: dynamic H and W).
+(ONNX Loop: dynamic H and W, but ONNX Runtime runs its T dependent steps one at a time).
+`mingru_unrolled` is the blocked scan again, functional and with its loops unrolled by the tracer into
+~10L + 2K plain ops: what a static export (fixed H and W, renet.static_export()) records instead.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -215,3 +219,72 @@ def mingru_loop(G: Tensor, shape: tuple[int, int, int]) -> Tensor:
     dtype = torch.promote_types(G.dtype, torch.float32)
     z = torch.sigmoid(k.to(dtype))
     return scan_loop(1.0 - z, z * c.to(dtype)).reshape(G.shape[0], -1)
+
+
+def unrolled_block_len(T: int) -> int:
+    """Block length L minimising the op count of `mingru_unrolled` on length-T sequences: about 10 ops
+    per step of a block (two gathers, the gates, the state, the decay, the output) and 2 per block."""
+    return min(range(1, max(T, 1) + 1), key=lambda L: (10 * L + 2 * ((T + L - 1) // L), L))
+
+
+@functools.lru_cache(maxsize=64)
+def _unrolled_index(P: int, T: int, R: int, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices for `mingru_unrolled`, with K = ceil(T/L) blocks of L scan steps:
+
+    - into (M*4, hs) pre-activation rows [k_f, k_b, c_f, c_b] per position: (L, 2 gate, 2 direction, P,
+      K, R), step l of every block, the backward direction reversed in time. Steps past T (the last
+      block's tail) read a real row: nothing that depends on them is kept.
+    - into the (L, 2, P, K, R) stacked hidden states: (P, T, R, 2), the output's rows."""
+    K = (T + L - 1) // L
+    l, g, d, p, k, r = np.ix_(range(L), range(2), range(2), range(P), range(K), range(R))
+    step = np.minimum(k * L + l, T - 1)
+    t = np.where(d == 0, step, T - 1 - step)
+    gather = ((p * T + t) * R + r) * 4 + 2 * g + d
+    p, t, r, d = np.ix_(range(P), range(T), range(R), range(2))
+    step = np.where(d == 0, t, T - 1 - t)
+    out = (((step % L * 2 + d) * P + p) * K + step // L) * R + r
+    return gather.astype(np.int64), out.reshape(-1).astype(np.int64)
+
+
+def mingru_unrolled(G: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """`mingru_scan` (forward only) without a loop construct, for exports at a FIXED input size.
+
+    The blocked scan again, functional and both directions in every op, its Python loops unrolled by
+    the tracer into about 10L + 2K plain ops per sweep (L ~ sqrt(T/5), K = ceil(T/L)) instead of an
+    ONNX Loop of T dependent steps that ONNX Runtime runs one at a time. Built for few passes over
+    memory: each step's gates are gathered from G straight into place (K blocks of L steps; the
+    backward direction reversed in time), and one gather puts the states back in G's row order:
+    1. every block's steps from a zero state: local states e_l and decays D_l = a_1...a_l, a = 1 - z;
+    2. the state S entering each block, chaining the block ends (K steps on small tensors);
+    3. h_l = e_l + D_l * S.
+    Only products and sums, as in the step loop: saturated gates (a = 0 or 1) and decays that
+    underflow to 0 stay exact at any T. The step and block counts are fixed at the trace size, so the
+    recorded graph is valid at that size only (a static export); `mingru_loop` is for dynamic ones."""
+    P, T, R = (int(v) for v in shape)
+    hs = G.shape[1] // 4
+    dtype = torch.promote_types(G.dtype, torch.float32)
+    L = unrolled_block_len(T)
+    K = (T + L - 1) // L
+    gather, out = _unrolled_index(P, T, R, L)
+
+    def index(i: np.ndarray) -> Tensor:  # a constant of the traced graph
+        t = torch.from_numpy(i.reshape(-1))
+        return t if G.device.type == "cpu" else t.to(G.device)
+
+    rows = G.reshape(-1, hs) if G.dtype == dtype else G.reshape(-1, hs).to(dtype)
+    piece = (2, P, K, R, hs)
+    es, ds = [], []
+    for l in range(L):  # 1.
+        k = rows.index_select(0, index(gather[l, 0])).view(piece)
+        c = rows.index_select(0, index(gather[l, 1])).view(piece)
+        z = torch.sigmoid(k)
+        a, b = 1.0 - z, z * c
+        es.append(b if l == 0 else a * es[-1] + b)
+        ds.append(a if l == 0 else ds[-1] * a)
+    ends, decays = es[-1].split(1, 2), ds[-1].split(1, 2)  # 2.
+    S = [torch.zeros_like(ends[0])] + ([ends[0]] if K > 1 else [])
+    for j in range(1, K - 1):
+        S.append(ends[j] + decays[j] * S[-1])
+    S_all = torch.cat(S, 2)
+    h = torch.stack([e + d * S_all for e, d in zip(es, ds)])  # 3. (L, 2, P, K, R, hs)
+    return h.reshape(-1, hs).index_select(0, index(out)).reshape(G.shape[0], 2 * hs)
