@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reseg.errors import ResegError
-from reseg.models import gru_ext
+import reseg.models.gru_ext as gru_ext
 from reseg.models.scan import mingru_loop, mingru_scan, mingru_unrolled
 
 _STATIC_EXPORT = contextvars.ContextVar("reseg_static_export", default=False)
