@@ -16,7 +16,7 @@ import pytest
 from reseg.cli import COMMANDS, main
 from reseg.data.base import collect_images
 from reseg.errors import ResegError
-from reseg.prediction import same_size_batches
+from reseg.mask_files import same_size_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,7 +187,7 @@ class _ThresholdPredictor:
 
 
 def test_predict_files_keeps_relative_names_and_skips_damaged(tmp_path: Path, capsys) -> None:
-    from reseg.prediction import predict_files
+    from reseg.mask_files import predict_files
 
     _png(tmp_path / "in" / "a" / "x.png", 200)
     _png(tmp_path / "in" / "b" / "x.png", 10)
