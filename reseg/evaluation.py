@@ -93,13 +93,13 @@ class Scorer:
 
     def metrics(self, info: dict[str, Any] | None = None) -> dict[str, Any]:
         """The metrics record, with the counts of every rank summed first."""
-        from reseg.metrics import reduce_sum
+        from reseg.engine.distributed import all_reduce_sum
         from reseg.report import metrics_dict
 
         self.cm.all_reduce()
         if self.instance is not None:
             self.instance.all_reduce()
-        images = int(reduce_sum(torch.tensor([self.images], dtype=torch.int64, device=self.cm.device)))
+        images = int(all_reduce_sum(torch.tensor([self.images], dtype=torch.int64, device=self.cm.device)))
         return metrics_dict(self.cm, self.class_names, self.categories, self.instance,
                             {"num_images": images, **(info or {})})
 
