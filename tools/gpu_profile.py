@@ -196,7 +196,7 @@ def video(res: dict) -> None:
     import tempfile
 
     from reseg.predictor import Predictor
-    from reseg.video import benchmark_video
+    from reseg.benchmark.video import benchmark_video
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
