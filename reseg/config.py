@@ -7,6 +7,7 @@ config should cost seconds, not a wasted training run.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import difflib
 import re
@@ -135,6 +136,9 @@ class TrainConfig:
     by_epoch: bool = False  # val_interval and checkpoint_interval count epochs instead of iterations
 
 
+EVAL_MODES = ("whole", "slide")  # eval.mode and --mode: the whole image at once, or sliding windows
+
+
 @dataclass
 class EvalConfig:
     mode: str = "whole"
@@ -162,8 +166,8 @@ class Config:
         return _build(cls, data, "", sources or {})
 
     def was_given(self, key: str) -> bool:
-        """True when a config file or --set gave `key` ("data.root"); True for every key of a config
-        not read by load_config (from a checkpoint or a dict), whose origin is unknown."""
+        """True when a config file, a base dict (a checkpoint's config) or --set gave `key` ("data.root");
+        True for every key of a config not read by load_config (Config.from_dict), whose origin is unknown."""
         given = self.__dict__.get("_given")
         return given is None or key in given
 
@@ -393,15 +397,32 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], sources: dict[st
         sources[key] = "--set"
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Load, merge, override and validate a config; `None` means all defaults."""
+def load_config(path: str | Path | None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> Config:
+    """Load, merge, override and validate a config; `None` means all defaults.
+
+    `base`, a config dict (a checkpoint's), stands in for the file: the overrides apply to it and the
+    result is checked the same way. Its keys count as given (`Config.was_given`), as a file's do.
+    """
     sources: dict[str, str] = {}
-    data = load_yaml_tree(path, sources) if path else {}
+    if base is not None:
+        data = copy.deepcopy(base)
+        _record_given(sources, data)
+    else:
+        data = load_yaml_tree(path, sources) if path else {}
     apply_overrides(data, list(overrides or []), sources)
     cfg = Config.from_dict(data, sources)
     validate(cfg, sources)
     cfg._given = frozenset(sources)  # see Config.was_given: defaults are not what the user asked for
     return cfg
+
+
+def _record_given(given: dict[str, str], data: dict[str, Any], prefix: str = "") -> None:
+    """Every key of `data` as given, with no origin to name in errors (the caller knows where it came from)."""
+    for key, value in data.items():
+        given[f"{prefix}{key}"] = ""
+        if isinstance(value, dict):
+            _record_given(given, value, f"{prefix}{key}.")
 
 
 Check = typing.Callable[[Any], bool]
@@ -535,7 +556,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "train.early_stop_patience": _optional(_int_at_least(1)),
     "train.init_from": _optional(_TEXT),
     "train.by_epoch": _ANY_BOOL,
-    "eval.mode": _choices("whole", "slide"),
+    "eval.mode": _choices(*EVAL_MODES),
     "eval.crop": _optional(_SIZE),
     "eval.stride": _optional(_SIZE),
     "eval.flip": _ANY_BOOL,

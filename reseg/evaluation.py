@@ -93,13 +93,13 @@ class Scorer:
 
     def metrics(self, info: dict[str, Any] | None = None) -> dict[str, Any]:
         """The metrics record, with the counts of every rank summed first."""
-        from reseg.metrics import reduce_sum
+        from reseg.engine.distributed import all_reduce_sum
         from reseg.report import metrics_dict
 
         self.cm.all_reduce()
         if self.instance is not None:
             self.instance.all_reduce()
-        images = int(reduce_sum(torch.tensor([self.images], dtype=torch.int64, device=self.cm.device)))
+        images = int(all_reduce_sum(torch.tensor([self.images], dtype=torch.int64, device=self.cm.device)))
         return metrics_dict(self.cm, self.class_names, self.categories, self.instance,
                             {"num_images": images, **(info or {})})
 
@@ -152,32 +152,17 @@ class ItemReader(torch.utils.data.Dataset):
 
 
 def read_prediction(path: str | Path) -> np.ndarray:
-    """A prediction PNG as HxW integers: one channel or a palette PNG (its indices), never colours."""
-    from PIL import Image
+    """A saved prediction as HxW ids: one channel or a palette PNG (its indices), never colours."""
+    from reseg.data.base import read_label_file
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
-                raise ResegError(f"prediction {path} is a colour ({im.mode}) image; expected a single-channel PNG "
-                                 f"of train ids (as written by `reseg predict` or `reseg evaluate --save-preds`)")
-            arr = np.asarray(im.convert("L") if im.mode in ("1", "LA") else im)
-    except FileNotFoundError:
-        raise ResegError(f"prediction {path} does not exist") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ResegError(f"prediction {path} is not a readable image: {err}") from None
-    return arr
+    return read_label_file(path, "prediction", colour=False)
 
 
 def read_instance_ids(path: str | Path) -> np.ndarray:
     """A *_gtFine_instanceIds.png (16-bit) as int32."""
-    from PIL import Image
+    from reseg.data.base import read_label_file
 
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im).astype(np.int32)
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ResegError(f"instance file {path} is not a readable image: {err}") from None
+    return read_label_file(path, "instance file", colour=False).astype(np.int32)
 
 
 def check_prediction_range(pred: np.ndarray, num_classes: int, path: str) -> None:
@@ -291,40 +276,6 @@ def check_class_count(class_names: Sequence[str], dataset: Any, source: str, whe
               f"scoring by class index", file=sys.stderr)
 
 
-# ------------------------------------------------------------------ saving predictions
-
-class PredictionSaver:
-    """Writes each prediction as <stem>.png (atomically): train ids, or official Cityscapes label ids."""
-
-    def __init__(self, folder: str | Path, names: list[str], fmt: str = "trainid", cityscapes: bool = False,
-                 num_classes: int = 0) -> None:
-        self.folder = Path(folder)
-        self.names = names
-        self.lut: np.ndarray | None = None
-        if fmt not in ("trainid", "cityscapes"):
-            raise ResegError(f"prediction format must be 'trainid' or 'cityscapes', got {fmt!r}")
-        if fmt == "cityscapes":
-            from reseg.data.classes import CITYSCAPES_TRAIN_ID_TO_ID
-
-            if not cityscapes or num_classes != len(CITYSCAPES_TRAIN_ID_TO_ID):
-                raise ResegError(f"--format cityscapes needs the 19-class Cityscapes dataset, not this one "
-                                 f"with {num_classes} classes; use --format trainid")
-            self.lut = np.zeros(256, np.uint8)
-            self.lut[: len(CITYSCAPES_TRAIN_ID_TO_ID)] = CITYSCAPES_TRAIN_ID_TO_ID
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.count = 0
-
-    def __call__(self, index: int, pred: np.ndarray) -> None:
-        from PIL import Image
-
-        from reseg.io import atomic_path
-
-        data = self.lut[pred] if self.lut is not None else pred.astype(np.uint8)
-        with atomic_path(self.folder / f"{self.names[index]}.png") as tmp:
-            Image.fromarray(data).save(tmp, format="PNG")
-        self.count += 1
-
-
 # ------------------------------------------------------------------ the loop
 
 def _read(items: ItemReader, indices: Sequence[int], workers: int) -> Iterator[dict[str, Any]]:
@@ -375,6 +326,8 @@ def evaluate_split(predictor: Any, dataset: Any, *, indices: Sequence[int] | Non
     if save_dir is not None:
         file_stems = stems(dataset)
         check_unique_stems(file_stems, dataset, "--save-preds")
+        from reseg.mask_files import PredictionSaver
+
         saver = PredictionSaver(save_dir, file_stems, save_format, cityscapes, len(names))
     order = list(range(len(dataset))) if indices is None else list(indices)
     items = ItemReader(dataset, predictor is not None, pred_files, inst_files)

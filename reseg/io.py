@@ -104,13 +104,6 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write a binary file atomically."""
-    with atomic_open(path, "wb") as fh:
-        fh.write(data)
-    return Path(path)
-
-
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
     """Write JSON atomically, with a trailing newline."""
     return write_text(path, json.dumps(obj, indent=indent, default=str) + "\n")

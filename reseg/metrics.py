@@ -184,7 +184,9 @@ class ConfusionMatrix:
 
     def all_reduce(self) -> None:
         """Sum the counts of every process when torch.distributed is initialised; no-op otherwise."""
-        reduce_sum(self.mat)
+        from reseg.engine.distributed import all_reduce_sum
+
+        all_reduce_sum(self.mat)
 
     def compute(self) -> dict[str, Any]:
         """{"mIoU", "mAcc", "aAcc", "fwIoU", "mDice": float, "IoU", "Acc", "Dice": float64 tensor[C]}."""
@@ -192,23 +194,6 @@ class ConfusionMatrix:
 
     def __repr__(self) -> str:
         return f"ConfusionMatrix(num_classes={self.num_classes}, pixels={int(self.mat.sum())})"
-
-
-def reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum `t` in place over every process (reseg.engine.distributed's all-reduce); no-op on one process.
-
-    NCCL reduces only CUDA tensors, so CPU counts travel through the current GPU and back.
-    """
-    import torch.distributed as dist
-
-    from reseg.engine.distributed import all_reduce_sum, is_dist
-
-    if not is_dist():
-        return t
-    if t.device.type == "cpu" and dist.get_backend() == "nccl":
-        t.copy_(all_reduce_sum(t.to(torch.device("cuda", torch.cuda.current_device()))))
-        return t
-    return all_reduce_sum(t)
 
 
 # ------------------------------------------------------------------ Cityscapes extras
@@ -344,8 +329,10 @@ class InstanceIoU:
 
     def all_reduce(self) -> None:
         """Sum across processes when torch.distributed is initialised."""
+        from reseg.engine.distributed import all_reduce_sum
+
         for t in (self.tp, self.fn, self.cat_tp, self.cat_fn):
-            reduce_sum(t)
+            all_reduce_sum(t)
 
     def update(self, pred: Any, instance_ids: Any) -> None:
         """Add one image: `pred` train ids (H x W), `instance_ids` the *_gtFine_instanceIds.png values."""

@@ -187,7 +187,7 @@ class _ThresholdPredictor:
 
 
 def test_predict_files_keeps_relative_names_and_skips_damaged(tmp_path: Path, capsys) -> None:
-    from reseg.prediction import predict_files
+    from reseg.mask_files import predict_files
 
     _png(tmp_path / "in" / "a" / "x.png", 200)
     _png(tmp_path / "in" / "b" / "x.png", 10)

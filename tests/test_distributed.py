@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import torch
 
-from reseg.engine.distributed import EpochBatchSampler, ShardSampler, dist_timeout, sample_seed
+from reseg.engine.distributed import dist_timeout
+from reseg.engine.samplers import EpochBatchSampler, ShardSampler, sample_seed
 from reseg.errors import ResegError
 
 

@@ -21,9 +21,9 @@ from reseg.engine.checkpoint import save_checkpoint
 from reseg.errors import ResegError
 from reseg.models import build_model
 from reseg.predictor import Predictor
-from reseg.video import (ArraySource, FrameSource, VideoFile, VideoOptions, benchmark_video, codec_candidates,
-                         open_source, overlay_tensor, lut_tensor, run_video, synthetic_frames, write_frames_video,
-                         write_stats_json)
+from reseg.benchmark.video import benchmark_video, synthetic_frames, write_frames_video
+from reseg.video import (ArraySource, FrameSource, VideoFile, VideoOptions, codec_candidates, open_source,
+                         overlay_tensor, lut_tensor, run_video, write_stats_json)
 from reseg.video.sources import TorchCodecSource
 from reseg.viz import overlay, palette_lut
 

@@ -195,8 +195,8 @@ def overhead(res: dict) -> None:
 def video(res: dict) -> None:
     import tempfile
 
+    from reseg.benchmark.video import benchmark_video
     from reseg.predictor import Predictor
-    from reseg.video import benchmark_video
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

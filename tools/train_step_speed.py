@@ -3,7 +3,8 @@
     python tools/train_step_speed.py configs/reseg_synthetic.yaml [KEY=VALUE ...]
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python tools/train_step_speed.py ...   # as an AVX2-only CPU
 
-Uses the config's crop size, batch size, AMP and channels-last settings (AdamW step, cross-entropy).
+Times `reseg train`'s own step (Trainer.train_one_step) at the config's crop size and batch size, with its
+AMP, channels-last, optimiser, schedule and loss settings, on random data with the 11 CamVid classes.
 Run variants one after the other, more than once, and compare ratios: a shared VM drifts.
 """
 
@@ -13,11 +14,9 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
+from reseg.benchmark.train_step import random_batch, step_trainer, train_step_fn
 from reseg.config import load_config
-from reseg.models import build_model
-from reseg.runtime import amp_dtype, autocast, memory_format, place_model
 
 
 def main() -> None:
@@ -26,31 +25,18 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--steps", type=int, default=30, help="timed steps after 5 warm-up steps (default 30)")
     args = parser.parse_args()
-    cfg = load_config(args.config, args.overrides + ["model.encoder_weights=null"])
-    device = torch.device("cpu")
-    model = place_model(build_model(cfg, 11), device, cfg.train.channels_last).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-3)
-    dtype = amp_dtype(bool(cfg.train.amp), device, training=True)
+    cfg = load_config(args.config, args.overrides + ["model.encoder_weights=null", "model.num_classes=11"])
+    trainer = step_trainer(cfg, "cpu")
     h, w = cfg.data.crop_size
     batch = cfg.data.batch_size
-    x = torch.randn(batch, 3, h, w).contiguous(memory_format=memory_format(cfg.train.channels_last))
-    y = torch.randint(0, 11, (batch, h, w))
-
-    def step() -> None:
-        with autocast(device, dtype):
-            out = model(x)
-        loss = F.cross_entropy(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = train_step_fn(trainer, random_batch(trainer, batch, (h, w)))
     for _ in range(5):
         step()
     start = time.perf_counter()
     for _ in range(args.steps):
         step()
     rate = batch * args.steps / (time.perf_counter() - start)
-    print(f"{rate:.2f} img/s ({torch.backends.cpu.get_cpu_capability()}, {dtype or torch.float32}, "
+    print(f"{rate:.2f} img/s ({torch.backends.cpu.get_cpu_capability()}, {trainer.amp_dtype or torch.float32}, "
           f"{torch.get_num_threads()} threads, {batch}x{h}x{w})")
 
 

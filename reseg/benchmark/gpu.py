@@ -452,8 +452,8 @@ def _recipe_checkpoint(folder: Path) -> Path:
 def bench_video_paths(plan: GpuPlan, log: Callable[[str], None]) -> dict[str, Any]:
     """`reseg video` end to end against model-only FPS, on the predictor `reseg video` builds from a checkpoint
     of the ReSeg skip recipe (full-frame inference), at each size and batch, with the stage table."""
+    from reseg.benchmark.video import benchmark_video
     from reseg.predictor import Predictor
-    from reseg.video import benchmark_video
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:

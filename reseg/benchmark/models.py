@@ -7,19 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reseg.benchmark.timing import BenchOptions, PeakMemory, time_fn, time_interleaved
+from reseg.benchmark.train_step import random_batch, step_trainer, train_step_fn
+from reseg.config import Config, load_config
 
 
-
-def build_bench_model(name: str, num_classes: int = 11, overrides: Sequence[str] = ()) -> nn.Module:
-    """The benchmark's model variants through the one factory (`reseg_trainable` = ReSeg, encoder trained;
-    `reseg_skip` = the same with the skip decoder; `reseg_mingru` = `reseg` with the minGRU cell)."""
-    from reseg.config import load_config
-    from reseg.models import build_model
-
+def bench_config(name: str, num_classes: int = 11, overrides: Sequence[str] = ()) -> Config:
+    """The config of a benchmark model variant (`reseg_trainable` = ReSeg, encoder trained; `reseg_skip` = the
+    same with the skip decoder; `reseg_mingru` = `reseg` with the minGRU cell), without pretrained weights."""
     opts = list(overrides)
     if name == "reseg":
         opts += ["model.name=reseg", "model.freeze_encoder=true"]
@@ -31,38 +28,38 @@ def build_bench_model(name: str, num_classes: int = 11, overrides: Sequence[str]
         opts += ["model.name=reseg", "model.freeze_encoder=false", "model.decoder=skip"]
     else:
         opts += [f"model.name={name}", "model.freeze_encoder=false"]
-    cfg = load_config(None, opts + ["model.encoder_weights=null"])
-    return build_model(cfg, num_classes)
+    return load_config(None, opts + ["model.encoder_weights=null", f"model.num_classes={num_classes}"])
 
 
-def _infer_and_train_step(model: nn.Module, batch: int, size: tuple[int, int],
-                          dev: torch.device) -> tuple[Callable[[], None], Callable[[], None]]:
-    """One inference call and one SGD training step of `model` on a fixed random batch."""
-    x = torch.randn(batch, 3, *size, device=dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
-    y = torch.randint(0, model.num_classes, (batch, *size), device=dev)
+def build_bench_model(name: str, num_classes: int = 11, overrides: Sequence[str] = ()) -> nn.Module:
+    """The benchmark's model variants (see bench_config) through the one factory."""
+    from reseg.models import build_model
+
+    return build_model(bench_config(name, num_classes, overrides))
+
+
+def _infer_and_train_step(cfg: Config, batch: int, size: tuple[int, int],
+                          dev: torch.device) -> tuple[Callable[[], None], Callable[[], float]]:
+    """One inference call and one `reseg train` step (Trainer.train_one_step) of the config's model on a fixed
+    random batch; both run the trainer's model."""
+    trainer = step_trainer(cfg, dev)
+    data = random_batch(trainer, batch, size)
+    model = trainer.model_bare
+    x = data["image"].contiguous(memory_format=trainer.memory_format)
 
     def infer() -> None:
         model.eval()
         with torch.inference_mode():
             model(x)
 
-    def step() -> None:
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y, ignore_index=255).backward()
-        opt.step()
-
-    return infer, step
+    return infer, train_step_fn(trainer, data)
 
 
-def bench_model(model: nn.Module, batch: int = 4, size: tuple[int, int] = (360, 480), repeats: int = 3,
+def bench_model(cfg: Config, batch: int = 4, size: tuple[int, int] = (360, 480), repeats: int = 3,
                 device: str = "cpu", train: bool = True) -> dict[str, float]:
-    """Inference and train-step images/s with the peak memory of each."""
+    """Inference and train-step images/s of the config's model with the peak memory of each."""
     dev = torch.device(device)
-    model = model.to(dev)
-    infer, step = _infer_and_train_step(model, batch, size, dev)
+    infer, step = _infer_and_train_step(cfg, batch, size, dev)
     res: dict[str, float] = {}
     with PeakMemory(dev) as mem:
         t = time_fn(infer, repeats, 1, dev)
@@ -73,7 +70,6 @@ def bench_model(model: nn.Module, batch: int = 4, size: tuple[int, int] = (360, 
             t = time_fn(step, repeats, 1, dev)
         res["train_img_s"] = batch / t
         res["peak_mem_mb"] = mem.peak_mb
-    model.eval()
     return res
 
 
@@ -92,7 +88,7 @@ def bench_head_to_head(o: BenchOptions, names: Sequence[str] = HEAD_TO_HEAD) -> 
     dev = torch.device(o.device)
     fns_infer, fns_train = {}, {}
     for name in names:
-        fns_infer[name], fns_train[name] = _infer_and_train_step(build_bench_model(name).to(dev), o.batch, o.size, dev)
+        fns_infer[name], fns_train[name] = _infer_and_train_step(bench_config(name), o.batch, o.size, dev)
     t_infer = time_interleaved(fns_infer, o.repeats, 1, dev)
     t_train = time_interleaved(fns_train, o.repeats, 1, dev)
     img_s = {n: {"infer_img_s": o.batch / t_infer[n], "train_img_s": o.batch / t_train[n]} for n in names}
@@ -134,15 +130,13 @@ def crop_train_memory(o: BenchOptions, config: Path = CROP_CONFIG) -> dict[str, 
 
     What decides whether the GPU recipe fits (ReNet's backward keeps every hidden state). --quick runs
     an eighth of the crop, so the figure is only a smoke test there."""
-    from reseg.config import load_config
-    from reseg.models import build_model
-
     if not config.is_file():
         return {"config": str(config), "skipped": "config file not found"}
     cfg = load_config(config, ["model.encoder_weights=null"])
+    cfg.model.num_classes = cfg.model.num_classes or 19
     crop = tuple(cfg.data.crop_size)
     size = (max(8, crop[0] // 8), max(8, crop[1] // 8)) if o.quick else crop
-    res = bench_model(build_model(cfg, cfg.model.num_classes or 19), 1, size, 1 if o.quick else 2, o.device)
+    res = bench_model(cfg, 1, size, 1 if o.quick else 2, o.device)
     return {"config": config.name, "crop_size": list(crop), "size": list(size), "batch": 1,
             "config_batch": cfg.data.batch_size, "train_peak_mem_mb": res["peak_mem_mb"],
             "infer_peak_mem_mb": res["infer_peak_mem_mb"], "train_img_s": res["train_img_s"]}
@@ -150,11 +144,7 @@ def crop_train_memory(o: BenchOptions, config: Path = CROP_CONFIG) -> dict[str, 
 
 def run_section(o: BenchOptions) -> dict[str, Any]:
     """Each benchmark model's inference and train-step img/s, and ReSeg's ratio to U-Net."""
-    models = {}
-    for name in MODEL_NAMES:
-        model = build_bench_model(name)
-        models[name] = bench_model(model, o.batch, o.size, o.repeats, o.device)
-        del model
+    models = {name: bench_model(bench_config(name), o.batch, o.size, o.repeats, o.device) for name in MODEL_NAMES}
     return {"models": models, "reseg_skip_cityscapes_crop": crop_train_memory(o),
             "reseg_vs_unet_infer": models["reseg"]["infer_img_s"] / models["unet_vgg16"]["infer_img_s"],
             "reseg_vs_unet_train": models["reseg"]["train_img_s"] / models["unet_vgg16"]["train_img_s"]}

@@ -18,6 +18,8 @@ BACKEND_HELP = ("eager: PyTorch (the default; with --amp, the fast path on CPUs 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     """The Predictor options shared by `predict`, `video` and `evaluate` (defaults: the checkpoint's eval config)."""
+    from reseg.config import EVAL_MODES
+
     g = parser.add_argument_group("inference (defaults: the checkpoint's eval settings)")
     g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     g.add_argument("--backend", choices=("eager", "onnxruntime"), default=None, help=BACKEND_HELP)
@@ -28,7 +30,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--calibration", nargs="+", default=None, metavar="IMAGES",
                    help="with --int8: images, folders or globs to calibrate on (default: 16 images of the "
                         "training split named by the checkpoint's config, under --data-root where given)")
-    g.add_argument("--mode", choices=("whole", "slide"), default=None, help="whole image or sliding window")
+    g.add_argument("--mode", choices=EVAL_MODES, default=None, help="whole image or sliding window")
     g.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=None, help="sliding-window size")
     g.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), default=None, help="sliding-window step")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from reseg.data.base import collect_images
     from reseg.errors import ResegError
-    from reseg.prediction import check_outputs, predict_files
+    from reseg.mask_files import check_outputs, predict_files
 
     items = collect_images(args.inputs)
     if not 0.0 <= args.opacity <= 1.0:

@@ -90,11 +90,16 @@ def _png_cut(data: np.ndarray | bytes) -> bool:
     return head == _PNG_SIGNATURE and b"IEND" not in bytes(data[-64:])
 
 
-def read_label_file(path: str | Path) -> np.ndarray:
-    """Read a label file without any colour conversion.
+_COLOUR_MODES = ("RGB", "RGBA", "CMYK", "YCbCr", "HSV", "LAB")  # RGB first: the one that needs no conversion
 
-    Returns HxW for single-channel and palette files (palette indices, not colours) and HxWx3 for
-    RGB files; PIL is used because it keeps palette indices and refuses truncated files.
+
+def read_label_file(path: str | Path, what: str = "label file", colour: bool = True) -> np.ndarray:
+    """Read a label-like PNG (labels, saved predictions, instance ids) without any colour conversion.
+
+    Returns HxW for single-channel and palette files (palette indices, not colours; 16-bit stays 16-bit)
+    and HxWx3 for RGB files. With colour=False a colour file is an error and grey+alpha reads as grey:
+    predictions and instance ids are ids, never colours. PIL is used because it keeps palette indices
+    and refuses truncated files. `what` names the file in errors.
     """
     path = Path(path)
     try:
@@ -103,15 +108,18 @@ def read_label_file(path: str | Path) -> np.ndarray:
             raise OSError("the PNG stream ends before its IEND chunk")
         with Image.open(io.BytesIO(raw)) as im:
             im.load()
-            if im.mode in ("RGBA", "LA", "CMYK", "YCbCr", "HSV", "LAB"):
+            if im.mode in _COLOUR_MODES and not colour:
+                raise UnreadableImageError(f"{what} {path} is a colour ({im.mode}) image; expected a single-channel "
+                                           f"PNG of ids")
+            if im.mode in _COLOUR_MODES[1:] or (im.mode == "LA" and colour):
                 im = im.convert("RGB")
-            elif im.mode == "1":
+            elif im.mode in ("1", "LA"):
                 im = im.convert("L")
             arr = np.asarray(im)
     except FileNotFoundError:
-        raise UnreadableImageError(f"label file {path} does not exist") from None
+        raise UnreadableImageError(f"{what} {path} does not exist") from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise UnreadableImageError(f"label file {path} is truncated, damaged or not an image: {err}") from None
+        raise UnreadableImageError(f"{what} {path} is truncated, damaged or not an image: {err}") from None
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     return arr
@@ -272,10 +280,6 @@ class SegmentationDataset(Dataset):
     @property
     def num_classes(self) -> int:
         return self.classes.num_classes
-
-    @property
-    def has_labels(self) -> bool:
-        return bool(self.files) and all(m is not None for _, m in self.files)
 
     def read_image(self, index: int) -> np.ndarray:
         """RGB uint8 HxWx3 of sample `index`."""

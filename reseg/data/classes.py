@@ -42,14 +42,6 @@ class ClassInfo:
     def num_classes(self) -> int:
         return len(self.names)
 
-    def category_lut(self) -> np.ndarray:
-        """A 256-entry uint8 table: train id -> category index (ignore stays 255)."""
-        if self.categories is None:
-            raise ValueError("this dataset has no class categories")
-        lut = np.full(256, IGNORE_INDEX, np.uint8)
-        lut[: self.num_classes] = self.categories
-        return lut
-
 
 # --------------------------------------------------------------------------- CamVid (11 classes)
 

@@ -31,7 +31,7 @@ from reseg.data import build_loader
 from reseg.engine import distributed as dist_utils
 from reseg.engine.budget import TimeBudget, format_duration, parse_duration
 from reseg.engine.checkpoint import init_weights, load_checkpoint, save_checkpoint
-from reseg.engine.distributed import EpochBatchSampler, ShardSampler
+from reseg.engine.samplers import EpochBatchSampler, ShardSampler
 from reseg.engine.logger import (MetricLogger, MetricsLog, TensorBoardSink, close_logging, hms, jsonable,
                                  setup_logging)
 from reseg.engine.loss import SegLoss

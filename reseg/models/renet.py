@@ -290,9 +290,6 @@ def _script(fn):
         return fn
 
 
-# The plain-Python originals, for stepping through in a debugger or profiling against the scripted ones.
-_PY_LOOPS = {"dir_view": _dir_view, "gru_fwd": _gru_forward_loop, "gru_bwd": _gru_backward_loop,
-             "lstm_fwd": _lstm_forward_loop}
 _dir_view = _script(_dir_view)
 _gru_forward_loop = _script(_gru_forward_loop)
 _gru_backward_loop = _script(_gru_backward_loop)

@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from reseg.data.base import IMAGE_EXTENSIONS, collect_images
+from reseg.data.base import IMAGE_EXTENSIONS, UnreadableImageError, collect_images, read_image
 from reseg.errors import ResegError
 
 DEFAULT_FPS = 30.0
@@ -209,11 +209,12 @@ class FrameSource(Source):
             i = self._pos
             path, name = self.files[i]
             self._pos += 1
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if img is None:
+            try:
+                img = read_image(path)  # refuses truncated files, which cv2.imread pads with grey
+            except UnreadableImageError:
                 self._drop(i, name, file=str(path))
                 continue
-            return Frame(i, name, cv2.cvtColor(img, cv2.COLOR_BGR2RGB), time.perf_counter())
+            return Frame(i, name, img, time.perf_counter())
         return None
 
     def _next_video(self) -> Frame | None:

@@ -1,7 +1,9 @@
-"""Segment image files: read them (skipping unreadable ones), batch images of one size, write the outputs.
+"""The files predictions are written to: `reseg predict`'s masks and overlays, `reseg evaluate --save-preds`.
 
-Per image, <name>.png holds train ids (what `reseg evaluate --preds` scores), <name>_color.png the class
-colours and <name>_overlay.<ext> the colours over the image; every file is written atomically.
+Per image, <name>.png holds train ids (what `reseg evaluate --preds` scores; `write_train_ids` is the one
+writer of them), <name>_color.png the class colours and <name>_overlay.<ext> the colours over the image;
+`--save-preds --format cityscapes` writes official Cityscapes label ids instead. Every file is written
+atomically.
 """
 
 from __future__ import annotations
@@ -17,13 +19,50 @@ import numpy as np
 from reseg.errors import ResegError
 
 
+# --save-preds formats: train ids, or the official Cityscapes label ids its evaluation server expects
+SAVE_FORMATS = ("trainid", "cityscapes")
+
+
+def write_train_ids(path: str | Path, mask: np.ndarray) -> Path:
+    """A prediction as a single-channel 8-bit PNG of its ids, atomically (values above 255 do not occur)."""
+    from reseg.viz import write_image
+
+    return write_image(path, np.asarray(mask, dtype=np.uint8))
+
+
+class PredictionSaver:
+    """Writes each prediction as <stem>.png: train ids, or official Cityscapes label ids."""
+
+    def __init__(self, folder: str | Path, names: list[str], fmt: str = "trainid", cityscapes: bool = False,
+                 num_classes: int = 0) -> None:
+        self.folder = Path(folder)
+        self.names = names
+        self.lut: np.ndarray | None = None
+        if fmt not in SAVE_FORMATS:
+            raise ResegError(f"prediction format must be one of {', '.join(SAVE_FORMATS)}, got {fmt!r}")
+        if fmt == "cityscapes":
+            from reseg.data.classes import CITYSCAPES_TRAIN_ID_TO_ID
+
+            if not cityscapes or num_classes != len(CITYSCAPES_TRAIN_ID_TO_ID):
+                raise ResegError(f"--format cityscapes needs the 19-class Cityscapes dataset, not this one "
+                                 f"with {num_classes} classes; use --format trainid")
+            self.lut = np.zeros(256, np.uint8)
+            self.lut[: len(CITYSCAPES_TRAIN_ID_TO_ID)] = CITYSCAPES_TRAIN_ID_TO_ID
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+
+    def __call__(self, index: int, pred: np.ndarray) -> None:
+        write_train_ids(self.folder / f"{self.names[index]}.png", self.lut[pred] if self.lut is not None else pred)
+        self.count += 1
+
+
 def write_outputs(out_dir: Path, name: Path, image: np.ndarray, mask: np.ndarray, palette: Any, opacity: float,
                   overlay_ext: str) -> None:
     """<name>.png (train ids), <name>_color.png and <name>_overlay.<ext> under out_dir, each atomically."""
     from reseg.viz import colorize, overlay, write_image
 
     ids, color, blend = output_files(out_dir, name, overlay_ext)
-    write_image(ids, np.asarray(mask, dtype=np.uint8))
+    write_train_ids(ids, mask)
     write_image(color, colorize(mask, palette))
     write_image(blend, overlay(image, mask, palette, opacity))
 
