@@ -14,7 +14,7 @@ from reseg.config import Config, load_config
 from reseg.engine import trainer as trainer_mod
 from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from reseg.engine.loss import SegLoss
-from reseg.engine.optim import build_optimizer, build_scheduler, lr_factor
+from reseg.engine.optim import RunLength, build_optimizer, build_scheduler, lr_factor
 from reseg.engine.trainer import NonFiniteLossError, train
 from reseg.errors import ResegError
 from reseg.models.base import SegmentationModel
@@ -87,6 +87,29 @@ def test_schedules() -> None:
         opt.step()
         sched.step()
     assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.025, 0.05])
+
+
+def test_run_length_change_keeps_the_progress_reached() -> None:
+    """A length changed mid-run (a time budget's re-plan): the progress reached stays, the rest of the schedule
+    spans the new remaining iterations, the learning rate does not jump, and the knots survive a checkpoint."""
+    length = RunLength(100)
+    assert length.progress(50) == 0.5 and length.progress(100) == length.progress(120) == 1.0
+    cos = lr_factor(load_config(None, ["optim.lr=1.0", "sched.name=cosine", "sched.min_lr=0.1"]), length, 10)
+    before = cos(40)
+    length.change(40, 160)
+    assert cos(40) == pytest.approx(before)  # no jump at the change
+    assert length.progress(20) == 0.2 and length.progress(40) == pytest.approx(0.4)  # the past is unchanged
+    assert length.progress(100) == pytest.approx(0.4 + 0.6 * 60 / 120) and length.progress(160) == 1.0
+    assert cos(160) == pytest.approx(0.1) and cos(100) > cos(130) > cos(159)
+    restored = RunLength(5)
+    restored.load_state_dict(length.state_dict())
+    assert [restored.progress(i) for i in range(0, 170, 7)] == [length.progress(i) for i in range(0, 170, 7)]
+    # by epoch (10 iterations each): progress moves at epoch starts, the knot lands on one
+    epochs = RunLength(95, granularity=10)
+    assert epochs.progress(9) == 0.0 and epochs.progress(10) == pytest.approx(0.1)
+    epochs.change(25, 145)
+    assert epochs.knots[-1] == (20, pytest.approx(0.2)) and epochs.progress(29) == pytest.approx(0.2)
+    assert epochs.progress(30) == pytest.approx(0.2 + 0.8 * 10 / 130) and epochs.progress(150) == 1.0
 
 
 def test_loss_terms_ignore_255() -> None:

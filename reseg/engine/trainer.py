@@ -35,7 +35,7 @@ from reseg.engine.distributed import EpochBatchSampler, ShardSampler
 from reseg.engine.logger import (MetricLogger, MetricsLog, TensorBoardSink, close_logging, hms, jsonable,
                                  setup_logging)
 from reseg.engine.loss import SegLoss
-from reseg.engine.optim import build_optimizer, build_scheduler
+from reseg.engine.optim import RunLength, build_optimizer, build_scheduler
 from reseg.engine.reproducibility import (SeededView, configure_determinism, get_rng_state, seed_everything,
                                           set_rng_state)
 from reseg.errors import ResegError
@@ -190,14 +190,20 @@ class Trainer:
         t = cfg.train
         self.upper_bound = (t.epochs * self.iters_per_epoch if t.epochs is not None
                             else int(t.max_iters) if t.max_iters is not None else None)
-        self.total_iters = self.upper_bound if self.upper_bound is not None else NO_LIMIT
-        self.optimizer = build_optimizer(cfg, self.model_bare)
         # the schedule reads the run length when it is used: a time budget fixes it after calibrating
-        self.scheduler = build_scheduler(cfg, self.optimizer, lambda: self.total_iters, self.iters_per_epoch)
+        self.run_length = RunLength(self.upper_bound if self.upper_bound is not None else NO_LIMIT,
+                                    self.iters_per_epoch if cfg.sched.by_epoch else 1)
+        self.optimizer = build_optimizer(cfg, self.model_bare)
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.run_length, self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.criterion = SegLoss(self.num_classes, cfg.loss.ignore_index, self._class_weights(),
                                  cfg.loss.dice_weight, cfg.loss.lovasz_weight).to(self.device)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    @property
+    def total_iters(self) -> int:
+        """The run's length: the config's, or what the time budget fixed (self.run_length)."""
+        return self.run_length.total
 
     def _setup_budget(self) -> None:
         seconds = parse_duration(self.cfg.train.time_budget)
@@ -271,7 +277,7 @@ class Trainer:
         self.bad_evals = int(state.get("bad_evals", 0))
         self.last_val = state.get("last_val")
         self.last_saved = self.iteration
-        self._resume_budget(state.get("budget"))
+        self._resume_budget(state.get("budget"), state.get("run_length"))
         rng = state.get("rng")
         if isinstance(rng, list):
             set_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
@@ -286,13 +292,17 @@ class Trainer:
         LOG.info("resumed from %s at iteration %d (epoch %d)", path, self.iteration,
                  self.iteration // self.iters_per_epoch)
 
-    def _resume_budget(self, saved: dict[str, Any] | None) -> None:
-        """A budgeted run keeps the length it fixed and is charged what it already spent."""
+    def _resume_budget(self, saved: dict[str, Any] | None, run_length: dict[str, Any] | None) -> None:
+        """A budgeted run keeps the length it fixed (and its schedule's knots) and is charged what it
+        already spent."""
         if self.budget is None or not saved:
             return
         self.budget.load_state_dict(saved)
         if self.budget.plan is not None:
-            self.total_iters = self.budget.plan.planned_iters
+            if run_length:
+                self.run_length.load_state_dict(run_length)
+            else:  # a checkpoint from before the knots were saved
+                self.run_length.change(0, self.budget.plan.planned_iters)
             LOG.info("time budget %s: %s already spent; the run keeps its length of %d iterations",
                      format_duration(self.budget.seconds), format_duration(self.budget.spent_before),
                      self.total_iters)
@@ -312,6 +322,7 @@ class Trainer:
             "epoch": self.iteration // self.iters_per_epoch,
             "iteration": self.iteration,
             "total_iters": self.total_iters,
+            "run_length": self.run_length.state_dict(),
             "budget": self.budget.state_dict() if self.budget is not None else None,
             "best_metric": self.best_metric,
             "best_iteration": self.best_iteration,
@@ -434,14 +445,31 @@ class Trainer:
         t0 = self.clock()
         self.validate(sample, workers=0)  # no worker start-up in the sample: it would be scaled up
         val_s = (self.clock() - t0) * len(self.val_indices) / max(1, len(sample))
-        plan = budget.fix_length(self.iteration, val_s, self.cfg.train.val_interval, self.upper_bound,
+        plan = budget.fix_length(self.iteration, val_s, self._val_every(), self.upper_bound,
                                  self.sampler.global_batch())
         plan = dist_utils.broadcast_object(plan)  # every rank runs the same number of iterations
         budget.plan = plan
-        self.total_iters = plan.planned_iters
+        self.run_length.change(self.iteration, plan.planned_iters)
         LOG.info("time budget %s: %d iterations at %.1f img/s (%.2f s each; one validation %.1f s, every %d); "
-                 "%s spent calibrating", format_duration(budget.seconds), plan.planned_iters, plan.img_s,
-                 plan.iter_s, plan.val_s, self.cfg.train.val_interval, format_duration(budget.spent()))
+                 "%s spent calibrating%s", format_duration(budget.seconds), plan.planned_iters, plan.img_s,
+                 plan.iter_s, plan.val_s, self.cfg.train.val_interval, format_duration(budget.spent()),
+                 f"; it re-plans at iteration {plan.replan_at}" if plan.replan_at is not None else "")
+
+    def _replan(self) -> None:
+        """Fix a budgeted run's length again from its steady pace (see reseg.engine.budget)."""
+        budget, before = self.budget, self.total_iters
+        plan = budget.replan(self.iteration, self._val_every(), self.upper_bound, self.sampler.global_batch())
+        plan = dist_utils.broadcast_object(plan)  # every rank keeps running the same number of iterations
+        budget.plan = plan
+        self.run_length.change(self.iteration, plan.planned_iters)
+        LOG.info("time budget %s re-planned at iteration %d: %d iterations instead of %d (steady pace %.1f img/s, "
+                 "%.2f s each; one validation %.1f s); %s spent", format_duration(budget.seconds), self.iteration,
+                 plan.planned_iters, before, plan.img_s, plan.iter_s, plan.val_s, format_duration(budget.spent()))
+
+    def _val_every(self) -> int:
+        """train.val_interval in iterations (it counts epochs with train.by_epoch)."""
+        t = self.cfg.train
+        return t.val_interval * self.iters_per_epoch if t.by_epoch else t.val_interval
 
     def _out_of_time(self) -> bool:
         """True when what is left of the budget covers only the final validation and save."""
@@ -512,6 +540,8 @@ class Trainer:
         t = self.cfg.train
         if self.budget is not None and self.budget.observe(session_iters, self.iteration):
             self._calibrate()
+        elif self.budget is not None and self.budget.replan_due(self.iteration):
+            self._replan()
         status = "running"
         if self.iteration >= self.total_iters:
             status = "finished"
@@ -521,7 +551,11 @@ class Trainer:
                         "ran slower than during calibration)", format_duration(self.budget.seconds),
                         self.iteration, self.total_iters)
         if status != "running" or self._due(t.val_interval):
-            if self._track_best(self.run_validation().get("mIoU")) and status == "running":
+            started = self.clock()
+            stop_early = self._track_best(self.run_validation().get("mIoU"))
+            if self.budget is not None:
+                self.budget.note_validation(self.clock() - started)
+            if stop_early and status == "running":
                 status = "early stopped"
         if status != "running" or self._due(t.checkpoint_interval):
             self.save("last.pt")
