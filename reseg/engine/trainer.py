@@ -31,6 +31,7 @@ from reseg.data import build_loader
 from reseg.engine import distributed as dist_utils
 from reseg.engine.budget import TimeBudget, format_duration, parse_duration
 from reseg.engine.checkpoint import init_weights, load_checkpoint, save_checkpoint
+from reseg.engine.ema import WeightEMA
 from reseg.engine.distributed import EpochBatchSampler, ShardSampler
 from reseg.engine.logger import (MetricLogger, MetricsLog, TensorBoardSink, close_logging, hms, jsonable,
                                  setup_logging)
@@ -181,6 +182,8 @@ class Trainer:
         model = place_model(model, self.device, cfg.train.channels_last)
         self.model_bare = dist_utils.maybe_sync_bn(model, cfg.model.sync_bn)
         self.model = dist_utils.wrap_ddp(self.model_bare, self.device)
+        # after DDP's wrap: every rank's average starts from the same (rank 0's) weights
+        self.ema = WeightEMA(self.model_bare, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         # None when AMP is off, or asked for on a CPU without native bf16 (amp_dtype warns then)
         self.amp_dtype = amp_dtype(bool(cfg.train.amp), self.device, training=True)
         self.memory_format = memory_format(cfg.train.channels_last)
@@ -197,7 +200,8 @@ class Trainer:
         self.scheduler = build_scheduler(cfg, self.optimizer, self.run_length, self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.criterion = SegLoss(self.num_classes, cfg.loss.ignore_index, self._class_weights(),
-                                 cfg.loss.dice_weight, cfg.loss.lovasz_weight).to(self.device)
+                                 cfg.loss.dice_weight, cfg.loss.lovasz_weight,
+                                 cfg.loss.label_smoothing).to(self.device)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
 
     @property
@@ -256,13 +260,29 @@ class Trainer:
             raise ResegError(f"cannot resume from {path}: it was trained with a different model or classes; "
                              + "; ".join(diffs))
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The model validation scores and checkpoints hold as "model": the weight average when
+        train.ema_decay is on, else the trained weights themselves."""
+        return self.ema.module if self.ema is not None else self.model_bare
+
     def _apply_resume(self, state: dict[str, Any]) -> None:
         path = state.pop("_path")
+        # with an average, "model" holds it and "raw_model" the trained weights the run continues from
+        averaged = "raw_model" in state
         try:
-            self.model_bare.load_state_dict(state["model"])
+            self.model_bare.load_state_dict(state["raw_model"] if averaged else state["model"])
+            if self.ema is not None and averaged:
+                self.ema.load(state["model"], state.get("ema"))
         except RuntimeError as err:
             raise ResegError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0][:300]} ...") \
                 from None
+        if self.ema is not None and not averaged:
+            self.ema.restart_from(self.model_bare)
+            LOG.info("train.ema_decay=%g: %s holds no weight average; the average starts from its weights",
+                     self.ema.decay, path)
+        elif averaged and self.ema is None:
+            LOG.info("train.ema_decay is 0: continuing from the trained weights in %s; its average is dropped", path)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as err:
@@ -312,7 +332,9 @@ class Trainer:
         rng = dist_utils.all_gather_object(get_rng_state())
         return {
             "config": self.cfg.to_dict(),
-            "model": self.model_bare.state_dict(),
+            "model": self.eval_model.state_dict(),
+            **({"raw_model": self.model_bare.state_dict(), "ema": self.ema.state_dict()} if self.ema is not None
+               else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -379,13 +401,15 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model_bare)
         return loss_value
 
     # ================================================================ validation
     def _predictor(self) -> Any:
         from reseg.predictor import Predictor
 
-        return Predictor.from_config(self.model_bare, self.cfg, self.class_names, self.palette, self.device,
+        return Predictor.from_config(self.eval_model, self.cfg, self.class_names, self.palette, self.device,
                                      amp=self.amp_dtype or False, channels_last=self.cfg.train.channels_last)
 
     def validate(self, indices: list[int] | None = None, workers: int | None = None) -> dict[str, Any]:
