@@ -39,6 +39,9 @@ class DataConfig:
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
     hflip: bool = True
     color_jitter: float = 0.2
+    # "strong" adds what changes between drives and cameras (reseg.data.transforms): exposure, white balance,
+    # blur, sensor noise, JPEG, a wider scale range, small rotations and perspective
+    augment: str = "standard"
     eval_size: Union[list[int], None] = None
     size_divisor: int = 32
     label_format: str = "auto"
@@ -458,6 +461,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "data.scale_range": _list_of(_POS, 2, "[min, max] with min <= max"),
     "data.hflip": _ANY_BOOL,
     "data.color_jitter": _FRACTION,
+    "data.augment": _choices("standard", "strong"),
     "data.eval_size": _optional(_SIZE),
     "data.size_divisor": _int_at_least(1),
     "data.label_format": _choices("auto", "segnet", "camvid32", "labelIds", "labelTrainIds"),

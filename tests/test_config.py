@@ -144,6 +144,7 @@ BAD_VALUES = [
     ("data.color_jitter=1.5", "data.color_jitter", "[0, 1]"),
     ("data.synthetic_sizes=[10,2]", "data.synthetic_sizes", "[train, val, test]"),
     ("data.label_format=rgb", "data.label_format", "one of auto"),
+    ("data.augment=heavy", "data.augment", "one of standard, strong"),
     ("model.decoder_dropout=1.0", "model.decoder_dropout", "[0, 1)"),
     ("loss.label_smoothing=-0.1", "loss.label_smoothing", "[0, 1)"),
     ("train.ema_decay=1", "train.ema_decay", "[0, 1)"),

@@ -320,7 +320,7 @@ def test_no_progress_means_no_bars_not_even_class_statistics(data_root: Path, tm
 
 def test_levers_validate_the_average_and_resume_exactly(data_root: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """train.ema_decay, loss.label_smoothing and model.decoder_dropout together: every
+    """train.ema_decay, loss.label_smoothing, model.decoder_dropout and data.augment=strong together: every
     validation scores the weight average, which is the checkpoint's "model" (what `reseg evaluate` scores);
     the trained weights travel as "raw_model"; a run stopped at 4 and resumed ends bit-identical to one that
     never stopped, average included."""
@@ -329,7 +329,7 @@ def test_levers_validate_the_average_and_resume_exactly(data_root: Path, tmp_pat
     from reseg.cli import main
 
     levers = {"train": {"max_iters": 8, "val_interval": 4, "ema_decay": 0.9}, "loss": {"label_smoothing": 0.1},
-              "model": {"decoder_dropout": 0.2}, "optim": {"lr": 0.05}}
+              "model": {"decoder_dropout": 0.2}, "data": {"augment": "strong"}, "optim": {"lr": 0.05}}
     scored = []
     real_evaluate = trainer_mod.evaluate_split
 
