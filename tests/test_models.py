@@ -224,7 +224,8 @@ def test_build_model_factory_and_baselines() -> None:
 
 # ---------------------------------------------------------------- the skip decoder and the encoder width
 
-REPO_CONFIGS = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+_CONFIGS_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
+REPO_CONFIGS = sorted([*_CONFIGS_DIR.glob("*.yaml"), *_CONFIGS_DIR.glob("levers/*.yaml")])
 VGG16_CONVS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]  # torchvision's cfg "D", in order
 
 
