@@ -2,8 +2,13 @@
 
 - `Trainer._setup_*`: process (DDP, device, seeds), work dir, data, model, optimisation, time budget.
 - `Trainer.train_one_step`: forward under autocast, the DDP-exact loss, the NaN guard, backward, step.
-- `Trainer._end_of_iteration`: calibration, validation (reseg.evaluation, the same path as
-  `reseg evaluate`), best checkpoint, early stop, time budget and the checkpoint policy.
+- `Trainer._end_of_iteration`: calibration and the one re-plan of a time budget, validation
+  (reseg.evaluation, the same path as `reseg evaluate`), best checkpoint, early stop, time budget and the
+  checkpoint policy.
+
+With train.ema_decay, validation scores a moving average of the weights (reseg.engine.ema), and
+checkpoints hold it as "model" (what evaluate, predict, export and init_from read) and the trained
+weights as "raw_model" (what a resumed run continues from).
 
 What it guarantees: the data order and every augmentation are pure functions of (seed, epoch, sample
 index) and the checkpoint carries every other piece of state, so a run killed at any moment and
@@ -31,8 +36,8 @@ from reseg.data import build_loader
 from reseg.engine import distributed as dist_utils
 from reseg.engine.budget import TimeBudget, format_duration, parse_duration
 from reseg.engine.checkpoint import init_weights, load_checkpoint, save_checkpoint
-from reseg.engine.ema import WeightEMA
 from reseg.engine.distributed import EpochBatchSampler, ShardSampler
+from reseg.engine.ema import WeightEMA
 from reseg.engine.logger import (MetricLogger, MetricsLog, TensorBoardSink, close_logging, hms, jsonable,
                                  setup_logging)
 from reseg.engine.loss import SegLoss
@@ -572,7 +577,7 @@ class Trainer:
         elif self._out_of_time():
             status = "time budget reached"
             LOG.warning("time budget %s reached at iteration %d of %d: the schedule was cut short (the machine "
-                        "ran slower than during calibration)", format_duration(self.budget.seconds),
+                        "ran slower than planned)", format_duration(self.budget.seconds),
                         self.iteration, self.total_iters)
         if status != "running" or self._due(t.val_interval):
             started = self.clock()
