@@ -40,6 +40,9 @@ class DataConfig:
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
     hflip: bool = True
     color_jitter: float = 0.2
+    # "strong" adds what changes between drives and cameras (reseg.data.transforms): exposure, white balance,
+    # blur, sensor noise, JPEG, a wider scale range, small rotations and perspective
+    augment: str = "standard"
     eval_size: Union[list[int], None] = None
     size_divisor: int = 32
     label_format: str = "auto"
@@ -73,11 +76,12 @@ class ModelConfig:
     decoder: str = "deconv"
     skip_layers: list[str] = field(default_factory=lambda: ["conv2_2", "conv1_2"])
     decoder_channels: list[int] = field(default_factory=lambda: [64, 32])
+    decoder_dropout: float = 0.0  # Dropout2d on the decoder's features, before the classifier (every model)
     sync_bn: bool = False
 
 
 # ModelConfig keys that change how a model starts or trains, not its architecture: a resume may change them.
-TRAINING_ONLY_MODEL_KEYS = ("encoder_weights", "freeze_encoder", "sync_bn")
+TRAINING_ONLY_MODEL_KEYS = ("encoder_weights", "freeze_encoder", "sync_bn", "decoder_dropout")
 
 
 def architecture_keys() -> tuple[str, ...]:
@@ -115,6 +119,7 @@ class SchedConfig:
 class LossConfig:
     dice_weight: float = 0.0
     lovasz_weight: float = 0.0
+    label_smoothing: float = 0.0  # cross-entropy's: the target keeps 1 - eps, eps is spread over all classes
     ignore_index: int = 255
 
 
@@ -133,6 +138,7 @@ class TrainConfig:
     device: str = "auto"
     early_stop_patience: Union[int, None] = None
     init_from: Union[str, None] = None  # start from this checkpoint's weights (a fine-tune; --resume continues a run)
+    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights (0.99 .. 0.9999)
     by_epoch: bool = False  # val_interval and checkpoint_interval count epochs instead of iterations
 
 
@@ -493,6 +499,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "data.scale_range": _list_of(_POS, 2, "[min, max] with min <= max"),
     "data.hflip": _ANY_BOOL,
     "data.color_jitter": _FRACTION,
+    "data.augment": _choices("standard", "strong"),
     "data.eval_size": _optional(_SIZE),
     "data.size_divisor": _int_at_least(1),
     "data.label_format": _choices("auto", "segnet", "camvid32", "labelIds", "labelTrainIds"),
@@ -520,6 +527,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "model.decoder": _choices("deconv", "skip"),
     "model.skip_layers": ((lambda v: isinstance(v, list) and all(_TEXT[0](x) for x in v)), "a list of layer names"),
     "model.decoder_channels": _list_of(_int_at_least(1)),
+    "model.decoder_dropout": _number(0, 1, high_open=True),
     "model.sync_bn": _ANY_BOOL,
     "optim.name": _choices("sgd", "adam", "adamw", "adadelta"),
     "optim.lr": _POS,
@@ -541,6 +549,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "sched.by_epoch": _ANY_BOOL,
     "loss.dice_weight": _NONNEG,
     "loss.lovasz_weight": _NONNEG,
+    "loss.label_smoothing": _number(0, 1, high_open=True),
     "loss.ignore_index": _choices(255),
     "train.max_iters": _optional(_int_at_least(1)),
     "train.epochs": _optional(_int_at_least(1)),
@@ -555,6 +564,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "train.device": _DEVICE,
     "train.early_stop_patience": _optional(_int_at_least(1)),
     "train.init_from": _optional(_TEXT),
+    "train.ema_decay": _number(0, 1, high_open=True),
     "train.by_epoch": _ANY_BOOL,
     "eval.mode": _choices(*EVAL_MODES),
     "eval.crop": _optional(_SIZE),

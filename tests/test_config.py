@@ -144,6 +144,10 @@ BAD_VALUES = [
     ("data.color_jitter=1.5", "data.color_jitter", "[0, 1]"),
     ("data.synthetic_sizes=[10,2]", "data.synthetic_sizes", "[train, val, test]"),
     ("data.label_format=rgb", "data.label_format", "one of auto"),
+    ("data.augment=heavy", "data.augment", "one of standard, strong"),
+    ("model.decoder_dropout=1.0", "model.decoder_dropout", "[0, 1)"),
+    ("loss.label_smoothing=-0.1", "loss.label_smoothing", "[0, 1)"),
+    ("train.ema_decay=1", "train.ema_decay", "[0, 1)"),
     ("data.root=''", "data.root", "non-empty"),
     ("model.num_classes=0", "model.num_classes", ">= 1"),
     ("model.renet_hidden=[100,0]", "model.renet_hidden", ">= 1"),
@@ -253,3 +257,63 @@ def test_dump_config_round_trips_and_leaves_no_temp_files(tmp_path: Path) -> Non
     assert load_config(tmp_path / "config.yaml") == cfg
     assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
     assert (tmp_path / "config.yaml").stat().st_mode & 0o777 == 0o644
+
+
+LEVER_KEYS = {"data.augment", "train.ema_decay", "loss.label_smoothing", "model.decoder_dropout"}
+LEVERS = sorted(p.name for p in (REPO / "configs" / "levers").glob("*.yaml"))
+
+
+def _flat(cfg: Config) -> dict[str, object]:
+    return {f"{section}.{key}": value for section, values in cfg.to_dict().items() for key, value in values.items()}
+
+
+@pytest.mark.parametrize("name", LEVERS)
+def test_lever_configs_differ_from_their_recipe_only_in_levers(name: str) -> None:
+    """The screening compares each lever config with the recipe it builds on: nothing else may differ."""
+    import yaml
+
+    path = REPO / "configs" / "levers" / name
+    recipe = yaml.safe_load(path.read_text())["_base_"][0]
+    assert recipe.startswith("../") and "unseen" in recipe
+    lever, base = _flat(load_config(path)), _flat(load_config(path.parent / recipe))
+    changed = {k for k in lever if lever[k] != base[k]}
+    assert changed and changed <= LEVER_KEYS, changed
+    assert (changed == LEVER_KEYS) == name.endswith("_all.yaml")
+    assert lever["data.val_sequences"] == ["0006R0"]
+
+
+def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> None:
+    """tools/screen_levers.sh, without training: DRY_RUN lists a train + evaluate pair per config (every lever
+    config and both recipes, at the budget asked), TABLE_ONLY builds the table from the runs' files."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    script = REPO / "tools" / "screen_levers.sh"
+    env = {**os.environ, "PYTHON": sys.executable}
+    out = tmp_path / "levers"
+    dry = subprocess.run(["bash", str(script), "/data/camvid", str(out), "15m"], env={**env, "DRY_RUN": "1"},
+                         capture_output=True, text=True, check=True, timeout=60).stdout.splitlines()
+    trained = [line.split()[5] for line in dry if " -m reseg train " in line]
+    expected = {"reseg_skip_camvid_cpu_unseen.yaml", "unet_vgg16_camvid_cpu_unseen.yaml", *LEVERS}
+    assert sorted(Path(c).name for c in trained) == sorted(expected)
+    assert all("--set data.root=/data/camvid train.time_budget=15m" in line for line in dry if " train " in line)
+    assert sum(" -m reseg evaluate --checkpoint " in line for line in dry) == len(expected)
+
+    for i, config in enumerate(trained):  # what a finished run leaves behind
+        run = out / Path(config).stem
+        (run / "eval_best").mkdir(parents=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(load_config(config).to_dict()))
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps({"type": "val", "iter": it, "mIoU": m})
+                                                     for it, m in ((100, 0.3), (180, 0.2))))
+        (run / "eval_best" / "metrics.json").write_text(json.dumps({"mIoU": 0.3 + i / 1000, "aAcc": 0.8}))
+    table = subprocess.run(["bash", str(script), "/data/camvid", str(out), "15m"], env={**env, "TABLE_ONLY": "1"},
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    assert (out / "levers.md").read_text().strip() == table.strip()
+    rows = [line for line in table.splitlines() if line.startswith("| reseg") or line.startswith("| unet")]
+    assert len(rows) == len(expected)
+    assert "| reseg_skip_unseen_all | reseg | augment strong, ema 0.99, smoothing 0.1, dropout 0.1 | 180 | 100 |" in table
+    assert "| reseg_skip_camvid_cpu_unseen | reseg | - | 180 | 100 | 30.00 | 80.00 |" in table

@@ -127,3 +127,50 @@ def test_loader_eval_and_small_datasets(tmp_path: Path) -> None:
     ev = build_loader(build_dataset(cfg, "train", transform=build_transforms(cfg, train=False)), cfg, train=False)
     batches = list(ev)
     assert [b["image"].shape[0] for b in batches] == [2, 1] and batches[0]["path"][0].endswith("f0.png")
+
+
+def _two_tone_checkerboard(h: int = 96, w: int = 128, block: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """A grey checkerboard whose label is its colour: class 0 dark (40), class 1 light (215)."""
+    yy, xx = np.mgrid[:h, :w]
+    label = (((yy // block) + (xx // block)) % 2).astype(np.uint8)
+    image = np.where(label[..., None] == 1, 215, 40).astype(np.uint8).repeat(3, axis=2)
+    return image, label
+
+
+def test_standard_preset_is_the_pipeline_it_was() -> None:
+    names = [type(s).__name__ for s in build_transforms(_cfg(crop_size=[16, 20]), train=True).transforms]
+    assert names == ["RandomScale", "PadIfNeeded", "RandomCrop", "HorizontalFlip", "ColorJitter", "Normalize",
+                     "MaskToLong", "ToTensorV2"]
+
+
+def test_strong_preset_keeps_labels_valid_and_aligned_with_the_image() -> None:
+    """Every warp moves image and label together (nearest labels, ignore in new borders); every photometric
+    change keeps the dark and light squares apart: so wherever a label is away from a square's edge, the
+    image's brightness there must say the same class. A label warped differently from its image would not."""
+    cfg = _cfg(augment="strong", crop_size=[96, 128], scale_range=[1.0, 1.0], hflip=True, color_jitter=0.2)
+    t = build_transforms(cfg, train=True)
+    names = [type(s).__name__ for s in t.transforms]
+    for name in ("Affine", "Perspective", "RandomGamma", "GaussNoise", "ImageCompression"):
+        assert name in names, name
+    scale = t.transforms[0]
+    assert scale.scale_limit == pytest.approx((1 / 1.25 - 1, 1.25 - 1))  # the wider scale range
+    image, label = _two_tone_checkerboard()
+    borders = changed = 0
+    kernel = np.ones((9, 9), np.uint8)  # 4 pixels from any edge: blur, resampling and JPEG stay out
+    for seed in range(40):
+        t.set_random_seed(seed)
+        out = t(image=image, mask=label)
+        mask = out["mask"].numpy()
+        assert set(np.unique(mask).tolist()) <= {0, 1, 255}
+        borders += int((mask == 255).any())
+        grey = denormalize(out["image"]).astype(np.float32).mean(axis=2)
+        interiors = [cv2.erode((mask == c).astype(np.uint8), kernel).astype(bool) for c in (0, 1)]
+        if not all(i.sum() > 50 for i in interiors):
+            continue
+        dark, light = (np.median(grey[i]) for i in interiors)
+        assert light > dark + 40, seed
+        threshold = (dark + light) / 2
+        agree = np.concatenate([grey[interiors[0]] < threshold, grey[interiors[1]] > threshold]).mean()
+        assert agree > 0.98, (seed, agree)
+        changed += int(abs(dark - 40) > 3 or abs(light - 215) > 3)
+    assert borders >= 5 and changed >= 20  # the warps and the photometric changes did happen

@@ -224,7 +224,8 @@ def test_build_model_factory_and_baselines() -> None:
 
 # ---------------------------------------------------------------- the skip decoder and the encoder width
 
-REPO_CONFIGS = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+_CONFIGS_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
+REPO_CONFIGS = sorted([*_CONFIGS_DIR.glob("*.yaml"), *_CONFIGS_DIR.glob("levers/*.yaml")])
 VGG16_CONVS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]  # torchvision's cfg "D", in order
 
 
@@ -425,3 +426,34 @@ def test_every_reseg_argument_comes_from_the_model_config() -> None:
     args = set(inspect.signature(ReSeg).parameters) - {"num_classes"}
     assert args <= {f.name for f in dataclasses.fields(ModelConfig)}
     assert set(config_kwargs(ReSeg, ModelConfig())) == args
+
+
+@pytest.mark.parametrize("name", sorted(__import__("reseg.models", fromlist=["MODELS"]).MODELS))
+def test_decoder_dropout_acts_before_the_classifier_of_every_model(name: str) -> None:
+    """model.decoder_dropout drops whole decoder feature maps (scaling the rest by 1/(1-p)) while training, for
+    every model; in eval mode and in the checkpoint's keys the model is the one without it."""
+    from reseg.config import load_config
+
+    def build(p: float) -> torch.nn.Module:
+        return build_model(load_config(None, [f"model.name={name}", "model.encoder_weights=null",
+                                              f"model.decoder_dropout={p}"]), 5)
+
+    torch.manual_seed(0)
+    plain, dropped = build(0.0), build(0.5)
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    dropped.load_state_dict(plain.state_dict())
+    seen = []
+    dropped.head_dropout.register_forward_hook(lambda mod, inp, out: seen.append((inp[0], out)))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(dropped.eval()(x), plain.eval()(x))
+        torch.manual_seed(1)  # the same masks for the dropout layers some smp decoders have of their own
+        trained = dropped.train()(x)
+        torch.manual_seed(1)
+        assert not torch.allclose(trained, plain.train()(x))
+        feats, out = seen[-1]
+        assert out.shape[1] > 1 and out.shape[1] != 5  # the decoder's features, not the logits
+        dropped_maps = (out.abs().amax((2, 3)) == 0) & (feats.abs().amax((2, 3)) > 0)
+        assert 0 < dropped_maps.float().mean() < 1
+        kept = ~dropped_maps
+        assert torch.allclose(out[kept], 2 * feats[kept])

@@ -14,7 +14,7 @@ from reseg.config import Config, load_config
 from reseg.engine import trainer as trainer_mod
 from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from reseg.engine.loss import SegLoss
-from reseg.engine.optim import build_optimizer, build_scheduler, lr_factor
+from reseg.engine.optim import RunLength, build_optimizer, build_scheduler, lr_factor
 from reseg.engine.trainer import NonFiniteLossError, train
 from reseg.errors import ResegError
 from reseg.models.base import SegmentationModel
@@ -89,6 +89,29 @@ def test_schedules() -> None:
     assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.025, 0.05])
 
 
+def test_run_length_change_keeps_the_progress_reached() -> None:
+    """A length changed mid-run (a time budget's re-plan): the progress reached stays, the rest of the schedule
+    spans the new remaining iterations, the learning rate does not jump, and the knots survive a checkpoint."""
+    length = RunLength(100)
+    assert length.progress(50) == 0.5 and length.progress(100) == length.progress(120) == 1.0
+    cos = lr_factor(load_config(None, ["optim.lr=1.0", "sched.name=cosine", "sched.min_lr=0.1"]), length, 10)
+    before = cos(40)
+    length.change(40, 160)
+    assert cos(40) == pytest.approx(before)  # no jump at the change
+    assert length.progress(20) == 0.2 and length.progress(40) == pytest.approx(0.4)  # the past is unchanged
+    assert length.progress(100) == pytest.approx(0.4 + 0.6 * 60 / 120) and length.progress(160) == 1.0
+    assert cos(160) == pytest.approx(0.1) and cos(100) > cos(130) > cos(159)
+    restored = RunLength(5)
+    restored.load_state_dict(length.state_dict())
+    assert [restored.progress(i) for i in range(0, 170, 7)] == [length.progress(i) for i in range(0, 170, 7)]
+    # by epoch (10 iterations each): progress moves at epoch starts, the knot lands on one
+    epochs = RunLength(95, granularity=10)
+    assert epochs.progress(9) == 0.0 and epochs.progress(10) == pytest.approx(0.1)
+    epochs.change(25, 145)
+    assert epochs.knots[-1] == (20, pytest.approx(0.2)) and epochs.progress(29) == pytest.approx(0.2)
+    assert epochs.progress(30) == pytest.approx(0.2 + 0.8 * 10 / 130) and epochs.progress(150) == 1.0
+
+
 def test_loss_terms_ignore_255() -> None:
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 8, 8, requires_grad=True)
@@ -102,6 +125,58 @@ def test_loss_terms_ignore_255() -> None:
     assert torch.isfinite(full) and full > ce
     full.backward()
     assert logits.grad[:, :, :2].abs().sum() == 0  # ignored pixels get no gradient from any term
+
+
+def test_label_smoothing_follows_its_formula_and_ignores_255() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6, 6, requires_grad=True)
+    target = torch.randint(0, 4, (2, 6, 6))
+    target[:, :2] = 255
+    eps = 0.1
+    loss = SegLoss(4, label_smoothing=eps)(logits, target)
+    # by hand: 1 - eps on the labelled class, eps spread over the 4 classes, mean over labelled pixels
+    logp = logits.detach().log_softmax(1)
+    valid = target != 255
+    nll = -logp.gather(1, target.clamp_max(3).unsqueeze(1)).squeeze(1)
+    expected = ((1 - eps) * nll + eps * -logp.mean(1))[valid].mean()
+    assert torch.allclose(loss, expected) and not torch.allclose(loss, SegLoss(4)(logits, target))
+    weights = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    weighted = SegLoss(4, class_weights=weights, label_smoothing=eps)(logits, target)
+    assert torch.allclose(weighted, nn.functional.cross_entropy(logits, target, weight=weights, ignore_index=255,
+                                                                label_smoothing=eps))
+    loss.backward()
+    assert logits.grad[:, :, :2].abs().sum() == 0
+
+
+def test_weight_ema_matches_the_average_by_hand() -> None:
+    """Parameters and float buffers (BatchNorm's statistics) averaged with the warmed-up decay, integer buffers
+    copied, the first update a copy."""
+    from reseg.engine.ema import WeightEMA, decay_after
+
+    assert decay_after(0.99, 0) == pytest.approx(0.1) and decay_after(0.99, 10_000) == 0.99
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ema = WeightEMA(model, decay=0.5)
+    reference: dict[str, torch.Tensor] = {}
+    for step in range(6):
+        loss = model(torch.randn(2, 3, 8, 8)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ema.update(model)
+        d = decay_after(0.5, step)
+        for k, v in model.state_dict().items():
+            if step == 0 or not v.is_floating_point():
+                reference[k] = v.clone()
+            else:
+                reference[k] = d * reference[k] + (1 - d) * v
+    averaged = ema.module.state_dict()
+    assert averaged.keys() == reference.keys() and ema.updates == 6
+    for k, v in reference.items():
+        assert torch.allclose(averaged[k], v, atol=1e-6), k
+    assert not torch.allclose(averaged["1.running_mean"], model.state_dict()["1.running_mean"])
+    assert averaged["1.num_batches_tracked"] == 6 and not ema.module.training
 
 
 # ---------------------------------------------------------------- real training
@@ -241,6 +316,69 @@ def test_no_progress_means_no_bars_not_even_class_statistics(data_root: Path, tm
     assert "class statistics:" not in err and "mask/s" not in err
     train(cfg, tmp_path / "bars", progress=True)
     assert "mask/s" in capfd.readouterr().err  # the bar the quiet run left out
+
+
+def test_levers_validate_the_average_and_resume_exactly(data_root: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.ema_decay, loss.label_smoothing, model.decoder_dropout and data.augment=strong together: every
+    validation scores the weight average, which is the checkpoint's "model" (what `reseg evaluate` scores);
+    the trained weights travel as "raw_model"; a run stopped at 4 and resumed ends bit-identical to one that
+    never stopped, average included."""
+    import json
+
+    from reseg.cli import main
+
+    levers = {"train": {"max_iters": 8, "val_interval": 4, "ema_decay": 0.9}, "loss": {"label_smoothing": 0.1},
+              "model": {"decoder_dropout": 0.2}, "data": {"augment": "strong"}, "optim": {"lr": 0.05}}
+    scored = []
+    real_evaluate = trainer_mod.evaluate_split
+
+    def spy(predictor, *args, **kwargs):
+        scored.append(predictor.model)
+        return real_evaluate(predictor, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "evaluate_split", spy)
+    whole = tmp_path / "whole"
+    trainer = trainer_mod.Trainer(cfg_for(data_root, **levers), whole, progress=False)
+    assert trainer.fit()["iteration"] == 8
+    assert len(scored) == 2 and all(m is trainer.ema.module for m in scored)
+    assert trainer.criterion.label_smoothing == 0.1 and isinstance(trainer.model_bare.head_dropout, nn.Dropout2d)
+    state = load_checkpoint(whole / "last.pt")
+    assert state["ema"] == {"decay": 0.9, "updates": 8} and state["model"].keys() == state["raw_model"].keys()
+    assert any(not torch.equal(state["model"][k], state["raw_model"][k]) for k in state["model"])
+    assert all(torch.equal(v, trainer.ema.module.state_dict()[k]) for k, v in state["model"].items())
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(whole / "last.pt"), "--out", str(out), "--device", "cpu"]) == 0
+    logged = read_metrics(whole, "val")[-1]
+    assert json.loads((out / "metrics.json").read_text())["mIoU"] == pytest.approx(logged["mIoU"], abs=1e-6)
+
+    cut = tmp_path / "cut"
+    train(cfg_for(data_root, **{**levers, "train": {**levers["train"], "max_iters": 4}}), cut, progress=False)
+    assert "ema" in load_checkpoint(cut / "last.pt") and load_checkpoint(cut / "last.pt")["ema"]["updates"] == 4
+    train(cfg_for(data_root, **levers), cut, resume=cut / "last.pt", progress=False)
+    resumed = load_checkpoint(cut / "last.pt")
+    for key in ("model", "raw_model"):
+        for k, v in state[key].items():
+            assert torch.equal(v, resumed[key][k]), (key, k)
+    assert resumed["ema"] == state["ema"]
+
+
+def test_resume_switching_the_average_on_or_off(data_root: Path, tmp_path: Path) -> None:
+    """Turning train.ema_decay on at a resume starts the average from the checkpoint's weights; turning it off
+    continues from the trained weights ("raw_model"), not from the average."""
+    plain, averaged = tmp_path / "plain", tmp_path / "averaged"
+    train(cfg_for(data_root, train={"max_iters": 2, "val_interval": 2}), plain, progress=False)
+    train(cfg_for(data_root, train={"max_iters": 4, "val_interval": 2, "ema_decay": 0.9}), plain,
+          resume=plain / "last.pt", progress=False)
+    assert load_checkpoint(plain / "last.pt")["ema"]["updates"] == 2
+    assert "holds no weight average; the average starts from its weights" in (plain / "train.log").read_text()
+
+    train(cfg_for(data_root, train={"max_iters": 2, "val_interval": 2, "ema_decay": 0.9}), averaged, progress=False)
+    raw = load_checkpoint(averaged / "last.pt")["raw_model"]
+    trainer = trainer_mod.Trainer(cfg_for(data_root, train={"max_iters": 2}), averaged, resume=averaged / "last.pt",
+                                  progress=False)
+    assert trainer.fit()["status"] == "already finished" and trainer.ema is None
+    assert all(torch.equal(v, raw[k]) for k, v in trainer.model_bare.state_dict().items())
 
 
 def test_resume_refuses_other_model_or_classes(data_root: Path, tmp_path: Path) -> None:

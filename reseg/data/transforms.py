@@ -1,7 +1,13 @@
 """Albumentations pipelines built from the config, and the normalisation used by every entry point.
 
-Padding fills masks with 255 (ignore), never with 0, which is a real class in every dataset here.
+Padding and every geometric warp fill masks with 255 (ignore), never with 0, which is a real class in every
+dataset here; masks are warped with nearest-neighbour interpolation, so no blended label value appears.
 Masks leave the pipeline as int64 tensors, ready for the loss.
+
+data.augment picks a preset: "standard" (scale, crop, flip, colour jitter) or "strong", which adds what
+changes between drives and cameras, the gap a model meets on streets it never saw: exposure and tone
+curve, white balance and hue, contrast, lens and motion blur, sensor noise, JPEG compression, a wider
+scale range, small rotations (a camera mounted askew) and perspective (another mounting height or pitch).
 """
 
 from __future__ import annotations
@@ -48,8 +54,40 @@ def _pair(value: Any, name: str) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
+AUGMENT_PRESETS = ("standard", "strong")
+STRONG_SCALE_WIDENING = 1.25  # "strong" scales from data.scale_range's min / 1.25 to its max * 1.25
+
+
+def _warp_args() -> dict[str, Any]:
+    """How every geometric warp treats the two targets: bilinear image with black borders, nearest-neighbour
+    mask with ignored borders."""
+    return {"interpolation": cv2.INTER_LINEAR, "mask_interpolation": cv2.INTER_NEAREST,
+            "border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": IGNORE_INDEX}
+
+
+def strong_geometry() -> list[Any]:
+    """Small rotations and perspective changes, before the crop (so few border pixels reach it)."""
+    return [A.Affine(rotate=(-5.0, 5.0), p=0.5, **_warp_args()),
+            A.Perspective(scale=(0.02, 0.05), keep_size=True, p=0.3, **_warp_args())]
+
+
+def strong_photometric() -> list[Any]:
+    """What another camera, another day or another compression does to the same street (image only)."""
+    return [
+        A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.7),  # exposure, contrast
+        A.RandomGamma(gamma_limit=(70, 150), p=0.5),  # the camera's tone curve
+        A.OneOf([A.PlanckianJitter(mode="blackbody", p=1.0),  # white balance: another colour temperature
+                 A.RGBShift(r_shift_limit=15, g_shift_limit=15, b_shift_limit=15, p=1.0)], p=0.5),
+        A.HueSaturationValue(hue_shift_limit=8, sat_shift_limit=25, val_shift_limit=0, p=0.4),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5), p=1.0), A.MotionBlur(blur_limit=(3, 7), p=1.0)], p=0.3),
+        A.GaussNoise(std_range=(0.01, 0.05), p=0.3),  # sensor noise, up to 5% of the range
+        A.ImageCompression(quality_range=(40, 95), p=0.3),
+    ]
+
+
 def build_transforms(cfg: Any, train: bool) -> A.Compose:
-    """Train: scale -> pad (image 0, mask 255) -> crop -> flip -> jitter -> normalise -> tensor.
+    """Train: scale -> [strong: rotate, perspective] -> pad (image 0, mask 255) -> crop -> flip -> jitter ->
+    [strong: photometric] -> normalise -> tensor (data.augment names the preset).
 
     Eval: optional resize to data.eval_size -> normalise -> tensor. No padding here: the
     predictor pads to data.size_divisor (mask fill 255) and crops back after prediction.
@@ -59,13 +97,21 @@ def build_transforms(cfg: Any, train: bool) -> A.Compose:
     steps: list[Any] = []
     if train:
         crop_h, crop_w = _pair(data.crop_size, "data.crop_size")
+        preset = data.augment
+        if preset not in AUGMENT_PRESETS:
+            raise ValueError(f"data.augment must be one of {', '.join(AUGMENT_PRESETS)}, got {preset!r}")
+        strong = preset == "strong"
         lo, hi = (float(v) for v in data.scale_range)
         if lo <= 0 or hi < lo:
             raise ValueError(f"data.scale_range must be [lo, hi] with 0 < lo <= hi, got {data.scale_range}")
+        if strong:
+            lo, hi = lo / STRONG_SCALE_WIDENING, hi * STRONG_SCALE_WIDENING
         if (lo, hi) != (1.0, 1.0):
             # albumentations adds 1 to scale_limit: (-0.5, 1.0) means 0.5x .. 2x
             steps.append(A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
                                        mask_interpolation=cv2.INTER_NEAREST, p=1.0))
+        if strong:
+            steps += strong_geometry()
         steps += [
             A.PadIfNeeded(min_height=crop_h, min_width=crop_w, position="center",
                           border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX),
@@ -77,6 +123,8 @@ def build_transforms(cfg: Any, train: bool) -> A.Compose:
         if jitter > 0:
             steps.append(A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter,
                                        hue=min(0.5, jitter / 4), p=0.8))
+        if strong:
+            steps += strong_photometric()
     elif data.eval_size is not None:
         eval_h, eval_w = _pair(data.eval_size, "data.eval_size")
         steps.append(A.Resize(height=eval_h, width=eval_w, interpolation=cv2.INTER_LINEAR,

@@ -3,10 +3,18 @@
 The schedule (poly, cosine, step) needs a run length in iterations before it starts decaying, but
 how many iterations fit in ten minutes depends on the CPU. So the run first calibrates: after a few
 warm-up iterations it times some more, times validation on a few images, and fixes the length that
-fits the remaining time, validations, the final validation and the checkpoints included. The length
-is stored in the checkpoint and kept on `--resume`; the clock counts training time only (the time
-a run spent stopped is not charged). If the machine slows down later, the run still stops at the
-budget, with the schedule cut short and said so.
+fits the remaining time, validations, the final validation and the checkpoints included.
+
+The first steps of a run are slower than its steady pace (caches, allocator, loader workers warming up)
+and a validation estimated from a few images is rough, so a length fixed from them alone ends the run
+early. The run therefore re-plans once, when about a quarter of the budget is spent (`replan_at`,
+fixed at calibration): from the pace of the steady steps since calibration (validations excluded) and
+the measured cost of a full validation, it fixes the length again. The schedule follows the new
+length without a jump (reseg.engine.optim.RunLength).
+
+Both lengths, the re-plan's iteration and the schedule's knots are stored in the checkpoint and kept on
+`--resume`; the clock counts training time only (the time a run spent stopped is not charged). If the
+machine slows down later, the run still stops at the budget, with the schedule cut short and said so.
 
 This module has no torch import: the config validator uses `parse_duration`.
 """
@@ -17,7 +25,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from reseg.errors import ResegError
@@ -68,8 +76,10 @@ class BudgetPlan:
     seconds: float
     planned_iters: int
     iter_s: float  # seconds per training iteration after warm-up
-    val_s: float  # seconds of one full validation (estimated from a few images)
+    val_s: float  # seconds of one full validation (estimated from a few images, then measured)
     img_s: float  # training images per second (all processes)
+    replan_at: int | None = None  # the iteration of the one re-plan (None: none planned, as in old checkpoints)
+    replanned_at: int | None = None  # where it happened (None: not yet)
 
 
 class TimeBudget:
@@ -79,14 +89,18 @@ class TimeBudget:
     """
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic, warmup_iters: int = 5,
-                 calibration_iters: int = 20, margin: float = 0.05) -> None:
+                 calibration_iters: int = 20, margin: float = 0.05, replan_fraction: float = 0.25,
+                 replan_margin: float = 0.02) -> None:
         self.seconds = float(seconds)
         self.clock = clock
         self.warmup_iters = warmup_iters
-        self.calibration_iters = calibration_iters
+        self.calibration_iters = calibration_iters  # also the fewest steady steps a re-plan measures
         # fraction of the budget kept for what calibration cannot see: saves, epoch ends, a machine that
         # drifts slower after the calibration than during it
         self.margin = margin
+        self.replan_fraction = replan_fraction
+        # the steady pace the re-plan measures includes saves and epoch ends: only drift is left to cover
+        self.replan_margin = replan_margin
         self.spent_before = 0.0  # charged by earlier sessions of a resumed run
         self.plan: BudgetPlan | None = None
         self._t0: float | None = None
@@ -94,6 +108,11 @@ class TimeBudget:
         self._calib_end: tuple[int, float] | None = None
         self._last_seen: float | None = None
         self.last_step_s = 0.0
+        # the steady steps a re-plan measures: (iteration, seconds spent) where they start, and the validation
+        # time inside them, which is not a step's; charged time, so a resumed run continues the same window
+        self._steady_start: tuple[int, float] | None = None
+        self._steady_val_s = 0.0
+        self._measured_val_s: float | None = None
 
     # -- the clock ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,6 +137,8 @@ class TimeBudget:
             self.last_step_s = now - self._last_seen  # what the next step will likely cost
         self._last_seen = now
         if self.calibrated:
+            if self._steady_start is None and iterations_this_session == self.warmup_iters:
+                self._steady_start = (done_iters, self.spent())  # resumed from a checkpoint that lacks it
             return False
         if iterations_this_session == self.warmup_iters:
             self._calib_start = (done_iters, self.clock())
@@ -140,7 +161,46 @@ class TimeBudget:
         planned = done_iters + more
         if upper_bound is not None:
             planned = min(planned, upper_bound)
-        self.plan = BudgetPlan(self.seconds, max(planned, done_iters), iter_s, val_s, images_per_iter / iter_s)
+        planned = max(planned, done_iters)
+        # the re-plan comes when about replan_fraction of the budget is spent (at this pace), after enough
+        # steady steps to measure; none when the run would end first
+        to_go = self.replan_fraction * self.seconds - self.spent()
+        replan_at = done_iters + max(self.calibration_iters, math.ceil(to_go / per_iter) if to_go > 0 else 0)
+        self.plan = BudgetPlan(self.seconds, planned, iter_s, val_s, images_per_iter / iter_s,
+                               replan_at=replan_at if replan_at < planned else None)
+        self._steady_start, self._steady_val_s = (done_iters, self.spent()), 0.0
+        return self.plan
+
+    # -- the one re-plan ----------------------------------------------------------------------------
+    def note_validation(self, seconds: float) -> None:
+        """A full validation (and its best.pt save) took `seconds`: kept out of the steady step pace, and
+        the measured cost replaces calibration's estimate at the re-plan."""
+        if self._steady_start is not None:
+            self._steady_val_s += seconds
+        self._measured_val_s = seconds
+
+    def replan_due(self, done_iters: int) -> bool:
+        """True at the planned re-plan iteration, in a resumed run too (the steady window is in the checkpoint)."""
+        plan = self.plan
+        if plan is None or plan.replan_at is None or plan.replanned_at is not None or done_iters < plan.replan_at:
+            return False
+        return self._steady_start is not None and done_iters > self._steady_start[0]
+
+    def replan(self, done_iters: int, val_interval: int, upper_bound: int | None,
+               images_per_iter: int) -> BudgetPlan:
+        """Fix the length again from the steady pace and the measured validation cost."""
+        assert self.plan is not None and self._steady_start is not None
+        start_iters, start_spent = self._steady_start
+        steady = max(1e-9, self.spent() - start_spent - self._steady_val_s)
+        iter_s = max(1e-9, steady / max(1, done_iters - start_iters))
+        val_s = self._measured_val_s if self._measured_val_s is not None else self.plan.val_s
+        usable = self.left() - self.replan_margin * self.seconds - val_s
+        per_iter = iter_s + (val_s / val_interval if val_interval > 0 else 0.0)
+        planned = done_iters + (max(0, int(usable // per_iter)) if usable > 0 else 0)
+        if upper_bound is not None:
+            planned = min(planned, upper_bound)
+        self.plan = replace(self.plan, planned_iters=max(planned, done_iters), iter_s=iter_s, val_s=val_s,
+                            img_s=images_per_iter / iter_s, replanned_at=done_iters)
         return self.plan
 
     def must_stop(self, reserve_s: float = 0.0) -> bool:
@@ -149,10 +209,22 @@ class TimeBudget:
 
     # -- checkpoint ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"seconds": self.seconds, "spent": self.spent(), "plan": asdict(self.plan) if self.plan else None}
+        steady = None
+        if self._steady_start is not None:
+            steady = {"start_iter": self._steady_start[0], "start_spent": self._steady_start[1],
+                      "val_s": self._steady_val_s}
+        return {"seconds": self.seconds, "spent": self.spent(), "plan": asdict(self.plan) if self.plan else None,
+                "steady": steady, "measured_val_s": self._measured_val_s}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue a budgeted run: what it already spent is charged, and its length stays fixed."""
+        """Continue a budgeted run: what it already spent is charged, its length stays fixed, and a re-plan
+        still to come measures the same steady window as in a run that never stopped."""
         self.spent_before = float(state.get("spent", 0.0))
         plan = state.get("plan")
         self.plan = BudgetPlan(**plan) if plan else None
+        steady = state.get("steady")
+        if steady:
+            self._steady_start = (int(steady["start_iter"]), float(steady["start_spent"]))
+            self._steady_val_s = float(steady["val_s"])
+        measured = state.get("measured_val_s")
+        self._measured_val_s = float(measured) if measured is not None else None

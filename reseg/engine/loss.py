@@ -7,12 +7,18 @@ import torch.nn.functional as F
 from torch import nn
 
 class SegLoss(nn.Module):
-    """Cross-entropy (ignore 255, optional class weights) + optional Dice and Lovasz terms from smp."""
+    """Cross-entropy (ignore 255, optional class weights, optional label smoothing) + optional Dice and Lovasz
+    terms from smp.
+
+    Label smoothing is cross-entropy's own (`label_smoothing`): each labelled pixel's target keeps 1 - eps
+    and spreads eps over all classes; ignored pixels still add nothing.
+    """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, class_weights: torch.Tensor | None = None,
-                 dice_weight: float = 0.0, lovasz_weight: float = 0.0) -> None:
+                 dice_weight: float = 0.0, lovasz_weight: float = 0.0, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
         self.register_buffer("weight", None if class_weights is None else class_weights.float())
         self.dice_weight, self.lovasz_weight = dice_weight, lovasz_weight
         self.dice = self.lovasz = None
@@ -39,7 +45,7 @@ class SegLoss(nn.Module):
         if denominator is None:
             denominator = self.ce_denominator(target)
         ce_sum = F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
-                                 reduction="sum")
+                                 reduction="sum", label_smoothing=self.label_smoothing)
         loss = ce_sum / denominator.clamp_min(1e-6)  # a batch with no labelled pixel adds nothing
         if self.dice is not None:
             loss = loss + self.dice_weight * self.dice(logits, target)

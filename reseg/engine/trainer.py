@@ -2,8 +2,13 @@
 
 - `Trainer._setup_*`: process (DDP, device, seeds), work dir, data, model, optimisation, time budget.
 - `Trainer.train_one_step`: forward under autocast, the DDP-exact loss, the NaN guard, backward, step.
-- `Trainer._end_of_iteration`: calibration, validation (reseg.evaluation, the same path as
-  `reseg evaluate`), best checkpoint, early stop, time budget and the checkpoint policy.
+- `Trainer._end_of_iteration`: calibration and the one re-plan of a time budget, validation
+  (reseg.evaluation, the same path as `reseg evaluate`), best checkpoint, early stop, time budget and the
+  checkpoint policy.
+
+With train.ema_decay, validation scores a moving average of the weights (reseg.engine.ema), and
+checkpoints hold it as "model" (what evaluate, predict, export and init_from read) and the trained
+weights as "raw_model" (what a resumed run continues from).
 
 What it guarantees: the data order and every augmentation are pure functions of (seed, epoch, sample
 index) and the checkpoint carries every other piece of state, so a run killed at any moment and
@@ -31,11 +36,12 @@ from reseg.data import build_loader
 from reseg.engine import distributed as dist_utils
 from reseg.engine.budget import TimeBudget, format_duration, parse_duration
 from reseg.engine.checkpoint import init_weights, load_checkpoint, save_checkpoint
+from reseg.engine.ema import WeightEMA
 from reseg.engine.samplers import EpochBatchSampler, ShardSampler
 from reseg.engine.logger import (MetricLogger, MetricsLog, TensorBoardSink, close_logging, hms, jsonable,
                                  setup_logging)
 from reseg.engine.loss import SegLoss
-from reseg.engine.optim import build_optimizer, build_scheduler
+from reseg.engine.optim import RunLength, build_optimizer, build_scheduler
 from reseg.engine.reproducibility import (SeededView, configure_determinism, get_rng_state, seed_everything,
                                           set_rng_state)
 from reseg.errors import ResegError
@@ -181,6 +187,8 @@ class Trainer:
         model = place_model(model, self.device, cfg.train.channels_last)
         self.model_bare = dist_utils.maybe_sync_bn(model, cfg.model.sync_bn)
         self.model = dist_utils.wrap_ddp(self.model_bare, self.device)
+        # after DDP's wrap: every rank's average starts from the same (rank 0's) weights
+        self.ema = WeightEMA(self.model_bare, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         # None when AMP is off, or asked for on a CPU without native bf16 (amp_dtype warns then)
         self.amp_dtype = amp_dtype(bool(cfg.train.amp), self.device, training=True)
         self.memory_format = memory_format(cfg.train.channels_last)
@@ -190,14 +198,21 @@ class Trainer:
         t = cfg.train
         self.upper_bound = (t.epochs * self.iters_per_epoch if t.epochs is not None
                             else int(t.max_iters) if t.max_iters is not None else None)
-        self.total_iters = self.upper_bound if self.upper_bound is not None else NO_LIMIT
-        self.optimizer = build_optimizer(cfg, self.model_bare)
         # the schedule reads the run length when it is used: a time budget fixes it after calibrating
-        self.scheduler = build_scheduler(cfg, self.optimizer, lambda: self.total_iters, self.iters_per_epoch)
+        self.run_length = RunLength(self.upper_bound if self.upper_bound is not None else NO_LIMIT,
+                                    self.iters_per_epoch if cfg.sched.by_epoch else 1)
+        self.optimizer = build_optimizer(cfg, self.model_bare)
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.run_length, self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.criterion = SegLoss(self.num_classes, cfg.loss.ignore_index, self._class_weights(),
-                                 cfg.loss.dice_weight, cfg.loss.lovasz_weight).to(self.device)
+                                 cfg.loss.dice_weight, cfg.loss.lovasz_weight,
+                                 cfg.loss.label_smoothing).to(self.device)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    @property
+    def total_iters(self) -> int:
+        """The run's length: the config's, or what the time budget fixed (self.run_length)."""
+        return self.run_length.total
 
     def _setup_budget(self) -> None:
         seconds = parse_duration(self.cfg.train.time_budget)
@@ -250,13 +265,29 @@ class Trainer:
             raise ResegError(f"cannot resume from {path}: it was trained with a different model or classes; "
                              + "; ".join(diffs))
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The model validation scores and checkpoints hold as "model": the weight average when
+        train.ema_decay is on, else the trained weights themselves."""
+        return self.ema.module if self.ema is not None else self.model_bare
+
     def _apply_resume(self, state: dict[str, Any]) -> None:
         path = state.pop("_path")
+        # with an average, "model" holds it and "raw_model" the trained weights the run continues from
+        averaged = "raw_model" in state
         try:
-            self.model_bare.load_state_dict(state["model"])
+            self.model_bare.load_state_dict(state["raw_model"] if averaged else state["model"])
+            if self.ema is not None and averaged:
+                self.ema.load(state["model"], state.get("ema"))
         except RuntimeError as err:
             raise ResegError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0][:300]} ...") \
                 from None
+        if self.ema is not None and not averaged:
+            self.ema.restart_from(self.model_bare)
+            LOG.info("train.ema_decay=%g: %s holds no weight average; the average starts from its weights",
+                     self.ema.decay, path)
+        elif averaged and self.ema is None:
+            LOG.info("train.ema_decay is 0: continuing from the trained weights in %s; its average is dropped", path)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as err:
@@ -271,7 +302,7 @@ class Trainer:
         self.bad_evals = int(state.get("bad_evals", 0))
         self.last_val = state.get("last_val")
         self.last_saved = self.iteration
-        self._resume_budget(state.get("budget"))
+        self._resume_budget(state.get("budget"), state.get("run_length"))
         rng = state.get("rng")
         if isinstance(rng, list):
             set_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
@@ -286,13 +317,17 @@ class Trainer:
         LOG.info("resumed from %s at iteration %d (epoch %d)", path, self.iteration,
                  self.iteration // self.iters_per_epoch)
 
-    def _resume_budget(self, saved: dict[str, Any] | None) -> None:
-        """A budgeted run keeps the length it fixed and is charged what it already spent."""
+    def _resume_budget(self, saved: dict[str, Any] | None, run_length: dict[str, Any] | None) -> None:
+        """A budgeted run keeps the length it fixed (and its schedule's knots) and is charged what it
+        already spent."""
         if self.budget is None or not saved:
             return
         self.budget.load_state_dict(saved)
         if self.budget.plan is not None:
-            self.total_iters = self.budget.plan.planned_iters
+            if run_length:
+                self.run_length.load_state_dict(run_length)
+            else:  # a checkpoint from before the knots were saved
+                self.run_length.change(0, self.budget.plan.planned_iters)
             LOG.info("time budget %s: %s already spent; the run keeps its length of %d iterations",
                      format_duration(self.budget.seconds), format_duration(self.budget.spent_before),
                      self.total_iters)
@@ -302,7 +337,9 @@ class Trainer:
         rng = dist_utils.all_gather_object(get_rng_state())
         return {
             "config": self.cfg.to_dict(),
-            "model": self.model_bare.state_dict(),
+            "model": self.eval_model.state_dict(),
+            **({"raw_model": self.model_bare.state_dict(), "ema": self.ema.state_dict()} if self.ema is not None
+               else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -312,6 +349,7 @@ class Trainer:
             "epoch": self.iteration // self.iters_per_epoch,
             "iteration": self.iteration,
             "total_iters": self.total_iters,
+            "run_length": self.run_length.state_dict(),
             "budget": self.budget.state_dict() if self.budget is not None else None,
             "best_metric": self.best_metric,
             "best_iteration": self.best_iteration,
@@ -368,13 +406,15 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model_bare)
         return loss_value
 
     # ================================================================ validation
     def _predictor(self) -> Any:
         from reseg.predictor import Predictor
 
-        return Predictor.from_config(self.model_bare, self.cfg, self.class_names, self.palette, self.device,
+        return Predictor.from_config(self.eval_model, self.cfg, self.class_names, self.palette, self.device,
                                      amp=self.amp_dtype or False, channels_last=self.cfg.train.channels_last)
 
     def validate(self, indices: list[int] | None = None, workers: int | None = None) -> dict[str, Any]:
@@ -434,14 +474,31 @@ class Trainer:
         t0 = self.clock()
         self.validate(sample, workers=0)  # no worker start-up in the sample: it would be scaled up
         val_s = (self.clock() - t0) * len(self.val_indices) / max(1, len(sample))
-        plan = budget.fix_length(self.iteration, val_s, self.cfg.train.val_interval, self.upper_bound,
+        plan = budget.fix_length(self.iteration, val_s, self._val_every(), self.upper_bound,
                                  self.sampler.global_batch())
         plan = dist_utils.broadcast_object(plan)  # every rank runs the same number of iterations
         budget.plan = plan
-        self.total_iters = plan.planned_iters
+        self.run_length.change(self.iteration, plan.planned_iters)
         LOG.info("time budget %s: %d iterations at %.1f img/s (%.2f s each; one validation %.1f s, every %d); "
-                 "%s spent calibrating", format_duration(budget.seconds), plan.planned_iters, plan.img_s,
-                 plan.iter_s, plan.val_s, self.cfg.train.val_interval, format_duration(budget.spent()))
+                 "%s spent calibrating%s", format_duration(budget.seconds), plan.planned_iters, plan.img_s,
+                 plan.iter_s, plan.val_s, self.cfg.train.val_interval, format_duration(budget.spent()),
+                 f"; it re-plans at iteration {plan.replan_at}" if plan.replan_at is not None else "")
+
+    def _replan(self) -> None:
+        """Fix a budgeted run's length again from its steady pace (see reseg.engine.budget)."""
+        budget, before = self.budget, self.total_iters
+        plan = budget.replan(self.iteration, self._val_every(), self.upper_bound, self.sampler.global_batch())
+        plan = dist_utils.broadcast_object(plan)  # every rank keeps running the same number of iterations
+        budget.plan = plan
+        self.run_length.change(self.iteration, plan.planned_iters)
+        LOG.info("time budget %s re-planned at iteration %d: %d iterations instead of %d (steady pace %.1f img/s, "
+                 "%.2f s each; one validation %.1f s); %s spent", format_duration(budget.seconds), self.iteration,
+                 plan.planned_iters, before, plan.img_s, plan.iter_s, plan.val_s, format_duration(budget.spent()))
+
+    def _val_every(self) -> int:
+        """train.val_interval in iterations (it counts epochs with train.by_epoch)."""
+        t = self.cfg.train
+        return t.val_interval * self.iters_per_epoch if t.by_epoch else t.val_interval
 
     def _out_of_time(self) -> bool:
         """True when what is left of the budget covers only the final validation and save."""
@@ -512,16 +569,22 @@ class Trainer:
         t = self.cfg.train
         if self.budget is not None and self.budget.observe(session_iters, self.iteration):
             self._calibrate()
+        elif self.budget is not None and self.budget.replan_due(self.iteration):
+            self._replan()
         status = "running"
         if self.iteration >= self.total_iters:
             status = "finished"
         elif self._out_of_time():
             status = "time budget reached"
             LOG.warning("time budget %s reached at iteration %d of %d: the schedule was cut short (the machine "
-                        "ran slower than during calibration)", format_duration(self.budget.seconds),
+                        "ran slower than planned)", format_duration(self.budget.seconds),
                         self.iteration, self.total_iters)
         if status != "running" or self._due(t.val_interval):
-            if self._track_best(self.run_validation().get("mIoU")) and status == "running":
+            started = self.clock()
+            stop_early = self._track_best(self.run_validation().get("mIoU"))
+            if self.budget is not None:
+                self.budget.note_validation(self.clock() - started)
+            if stop_early and status == "running":
                 status = "early stopped"
         if status != "running" or self._due(t.checkpoint_interval):
             self.save("last.pt")

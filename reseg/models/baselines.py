@@ -29,10 +29,10 @@ def _no_dilation():
 
 class SmpBaseline(SegmentationModel):
     """An smp architecture on VGG-16; inputs are padded to a multiple of 32 (16 for DeepLabV3+), what smp's
-    decoders need."""
+    decoders need. `decoder_dropout` acts between smp's decoder and its segmentation head."""
 
     def __init__(self, arch: str, num_classes: int, encoder: str = "vgg16", encoder_weights: str | None = None,
-                 freeze_encoder: bool = False) -> None:
+                 freeze_encoder: bool = False, decoder_dropout: float = 0.0) -> None:
         super().__init__()
         smp_weights = "imagenet" if encoder_weights == "imagenet" else None
         kwargs = {"encoder_name": encoder, "encoder_weights": smp_weights, "classes": num_classes}
@@ -44,6 +44,7 @@ class SmpBaseline(SegmentationModel):
             self.net = ARCHS[arch](**kwargs)
             self.stride = 32
         self.num_classes = num_classes
+        self.head_dropout = self.dropout2d(decoder_dropout)
         if encoder_weights not in (None, "imagenet", "none"):
             # torchvision's key names load into smp's VGG encoder (it is a torchvision VGG subclass).
             probe = VGGEncoder(encoder, "conv5_3", encoder_weights)
@@ -57,4 +58,6 @@ class SmpBaseline(SegmentationModel):
         return self.net.encoder
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        # smp's own forward, with the dropout slotted in before the head (smp has no such option)
+        features = self.net.decoder(self.net.encoder(x))
+        return self.net.segmentation_head(self.head_dropout(features))

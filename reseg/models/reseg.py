@@ -82,7 +82,8 @@ def _check_skips(encoder: VGGEncoder, skip_layers: Sequence[str], widths: Sequen
 class ReSeg(SegmentationModel):
     """Defaults are the paper's CamVid setting; `renet_layers=0` gives the conv-only ablation.
 
-    `encoder_width` scales the VGG encoder's channels (the skip decoder's inputs follow it).
+    `encoder_width` scales the VGG encoder's channels (the skip decoder's inputs follow it); `decoder_dropout`
+    drops whole decoder feature maps before the classifier while training.
     """
 
     def __init__(self, num_classes: int, encoder: str = "vgg16", encoder_cut: str = "conv3_3",
@@ -90,7 +91,8 @@ class ReSeg(SegmentationModel):
                  renet_hidden: int | Sequence[int] = 100, renet_patch: int | Sequence[int] = 1,
                  cell: str = "gru", decoder_filters: Sequence[int] = (50, 50), decoder: str = "deconv",
                  skip_layers: Sequence[str] = ("conv2_2", "conv1_2"),
-                 decoder_channels: Sequence[int] = (64, 32), encoder_width: float = 1.0) -> None:
+                 decoder_channels: Sequence[int] = (64, 32), encoder_width: float = 1.0,
+                 decoder_dropout: float = 0.0) -> None:
         super().__init__()
         if decoder not in DECODERS:
             raise ResegError(f"unknown model.decoder {decoder!r}; valid choices: {', '.join(DECODERS)}")
@@ -121,6 +123,7 @@ class ReSeg(SegmentationModel):
                 channels = f
             self.decoder = nn.Sequential(*deconvs)
             out_stride = self.stride / 2 ** len(decoder_filters)
+        self.head_dropout = self.dropout2d(decoder_dropout)
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
         self.resize = out_stride != 1  # the decoder does not end at the input's resolution
 
@@ -131,7 +134,7 @@ class ReSeg(SegmentationModel):
             y = self.decoder(self.renet(feats), skips)
         else:
             y = self.decoder(self.renet(self.encoder(x)))
-        y = self.classifier(y)
+        y = self.classifier(self.head_dropout(y))
         if self.resize:
             y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return y

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Screen the accuracy levers on CamVid's unseen drive (0006R0) at one time budget: the two unseen-drive
+# recipes and every config in configs/levers/ train one after another for BUDGET each, `reseg evaluate`
+# scores each run's best.pt on the unseen drive, and one table of the scores is printed and written to
+# OUT/levers.md.
+#
+#   tools/screen_levers.sh CAMVID_ROOT [OUT] [BUDGET]        (defaults: work_dirs/levers, 20m)
+#
+# Run it alone on the machine: the time budget plans each run's length on the pace it measures, so
+# anything else running beside it changes the runs, not only their speed. A run whose work dir already
+# holds last.pt is resumed (a finished one is left as it is), so a screening cut short continues where it
+# stopped. DRY_RUN=1 prints the commands instead of running them; TABLE_ONLY=1 only redoes the table from
+# the runs in OUT; PYTHON picks the interpreter.
+set -euo pipefail
+
+ROOT=${1:?usage: tools/screen_levers.sh CAMVID_ROOT [OUT] [BUDGET]}
+OUT=${2:-work_dirs/levers}
+BUDGET=${3:-20m}
+PY=${PYTHON:-python3}
+CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
+
+CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
+for lever in strongaug ema smooth dropout all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_all.yaml)
+
+run() {
+    echo "+ $*"
+    if [[ "${DRY_RUN:-0}" != 1 ]]; then "$@"; fi
+}
+
+RUNS=()
+for config in "${CONFIGS[@]}"; do
+    name=$(basename "$config" .yaml)
+    work="$OUT/$name"
+    RUNS+=("$work")
+    [[ "${TABLE_ONLY:-0}" == 1 ]] && continue
+    resume=()
+    [[ -f "$work/last.pt" ]] && resume=(--resume)
+    run "$PY" -m reseg train "$config" --work-dir "$work" --no-progress "${resume[@]}" \
+        --set "data.root=$ROOT" "train.time_budget=$BUDGET"
+    run "$PY" -m reseg evaluate --checkpoint "$work/best.pt" --out "$work/eval_best"
+done
+
+[[ "${DRY_RUN:-0}" == 1 ]] && exit 0
+"$PY" - "$OUT/levers.md" "$BUDGET" "${RUNS[@]}" <<'EOF'
+"""One markdown table: each run's levers, length and unseen-drive scores of best.pt."""
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+out, budget, runs = Path(sys.argv[1]), sys.argv[2], [Path(r) for r in sys.argv[3:]]
+rows = [f"Unseen drive 0006R0, {budget} each, `reseg evaluate` on best.pt", "",
+        "| run | model | levers | iterations | best at | mIoU | aAcc |", "|:--|:--|:--|--:|--:|--:|--:|"]
+for run in runs:
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    levers = [f"augment {cfg['data']['augment']}" if cfg["data"]["augment"] != "standard" else "",
+              f"ema {cfg['train']['ema_decay']:g}" if cfg["train"]["ema_decay"] else "",
+              f"smoothing {cfg['loss']['label_smoothing']:g}" if cfg["loss"]["label_smoothing"] else "",
+              f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else ""]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    vals = [r for r in records if r.get("type") == "val"]
+    best = max(vals, key=lambda r: r["mIoU"]) if vals else {}
+    scores = json.loads((run / "eval_best" / "metrics.json").read_text())
+    rows.append(f"| {run.name} | {cfg['model']['name']} | {', '.join(x for x in levers if x) or '-'} | "
+                f"{vals[-1]['iter'] if vals else '-'} | {best.get('iter', '-')} | {100 * scores['mIoU']:.2f} | "
+                f"{100 * scores['aAcc']:.2f} |")
+out.write_text("\n".join(rows) + "\n")
+print("\n".join(rows))
+EOF
