@@ -10,7 +10,8 @@
 # anything else running beside it changes the runs, not only their speed. A run whose work dir already
 # holds last.pt is resumed (a finished one is left as it is), so a screening cut short continues where it
 # stopped. DRY_RUN=1 prints the commands instead of running them; TABLE_ONLY=1 only redoes the table from
-# the runs in OUT; PYTHON picks the interpreter.
+# the runs in OUT; ONLY="name ..." keeps only the runs of those config names (in this order); PYTHON picks
+# the interpreter. Each run's log, with the machine's load average every minute, is OUT/NAME.log.
 set -euo pipefail
 
 ROOT=${1:?usage: tools/screen_levers.sh CAMVID_ROOT [OUT] [BUDGET]}
@@ -28,6 +29,17 @@ run() {
     if [[ "${DRY_RUN:-0}" != 1 ]]; then "$@"; fi
 }
 
+if [[ -n "${ONLY:-}" ]]; then
+    picked=()
+    for name in $ONLY; do
+        match=""
+        for config in "${CONFIGS[@]}"; do [[ "$(basename "$config" .yaml)" == "$name" ]] && match=$config; done
+        [[ -n "$match" ]] || { echo "ONLY: no config named $name (names: $(for c in "${CONFIGS[@]}"; do basename "$c" .yaml; done | tr '\n' ' '))" >&2; exit 2; }
+        picked+=("$match")
+    done
+    CONFIGS=("${picked[@]}")
+fi
+
 RUNS=()
 for config in "${CONFIGS[@]}"; do
     name=$(basename "$config" .yaml)
@@ -36,9 +48,17 @@ for config in "${CONFIGS[@]}"; do
     [[ "${TABLE_ONLY:-0}" == 1 ]] && continue
     resume=()
     [[ -f "$work/last.pt" ]] && resume=(--resume)
+    log=/dev/stdout
+    if [[ "${DRY_RUN:-0}" != 1 ]]; then
+        log="$OUT/$name.log"
+        mkdir -p "$OUT"
+        (while sleep 60; do echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at $(date +%T)"; done) >> "$log" &
+        monitor=$!
+    fi
     run "$PY" -m reseg train "$config" --work-dir "$work" --no-progress "${resume[@]}" \
-        --set "data.root=$ROOT" "train.time_budget=$BUDGET"
-    run "$PY" -m reseg evaluate --checkpoint "$work/best.pt" --out "$work/eval_best"
+        --set "data.root=$ROOT" "train.time_budget=$BUDGET" >> "$log" 2>&1
+    run "$PY" -m reseg evaluate --checkpoint "$work/best.pt" --out "$work/eval_best" >> "$log" 2>&1
+    [[ "${DRY_RUN:-0}" != 1 ]] && kill "$monitor"
 done
 
 [[ "${DRY_RUN:-0}" == 1 ]] && exit 0
