@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR ?= work_dirs/demo
 
-.PHONY: demo test install dev clean
+.PHONY: demo test lint format install dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ demo: $(VENV)/.installed
 ## The whole test suite (CPU only, no network, no ../shared).
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+## ruff's lint and format checks (the versions pinned in the dev extras); `make format` applies both.
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache
