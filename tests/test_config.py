@@ -37,7 +37,7 @@ def test_paper_camvid_setting() -> None:
 
 @pytest.mark.parametrize("name", ["reseg_camvid_cpu", "reseg_skip_camvid_cpu"])
 def test_camvid_cpu_recipes_differ_only_in_the_model(name: str) -> None:
-    """The README compares these runs like for like: same data, optimiser, schedule, seed and time budget."""
+    """docs/results.md compares these runs like for like: same data, optimiser, schedule, seed and time budget."""
     reseg = load_config(REPO / "configs" / f"{name}.yaml").to_dict()
     unet = load_config(REPO / "configs" / "unet_vgg16_camvid_cpu.yaml").to_dict()
     for section in ("data", "optim", "sched", "loss", "eval", "train"):

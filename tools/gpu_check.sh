@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one prepared GPU run: every GPU figure of the project from one call, written to OUT as gpu_check.json
-# and gpu_check.md (the table the README's "On a GPU" section quotes), with progress printed as it goes.
+# and gpu_check.md (the table "On a GPU" in docs/performance.md quotes), with progress printed as it goes.
 #
 #   tools/gpu_check.sh OUT [--rehearsal] [--steps "env kernels bench camvid report"]
 #

@@ -134,7 +134,7 @@ def scan_impl(G: Tensor) -> str:
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "mingru": MinGRU}
 # Feature-map positions per chunk of a CPU minGRU batch (see ReNet._forward_mingru): about two 90x120 maps,
-# the fastest of the chunk sizes timed (README, "The minGRU cell").
+# the fastest of the chunk sizes timed (docs/performance.md, "The minGRU cell").
 MINGRU_CHUNK_POSITIONS = 24576
 IMPLS = ("auto", "fused", "rnn")
 

@@ -505,7 +505,7 @@ def _progress(src: Source, enabled: bool) -> Any:
 
 
 def format_summary(stats: dict[str, Any]) -> str:
-    """The end-of-run summary users read (and the README quotes)."""
+    """The end-of-run summary users read (and docs/video.md quotes)."""
     flicker = "n/a" if stats.get("flicker") is None else f"{100 * stats['flicker']:.2f}% of pixels per frame"
     counts = f"frames read {stats['frames_in']}, written {stats['frames_out']}, dropped {stats['dropped']}"
     if stats.get("stale_dropped"):
