@@ -21,7 +21,8 @@ from reseg.engine.checkpoint import save_checkpoint
 from reseg.errors import ResegError
 from reseg.models import build_model
 from reseg.predictor import Predictor
-from reseg.benchmark.video import benchmark_video, synthetic_frames, write_frames_video
+from reseg.benchmark.video import benchmark_video
+from reseg.video.writer import write_video
 from reseg.video import (ArraySource, FrameSource, VideoFile, VideoOptions, codec_candidates, open_source,
                          overlay_tensor, lut_tensor, run_video, write_stats_json)
 from reseg.video.sources import TorchCodecSource
@@ -74,6 +75,21 @@ class FakePredictor:
         return self.logits(x).softmax(1)
 
 
+
+def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
+    """Cheap test clips: a moving red disc and a grey band over noise, different in every frame (rendering
+    synthetic streets would cost far more per frame than these tests need)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    frames = []
+    for i in range(n):
+        img = (base.astype(np.int16) + rng.integers(-12, 13, size=base.shape)).clip(0, 255).astype(np.uint8)
+        cx = int((0.2 + 0.6 * (i / max(1, n - 1))) * width)
+        cv2.circle(img, (cx, height // 2), max(2, height // 5), (230, 40, 40), -1)
+        cv2.rectangle(img, (0, int(height * 0.7)), (width - 1, height - 1), (90, 90, 90), -1)
+        frames.append(img)
+    return frames
+
 def frame_folder(root: Path, n: int = 6, seed: int = 0) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(synthetic_frames(n, H, W, seed=seed)):
@@ -116,7 +132,7 @@ def no_partials(folder: Path) -> bool:
 
 
 def test_video_file_keeps_frame_count_fps_and_reports_stages(ckpt, tmp_path, capsys):
-    src = write_frames_video(synthetic_frames(7, H, W), tmp_path / "in.mp4", fps=12)
+    src = write_video(synthetic_frames(7, H, W), tmp_path / "in.mp4", fps=12)
     out, stats_file, masks = tmp_path / "out.mp4", tmp_path / "stats.json", tmp_path / "masks"
     rc = main(["video", str(src), "--checkpoint", str(ckpt), "--output", str(out), "--batch", "3",
                "--masks-dir", str(masks), "--stats-json", str(stats_file), "--device", "cpu", "--no-progress",
@@ -204,7 +220,7 @@ def test_corrupt_image_frame_is_dropped_with_its_index(ckpt, tmp_path):
 def test_truncated_video_counts_and_names_every_lost_frame(decoder, tmp_path):
     if decoder == "torchcodec" and torchcodec_reason():
         pytest.skip(torchcodec_reason())
-    full = write_frames_video(synthetic_frames(20, H, W), tmp_path / "full.avi", fps=10)
+    full = write_video(synthetic_frames(20, H, W), tmp_path / "full.avi", fps=10)
     assert full.suffix == ".avi"
     cut = tmp_path / "cut.avi"
     data = full.read_bytes()
@@ -252,7 +268,7 @@ def test_both_decoders_give_the_same_frames(suffix, tmp_path):
     reason = torchcodec_reason()
     if reason:
         pytest.skip(reason)
-    path = write_frames_video(synthetic_frames(9, H, W), tmp_path / f"clip{suffix}", fps=10)
+    path = write_video(synthetic_frames(9, H, W), tmp_path / f"clip{suffix}", fps=10)
     try:
         tc = TorchCodecSource(str(path))
     except ResegError as err:
@@ -277,7 +293,7 @@ def test_auto_decoder_falls_back_to_opencv_and_says_why(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_torchcodec)
-    path = write_frames_video(synthetic_frames(3, H, W), tmp_path / "clip.avi", fps=10)
+    path = write_video(synthetic_frames(3, H, W), tmp_path / "clip.avi", fps=10)
     src = open_source(str(path), "auto")
     assert src.decoder == "opencv" and "torchcodec" in src.note and "reseg[video]" in src.note
     with pytest.raises(ResegError, match="torchcodec is not installed"):
@@ -481,7 +497,7 @@ def test_stats_json_is_written_atomically(tmp_path, monkeypatch):
 
 
 def test_outputs_onto_the_input_are_refused_naming_both_paths(ckpt, tmp_path, capsys):
-    video = write_frames_video(synthetic_frames(3, H, W), tmp_path / "in.avi", fps=10)
+    video = write_video(synthetic_frames(3, H, W), tmp_path / "in.avi", fps=10)
     before = video.read_bytes()
     frames = frame_folder(tmp_path / "frames", n=2)
     cases = [

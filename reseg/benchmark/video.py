@@ -1,9 +1,8 @@
 """Video: `reseg video` end to end against the model alone on a generated clip, at the same size and batch,
 with the run's per-stage timings.
 
-The clip is noise with moving shapes (`synthetic_frames`), not reseg.data.synthetic's rendered streets
-(make_synthetic_video): the model-only rate needs the frames in memory, and the video tests need many
-small clips at once, where rendering a street costs far more per frame than drawing two shapes.
+The clip is a synthetic drive (reseg.data.synthetic.drive_frames), rendered once into memory: street
+frames encode and decode like a real drive does, and the model-only rate reads the same frames.
 """
 
 from __future__ import annotations
@@ -14,42 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from reseg.benchmark.timing import BenchOptions
+from reseg.data.synthetic import drive_frames
 from reseg.video.pipeline import VideoOptions, run_video
-from reseg.video.writer import VideoFile
-
-
-def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
-    """Moving coloured shapes over noise: enough structure to segment, different in every frame."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-    frames = []
-    for i in range(n):
-        img = (base.astype(np.int16) + rng.integers(-12, 13, size=base.shape)).clip(0, 255).astype(np.uint8)
-        cx = int((0.2 + 0.6 * (i / max(1, n - 1))) * width)
-        cv2.circle(img, (cx, height // 2), max(2, height // 5), (230, 40, 40), -1)
-        cv2.rectangle(img, (0, int(height * 0.7)), (width - 1, height - 1), (90, 90, 90), -1)
-        frames.append(img)
-    return frames
-
-
-def write_frames_video(frames: Sequence[np.ndarray], path: str | Path, fps: float) -> Path:
-    """RGB frames -> a video file (the output's codec fallback, written atomically); returns the path written."""
-    h, w = frames[0].shape[:2]
-    video = VideoFile(path, fps, (w, h))
-    try:
-        for f in frames:
-            video.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    except BaseException as err:
-        video.discard(err)
-        raise
-    video.commit()
-    return video.path
+from reseg.video.writer import write_video
 
 
 def model_only_fps(predictor: Any, frames: Sequence[np.ndarray], batch: int, repeats: int = 1) -> float:
@@ -77,13 +48,13 @@ def benchmark_video(predictor: Any, size: tuple[int, int] = (360, 480), frames: 
     `ratio_in_run` = end-to-end over the same run's inference-thread rate (how much of the rest is hidden).
     """
     h, w = size
-    imgs = synthetic_frames(frames, h, w)
+    imgs = [image for image, _ in drive_frames(frames, (h, w), fps=fps)]
     model_runs: list[float] = []
     e2e_runs: list[float] = []
     in_run: list[float] = []
     stats: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        src = write_frames_video(imgs, Path(tmp) / "input.mp4", fps)
+        src = write_video(imgs, Path(tmp) / "input.mp4", fps)
         for r in range(max(1, repeats)):
             for step in (("model", "video") if r % 2 == 0 else ("video", "model")):  # ABBA: drift cancels
                 if step == "model":

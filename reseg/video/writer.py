@@ -10,12 +10,13 @@ holds back inference instead of filling memory.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,24 @@ def codec_candidates(path: str | Path) -> list[tuple[str, Path]]:
         return [("MJPG", path), ("XVID", path)]
     mp4 = path if suffix in (".mp4", ".m4v", ".mov", ".mkv") else path.with_suffix(".mp4")
     return [("avc1", mp4), ("mp4v", mp4), ("MJPG", path.with_suffix(".avi"))]
+
+
+def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float) -> Path:
+    """RGB frames (any iterable: a generator renders as it writes) -> a video file, written atomically by
+    VideoFile (its codec fallbacks included); returns the path written."""
+    stream = iter(frames)
+    first = next(stream, None)
+    if first is None:
+        raise ResegError(f"no frames to write to {path}")
+    video = VideoFile(path, fps, (first.shape[1], first.shape[0]))
+    try:
+        for frame in itertools.chain([first], stream):
+            video.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    except BaseException as err:
+        video.discard(err)
+        raise
+    video.commit()
+    return video.path
 
 
 class VideoFile:

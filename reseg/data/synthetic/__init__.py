@@ -31,10 +31,10 @@ from reseg.data.synthetic.layout import make_street
 from reseg.data.synthetic.render import render, synth_sample
 from reseg.data.synthetic.reuse import SYNTHETIC_KEYS, ensure_synthetic, mismatch_warning
 from reseg.data.synthetic.scene import Street
-from reseg.data.synthetic.video import make_synthetic_video
+from reseg.data.synthetic.video import drive_frames, make_synthetic_video
 
 __all__ = [
     "DIFFICULTIES", "GENERATOR_VERSION", "META_FILE", "SPLITS", "SYNTHETIC_KEYS", "Camera", "Difficulty", "Street",
-    "ensure_synthetic", "get_difficulty", "make_street", "make_synthetic", "make_synthetic_video",
+    "drive_frames", "ensure_synthetic", "get_difficulty", "make_street", "make_synthetic", "make_synthetic_video",
     "mismatch_warning", "render", "synth_sample",
 ]
