@@ -121,7 +121,10 @@ class Checkpoint:
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """The checkpoint at `path` with its config and class names checked; every mismatch is a CheckpointError
     naming the file."""
-    state = load_checkpoint(path, map_location="cpu")
+    from reseg.model_folder import read_model_source
+
+    weights, info = read_model_source(path)  # a checkpoint .pt, a model folder or hf://user/repo
+    state = {**info, "model": weights}
     names = [str(n) for n in state["class_names"]]
     if not names:
         raise CheckpointError(f"checkpoint {path} has an empty class list")
@@ -141,7 +144,9 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Start `model` from a checkpoint's weights (train.init_from: fine-tuning, e.g. after pretraining on the
     synthetic streets); the optimiser, schedule and iteration start afresh. Every tensor must match by name
     and shape: a different architecture or class count is an error naming the first keys that differ."""
-    weights = model_weights(load_checkpoint(path))
+    from reseg.model_folder import read_model_source  # a checkpoint or a model folder
+
+    weights = model_weights({"model": read_model_source(path)[0]})
     own = model.state_dict()
     problems = [f"missing {k}" for k in own if k not in weights]
     problems += [f"unexpected {k}" for k in weights if k not in own]
