@@ -6,13 +6,14 @@
     view = model.overlay("street.jpg", mask)                  # H x W x 3 RGB
 
 Images are RGB uint8 numpy arrays (H x W x 3) or image paths. The names below load on first use
-(reseg.api), so `import reseg` stays fast and imports no torch.
+(reseg.api), so `import reseg` stays fast and imports no torch; this module imports no other reseg module,
+so every module may read __version__ from it.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -20,10 +21,6 @@ __all__ = ["__version__", "load", "Segmenter", "build_model", "train", "evaluate
 
 _LAZY = {"load": "reseg.api", "Segmenter": "reseg.api", "build_model": "reseg.api", "train": "reseg.api",
          "evaluate": "reseg.api", "package": "reseg.api", "ResegError": "reseg.errors"}
-
-if TYPE_CHECKING:
-    from reseg.api import Segmenter, build_model, evaluate, load, package, train
-    from reseg.errors import ResegError
 
 
 def __getattr__(name: str) -> Any:

@@ -239,7 +239,7 @@ def package(checkpoint: str | Path, out: str | Path, metrics: str | Path | None 
     from a training checkpoint; what `reseg package` runs. `metrics`: a `reseg evaluate` metrics.json for the
     card; `push`: a Hub repo "user/repo" to upload to (needs `pip install 'reseg[hub]'` and a token).
     `reseg.load(out)` and every `--checkpoint` then take the folder."""
-    from reseg.model_folder import package as write_package
+    from reseg.packaging import package as write_package
 
     return write_package(checkpoint, out, metrics=metrics, push=push, overwrite=overwrite)
 

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from train_utils import REPO, make_tiny_dataset, one_thread, tiny_config  # noqa: F401  (one_thread: a fixture)
 
 import reseg
 from reseg.engine.checkpoint import save_checkpoint
 from reseg.errors import ResegError
-
-from train_utils import REPO, make_tiny_dataset, one_thread, tiny_config  # noqa: F401  (one_thread: a fixture)
 
 NAMES = ["sky", "road", "car", "tree"]
 PALETTE = [[200, 0, 0], [0, 200, 0], [0, 0, 200], [90, 90, 90]]

@@ -10,11 +10,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from train_utils import REPO, subprocess_env
 
 from reseg.engine.checkpoint import save_checkpoint
-from reseg.model_folder import package
-
-from train_utils import REPO, subprocess_env
+from reseg.packaging import package
 
 EXAMPLES = REPO / "examples"
 NAMES = ["background", "road", "car"]

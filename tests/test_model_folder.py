@@ -16,9 +16,10 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from reseg.cli import main
-from reseg.engine.checkpoint import CheckpointError, save_checkpoint
+from reseg.engine.checkpoint import save_checkpoint
 from reseg.errors import ResegError
-from reseg.model_folder import ModelFolderError, package
+from reseg.model_folder import ModelFolderError
+from reseg.packaging import package
 from reseg.predictor import Predictor
 
 NAMES = ["sky", "road", "car"]
@@ -122,7 +123,7 @@ def test_incomplete_folder_names_the_missing_file(folder, tmp_path, missing):
 
 
 def test_a_work_dir_is_not_taken_for_a_model_folder(ckpt):
-    with pytest.raises(CheckpointError, match=r"lacks model\.safetensors.*holds best\.pt"):
+    with pytest.raises(ModelFolderError, match=r"lacks model\.safetensors.*holds best\.pt"):
         Predictor.from_checkpoint(ckpt.parent, device="cpu")
 
 
@@ -214,10 +215,9 @@ def test_model_card_reports_training_and_the_evaluation(ckpt, tmp_path):
 
 
 def test_evaluate_scores_a_folder_as_its_checkpoint(tmp_path):
+    import reseg
     from reseg.data.classes import CAMVID
     from reseg.data.synthetic import make_synthetic
-
-    import reseg
 
     data = make_synthetic(tmp_path / "synthetic", train=2, val=2, test=0, size=(48, 64))
     ckpt = tmp_path / "run" / "best.pt"

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from train_utils import REPO
 
 pytestmark = pytest.mark.wheel
@@ -69,8 +68,8 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
 
     from reseg.config import Config
     from reseg.engine.checkpoint import save_checkpoint
-    from reseg.model_folder import package
     from reseg.models import build_model
+    from reseg.packaging import package
 
     cfg = Config.from_dict({"model": {"renet_layers": 1, "renet_hidden": 4, "decoder_filters": [4, 4],
                                       "encoder_width": 0.25, "num_classes": 2}})
