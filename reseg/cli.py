@@ -7,6 +7,8 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
+from pathlib import Path
 
 from reseg.errors import ResegError
 
@@ -22,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "browse": ("browse", "grid of augmented samples, to see what the model sees"),
     "benchmark": ("benchmark", "speed and memory benchmark (ReNet, models, data, evaluator)"),
     "export": ("export", "export a checkpoint to ONNX or TorchScript"),
+    "package": ("package", "write a shareable model folder (Hugging Face Hub layout) from a checkpoint"),
 }
 
 
@@ -50,6 +53,21 @@ def _report_crash(name: str, err: BaseException, debug: bool) -> int:
     return 1
 
 
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def one_line_warnings(fallback=warnings.formatwarning):  # -> a warnings.formatwarning replacement
+    """reseg's own warnings as one plain line, `warning: <message>`: a user needs the message, not the
+    source line that raised it; other libraries' warnings keep `fallback`'s format."""
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        try:
+            ours = _PACKAGE_DIR in Path(filename).resolve().parents
+        except (OSError, ValueError):
+            ours = False
+        return f"warning: {message}\n" if ours else fallback(message, category, filename, lineno, line)
+    return format_warning
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug, argv = _debug_wanted(argv)
@@ -61,7 +79,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         parser.print_help()
         return 0
-    name, rest = argv[0], argv[1:]
+    previous = warnings.formatwarning
+    warnings.formatwarning = one_line_warnings(previous)  # only while a command runs: importing reseg changes nothing
+    try:
+        return _run_command(argv[0], argv[1:], debug)
+    finally:
+        warnings.formatwarning = previous
+
+
+def _run_command(name: str, rest: list[str], debug: bool) -> int:
     module = importlib.import_module(f"reseg.commands.{COMMANDS[name][0]}")
     parser = argparse.ArgumentParser(prog=f"reseg {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)

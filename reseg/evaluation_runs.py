@@ -64,7 +64,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, overrides: Sequence[str] = ()
     dataset = build_dataset(cfg, split, transform=None)
     check_class_count(predictor.class_names, dataset, f"checkpoint {checkpoint}",
                       f"{cfg.data.dataset!r} ({cfg.data.root}, split {split!r})")
-    out = Path(out) if out else Path(checkpoint).resolve().parent / f"eval_{split}"
+    out = Path(out) if out else default_report_dir(checkpoint, split)
     check_outputs(out, dataset, save_preds=save_preds)
     print(f"evaluating {checkpoint} on {cfg.data.dataset} {split} ({len(dataset)} images) with "
           f"{predictor.describe()}", file=sys.stderr)
@@ -77,6 +77,13 @@ def evaluate_checkpoint(checkpoint: str | Path, *, overrides: Sequence[str] = ()
     if save_preds:
         print(f"wrote {result.images} prediction PNG(s) to {Path(save_preds).resolve()}")
     return result.metrics
+
+
+def default_report_dir(checkpoint: str | Path, split: str) -> Path:
+    """eval_<split> beside a checkpoint file or model folder; for a Hub model, under work_dirs/evaluate."""
+    if str(checkpoint).startswith("hf://"):
+        return Path("work_dirs") / "evaluate" / str(checkpoint)[len("hf://"):].replace("/", "_") / f"eval_{split}"
+    return Path(checkpoint).resolve().parent / f"eval_{split}"
 
 
 def evaluate_predictions(preds: str | Path, *, dataset: str, data_root: str | Path, split: str | None = None,

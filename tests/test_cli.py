@@ -210,3 +210,37 @@ def test_predict_files_keeps_relative_names_and_skips_damaged(tmp_path: Path, ca
         assert (color[..., 2] == 255 * value).all()  # BGR on disk: red last
         assert (out / f"{name}_overlay.png").stat().st_mode & 0o777 == 0o644
     assert not any(".partial" in p.name for p in out.rglob("*"))
+
+
+# ---------------------------------------------------------------- warnings
+
+WARN_PROBE = """
+import sys, warnings
+import reseg.commands.browse as browse
+import reseg.runtime
+from reseg.cli import main
+
+def run(args):
+    # as reseg.runtime.amp_dtype warns, and as a third-party library would
+    warnings.warn_explicit("amp: this CPU has no native bf16 support; running in float32", UserWarning,
+                           reseg.runtime.__file__, 68)
+    warnings.warn_explicit("something deprecated", DeprecationWarning, "/elsewhere/lib.py", 3)
+    return 0
+
+browse.run = run
+warnings.simplefilter("always")
+main(["browse"])
+print("--after--", file=sys.stderr)
+warnings.warn_explicit("after the command", UserWarning, reseg.runtime.__file__, 68)
+"""
+
+
+def test_reseg_warnings_are_one_plain_line_while_a_command_runs() -> None:
+    proc = subprocess.run([sys.executable, "-c", WARN_PROBE], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    during, after = proc.stderr.split("--after--\n")
+    lines = during.splitlines()
+    assert lines[0] == "warning: amp: this CPU has no native bf16 support; running in float32"
+    assert "/elsewhere/lib.py:3: DeprecationWarning: something deprecated" in lines[1]  # others keep theirs
+    assert len(lines) == 2
+    assert "runtime.py:68: UserWarning: after the command" in after  # not installed globally

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from reseg.mask_files import SAVE_FORMATS
 
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="score this checkpoint (config and classes come from it)")
+    src.add_argument("--checkpoint", help="score this checkpoint, model folder (`reseg package`) or hf://user/repo "
+                                          "(config and classes come from it)")
     src.add_argument("--preds", metavar="DIR",
                      help="score saved predictions: <image stem>.png files (searched recursively) holding train ids")
     parser.add_argument("--dataset", default=None, metavar="NAME",

@@ -7,7 +7,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a reseg checkpoint (.pth)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a checkpoint written by `reseg train`, a model folder (`reseg package`) or "
+                             "hf://user/repo")
     parser.add_argument("--format", required=True, help="onnx or torchscript")
     parser.add_argument("--out", required=True, help="file to write (.onnx / .pt)")
     shape = parser.add_mutually_exclusive_group()

@@ -17,7 +17,9 @@ from reseg.commands.common import add_inference_arguments, build_predictor
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders (searched recursively) or globs")
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `reseg train`")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a checkpoint written by `reseg train`, a model folder (`reseg package`) or "
+                             "hf://user/repo")
     parser.add_argument("--out", default="work_dirs/predict", help="output folder (default: %(default)s)")
     parser.add_argument("--opacity", type=float, default=0.5, help="overlay opacity of the class colours")
     parser.add_argument("--overlay-format", choices=("jpg", "png"), default="jpg", help="overlay file type")

@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reseg.api import train
     from reseg.engine import distributed as dist_utils
-    from reseg.engine.trainer import train
 
     overrides = list(args.overrides)
     if args.device:
@@ -37,11 +37,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append("train.amp=true")
     cfg = load_config(args.config, overrides)
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / Path(args.config).stem
-    resume = None
-    if args.resume is not None:
-        resume = work_dir / "last.pt" if args.resume == "auto" else Path(args.resume)
     if args.resume is not None and args.overwrite:
         raise ResegError("--resume and --overwrite contradict each other: continue the run, or start it again")
+    resume = True if args.resume == "auto" else args.resume
     result = train(cfg, work_dir, resume=resume, progress=None if not args.no_progress else False,
                    overwrite=args.overwrite)
     if dist_utils.env_world()[0] == 0:

@@ -12,7 +12,9 @@ from reseg.commands.common import add_inference_arguments, build_predictor
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT",
                         help="video file, camera index (0), rtsp/http URL, or a folder or glob of frames")
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `reseg train`")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a checkpoint written by `reseg train`, a model folder (`reseg package`) or "
+                             "hf://user/repo")
     parser.add_argument("--output", required=True,
                         help="overlay video (.mp4 with H.264/mp4v when available, else MJPG .avi)")
     parser.add_argument("--fps", type=float, default=None,

@@ -62,6 +62,20 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return state
 
 
+def read_model_source(source: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(weights, everything else: config, class_names, palette, ...) of a checkpoint `.pt`, a model folder
+    (reseg.model_folder) or a Hub model `hf://user/repo[@revision]`: the one place model files are read."""
+    from reseg.hub import download, is_hub_source
+    from reseg.model_folder import read_model_folder
+
+    if is_hub_source(source):
+        source = download(str(source))
+    if Path(source).is_dir():
+        return read_model_folder(source)
+    state = load_checkpoint(source, map_location="cpu")
+    return state.pop("model"), state
+
+
 def strip_wrapper_prefix(key: str) -> str:
     """Weights saved from DDP (`module.`) or torch.compile (`_orig_mod.`) wrappers load into the bare model."""
     for prefix in ("module.", "_orig_mod."):
@@ -121,7 +135,8 @@ class Checkpoint:
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """The checkpoint at `path` with its config and class names checked; every mismatch is a CheckpointError
     naming the file."""
-    state = load_checkpoint(path, map_location="cpu")
+    weights, info = read_model_source(path)
+    state = {**info, "model": weights}
     names = [str(n) for n in state["class_names"]]
     if not names:
         raise CheckpointError(f"checkpoint {path} has an empty class list")
@@ -141,7 +156,7 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Start `model` from a checkpoint's weights (train.init_from: fine-tuning, e.g. after pretraining on the
     synthetic streets); the optimiser, schedule and iteration start afresh. Every tensor must match by name
     and shape: a different architecture or class count is an error naming the first keys that differ."""
-    weights = model_weights(load_checkpoint(path))
+    weights = model_weights({"model": read_model_source(path)[0]})  # a checkpoint or a model folder
     own = model.state_dict()
     problems = [f"missing {k}" for k in own if k not in weights]
     problems += [f"unexpected {k}" for k in weights if k not in own]
