@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import statistics
 import threading
 import time
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from reseg.runtime import cpu_has_native_bf16
+from reseg.runtime import cpu_has_native_bf16, cpu_name
 
 
 
@@ -126,16 +125,7 @@ class PeakMemory:
 
 def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     """CPU model, cores, threads, torch version (and GPU name on CUDA)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bf16": cpu_has_native_bf16()}
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
