@@ -171,8 +171,10 @@ class Predictor:
 
         def onnxruntime(name: str) -> Callable[[], backend_choice.Net]:
             def build() -> backend_choice.Net:
-                built[name] = self._onnxruntime_backend(name, cal, cache)
-                return built[name]
+                net = self._onnxruntime_backend(name, cal, cache)
+                net.session(net.shape_for(x))  # files made now: a failure rules the candidate out
+                built[name] = net
+                return net
             return build
 
         def agreement_inputs() -> list[torch.Tensor]:

@@ -153,7 +153,7 @@ def gemm_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats:
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """What every section reads: device, image size and batch of the models, repeats, and section flags."""
+    """What every section reads: device, image size and batch of the models, repeats, and section options."""
 
     device: str = "cpu"
     size: tuple[int, int] = (360, 480)
@@ -163,6 +163,9 @@ class BenchOptions:
     renet_batch: int = 1
     skip_sequence_loop: bool = False
     compile: bool = False
+    checkpoint: str | None = None  # predictor section: measure this checkpoint (else an untrained demo one)
+    sizes: tuple[tuple[int, int], ...] = ()  # predictor section: sizes besides the checkpoint's own
+    predictor_batch: int = 1  # predictor section: images per batch, as `reseg predict --batch`
 
 
 def fmt(v: Any, digits: int = 2) -> str:

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     print(f"segmenting {args.input} ({source.describe()}) with {predictor.describe()}", file=sys.stderr)
     stats = run_video(source, predictor, args.output, opts, stats_json=args.stats_json)
+    stats["backend"], stats["backend_choice"] = predictor.backend, predictor.backend_choice
     print(format_summary(stats))
     if predictor.backend_choice:
         print(predictor.backend_choice)
