@@ -32,10 +32,12 @@ def quantize_int8(fp32: str | Path, out: str | Path, inputs: Iterable[np.ndarray
 
     reduce_range keeps the int16 pair sums of AVX2's u8*s8 instruction from saturating on CPUs without
     VNNI; the last convolution (the classifier) stays fp32 so the argmax is not taken over 256 levels.
-    ReNet's projections (a Gemm per sweep, its weights an initializer) are as large as a convolution
-    (every position times 4 hidden per direction by the input channels) and their outputs feed gates
-    that saturate, so int8 there moves the logits about as little as in the convolutions; products of
-    two activations, if a graph has any, stay fp32.
+    ReNet's projections (a Gemm per sweep, its weights an initializer) cost as much as a convolution
+    (every position times 4 hidden per direction by the input channels), and their rounding errors enter
+    the recurrence through sigmoid gates and convex averages of past states, which damp rather than grow
+    them; the recurrence itself stays fp32, as do products of two activations if a graph has any. Whether
+    int8 is good enough for a checkpoint is measured, not assumed: int8_agreement (the export report) and
+    `--backend auto`'s agreement rule.
     """
     onnxruntime_module("it quantises the model")
     import onnx
