@@ -61,14 +61,15 @@ class Choice:
         when = f"measured {self.measured}" + (", cached" if self.cached else "")
         chosen = self.results.get(self.backend, {})
         if self.backend == "eager":
-            others = [f"{name} {r['speedup']:.2f}x" for name, r in self.results.items()
-                      if name != "eager" and "speedup" in r]
-            why = "fastest" + (f"; {', '.join(others)} of eager" if others else "")
+            others = [f"{name} {r['speedup']:.2f}x eager at {100 * r['agreement']:.1f}% agreement"
+                      for name, r in self.results.items() if name != "eager" and "speedup" in r]
+            why = ", ".join(others) + "; " if others else ""
+            why += f"another backend needs >= {MIN_GAIN:g}x and >= {100 * MIN_AGREEMENT:g}%"
         else:
             why = f"{chosen['speedup']:.2f}x eager, {100 * chosen['agreement']:.1f}% mask agreement"
         skipped = [f"{name} {r['speedup']:.2f}x but {100 * r['agreement']:.1f}% agreement < {100 * MIN_AGREEMENT:g}%"
-                   for name, r in self.results.items()
-                   if "speedup" in r and r["agreement"] < MIN_AGREEMENT and r["speedup"] > chosen.get("speedup", 0)]
+                   for name, r in self.results.items() if self.backend != "eager" and "speedup" in r
+                   and r["agreement"] < MIN_AGREEMENT and r["speedup"] > chosen.get("speedup", 0)]
         failed = [f"{name} unavailable" for name, r in self.results.items() if "error" in r]
         return f"backend auto -> {self.backend} ({'; '.join([why, *skipped, *failed, when])})"
 
