@@ -34,7 +34,7 @@ demo: $(VENV)/.installed
 	$(BIN)/reseg make-synthetic --train 0 --val 0 --test 0 --size 240 320 --difficulty easy --seed 7 \
 		--video $(DEMO_DIR)/drive.mp4 --video-frames 120
 	$(BIN)/reseg video $(DEMO_DIR)/drive.mp4 --checkpoint $(DEMO_DIR)/best.pt --output $(DEMO_DIR)/drive_overlay.mp4 \
-		--legend --no-progress --stats-json $(DEMO_DIR)/drive_stats.json
+		--backend auto --legend --no-progress --stats-json $(DEMO_DIR)/drive_stats.json
 	@echo
 	@echo "demo done:"
 	@echo "  report:        $(DEMO_DIR)/eval/report.md (metrics.json, per_class.csv)"

@@ -92,7 +92,8 @@ def export_onnx_int8(model: nn.Module, out: str | Path, calibration: Calibration
                                     tuple(cfg.data.eval_size) if cfg.data.eval_size else None)
         quantize_int8(fp32, out, inputs)
         res["int8"] = {"calibration_images": len(inputs), **int8_agreement(fp32, out, inputs)}
-    res["path"], res["quantization"] = str(out), "int8 QLinearConv (per-channel weights, uint8 activations)"
+    res["path"], res["quantization"] = str(out), ("int8 QLinearConv and QGemm (convolutions but the classifier, "
+                                                  "ReNet projections; per-channel weights, uint8 activations)")
     return res
 
 
@@ -101,7 +102,7 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path, size: tuple[int, i
            calibration: Any = None) -> dict[str, Any]:
     """Export a checkpoint; the result says where, at which sizes, the differences and the input spec.
 
-    int8 (ONNX only): quantise the convolutions, calibrated on `calibration` (image paths/globs/folders;
+    int8 (ONNX only): quantise the convolutions and ReNet projections, calibrated on `calibration` (image paths/globs/folders;
     default: the checkpoint's training split)."""
     if fmt not in FORMATS:
         raise ResegError(f"unknown export format {fmt!r}; valid choices: {', '.join(FORMATS)}")

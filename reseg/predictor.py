@@ -14,7 +14,7 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reseg import backends
-from reseg.backends import ModelSource
+from reseg.backends import AUTO, ModelSource
 from reseg.config import Config, inference_settings
 from reseg.engine.checkpoint import read_checkpoint
 from reseg.errors import ResegError
@@ -56,7 +56,9 @@ class Predictor:
     horizontal flips and resized copies. `infer_size` (H, W) runs the model at that size and resizes the
     result back. Inputs are padded to a multiple of `size_divisor` and the output is cropped back.
     `backend` ("eager", "onnxruntime"; `int8=True` for "onnxruntime-int8") says where each padded batch runs
-    (reseg.backends); padding, windows and TTA stay here, so every backend supports them.
+    (reseg.backends); padding, windows and TTA stay here, so every backend supports them. "auto" picks one of
+    them at the first batch (reseg.backend_choice: measured once per model, shape and machine; eager-only
+    options apply to its eager candidate); `backend_choice` then says which and why.
     """
 
     def __init__(self, model: nn.Module | ModelSource, device: str | torch.device = "cpu",
@@ -72,9 +74,13 @@ class Predictor:
         if pad_mode not in ("constant", "reflect", "replicate"):
             raise ResegError(f"pad_mode must be constant, reflect or replicate, got {pad_mode!r}")
         self.backend = backends.backend_name(backend, int8)
-        if self.backend != "eager" and device in (None, "auto"):
+        if self.backend not in ("eager", AUTO) and device in (None, "auto"):
             device = "cpu"  # ONNX Runtime runs on the CPU here
         self.device = resolve_device(device)
+        self.backend_choice: str | None = None
+        if self.backend == AUTO and self.device.type != "cpu":  # ONNX Runtime runs on the CPU here
+            self.backend = "eager"
+            self.backend_choice = f"backend auto -> eager (the model runs on {self.device}; ONNX Runtime on the CPU)"
         self.mode = mode
         self.crop = _pair(crop, "crop")
         self.stride = _pair(stride, "stride")
@@ -102,11 +108,12 @@ class Predictor:
         self._model = None if isinstance(model, ModelSource) else model
         self._normalize = Normalizer(self.device)
         backends.check_settings(self.backend, self.device, self.amp_dtype, self.channels_last, bool(compile))
+        self._auto = (calibration, backend_cache, bool(compile))
+        self._net: Any = None  # with "auto": chosen at the first batch, whose shape the choice is keyed by
         if self.backend == "eager":
-            self._model = place_model(self.model, self.device, self.channels_last).eval()
-            self._net: Any = torch.compile(self._model, dynamic=True) if compile else self._model
-        else:
-            self._net = self._onnxruntime_backend(calibration, backend_cache)
+            self._net = self._eager_net(bool(compile))
+        elif self.backend != AUTO:
+            self._net = self._onnxruntime_backend(self.backend, calibration, backend_cache)
 
     @property
     def model(self) -> nn.Module:
@@ -116,24 +123,84 @@ class Predictor:
             self._model = self._source.build().eval()
         return self._model
 
-    def _onnxruntime_backend(self, calibration: Any, cache: str | Path | None) -> Any:
-        """The cached ONNX Runtime session for this model and backend, exported/quantised on a cache miss."""
+    def _eager_net(self, compile: bool) -> Any:
+        """The PyTorch model on the device (channels-last when asked), compiled when asked."""
+        self._model = place_model(self.model, self.device, self.channels_last).eval()
+        return torch.compile(self._model, dynamic=True) if compile else self._model
+
+    def _calibration_inputs(self, cal: backends.Calibration, shape: backends.Shape | None,
+                            count: int | None = None) -> list[np.ndarray]:
+        """Calibration images as this predictor feeds the network (resized to infer_size, windows, padding);
+        for a fixed shape (batch, height, width), resized to it and stacked in batches."""
+        images = cal.load()[:count]
+        crop = self.crop if self.mode == "slide" else None
+        inputs = backends.calibration_inputs(images, self.size_divisor, self.infer_size, crop)
+        return inputs if shape is None else backends.calibration_batches(inputs, shape)
+
+    def _onnxruntime_backend(self, name: str, calibration: Any, cache: str | Path | None) -> Any:
+        """The ONNX Runtime backend `name` for this model (reseg.backends: cached files, exported/quantised on a
+        cache miss, per input shape for minGRU models)."""
         source = self._source or ModelSource.of(self.model)
-        cal = backends.as_calibration(calibration) if self.backend == "onnxruntime-int8" else None
-        if self.backend == "onnxruntime-int8" and cal is None:
+        cal = backends.as_calibration(calibration) if name == "onnxruntime-int8" else None
+        if name == "onnxruntime-int8" and cal is None:
             raise backends.BackendError("int8 inference needs calibration images: pass calibration=[RGB images] "
                                         "or --calibration IMAGES (from a checkpoint, its training split is used)")
         crop = self.crop if self.mode == "slide" else None
 
-        def inputs() -> list[np.ndarray]:
+        def inputs(shape: backends.Shape | None) -> list[np.ndarray]:
             assert cal is not None
-            return backends.calibration_inputs(cal.load(), self.size_divisor, self.infer_size, crop)
+            return self._calibration_inputs(cal, shape)
 
         cal_key = None if cal is None else json.dumps([cal.key, self.size_divisor, self.infer_size, crop])
-        return backends.onnxruntime_backend(self.backend, source.digest, source.build,
-                                            calibration=inputs if cal is not None else None,
-                                            calibration_key=cal_key, cache=cache,
-                                            log_fn=lambda msg: print(f"reseg: {msg}", file=sys.stderr, flush=True))
+        return backends.OnnxRuntimeBackend(name, source, calibration=inputs if cal is not None else None,
+                                           calibration_key=cal_key, cache=cache, log_fn=_say)
+
+    def _choose_backend(self, x: torch.Tensor) -> None:
+        """`auto`: measure (or recall) the candidates on this padded batch's shape, then run the chosen one."""
+        from reseg import backend_choice
+
+        calibration, cache, compile = self._auto
+        source = self._source or ModelSource.of(self.model)
+        shape = (int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1]))
+        cal = backends.as_calibration(calibration)
+        built: dict[str, Any] = {}
+
+        def eager() -> backend_choice.Net:
+            built["eager"] = self._eager_net(compile)
+            return lambda t: self._call(built["eager"], t)
+
+        def onnxruntime(name: str) -> Callable[[], backend_choice.Net]:
+            def build() -> backend_choice.Net:
+                net = self._onnxruntime_backend(name, cal, cache)
+                net.session(net.shape_for(x))  # files made now: a failure rules the candidate out
+                built[name] = net
+                return net
+            return build
+
+        def agreement_inputs() -> list[torch.Tensor]:
+            if cal is None:
+                return [x]
+            try:
+                arrays = self._calibration_inputs(cal, shape, backend_choice.AGREEMENT_IMAGES)
+            except ResegError as err:  # int8 is out then too (its build reads the same images)
+                _say(f"backend auto compares masks on the first batch only: {err}")
+                return [x]
+            return [torch.from_numpy(a) for a in arrays]
+
+        candidates = {"eager": eager, "onnxruntime": onnxruntime("onnxruntime")}
+        if cal is not None:
+            candidates["onnxruntime-int8"] = onnxruntime("onnxruntime-int8")
+        folder = backends.writable_cache(Path(cache) if cache is not None else None)
+        choice, _ = backend_choice.choose(source.digest, shape, candidates, x, agreement_inputs, folder)
+        self.backend = choice.backend
+        self._net = built.get(choice.backend)
+        if self._net is None:  # a stored choice: only the chosen backend is built
+            candidates[choice.backend]()
+            self._net = built[choice.backend]
+        if self.backend != "eager":
+            self.channels_last, self.amp_dtype = False, None  # eager-only options (check_settings)
+        self.backend_choice = choice.summary()
+        _say(self.backend_choice)
 
     # ------------------------------------------------------------------ loading
 
@@ -151,8 +218,8 @@ class Predictor:
             model: nn.Module | ModelSource = ckpt.build_model()
         else:  # the weights' digest finds a cached export; the model is built only to export it
             model = ModelSource(backends.weights_digest(ckpt.weights, dataclasses.asdict(cfg.model)),
-                                ckpt.build_model)
-            if name == "onnxruntime-int8" and overrides.get("calibration") is None:
+                                ckpt.build_model, backends.config_has_mingru(cfg.model))
+            if name in ("onnxruntime-int8", AUTO) and overrides.get("calibration") is None:
                 data_cfg = copy.deepcopy(cfg)
                 if data_root:
                     data_cfg.data.root = str(data_root)
@@ -214,7 +281,8 @@ class Predictor:
 
     def describe(self) -> str:
         """One line for logs: where and how inference runs."""
-        parts = [f"device={self.device}", f"backend={self.backend}", f"mode={self.mode}"]
+        chosen = self.backend_choice is not None and self.backend != AUTO
+        parts = [f"device={self.device}", f"backend={self.backend}" + (" (auto)" if chosen else ""), f"mode={self.mode}"]
         if self.mode == "slide":
             parts.append(f"crop={list(self.crop)} stride={list(self.stride)}")
         if self.flip:
@@ -234,11 +302,16 @@ class Predictor:
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.amp_dtype)
 
-    def _run_model(self, x: torch.Tensor) -> torch.Tensor:
+    def _call(self, net: Any, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            y = self._net(x)
+            return net(x)
+
+    def _run_model(self, x: torch.Tensor) -> torch.Tensor:
+        if self._net is None:
+            self._choose_backend(x)
+        y = self._call(self._net, x)
         if isinstance(y, dict):  # torchvision-style models
             y = y["out"]
         y = y.float()
@@ -303,3 +376,7 @@ class Predictor:
             total /= len(passes)
             return total if want == "probs" else total.clamp_min_(1e-12).log_()
 
+
+def _say(message: str) -> None:
+    """Progress of a backend being made or chosen, on stderr (the commands' stdout stays their result)."""
+    print(f"reseg: {message}", file=sys.stderr, flush=True)

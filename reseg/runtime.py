@@ -34,6 +34,20 @@ def resolve_device(device: str | torch.device | None = "auto", local_rank: int |
     return dev
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform module knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with BF16 units (AVX512-BF16 / AMX), where bf16 autocast is faster than float32."""
     try:

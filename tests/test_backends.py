@@ -1,4 +1,5 @@
-"""Inference backends: ONNX Runtime fp32 equals eager, int8 keeps the classes, the cache, the errors, the flags."""
+"""Inference backends: ONNX Runtime fp32 equals eager (fixed-size files for minGRU models), int8 keeps the
+classes, the cache, the errors, the flags, and `auto`'s choice (with fake timings)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,12 @@ NAMES = ["sky", "road", "car", "tree", "person"]
 TINY = ["model.renet_hidden=4", "model.decoder_filters=[4,4]", "model.encoder_width=0.125"]
 
 
-def tiny_model(seed: int = 0) -> tuple[nn.Module, object]:
+def tiny_model(seed: int = 0, cell: str = "gru") -> tuple[nn.Module, object]:
     """A real ReSeg, narrow, trained-ish: decoder and classifier re-drawn so that several classes share an image
     (a fresh head gives one class everywhere), encoder and GRUs as initialised (their recurrence contracts, as
     a trained one does; GRU weights drawn at std 1 make it chaotic, which no training produces)."""
     torch.manual_seed(seed)
-    cfg = load_config(None, TINY)
+    cfg = load_config(None, [*TINY, f"model.cell={cell}"])
     cfg.model.num_classes = len(NAMES)
     model = build_model(cfg)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -298,3 +299,228 @@ def test_a_stamped_cpp_build_is_imported_without_the_build_check(tmp_path, monke
     assert loaded is not None and hasattr(loaded, "gru_forward")
     changed = stamp.replace(stamp.split()[1], "0" * 64)  # the source changed since the build
     assert gru_ext._import_built(name, tmp_path, changed) is None
+
+
+# ---------------------------------------------------------------------------------------------- fixed-size files
+
+
+def _ops(path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+@pytest.fixture(scope="module")
+def tiny_mingru(tmp_path_factory):
+    """(model, config, checkpoint path, cache folder) of a tiny minGRU ReSeg."""
+    model, cfg = tiny_model(cell="mingru")
+    root = tmp_path_factory.mktemp("mingru")
+    path = root / "tiny_mingru.pt"
+    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES,
+                     "epoch": 1, "iteration": 10}, path)
+    return model, cfg, path, root / "cache"
+
+
+def test_a_mingru_model_runs_a_loop_free_file_per_input_shape(tiny_mingru, monkeypatch):
+    """Each (batch, padded height, width) gets its own static file (no ONNX Loop) equal to eager; past
+    STATIC_SHAPES shapes, new ones run the size-generic file (which needs the Loop)."""
+    model, _, _, cache = tiny_mingru
+    eager = Predictor(model, num_classes=len(NAMES))
+    ort = Predictor(model, num_classes=len(NAMES), backend="onnxruntime", backend_cache=cache)
+    gen = torch.Generator().manual_seed(3)
+    seen = []
+    for n, h, w in ((1, 64, 96), (2, 37, 53), (1, 64, 96)):
+        x = torch.randn(n, 3, h, w, generator=gen)
+        ref, got = eager.logits(x), ort.logits(x)
+        torch.testing.assert_close(got, ref, atol=1e-4 * float(ref.max() - ref.min()), rtol=1e-4)
+        path = ort._net.path
+        padded = f"{n}x{-(-h // 32) * 32}x{-(-w // 32) * 32}"
+        assert path.name.endswith(f"-onnxruntime-static-{padded}.onnx") and "Loop" not in _ops(path)
+        seen.append(path)
+    assert seen[0] == seen[2] != seen[1]
+    monkeypatch.setattr(backends, "STATIC_SHAPES", 2)
+    x = torch.randn(1, 3, 32, 32, generator=gen)
+    torch.testing.assert_close(ort.logits(x), eager.logits(x), atol=1e-3, rtol=1e-3)
+    assert "static" not in ort._net.path.name and "Loop" in _ops(ort._net.path)
+
+
+def test_the_static_cache_key_names_the_shape_and_a_checkpoint_says_static(tiny_mingru, tiny):
+    keys = {backends.cache_key("d", "onnxruntime"), backends.cache_key("d", "onnxruntime", shape=(1, 64, 96)),
+            backends.cache_key("d", "onnxruntime", shape=(2, 64, 96)),
+            backends.cache_key("d", "onnxruntime", shape=(1, 96, 64))}
+    assert len(keys) == 4 and backends.cache_key("d", "onnxruntime", shape=(2, 64, 96)).endswith("-static-2x64x96")
+    assert backends.has_mingru(tiny_mingru[0]) and not backends.has_mingru(tiny[0])
+    assert backends.config_has_mingru(tiny_mingru[1].model) and not backends.config_has_mingru(tiny[1].model)
+    pred = Predictor.from_checkpoint(tiny_mingru[2], backend="onnxruntime", backend_cache=tiny_mingru[3])
+    assert pred._net.static and pred._model is None  # nothing exported or built before the first input
+
+
+def test_calibration_batches_resize_and_fill_whole_batches():
+    inputs = [np.full((1, 3, 8, 12), float(i), dtype=np.float32) for i in range(3)]
+    out = backends.calibration_batches(inputs, (2, 16, 24))
+    assert [b.shape for b in out] == [(2, 3, 16, 24)] * 2
+    assert [float(b[k].mean()) for b in out for k in range(2)] == [0.0, 1.0, 2.0, 0.0]
+
+
+def test_int8_quantises_renet_projections_and_keeps_the_classes(tiny_mingru):
+    """minGRU's input projections (a Gemm per sweep) become QGemm next to the QLinearConvs; the scan and the
+    classifier stay fp32, and the masks stay within int8's rounding of fp32's (see the GRU test's reasoning)."""
+    model, _, _, cache = tiny_mingru
+    fp32 = Predictor(model, size_divisor=16)
+    int8 = Predictor(model, size_divisor=16, int8=True, calibration=scenes(8, seed=1), backend_cache=cache)
+    test = scenes(4, seed=2)
+    agree = np.mean([np.mean(a == b) for a, b in zip(fp32.predict(test, batch_size=4),
+                                                     int8.predict(test, batch_size=4))])
+    assert agree >= 0.97, agree
+    ops = _ops(int8._net.path)
+    assert int8._net.path.name.endswith("-onnxruntime-int8-static-4x48x64.onnx")
+    assert ops.count("QGemm") == 4 and "Gemm" not in ops  # 2 layers x 2 sweeps
+    assert ops.count("QLinearConv") == sum(isinstance(m, nn.Conv2d) for m in model.modules()) - 1
+    assert ops.count("Conv") == 1 and "Sigmoid" in ops and "Loop" not in ops
+
+
+# ---------------------------------------------------------------------------------------------- auto
+
+
+def _fake_times(monkeypatch, seconds):
+    """auto's timing replaced by fixed seconds per candidate (the nets still run for the mask comparison)."""
+    from reseg import backend_choice
+
+    calls = []
+
+    def fake(nets, x, runs=backend_choice.RUNS, clock=None):
+        calls.append(sorted(nets))
+        return {name: seconds[name] for name in nets}
+
+    monkeypatch.setattr(backend_choice, "time_nets", fake)
+    return calls
+
+
+def test_the_auto_rule():
+    from reseg.backend_choice import pick
+
+    def r(speedup, agreement):
+        return {"seconds": 1 / speedup, "speedup": speedup, "agreement": agreement}
+
+    eager = r(1.0, 1.0)
+    assert pick({"eager": eager, "onnxruntime": r(1.5, 1.0), "onnxruntime-int8": r(2.5, 0.995)}) == "onnxruntime-int8"
+    assert pick({"eager": eager, "onnxruntime": r(1.5, 1.0), "onnxruntime-int8": r(2.5, 0.985)}) == "onnxruntime"
+    assert pick({"eager": eager, "onnxruntime": r(1.03, 1.0), "onnxruntime-int8": r(0.8, 1.0)}) == "eager"
+    assert pick({"eager": eager, "onnxruntime": r(1.2, 1.0), "onnxruntime-int8": {"error": "no data"}}) == "onnxruntime"
+
+
+def test_auto_measures_once_with_a_clock_and_remembers(tmp_path, monkeypatch):
+    """Fake nets advance a fake clock by their cost: the timings, speed-ups and agreements are exact, the
+    record is written beside the cache and read back without building anything; another shape or machine
+    is measured again."""
+    from reseg import backend_choice
+
+    now = [0.0]
+    costs = {"eager": 1.0, "onnxruntime": 0.5, "onnxruntime-int8": 0.25}
+    ref = torch.arange(2 * 10 * 10, dtype=torch.float32).reshape(1, 2, 10, 10) % 3
+
+    def net(name, flip=0):
+        def run(x):
+            now[0] += costs[name]
+            y = ref.clone()
+            if flip:  # the first `flip` pixels take the other class
+                y.view(2, -1)[0, :flip] = 10.0
+                y.view(2, -1)[1, :flip] = -10.0
+            return y
+        return run
+
+    candidates = {"eager": lambda: net("eager"), "onnxruntime": lambda: net("onnxruntime"),
+                  "onnxruntime-int8": lambda: net("onnxruntime-int8", flip=1)}
+    x = torch.zeros(1, 3, 10, 10)
+    choice, nets = backend_choice.choose("digest", (1, 10, 10), candidates, x, lambda: [x], tmp_path,
+                                         clock=lambda: now[0])
+    mask = ref.argmax(1)
+    int8_agreement = 1 - float((mask.view(-1)[:1] != 0).sum()) / 100
+    assert choice.backend == "onnxruntime-int8" and set(nets) == set(costs)
+    res = choice.results
+    assert res["onnxruntime"]["speedup"] == 2.0 and res["onnxruntime-int8"]["speedup"] == 4.0
+    assert res["onnxruntime-int8"]["agreement"] == pytest.approx(int8_agreement) and int8_agreement >= 0.99
+    assert choice.summary() == (f"backend auto -> onnxruntime-int8 (4.00x eager, {100 * int8_agreement:.1f}% "
+                                f"mask agreement; measured {choice.measured})")
+    records = list(tmp_path.glob("auto-*.json"))
+    assert len(records) == 1
+
+    def refuse():
+        raise AssertionError("built although the choice is stored")
+
+    stored, built = backend_choice.choose("digest", (1, 10, 10), dict.fromkeys(costs, refuse), x, lambda: [x],
+                                          tmp_path)
+    assert stored.cached and stored.backend == "onnxruntime-int8" and built == {}
+    assert stored.summary().endswith(f"measured {choice.measured}, cached)")
+    assert backend_choice.record_path(tmp_path, "digest", (1, 10, 12)) != records[0]
+    assert backend_choice.record_path(tmp_path, "digest", (2, 10, 10)) != records[0]
+    monkeypatch.setattr(backend_choice, "cpu_name", lambda: "another CPU")
+    assert backend_choice.record_path(tmp_path, "digest", (1, 10, 10)) != records[0]
+    # int8 off by 3 pixels of 100 (97% < 99%): the faster int8 is ruled out and the summary says why
+    candidates["onnxruntime-int8"] = lambda: net("onnxruntime-int8", flip=5)
+    again = backend_choice.choose("digest", (1, 10, 10), candidates, x, lambda: [x], tmp_path,
+                                  clock=lambda: now[0])[0]
+    assert again.backend == "onnxruntime" and "onnxruntime-int8 4.00x but" in again.summary()
+
+
+def test_a_damaged_record_is_measured_again(tmp_path):
+    from reseg import backend_choice
+
+    path = backend_choice.record_path(tmp_path, "digest", (1, 4, 4))
+    path.write_text("{not json")
+    assert backend_choice.load_choice(path) is None
+    path.write_text('{"backend": "tensorrt", "shape": [1, 4, 4], "results": {}, "measured": "x", "machine": {}, '
+                    '"rule": {}}')
+    assert backend_choice.load_choice(path) is None
+
+
+def test_auto_predictor_runs_the_chosen_backend(tiny_mingru, tmp_path, monkeypatch):
+    model, _, _, _ = tiny_mingru
+    cache = tmp_path / "cache"
+    calls = _fake_times(monkeypatch, {"eager": 1.0, "onnxruntime": 0.5, "onnxruntime-int8": 0.8})
+    auto = Predictor(model, num_classes=len(NAMES), backend="auto", calibration=scenes(4, seed=1),
+                     backend_cache=cache, channels_last=True)
+    assert auto.backend == "auto" and auto.backend_choice is None
+    images = scenes(2, seed=3)
+    masks = auto.predict(images)
+    assert calls == [["eager", "onnxruntime", "onnxruntime-int8"]]
+    assert auto.backend == "onnxruntime" and not auto.channels_last and "backend=onnxruntime (auto)" in auto.describe()
+    assert auto.backend_choice.startswith("backend auto -> onnxruntime (2.00x eager, 100.0% mask agreement")
+    assert "static-2x64x64" in auto._net.path.name
+    for got, want in zip(masks, Predictor(model).predict(images)):
+        assert np.mean(got == want) > 0.999
+    # a second run recalls the choice: nothing timed, only the chosen backend built
+    built = []
+    original = Predictor._onnxruntime_backend
+    monkeypatch.setattr(Predictor, "_onnxruntime_backend",
+                        lambda self, name, *a: built.append(name) or original(self, name, *a))
+    again = Predictor(model, num_classes=len(NAMES), backend="auto", calibration=scenes(4, seed=1),
+                      backend_cache=cache)
+    again.predict(images)
+    assert len(calls) == 1 and built == ["onnxruntime"] and again.backend_choice.endswith(", cached)")
+    # eager wins when nothing is faster by the margin; eager-only options then stay on
+    _fake_times(monkeypatch, {"eager": 1.0, "onnxruntime": 0.99, "onnxruntime-int8": 0.98})
+    slow = Predictor(model, num_classes=len(NAMES), backend="auto", calibration=scenes(4, seed=1),
+                     backend_cache=cache, channels_last=True)
+    slow.predict(images[:1])
+    assert slow.backend == "eager" and slow.channels_last and slow.backend_choice.startswith("backend auto -> eager")
+
+
+def test_auto_on_the_command_line_prints_its_choice(tiny_mingru, tmp_path, monkeypatch, capsys):
+    from reseg.cli import main
+
+    _, _, ckpt, _ = tiny_mingru
+    monkeypatch.setenv("RESEG_CACHE_DIR", str(tmp_path / "cache"))
+    _fake_times(monkeypatch, {"eager": 1.0, "onnxruntime": 0.4, "onnxruntime-int8": 0.2})
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, im in enumerate(scenes(2, seed=9)):
+        cv2.imwrite(str(folder / f"{i}.png"), im[..., ::-1])
+    # the checkpoint's training split does not exist here: int8 is out, named in the summary
+    assert main(["predict", "--checkpoint", str(ckpt), str(folder), "--backend", "auto", "--device", "cpu",
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "backend auto -> onnxruntime (2.50x eager" in out and "onnxruntime-int8 unavailable" in out
+    assert main(["predict", "--checkpoint", str(ckpt), str(folder), "--backend", "auto", "--int8",
+                 "--out", str(tmp_path / "out2")]) == 2
+    assert "--backend auto chooses" in capsys.readouterr().err

@@ -1,10 +1,12 @@
-"""`reseg benchmark --quick` runs every section and writes the documented JSON keys (no timing asserts)."""
+"""`reseg benchmark --quick` runs every section and writes the documented JSON keys (no timing asserts); the
+predictor section builds its candidates as `reseg predict` does, from a checkpoint."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
 from reseg.cli import main
 
@@ -41,12 +43,14 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
         assert h2h[f"reseg_mingru_vs_unet_{kind}"] == pytest.approx(
             both["reseg_mingru"][f"{kind}_img_s"] / both["unet_vgg16"][f"{kind}_img_s"])
         assert h2h[f"reseg_vs_unet_{kind}"] == pytest.approx(both["reseg"][f"{kind}_img_s"] / both["unet_vgg16"][f"{kind}_img_s"])
-    p = res["predictor"]
+    p = res["predictor"]  # the demo checkpoint at its own inference size (the training crop), batch 1
     assert res["fast_infer_speedup"] == pytest.approx(p["fast_img_s"] / p["plain_img_s"])
-    assert 0.0 <= p["pixel_agreement"] <= 1.0
-    assert {"eager_fp32", "eager_channels_last", "onnxruntime_fp32", "onnxruntime_int8"} <= set(p["paths"])
-    assert res["fast_infer_path"] == max((k for k in p["paths"] if k != "eager_fp32"), key=p["paths"].get)
-    assert p["plain_img_s"] == p["paths"]["eager_fp32"] and p["fast_img_s"] == p["paths"][res["fast_infer_path"]]
+    assert 0.0 <= p["pixel_agreement"] <= 1.0 and p["batch"] == 1
+    assert [r["size"] for r in p["runs"]] == [p["inference_size"]] == [[120, 160]]
+    assert {"eager", "eager --channels-last", "onnxruntime", "onnxruntime-int8"} <= set(p["paths"])
+    assert res["fast_infer_path"] == max(p["paths"], key=p["paths"].get)
+    assert p["plain_img_s"] == p["paths"]["eager"] and p["fast_img_s"] == p["paths"][res["fast_infer_path"]]
+    assert p["pixel_agreement_by_path"]["eager"] == 1.0 and p["runs"][0]["errors"] == {}
     assert res["startup_s"] > 0 and res["startup_onnxruntime_s"] > 0
     assert res["reseg_mfu"] == pytest.approx(
         res["reseg_gflops_per_img"] * res["reseg_infer_img_s"] / res["gemm_peak_gflops"])
@@ -81,3 +85,59 @@ def test_benchmark_runs_only_the_sections_asked(tmp_path) -> None:
     assert main(["benchmark", "--quick", "--only", "data", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["sections"] == ["data"] and "data" in res and "models" not in res and "renet" not in res
+
+
+def test_predictor_section_builds_every_path_as_the_commands_do(tmp_path, monkeypatch) -> None:
+    """With --checkpoint and --sizes: each candidate is Predictor.from_checkpoint with the options `reseg
+    predict FLAGS` passes (recorded from the command itself), at the checkpoint's size and the sizes given;
+    int8 without the checkpoint's training data is listed as unavailable with the way out."""
+    from reseg.config import load_config
+    from reseg.engine.checkpoint import save_checkpoint
+    from reseg.models import build_model
+    from reseg.predictor import Predictor
+
+    cfg = load_config(None, ["model.renet_hidden=4", "model.decoder_filters=[4,4]", "model.encoder_width=0.125",
+                             "model.cell=mingru", "data.crop_size=[32,48]", f"data.root={tmp_path / 'gone'}"])
+    torch.manual_seed(0)
+    model = build_model(cfg, 3)
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": ["a", "b", "c"]}, ckpt)
+    seen: list[tuple[str, dict]] = []
+    original = Predictor.from_checkpoint.__func__
+
+    def record(cls, path, device="auto", **kw):
+        seen.append((device, dict(kw)))
+        return original(cls, path, device, **kw)
+
+    monkeypatch.setattr(Predictor, "from_checkpoint", classmethod(record))
+    monkeypatch.setenv("RESEG_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--only", "predictor", "--checkpoint", str(ckpt), "--sizes", "40", "56",
+                 "--repeats", "1", "--threads", "1", "--json", str(out)]) == 0
+    p = json.loads(out.read_text())["predictor"]
+    assert [r["size"] for r in p["runs"]] == [[32, 48], [40, 56]] and p["checkpoint"] == str(ckpt)
+    for run in p["runs"]:
+        assert {"eager", "eager --channels-last", "onnxruntime"} <= set(run["paths"])
+        assert "--calibration" in run["errors"]["onnxruntime-int8"]
+        assert run["pixel_agreement_by_path"]["onnxruntime"] > 0.99
+        assert all(s["first"] > 0 and s["cached"] > 0 for s in run["startup_s"].values())
+    by_flags = {}
+    for device, kw in seen:
+        by_flags.setdefault((kw.get("backend"), kw.get("int8"), kw.get("channels_last")), kw)
+    # what `reseg predict --backend onnxruntime` itself passes
+    from reseg.cli import main as cli
+
+    seen.clear()
+    img = tmp_path / "one.png"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(img), np.zeros((32, 48, 3), np.uint8))
+    assert cli(["predict", "--checkpoint", str(ckpt), str(img), "--device", "cpu", "--backend", "onnxruntime",
+                "--out", str(tmp_path / "pred")]) == 0
+    assert seen[0] == ("cpu", by_flags[("onnxruntime", None, None)])
+
+
+def test_benchmark_sizes_come_in_pairs(capsys) -> None:
+    assert main(["benchmark", "--only", "predictor", "--sizes", "240", "320", "360"]) == 2
+    assert "height width pairs" in capsys.readouterr().err

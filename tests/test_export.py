@@ -96,6 +96,34 @@ def test_static_onnx_accepts_only_the_traced_size(tmp_path) -> None:
 
 
 @needs_ort
+def test_a_static_file_is_traced_and_checked_at_its_own_batch_and_size(tmp_path, monkeypatch) -> None:
+    """A static export at batch 2 (what a fixed-size backend file is) accepts 2x3xHxW only and is checked there
+    once, on an input other than the traced one (the check's input is seed 0, the trace's seed 1)."""
+    import reseg.onnx.export as onnx_export
+    from reseg.models.renet import static_export
+
+    model = _model(["model.cell=mingru"])
+    checked = []
+    verify = onnx_export.verify_onnx
+    monkeypatch.setattr(onnx_export, "verify_onnx",
+                        lambda path, m, size, batch=1: checked.append((list(size), batch)) or verify(path, m, size, batch))
+    with static_export():
+        res = export_onnx(model, tmp_path / "s2.onnx", size=(32, 48), dynamic=False, batch=2)
+    assert checked == [([32, 48], 2)] and [(c["size"], c["batch"]) for c in res["checks"]] == [([32, 48], 2)]
+    assert res["trace_batch"] == 2 and not res["dynamic"]
+    from reseg.onnx.trace import reference, trace_input
+
+    assert not torch.equal(trace_input((32, 48), 2), reference(model, (32, 48), 2)[0])
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        np.testing.assert_allclose(_ort_logits(tmp_path / "s2.onnx", x), model(x).numpy(), atol=1e-4, rtol=0)
+    with pytest.raises(Exception):
+        _ort_logits(tmp_path / "s2.onnx", torch.randn(1, 3, 32, 48))
+    with pytest.raises(ExportError, match="the export batch must be >= 1"):
+        export_onnx(model, tmp_path / "s0.onnx", size=(32, 48), dynamic=False, batch=0)
+
+
+@needs_ort
 @pytest.mark.parametrize("fmt, name, static", [("onnx", "m.onnx", False), ("onnx", "s.onnx", True),
                                                 ("torchscript", "m.pt", False)])
 def test_export_command_report(tmp_path, capsys, fmt, name, static) -> None:

@@ -598,3 +598,30 @@ def test_predict_inputs_folders_globs_and_unreadable_images(ckpt, tmp_path, caps
 def test_palette_lut_matches_the_tensor_table():
     palette = [(1, 2, 3), (250, 0, 7)]
     assert np.array_equal(lut_tensor(palette).numpy(), palette_lut(palette))
+
+
+def test_video_with_backend_auto_says_what_it_chose(ckpt, tmp_path, monkeypatch, capsys):
+    """`--backend auto` (fake timings: ONNX Runtime 2x eager): the masks are those of the chosen backend, the
+    summary and the stats JSON name it and why; the checkpoint's training data is absent, so int8 is out."""
+    pytest.importorskip("onnxruntime")
+    from reseg import backend_choice
+
+    monkeypatch.setenv("RESEG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(backend_choice, "time_nets", lambda nets, x, runs=5, clock=None:
+                        {name: {"eager": 1.0, "onnxruntime": 0.5}.get(name, 0.1) for name in nets})
+    frames = frame_folder(tmp_path / "frames", n=3)
+    stats_path, masks_dir = tmp_path / "stats.json", tmp_path / "masks"
+    rc = main(["video", str(frames), "--checkpoint", str(ckpt), "--output", str(tmp_path / "o.avi"), "--device",
+               "cpu", "--no-progress", "--backend", "auto", "--stats-json", str(stats_path),
+               "--masks-dir", str(masks_dir)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "backend auto -> onnxruntime (2.00x eager, 100.0% mask agreement" in out
+    assert "onnxruntime-int8 unavailable" in out
+    stats = json.loads(stats_path.read_text())
+    assert stats["backend"] == "onnxruntime" and stats["backend_choice"] in out
+    ort = Predictor.from_checkpoint(ckpt, device="cpu", backend="onnxruntime", backend_cache=tmp_path / "cache")
+    for i in range(1, 4):
+        image = cv2.imread(str(frames / f"frame_{i}.png"))[..., ::-1]
+        written = cv2.imread(str(masks_dir / f"frame_{i}.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(written, ort.predict([np.ascontiguousarray(image)])[0])

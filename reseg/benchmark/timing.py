@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import statistics
 import threading
 import time
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from reseg.runtime import cpu_has_native_bf16
+from reseg.runtime import cpu_has_native_bf16, cpu_name
 
 
 
@@ -126,16 +125,7 @@ class PeakMemory:
 
 def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     """CPU model, cores, threads, torch version (and GPU name on CUDA)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bf16": cpu_has_native_bf16()}
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -163,7 +153,7 @@ def gemm_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats:
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """What every section reads: device, image size and batch of the models, repeats, and section flags."""
+    """What every section reads: device, image size and batch of the models, repeats, and section options."""
 
     device: str = "cpu"
     size: tuple[int, int] = (360, 480)
@@ -173,6 +163,9 @@ class BenchOptions:
     renet_batch: int = 1
     skip_sequence_loop: bool = False
     compile: bool = False
+    checkpoint: str | None = None  # predictor section: measure this checkpoint (else an untrained demo one)
+    sizes: tuple[tuple[int, int], ...] = ()  # predictor section: sizes besides the checkpoint's own
+    predictor_batch: int = 1  # predictor section: images per batch, as `reseg predict --batch`
 
 
 def fmt(v: Any, digits: int = 2) -> str:

@@ -8,12 +8,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from reseg.backend_names import CHOICES
 from reseg.config import INFERENCE_KEYS
 
 BACKEND_HELP = ("eager: PyTorch (the default; with --amp, the fast path on CPUs with native bf16); "
                 "onnxruntime: the model exported to ONNX and run by ONNX Runtime on the CPU (faster fp32 on "
-                "CPUs without bf16). Exported and quantised models are cached in ~/.cache/reseg/onnx "
-                "(RESEG_CACHE_DIR moves it), keyed by the weights, so only the first run exports")
+                "CPUs without bf16); onnxruntime-int8: the same with int8 convolutions and ReNet projections "
+                "(as --int8); auto: the fastest of these whose masks agree with eager's on at least 99%% of "
+                "the calibration images' pixels, measured on the first batch once per model, input size, batch "
+                "and machine (the choice and its reason are printed). Exported and quantised models and auto's "
+                "measurements are cached in ~/.cache/reseg/onnx (RESEG_CACHE_DIR moves it), keyed by the "
+                "weights, so only the first run exports or measures")
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,14 +27,15 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("inference (defaults: the checkpoint's eval settings)")
     g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    g.add_argument("--backend", choices=("eager", "onnxruntime"), default=None, help=BACKEND_HELP)
+    g.add_argument("--backend", choices=CHOICES, default=None, help=BACKEND_HELP)
     g.add_argument("--int8", action="store_true", default=None,
-                   help="ONNX Runtime with int8 convolutions (static quantisation, per-channel weights, "
-                        "calibrated on --calibration images or the checkpoint's training split); implies "
-                        "--backend onnxruntime")
+                   help="ONNX Runtime with int8 convolutions and ReNet projections (static quantisation, "
+                        "per-channel weights, calibrated on --calibration images or the checkpoint's training "
+                        "split); implies --backend onnxruntime")
     g.add_argument("--calibration", nargs="+", default=None, metavar="IMAGES",
-                   help="with --int8: images, folders or globs to calibrate on (default: 16 images of the "
-                        "training split named by the checkpoint's config, under --data-root where given)")
+                   help="with --int8 or --backend auto: images, folders or globs to calibrate on and, for auto, "
+                        "to compare masks on (default: 16 images of the training split named by the checkpoint's "
+                        "config, under --data-root where given)")
     g.add_argument("--mode", choices=EVAL_MODES, default=None, help="whole image or sliding window")
     g.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=None, help="sliding-window size")
     g.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), default=None, help="sliding-window step")

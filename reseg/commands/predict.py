@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
                            overlay_ext=args.overlay_format)
     print(f"wrote {result.written} mask(s) (<name>.png train ids, <name>_color.png, "
           f"<name>_overlay.{args.overlay_format}) to {out_dir.resolve()}")
+    if predictor.backend_choice:
+        print(predictor.backend_choice)
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
         print(f"skipped {len(result.skipped)} unreadable image(s): {shown}", file=sys.stderr)

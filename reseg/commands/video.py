@@ -65,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
         raise
     print(f"segmenting {args.input} ({source.describe()}) with {predictor.describe()}", file=sys.stderr)
     stats = run_video(source, predictor, args.output, opts, stats_json=args.stats_json)
+    stats["backend"], stats["backend_choice"] = predictor.backend, predictor.backend_choice
     print(format_summary(stats))
+    if predictor.backend_choice:
+        print(predictor.backend_choice)
     if args.stats_json:
         write_stats_json(stats, args.stats_json)
         print(f"stats: {args.stats_json}")

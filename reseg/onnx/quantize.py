@@ -1,7 +1,8 @@
 """Static int8 quantisation of an fp32 ONNX file, and how far the result moves from it.
 
 Per-channel int8 weights with reduce_range and uint8 activations calibrated (min/max) on network inputs,
-for every convolution but the classifier; the GRUs stay fp32.
+for every convolution but the classifier and for the matrix products with constant weights (ReNet's input
+projections, Gemm nodes); the recurrences (GRU nodes, minGRU's elementwise scan) stay fp32.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,11 +26,18 @@ from reseg.onnx.session import OnnxSession, onnxruntime_module
 
 def quantize_int8(fp32: str | Path, out: str | Path, inputs: Iterable[np.ndarray],
                   metadata: Mapping[str, str] | None = None) -> Path:
-    """Static int8 quantisation of the convolutions (QOperator QLinearConv, per-channel int8 weights with
-    reduce_range, uint8 activations from min/max calibration on `inputs`), classifier and GRUs left fp32.
+    """Static int8 quantisation of the convolutions and weight products (QOperator QLinearConv and QGemm,
+    per-channel int8 weights with reduce_range, uint8 activations from min/max calibration on `inputs`),
+    classifier and recurrences left fp32.
 
     reduce_range keeps the int16 pair sums of AVX2's u8*s8 instruction from saturating on CPUs without
     VNNI; the last convolution (the classifier) stays fp32 so the argmax is not taken over 256 levels.
+    ReNet's projections (a Gemm per sweep, its weights an initializer) cost as much as a convolution
+    (every position times 4 hidden per direction by the input channels), and their rounding errors enter
+    the recurrence through sigmoid gates and convex averages of past states, which damp rather than grow
+    them; the recurrence itself stays fp32, as do products of two activations if a graph has any. Whether
+    int8 is good enough for a checkpoint is measured, not assumed: int8_agreement (the export report) and
+    `--backend auto`'s agreement rule.
     """
     onnxruntime_module("it quantises the model")
     import onnx
@@ -48,20 +57,33 @@ def quantize_int8(fp32: str | Path, out: str | Path, inputs: Iterable[np.ndarray
             x = next(self._it, None)
             return None if x is None else {INPUT_NAME: x}
 
-    graph = onnx.load(str(fp32), load_external_data=False).graph
-    convs = [n.name for n in graph.node if n.op_type == "Conv"]
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="reseg-int8-") as tmp, warnings.catch_warnings(), quiet_quantizer():
         warnings.simplefilter("ignore")
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        keep_fp32 = fp32_nodes(onnx.load(str(pre), load_external_data=False).graph)
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(str(pre), str(quantized), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv"], nodes_to_exclude=convs[-1:],
+                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=keep_fp32,
                         calibrate_method=CalibrationMethod.MinMax)
         save_onnx(quantized, out, metadata)
     return out
+
+
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def fp32_nodes(graph: Any) -> list[str]:
+    """Nodes of QUANTIZED_OPS types that stay fp32: the last convolution (the classifier) and any matrix
+    product whose second input is not a constant weight."""
+    constants = {t.name for t in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    products = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")
+                and (len(n.input) < 2 or n.input[1] not in constants)]
+    return convs[-1:] + products
 
 
 @contextlib.contextmanager

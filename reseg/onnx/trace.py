@@ -3,7 +3,9 @@
 The traced graph pads the input to the model's stride and crops the logits back with shape arithmetic
 recorded in the graph (no Python branch baked in at the trace size), and ReNet runs its `nn.GRU`/`nn.LSTM`
 path, which both formats know. Each export is compared with PyTorch at the trace size and, unless it is
-static, at a second size with another batch; a difference above the tolerance is an ExportError.
+static, at a second size with another batch; a difference above the tolerance is an ExportError. A static
+file runs at its traced batch and size only, so a second size does not apply to it: it is checked there,
+on a random input other than the one it was traced with.
 """
 
 from __future__ import annotations
@@ -66,11 +68,18 @@ def second_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
 
 
 def check_sizes(size: tuple[int, int], multiple: int, dynamic: bool,
-                check_size: tuple[int, int] | None) -> list[tuple[tuple[int, int], int]]:
-    """(size, batch) pairs to check: the trace size, then (dynamic) another size at batch 2."""
+                check_size: tuple[int, int] | None, batch: int = 1) -> list[tuple[tuple[int, int], int]]:
+    """(size, batch) pairs to check: the trace size and batch, then (dynamic) another size at batch 2; a static
+    file only at the size and batch it was traced at (it accepts no other)."""
     if not dynamic:
-        return [(size, 1)]
-    return [(size, 1), (tuple(check_size) if check_size else second_size(size, multiple), 2)]
+        return [(size, batch)]
+    return [(size, batch), (tuple(check_size) if check_size else second_size(size, multiple), 2)]
+
+
+def trace_input(size: tuple[int, int], batch: int = 1) -> torch.Tensor:
+    """The input a file is traced with: random, and not `reference`'s input (seed 0), so a static file's
+    check at its own size still runs it on data it was not traced on."""
+    return torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(1))
 
 
 def reference(model: nn.Module, size: tuple[int, int], batch: int) -> tuple[torch.Tensor, np.ndarray]:
