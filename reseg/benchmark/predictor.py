@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reseg.data.synthetic import drive_frames
 from reseg.benchmark.timing import BenchOptions, time_interleaved
 from reseg.errors import ResegError
 from reseg.runtime import cpu_has_native_bf16
@@ -128,9 +129,8 @@ def bench_size(checkpoint: Path, size: tuple[int, int], paths: dict[str, list[st
                repeats: int = 3, device: str = "cpu", calibration: Path | None = None) -> dict[str, Any]:
     """One input size: per path its images/s (timed interleaved), start-up (empty and filled cache) and mask
     agreement with eager; a path that cannot be built here is listed under `errors` with the reason."""
-    from reseg.video.bench import synthetic_frames
-
-    frames = synthetic_frames(batch * -(-AGREEMENT_FRAMES // batch), *size, seed=1)
+    count = batch * -(-AGREEMENT_FRAMES // batch)
+    frames = [image for image, _ in drive_frames(count, size, seed=1)]
     preds: dict[str, Any] = {}
     startup: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}
@@ -179,8 +179,6 @@ def bench_checkpoint(checkpoint: Path, sizes: list[tuple[int, int]], batch: int 
 def run_predictor_section(o: BenchOptions) -> dict[str, Any]:
     """Every inference path of a checkpoint (o.checkpoint, else an untrained demo one) at its inference size
     and o.sizes, against eager."""
-    from reseg.video.bench import synthetic_frames
-
     with tempfile.TemporaryDirectory(prefix="reseg-bench-ckpt-") as tmp:
         calibration = None
         checkpoint = Path(o.checkpoint) if o.checkpoint else None
@@ -191,7 +189,7 @@ def run_predictor_section(o: BenchOptions) -> dict[str, Any]:
             calibration = Path(tmp) / "calibration"
             calibration.mkdir()
             size = inference_size(checkpoint)
-            for i, rgb in enumerate(synthetic_frames(2 if o.quick else 8, *size, seed=2)):
+            for i, (rgb, _) in enumerate(drive_frames(2 if o.quick else 8, size, seed=2)):
                 cv2.imwrite(str(calibration / f"{i:02d}.png"), rgb[..., ::-1])
         p = bench_checkpoint(checkpoint, list(o.sizes), o.predictor_batch, o.repeats, o.device, o.compile,
                              calibration)
