@@ -9,6 +9,8 @@ as input (the normalisation) and what it gives (logits, the class names).
 
 from __future__ import annotations
 
+import contextlib
+
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -23,6 +25,7 @@ from reseg.config import Config
 from reseg.engine.checkpoint import read_checkpoint
 from reseg.errors import ResegError
 from reseg.io import atomic_path
+from reseg.models.renet import static_export
 from reseg.onnx.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from reseg.onnx.quantize import int8_agreement, quantize_int8
 from reseg.onnx.trace import (DEFAULT_TOLERANCE, ExportWrapper, check_sizes, check_tolerance, compare, reference,
@@ -118,7 +121,9 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path, size: tuple[int, i
     if cal is not None:
         res = export_onnx_int8(model, out, cal, ckpt.config, size, opset, tolerance)
     elif fmt == "onnx":
-        res = export_onnx(model, out, size, dynamic, opset, tolerance=tolerance)
+        # a static file is valid at its one size: minGRU sweeps are recorded unrolled there, not as a Loop
+        with static_export() if not dynamic else contextlib.nullcontext():
+            res = export_onnx(model, out, size, dynamic, opset, tolerance=tolerance)
     else:
         res = export_torchscript(model, out, size, tolerance=tolerance)
     return {"checkpoint": str(checkpoint), **res, **input_spec(ckpt.class_names)}

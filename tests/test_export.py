@@ -150,6 +150,21 @@ def test_export_command_report(tmp_path, capsys, fmt, name, static) -> None:
 
 
 @needs_ort
+@pytest.mark.parametrize("static", [False, True])
+def test_export_command_records_mingru_sweeps_unrolled_only_in_a_static_file(tmp_path, static) -> None:
+    """`reseg export --static` of a minGRU checkpoint holds no ONNX Loop (the fixed size lets the sweeps unroll);
+    a size-generic file keeps the Loop that every size needs."""
+    import onnx
+
+    ckpt = _checkpoint(tmp_path, SKIP + ["model.cell=mingru"])
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--out", str(out), "--size", "32", "48"]
+                + (["--static"] if static else [])) == 0
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert ("Loop" in ops) is not static
+
+
+@needs_ort
 @pytest.mark.parametrize("fmt, name", [("onnx", "m.onnx"), ("torchscript", "m.pt")])
 def test_export_above_tolerance_fails_and_says_by_how_much(tmp_path, capsys, monkeypatch, fmt, name) -> None:
     """An exported graph that is off by 0.05 everywhere fails at the default tolerance, names the difference
