@@ -225,16 +225,7 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
             out.append(coerced)
         return True, out
     if tp is float:
-        if isinstance(value, bool):
-            return False, value
-        if isinstance(value, (int, float)):
-            return True, float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            try:
-                return True, float(_FLOAT_TEXT.fullmatch(value.strip()).group(0))  # type: ignore[union-attr]
-            except AttributeError:
-                return False, value
-        return False, value
+        return _float_ok(value)
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is bool:
@@ -242,6 +233,20 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is str:
         return isinstance(value, str), value
     return isinstance(value, tp), value
+
+
+def _float_ok(value: Any) -> tuple[bool, Any]:
+    """A float, or an int or number text coerced to one; a bool is not a number here."""
+    if isinstance(value, bool):
+        return False, value
+    if isinstance(value, (int, float)):
+        return True, float(value)
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return True, float(_FLOAT_TEXT.fullmatch(value.strip()).group(0))  # type: ignore[union-attr]
+        except AttributeError:
+            return False, value
+    return False, value
 
 
 def _type_name(tp: Any) -> str:

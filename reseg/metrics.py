@@ -82,30 +82,42 @@ def confusion(pred: Any, target: Any, num_classes: int, ignore_index: int = 255,
     p = p.reshape(-1)
     if t.numel() == 0:
         return torch.zeros((C, C), dtype=torch.int64, device=device)
+    if _fits_joint_histogram(t, p, C, ignore_index):
+        return _confusion_joint(t, p, C, ignore_index)
+    return _confusion_general(t, p, C, ignore_index)
 
-    fast = 0 <= ignore_index <= 255 and C <= 255
-    if fast and not (t.dtype == torch.uint8 and p.dtype == torch.uint8):
-        # One cheap range check decides whether the 256x256 joint histogram can hold everything.
-        tmin, tmax = torch.aminmax(t)
-        pmin, pmax = torch.aminmax(p)
-        fast = bool((tmin >= 0) & (tmax <= 255) & (pmin >= 0) & (pmax <= 255))
-    if fast:
-        # A single bincount of (truth << 8 | pred) gives the matrix and every range error at once.
-        idx = t.to(torch.int32)
-        idx <<= 8
-        idx |= p if p.dtype != torch.int64 else p.to(torch.int32)
-        hist = torch.bincount(idx, minlength=65536).view(256, 256)
-        rows = hist.sum(1)
-        rows[ignore_index] = 0
-        if bool(rows[C:].any()):
-            raise ResegError(f"label map holds values {_values(rows[C:], C)} outside 0..{C - 1} "
-                             f"that are not the ignore index {ignore_index}")
-        bad_pred = hist[:C, C:].sum(0)
-        if bool(bad_pred.any()):
-            raise ResegError(f"prediction holds values {_values(bad_pred, C)} outside 0..{C - 1}")
-        return hist[:C, :C].contiguous()
 
-    # General path: negative values, ids above 255, or an unusual ignore index.
+def _fits_joint_histogram(t: torch.Tensor, p: torch.Tensor, C: int, ignore_index: int) -> bool:
+    """Whether every class, the ignore index and every value present fit in 0..255."""
+    if not (0 <= ignore_index <= 255 and C <= 255):
+        return False
+    if t.dtype == torch.uint8 and p.dtype == torch.uint8:
+        return True
+    # One cheap range check decides whether the 256x256 joint histogram can hold everything.
+    tmin, tmax = torch.aminmax(t)
+    pmin, pmax = torch.aminmax(p)
+    return bool((tmin >= 0) & (tmax <= 255) & (pmin >= 0) & (pmax <= 255))
+
+
+def _confusion_joint(t: torch.Tensor, p: torch.Tensor, C: int, ignore_index: int) -> torch.Tensor:
+    """A single bincount of (truth << 8 | pred) gives the matrix and every range error at once."""
+    idx = t.to(torch.int32)
+    idx <<= 8
+    idx |= p if p.dtype != torch.int64 else p.to(torch.int32)
+    hist = torch.bincount(idx, minlength=65536).view(256, 256)
+    rows = hist.sum(1)
+    rows[ignore_index] = 0
+    if bool(rows[C:].any()):
+        raise ResegError(f"label map holds values {_values(rows[C:], C)} outside 0..{C - 1} "
+                         f"that are not the ignore index {ignore_index}")
+    bad_pred = hist[:C, C:].sum(0)
+    if bool(bad_pred.any()):
+        raise ResegError(f"prediction holds values {_values(bad_pred, C)} outside 0..{C - 1}")
+    return hist[:C, :C].contiguous()
+
+
+def _confusion_general(t: torch.Tensor, p: torch.Tensor, C: int, ignore_index: int) -> torch.Tensor:
+    """The path for negative values, ids above 255, or an unusual ignore index."""
     t = t.long()
     p = p.long()
     keep = t != ignore_index

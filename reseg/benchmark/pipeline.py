@@ -84,15 +84,24 @@ def bench_evaluator(pairs: int = 4, size: tuple[int, int] = (1024, 2048), repeat
         return cm
 
     res["ours_pairs_s"] = pairs / time_fn(ours_mem, repeats)
-    ours_miou = float(ours_mem().compute()["mIoU"])
-    res["ours_miou"] = ours_miou
+    res["ours_miou"] = float(ours_mem().compute()["mIoU"])
     try:
         import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cs_eval
     except Exception:  # not installed
         res["cityscapes_pairs_s"] = None
         return res
+    res.update(_bench_from_png(cs_eval, data, repeats, workdir))
+    res["speedup_vs_cityscapes"] = res["ours_pairs_s"] / res["cityscapes_pairs_s"]
+    return res
+
+
+def _bench_from_png(cs_eval: Any, data: list[tuple[np.ndarray, np.ndarray]], repeats: int,
+                    workdir: str | None) -> dict[str, float]:
+    """Pairs/s of cityscapesscripts' evaluator and of ours, both reading the same label-id PNGs, and its mIoU."""
     import cv2
     from cityscapesscripts.helpers.labels import trainId2label
+
+    from reseg.metrics import ConfusionMatrix
 
     lut = np.zeros(256, np.uint8)  # train id -> label id (255 -> 0, "unlabeled", ignored by the evaluator)
     inv = np.full(256, 255, np.uint8)  # label id -> train id, what a reader of these files does first
@@ -100,17 +109,8 @@ def bench_evaluator(pairs: int = 4, size: tuple[int, int] = (1024, 2048), repeat
         lut[tid] = trainId2label[tid].id
         inv[lut[tid]] = tid
     with tempfile.TemporaryDirectory(dir=workdir) as tmp, _numpy_in1d():
-        files = []
-        for i, (p, g) in enumerate(data):
-            pf, gf = Path(tmp) / f"p{i}.png", Path(tmp) / f"g{i}.png"
-            cv2.imwrite(str(pf), lut[p])
-            cv2.imwrite(str(gf), lut[g])
-            files.append((str(pf), str(gf)))
-        args = copy.copy(cs_eval.args)  # a copy: the module-level args are shared with anyone else using the evaluator
-        args.quiet = True
-        args.evalInstLevelScore = False
-        args.evalPixelAccuracy = True
-        args.avgClassSize = {}
+        files = _write_label_pngs(data, Path(tmp), lut)
+        args = _quiet_pixel_args(cs_eval)
 
         def theirs() -> np.ndarray:
             conf = cs_eval.generateMatrix(args)
@@ -126,15 +126,34 @@ def bench_evaluator(pairs: int = 4, size: tuple[int, int] = (1024, 2048), repeat
                 cm.update(torch.from_numpy(p), torch.from_numpy(g))
 
         t = time_interleaved({"theirs": theirs, "ours_files": ours_files}, repeats, 1)
-        res["cityscapes_pairs_s"] = pairs / t["theirs"]
-        res["ours_files_pairs_s"] = pairs / t["ours_files"]
         conf = theirs()
-        ious = [cs_eval.getIouScoreForLabel(trainId2label[t].id, conf, args) for t in range(19)]
-        res["cityscapes_miou"] = float(np.nanmean([v for v in ious if not np.isnan(v)]))
-    res["speedup_vs_cityscapes"] = res["ours_pairs_s"] / res["cityscapes_pairs_s"]
-    return res
+        ious = [cs_eval.getIouScoreForLabel(trainId2label[tid].id, conf, args) for tid in range(19)]
+    return {"cityscapes_pairs_s": len(data) / t["theirs"], "ours_files_pairs_s": len(data) / t["ours_files"],
+            "cityscapes_miou": float(np.nanmean([v for v in ious if not np.isnan(v)]))}
 
 
+def _write_label_pngs(data: list[tuple[np.ndarray, np.ndarray]], folder: Path,
+                      lut: np.ndarray) -> list[tuple[str, str]]:
+    """Each (prediction, truth) pair as label-id PNGs, the files cityscapesscripts' evaluator reads."""
+    import cv2
+
+    files = []
+    for i, (p, g) in enumerate(data):
+        pf, gf = folder / f"p{i}.png", folder / f"g{i}.png"
+        cv2.imwrite(str(pf), lut[p])
+        cv2.imwrite(str(gf), lut[g])
+        files.append((str(pf), str(gf)))
+    return files
+
+
+def _quiet_pixel_args(cs_eval: Any) -> Any:
+    """The evaluator's settings for pixel-level scores only, without its printing."""
+    args = copy.copy(cs_eval.args)  # a copy: the module-level args are shared with anyone else using the evaluator
+    args.quiet = True
+    args.evalInstLevelScore = False
+    args.evalPixelAccuracy = True
+    args.avgClassSize = {}
+    return args
 
 
 @contextlib.contextmanager

@@ -88,31 +88,12 @@ def bench_renet(channels: int = 256, size: tuple[int, int] = (90, 120), batch: i
     impls = _renet_impls(layer)
     if skip_slow:
         impls.pop("sequence_loop")
-    with torch.no_grad(), strict_fp32():  # all implementations agree before being timed
-        ref = impls["nn_rnn"](x)
-        for name, fn in impls.items():
-            diff = (fn(x) - ref).abs().max().item()
-            if diff > 1e-4:
-                raise RuntimeError(f"ReNet implementation {name} differs from nn.{cell.upper()} by {diff:.2e}")
-
-    def fwd(fn: Callable) -> Callable[[], Any]:
-        def run() -> None:
-            with torch.no_grad():
-                fn(x)
-        return run
-
-    def fwdbwd(fn: Callable) -> Callable[[], Any]:
-        def run() -> None:
-            layer.zero_grad(set_to_none=True)
-            xg.grad = None
-            fn(xg).sum().backward()
-        return run
-
+    _check_agreement(impls, x, cell)
     for _ in range(2):  # TorchScript optimises the step loops on their second call
-        fwd(impls["ours"])()
-        fwdbwd(impls["ours"])()
-    t_fwd = time_interleaved({k: fwd(f) for k, f in impls.items()}, repeats, 1, dev)
-    t_bwd = time_interleaved({k: fwdbwd(f) for k, f in impls.items()}, repeats, 1, dev)
+        _fwd(impls["ours"], x)()
+        _fwdbwd(impls["ours"], layer, xg)()
+    t_fwd = time_interleaved({k: _fwd(f, x) for k, f in impls.items()}, repeats, 1, dev)
+    t_bwd = time_interleaved({k: _fwdbwd(f, layer, xg) for k, f in impls.items()}, repeats, 1, dev)
     res: dict[str, Any] = {"shape": [batch, channels, *size], "hidden": hidden, "cell": cell,
                            "fwd_s": t_fwd, "fwdbwd_s": t_bwd}
     for key, ref_name in (("speedup", "sequence_loop"), ("vs_steploop", "step_loop"), ("vs_nn_rnn", "nn_rnn")):
@@ -121,6 +102,32 @@ def bench_renet(channels: int = 256, size: tuple[int, int] = (90, 120), batch: i
             res[f"{key}_fwdbwd"] = t_bwd[ref_name] / t_bwd["ours"]
     return res
 
+
+def _check_agreement(impls: dict[str, Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor, cell: str) -> None:
+    """Every implementation gives nn.GRU/LSTM's output before any is timed: a fast wrong one is no result."""
+    with torch.no_grad(), strict_fp32():
+        ref = impls["nn_rnn"](x)
+        for name, fn in impls.items():
+            diff = (fn(x) - ref).abs().max().item()
+            if diff > 1e-4:
+                raise RuntimeError(f"ReNet implementation {name} differs from nn.{cell.upper()} by {diff:.2e}")
+
+
+def _fwd(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Callable[[], None]:
+    """A call to time: fn(x) without autograd."""
+    def run() -> None:
+        with torch.no_grad():
+            fn(x)
+    return run
+
+
+def _fwdbwd(fn: Callable[[torch.Tensor], torch.Tensor], module: nn.Module, xg: torch.Tensor) -> Callable[[], None]:
+    """A call to time: fn(xg) and its backward, from cleared gradients of `module` and `xg`."""
+    def run() -> None:
+        module.zero_grad(set_to_none=True)
+        xg.grad = None
+        fn(xg).sum().backward()
+    return run
 
 
 CELLS = ("gru", "lstm", "mingru")
@@ -157,39 +164,30 @@ def bench_renet_cells(channels: int = 256, size: tuple[int, int] = (90, 120), ba
     for cell in cells:
         torch.manual_seed(0)
         layers[cell] = ReNet(channels, hidden, cell=cell).to(dev)
-
-    def fwd(layer: ReNet) -> Callable[[], None]:
-        def run() -> None:
-            with torch.no_grad():
-                layer(x)
-        return run
-
-    def fwdbwd(layer: ReNet) -> Callable[[], None]:
-        def run() -> None:
-            layer.zero_grad(set_to_none=True)
-            xg.grad = None
-            layer(xg).sum().backward()
-        return run
-
     res: dict[str, Any] = {"shape": [batch, channels, *size], "hidden": hidden, "cells": {}}
     for cell, layer in layers.items():
-        for _ in range(2):  # TorchScript optimises its loops on the second call; C++ loops build on the first
-            fwd(layer)()
-            fwdbwd(layer)()
-        with PeakMemory(dev) as mem_fwd:
-            fwd(layer)()
-        with PeakMemory(dev) as mem:
-            fwdbwd(layer)()
-        res["cells"][cell] = {"infer_peak_mem_mb": mem_fwd.peak_mb, "peak_mem_mb": mem.peak_mb,
-                              "saved_mb": saved_for_backward_mb(lambda: layer(xg))}
+        res["cells"][cell] = _cell_memory(layer, x, xg, dev)
     fns = {}
     for cell, layer in layers.items():  # one round robin over every figure: a burst of load hits all alike
-        fns[f"{cell}/fwd"], fns[f"{cell}/fwdbwd"] = fwd(layer), fwdbwd(layer)
+        fns[f"{cell}/fwd"], fns[f"{cell}/fwdbwd"] = _fwd(layer, x), _fwdbwd(layer, layer, xg)
     t = time_interleaved(fns, repeats, 1, dev)
     for cell in layers:
         res["cells"][cell].update(fwd_ms=t[f"{cell}/fwd"] * 1e3, fwdbwd_ms=t[f"{cell}/fwdbwd"] * 1e3)
     res["gru_path"] = "cudnn" if dev.type == "cuda" else "fused"
     return res
+
+
+def _cell_memory(layer: ReNet, x: torch.Tensor, xg: torch.Tensor, dev: torch.device) -> dict[str, float]:
+    """Peak memory of one layer's forward and forward+backward after warm-up, and what autograd saves."""
+    for _ in range(2):  # TorchScript optimises its loops on the second call; C++ loops build on the first
+        _fwd(layer, x)()
+        _fwdbwd(layer, layer, xg)()
+    with PeakMemory(dev) as mem_fwd:
+        _fwd(layer, x)()
+    with PeakMemory(dev) as mem:
+        _fwdbwd(layer, layer, xg)()
+    return {"infer_peak_mem_mb": mem_fwd.peak_mb, "peak_mem_mb": mem.peak_mb,
+            "saved_mb": saved_for_backward_mb(lambda: layer(xg))}
 
 
 def model_flops(model: nn.Module, size: tuple[int, int], device: str = "cpu") -> float:

@@ -273,6 +273,19 @@ class SegmentationDataset(Dataset):
         """Raw label array (as read by read_label_file) -> uint8 train ids with 255 = ignore."""
         raise NotImplementedError
 
+    def report_unpaired(self, where: str, unpaired: dict[str, list[str]], layout: str = "") -> None:
+        """Stop with every unpaired file named, or with skip_bad_samples log them and go on without them.
+
+        `unpaired` maps what is wrong ("image(s) without a label") to the files; empty lists are left out.
+        """
+        parts = [format_missing(kind, items) for kind, items in unpaired.items() if items]
+        if not parts:
+            return
+        msg = f"{where}: " + "\n".join(parts)
+        if not self.skip_bad_samples:
+            raise MissingPairError(f"{msg}\n{layout}" if layout else msg)
+        log.warning("%s\n(skipped: data.skip_bad_samples=true)", msg)
+
     # -- reading ------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.files)

@@ -6,7 +6,6 @@ are merged to the same 11 classes on the fly with the table in reseg.data.classe
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path, PurePosixPath
 
@@ -19,7 +18,6 @@ from reseg.data.base import (
     MissingPairError,
     SegmentationDataset,
     Transform,
-    format_missing,
     list_images,
     map_colors,
     map_values,
@@ -32,8 +30,6 @@ from reseg.data.classes import (
     IGNORE_INDEX,
     camvid32_train_id,
 )
-
-log = logging.getLogger("reseg.data")
 
 CAMVID_LAYOUT = """expected CamVid layout (SegNet tutorial):
   <root>/train/*.png        <root>/trainannot/*.png   (one uint8 channel: 0..10 classes, 11 void)
@@ -182,18 +178,10 @@ class CamVidDataset(SegmentationDataset):
         return pairs
 
     def _report_missing(self, missing: list[str], orphans: list[str], where: Path, label_dir: Path | None) -> None:
-        if not missing and not orphans:
-            return
-        parts = []
-        if missing:
-            parts.append(format_missing("image(s) without a label", missing))
-        if orphans:
-            parts.append(format_missing(f"label file(s) in {label_dir} without an image in {where}", orphans))
-        msg = f"CamVid split {self.split!r} under {self.root}: " + "\n".join(parts)
-        if self.skip_bad_samples:
-            log.warning("%s\n(skipped: data.skip_bad_samples=true)", msg)
-            return
-        raise MissingPairError(f"{msg}\n{CAMVID_LAYOUT}")
+        self.report_unpaired(f"CamVid split {self.split!r} under {self.root}",
+                             {"image(s) without a label": missing,
+                              f"label file(s) in {label_dir} without an image in {where}": orphans},
+                             CAMVID_LAYOUT)
 
     # -- decoding -------------------------------------------------------------------------------
     def decode_mask(self, raw: np.ndarray, path: str) -> np.ndarray:

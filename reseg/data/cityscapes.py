@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,10 +17,8 @@ from reseg.data.base import (
     DatasetLayoutError,
     LabelsUnavailableError,
     LabelValueError,
-    MissingPairError,
     SegmentationDataset,
     Transform,
-    format_missing,
     map_values,
 )
 from reseg.data.classes import CITYSCAPES, CITYSCAPES_ID_TO_TRAIN_ID, CITYSCAPES_VALID_IDS, IGNORE_INDEX
@@ -56,7 +55,32 @@ class CityscapesDataset(SegmentationDataset):
             raise DatasetError(f"Cityscapes label_format must be one of {', '.join(LABEL_FORMATS)}, "
                                f"got {label_format!r}")
         self.label_format = label_format
-        root = self.root
+        image_dir = self._image_dir()
+        if split == "test" and require_labels:
+            raise LabelsUnavailableError(
+                "the Cityscapes test split has no public labels (gtFine/test holds placeholders), so it cannot be "
+                "used for training or evaluation; evaluate on 'val', or load 'test' for prediction only "
+                "(build_dataset(cfg, 'test', require_labels=False), e.g. `reseg predict`)")
+        images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
+        if not images:
+            raise DatasetLayoutError(f"no *{IMAGE_SUFFIX} files in the city folders of {image_dir}\n{CITYSCAPES_LAYOUT}")
+        gt_dir = self.root / "gtFine" / split
+        if require_labels and not gt_dir.is_dir():
+            raise DatasetLayoutError(f"Cityscapes labels for split {split!r} not found: {gt_dir} does not exist\n"
+                                     f"{CITYSCAPES_LAYOUT}")
+        files, meta, missing = self._pair_labels(images, gt_dir)
+        orphans = _orphan_labels(images, image_dir, gt_dir) if require_labels and gt_dir.is_dir() else []
+        self.report_unpaired(f"Cityscapes split {split!r} under {self.root}",
+                             {"image(s) without a label": missing, "label file(s) without an image": orphans},
+                             CITYSCAPES_LAYOUT)
+        if not files:
+            raise DatasetLayoutError(f"Cityscapes split {split!r} under {self.root} has no usable samples\n"
+                                     f"{CITYSCAPES_LAYOUT}")
+        self.files, self.meta = files, meta
+
+    def _image_dir(self) -> Path:
+        """leftImg8bit/<split>, or an error naming the splits that are there."""
+        root, split = self.root, self.split
         if not root.is_dir():
             raise DatasetLayoutError(f"Cityscapes root {root} does not exist or is not a folder\n{CITYSCAPES_LAYOUT}")
         image_dir = root / "leftImg8bit" / split
@@ -66,52 +90,27 @@ class CityscapesDataset(SegmentationDataset):
             have = f" (leftImg8bit/ holds: {', '.join(found)})" if found else ""
             raise DatasetLayoutError(f"Cityscapes split {split!r} not found: {image_dir} does not exist{have}\n"
                                      f"{CITYSCAPES_LAYOUT}")
-        if split == "test" and require_labels:
-            raise LabelsUnavailableError(
-                f"the Cityscapes test split has no public labels (gtFine/test holds placeholders), so it cannot be "
-                f"used for training or evaluation; evaluate on 'val', or load 'test' for prediction only "
-                f"(build_dataset(cfg, 'test', require_labels=False), e.g. `reseg predict`)")
-        images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
-        if not images:
-            raise DatasetLayoutError(f"no *{IMAGE_SUFFIX} files in the city folders of {image_dir}\n{CITYSCAPES_LAYOUT}")
-        gt_dir = root / "gtFine" / split
-        if require_labels and not gt_dir.is_dir():
-            raise DatasetLayoutError(f"Cityscapes labels for split {split!r} not found: {gt_dir} does not exist\n"
-                                     f"{CITYSCAPES_LAYOUT}")
+        return image_dir
+
+    def _pair_labels(self, images: list[Path], gt_dir: Path
+                     ) -> tuple[list[tuple[str, str | None]], list[dict[str, Any]], list[str]]:
+        """Files and meta of every image with its label (when labels are required), and the images without one."""
         files, meta, missing = [], [], []
         for img in images:
             city = img.parent.name
             image_id = img.name[: -len(IMAGE_SUFFIX)]
             base = gt_dir / city / image_id
-            mask = self._find_label(base) if require_labels else None
-            if require_labels and mask is None:
+            mask = self._find_label(base) if self.require_labels else None
+            if self.require_labels and mask is None:
                 missing.append(f"{img} (no {base}_gtFine_labelIds.png"
-                               + ("" if label_format == "labelIds" else f" or {base.name}_gtFine_labelTrainIds.png") + ")")
+                               + ("" if self.label_format == "labelIds" else f" or {base.name}_gtFine_labelTrainIds.png")
+                               + ")")
                 continue
             inst = Path(f"{base}_gtFine_instanceIds.png")
             files.append((str(img), None if mask is None else str(mask)))
             meta.append({"city": city, "image_id": image_id,
                          "instance_path": str(inst) if inst.is_file() else None})
-        orphans = []
-        if require_labels and gt_dir.is_dir():
-            ids = {f"{img.parent.name}/{img.name[: -len(IMAGE_SUFFIX)]}" for img in images}
-            for lab in sorted(gt_dir.glob("*/*_gtFine_labelIds.png")) + sorted(gt_dir.glob("*/*_gtFine_labelTrainIds.png")):
-                image_id = lab.name.split("_gtFine_")[0]
-                if f"{lab.parent.name}/{image_id}" not in ids:
-                    orphans.append(f"{lab} (no {image_dir / lab.parent.name / (image_id + IMAGE_SUFFIX)})")
-        if missing or orphans:
-            parts = []
-            if missing:
-                parts.append(format_missing("image(s) without a label", missing))
-            if orphans:
-                parts.append(format_missing("label file(s) without an image", orphans))
-            msg = f"Cityscapes split {split!r} under {root}: " + "\n".join(parts)
-            if not skip_bad_samples:
-                raise MissingPairError(f"{msg}\n{CITYSCAPES_LAYOUT}")
-            log.warning("%s\n(skipped: data.skip_bad_samples=true)", msg)
-        if not files:
-            raise DatasetLayoutError(f"Cityscapes split {split!r} under {root} has no usable samples\n{CITYSCAPES_LAYOUT}")
-        self.files, self.meta = files, meta
+        return files, meta, missing
 
     def _find_label(self, base: Path) -> Path | None:
         ids, train_ids = Path(f"{base}_gtFine_labelIds.png"), Path(f"{base}_gtFine_labelTrainIds.png")
@@ -125,3 +124,14 @@ class CityscapesDataset(SegmentationDataset):
         if path.endswith("_labelTrainIds.png"):
             return map_values(raw, _TRAIN_LUT, _TRAIN_VALID, path, "train ids 0..18 or 255")
         return map_values(raw, CITYSCAPES_ID_TO_TRAIN_ID, _ID_VALID, path, "Cityscapes label ids 0..33 (or 255)")
+
+
+def _orphan_labels(images: list[Path], image_dir: Path, gt_dir: Path) -> list[str]:
+    """Label files under gt_dir whose image is not among `images`, each with the image it expected."""
+    ids = {f"{img.parent.name}/{img.name[: -len(IMAGE_SUFFIX)]}" for img in images}
+    orphans = []
+    for lab in sorted(gt_dir.glob("*/*_gtFine_labelIds.png")) + sorted(gt_dir.glob("*/*_gtFine_labelTrainIds.png")):
+        image_id = lab.name.split("_gtFine_")[0]
+        if f"{lab.parent.name}/{image_id}" not in ids:
+            orphans.append(f"{lab} (no {image_dir / lab.parent.name / (image_id + IMAGE_SUFFIX)})")
+    return orphans

@@ -21,7 +21,6 @@ from reseg.data.base import (
     MissingPairError,
     SegmentationDataset,
     Transform,
-    format_missing,
     ignore_value_lut,
     list_images,
     map_colors,
@@ -61,9 +60,33 @@ def _color(value: Any, where: str) -> tuple[int, int, int]:
     return (int(value[0]), int(value[1]), int(value[2]))
 
 
+_CLASSES_KEYS = {"names", "colors", "palette", "classes", "ignore_index", "ignore_color", "ignore_colors"}
+
+
 def load_folder_classes(path: str | Path) -> FolderClasses:
     """Read and check a classes YAML (names, optional colours, ignore value(s))."""
     path = Path(path)
+    data = _read_classes_yaml(path)
+    names, colors = _names_and_colors(data, path)
+    unknown = set(data) - _CLASSES_KEYS
+    if unknown:
+        raise DatasetError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected names, colors, "
+                           f"ignore_index, ignore_color")
+    if len(names) > 255:
+        raise DatasetError(f"{path}: at most 255 classes are supported (255 is the ignore label), got {len(names)}")
+    if len(set(names)) != len(names):
+        raise DatasetError(f"{path}: class names must be unique, got {names}")
+    ignore_values = _ignore_values(data, path, names)
+    raw_ic = data.get("ignore_colors", data.get("ignore_color", []))
+    if raw_ic and not isinstance(raw_ic[0], list):
+        raw_ic = [raw_ic]
+    ignore_colors = tuple(_color(c, f"{path}: ignore_color") for c in raw_ic)
+    info = ClassInfo(names=tuple(names), palette=tuple(colors) if colors else default_palette(len(names)))
+    return FolderClasses(info, ignore_values, ignore_colors, colors is not None, str(path))
+
+
+def _read_classes_yaml(path: Path) -> dict[str, Any]:
+    """The classes file as a mapping; a bare list is read as the `classes:` form."""
     if not path.is_file():
         raise DatasetLayoutError(f"classes file {path} not found\n{FOLDER_LAYOUT}")
     data = read_yaml_file(path, "classes file")
@@ -73,7 +96,11 @@ def load_folder_classes(path: str | Path) -> FolderClasses:
         data = {"classes": data}
     if not isinstance(data, dict):
         raise DatasetError(f"classes file {path} must be a mapping with 'names' (and 'colors'), got {type(data).__name__}")
-    names: list[str]
+    return data
+
+
+def _names_and_colors(data: dict[str, Any], path: Path) -> tuple[list[str], list[tuple[int, int, int]] | None]:
+    """Class names and their colours (None when the file gives none), from either spelling of the file."""
     colors: list[tuple[int, int, int]] | None = None
     if "classes" in data:  # [{name: road, color: [..]}, ...]
         items = data["classes"]
@@ -82,26 +109,23 @@ def load_folder_classes(path: str | Path) -> FolderClasses:
         names = [str(i["name"]) for i in items]
         if any("color" in i for i in items):
             colors = [_color(i.get("color"), f"{path}: class {i['name']!r}") for i in items]
-    else:
-        if "names" not in data:
-            raise DatasetError(f"classes file {path} has no 'names' list\n{FOLDER_LAYOUT}")
-        if not isinstance(data["names"], list) or not data["names"]:
-            raise DatasetError(f"{path}: 'names' must be a non-empty list of class names")
-        names = [str(n) for n in data["names"]]
-        raw_colors = data.get("colors", data.get("palette"))
-        if raw_colors is not None:
-            if not isinstance(raw_colors, list) or len(raw_colors) != len(names):
-                raise DatasetError(f"{path}: 'colors' must list one [r, g, b] per class "
-                                   f"({len(names)} names, got {raw_colors!r:.80})")
-            colors = [_color(c, f"{path}: colour of class {n!r}") for c, n in zip(raw_colors, names)]
-    unknown = set(data) - {"names", "colors", "palette", "classes", "ignore_index", "ignore_color", "ignore_colors"}
-    if unknown:
-        raise DatasetError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected names, colors, "
-                           f"ignore_index, ignore_color")
-    if len(names) > 255:
-        raise DatasetError(f"{path}: at most 255 classes are supported (255 is the ignore label), got {len(names)}")
-    if len(set(names)) != len(names):
-        raise DatasetError(f"{path}: class names must be unique, got {names}")
+        return names, colors
+    if "names" not in data:
+        raise DatasetError(f"classes file {path} has no 'names' list\n{FOLDER_LAYOUT}")
+    if not isinstance(data["names"], list) or not data["names"]:
+        raise DatasetError(f"{path}: 'names' must be a non-empty list of class names")
+    names = [str(n) for n in data["names"]]
+    raw_colors = data.get("colors", data.get("palette"))
+    if raw_colors is not None:
+        if not isinstance(raw_colors, list) or len(raw_colors) != len(names):
+            raise DatasetError(f"{path}: 'colors' must list one [r, g, b] per class "
+                               f"({len(names)} names, got {raw_colors!r:.80})")
+        colors = [_color(c, f"{path}: colour of class {n!r}") for c, n in zip(raw_colors, names)]
+    return names, colors
+
+
+def _ignore_values(data: dict[str, Any], path: Path, names: list[str]) -> tuple[int, ...]:
+    """The mask value(s) that mean "ignore"; one that is also a class index is allowed, with a warning."""
     ignore = data.get("ignore_index", IGNORE_INDEX)
     ignore_values = tuple(ignore if isinstance(ignore, list) else [ignore])
     if not all(isinstance(v, int) and 0 <= v <= 255 for v in ignore_values):
@@ -110,12 +134,22 @@ def load_folder_classes(path: str | Path) -> FolderClasses:
     if clash:
         log.warning("%s: ignore_index %s is also a class index (%s); those pixels will be ignored",
                     path, clash, ", ".join(names[v] for v in clash))
-    raw_ic = data.get("ignore_colors", data.get("ignore_color", []))
-    if raw_ic and not isinstance(raw_ic[0], list):
-        raw_ic = [raw_ic]
-    ignore_colors = tuple(_color(c, f"{path}: ignore_color") for c in raw_ic)
-    info = ClassInfo(names=tuple(names), palette=tuple(colors) if colors else default_palette(len(names)))
-    return FolderClasses(info, ignore_values, ignore_colors, colors is not None, str(path))
+    return ignore_values
+
+
+def _listed_images(image_dir: Path, stems: list[str] | None, listing: Path) -> list[Path]:
+    """The split's images: those `listing` names, in its order, or every image in image_dir without one."""
+    images = list_images(image_dir)
+    if stems is not None:
+        by_stem = {p.stem: p for p in images}
+        lost = [s for s in stems if s not in by_stem]
+        if lost:
+            raise MissingPairError(f"{listing} lists file(s) not in {image_dir}: "
+                                   f"{', '.join(lost[:10])}" + (" ..." if len(lost) > 10 else ""))
+        images = [by_stem[s] for s in stems]
+    if not images:
+        raise DatasetLayoutError(f"no images in {image_dir}\n{FOLDER_LAYOUT}")
+    return images
 
 
 class FolderDataset(SegmentationDataset):
@@ -134,16 +168,7 @@ class FolderDataset(SegmentationDataset):
         super().__init__(root, split, self.class_spec.info, transform, skip_bad_samples, require_labels)
         self._lut, self._valid = ignore_value_lut(self.num_classes, self.class_spec.ignore_values)
         image_dir, mask_dir, stems = self._locate(root, split)
-        images = list_images(image_dir)
-        if stems is not None:
-            by_stem = {p.stem: p for p in images}
-            lost = [s for s in stems if s not in by_stem]
-            if lost:
-                raise MissingPairError(f"{root / (split + '.txt')} lists file(s) not in {image_dir}: "
-                                       f"{', '.join(lost[:10])}" + (" ..." if len(lost) > 10 else ""))
-            images = [by_stem[s] for s in stems]
-        if not images:
-            raise DatasetLayoutError(f"no images in {image_dir}\n{FOLDER_LAYOUT}")
+        images = _listed_images(image_dir, stems, root / f"{split}.txt")
         masks = {p.stem: p for p in list_images(mask_dir)} if mask_dir.is_dir() else {}
         if not masks and require_labels:
             raise DatasetLayoutError(f"no mask files for split {split!r}: {mask_dir} is missing or empty\n{FOLDER_LAYOUT}")
@@ -157,13 +182,8 @@ class FolderDataset(SegmentationDataset):
         stems_set = {p.stem for p in images}
         orphans = [] if stems is not None else [f"{m} (no image {image_dir / m.stem}.*)"
                                                 for s, m in sorted(masks.items()) if s not in stems_set]
-        if missing or orphans:
-            parts = ([format_missing("image(s) without a mask", missing)] if missing else []) + \
-                    ([format_missing("mask(s) without an image", orphans)] if orphans else [])
-            msg = f"folder dataset {root}, split {split!r}: " + "\n".join(parts)
-            if not skip_bad_samples:
-                raise MissingPairError(msg)
-            log.warning("%s\n(skipped: data.skip_bad_samples=true)", msg)
+        self.report_unpaired(f"folder dataset {root}, split {split!r}",
+                             {"image(s) without a mask": missing, "mask(s) without an image": orphans})
         if not pairs:
             raise DatasetLayoutError(f"folder dataset {root}, split {split!r}: no usable image/mask pairs")
         self.files = pairs

@@ -94,43 +94,58 @@ def build_transforms(cfg: Any, train: bool) -> A.Compose:
     `cfg` is a Config (cfg.data is read).
     """
     data = cfg.data
-    steps: list[Any] = []
-    if train:
-        crop_h, crop_w = _pair(data.crop_size, "data.crop_size")
-        preset = data.augment
-        if preset not in AUGMENT_PRESETS:
-            raise ValueError(f"data.augment must be one of {', '.join(AUGMENT_PRESETS)}, got {preset!r}")
-        strong = preset == "strong"
-        lo, hi = (float(v) for v in data.scale_range)
-        if lo <= 0 or hi < lo:
-            raise ValueError(f"data.scale_range must be [lo, hi] with 0 < lo <= hi, got {data.scale_range}")
-        if strong:
-            lo, hi = lo / STRONG_SCALE_WIDENING, hi * STRONG_SCALE_WIDENING
-        if (lo, hi) != (1.0, 1.0):
-            # albumentations adds 1 to scale_limit: (-0.5, 1.0) means 0.5x .. 2x
-            steps.append(A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
-                                       mask_interpolation=cv2.INTER_NEAREST, p=1.0))
-        if strong:
-            steps += strong_geometry()
-        steps += [
-            A.PadIfNeeded(min_height=crop_h, min_width=crop_w, position="center",
-                          border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX),
-            A.RandomCrop(height=crop_h, width=crop_w),
-        ]
-        if data.hflip:
-            steps.append(A.HorizontalFlip(p=0.5))
-        jitter = float(data.color_jitter)
-        if jitter > 0:
-            steps.append(A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter,
-                                       hue=min(0.5, jitter / 4), p=0.8))
-        if strong:
-            steps += strong_photometric()
-    elif data.eval_size is not None:
-        eval_h, eval_w = _pair(data.eval_size, "data.eval_size")
-        steps.append(A.Resize(height=eval_h, width=eval_w, interpolation=cv2.INTER_LINEAR,
-                              mask_interpolation=cv2.INTER_NEAREST))
+    steps = _train_steps(data) if train else _eval_steps(data)
     steps += [A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD, max_pixel_value=255.0), MaskToLong(), ToTensorV2()]
     return A.Compose(steps)
+
+
+def _train_steps(data: Any) -> list[Any]:
+    """The augmentations of build_transforms' train pipeline, up to normalising."""
+    crop_h, crop_w = _pair(data.crop_size, "data.crop_size")
+    preset = data.augment
+    if preset not in AUGMENT_PRESETS:
+        raise ValueError(f"data.augment must be one of {', '.join(AUGMENT_PRESETS)}, got {preset!r}")
+    strong = preset == "strong"
+    steps = _random_scale(data.scale_range, strong)
+    if strong:
+        steps += strong_geometry()
+    steps += [
+        A.PadIfNeeded(min_height=crop_h, min_width=crop_w, position="center",
+                      border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX),
+        A.RandomCrop(height=crop_h, width=crop_w),
+    ]
+    if data.hflip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    jitter = float(data.color_jitter)
+    if jitter > 0:
+        steps.append(A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter,
+                                   hue=min(0.5, jitter / 4), p=0.8))
+    if strong:
+        steps += strong_photometric()
+    return steps
+
+
+def _random_scale(scale_range: Any, strong: bool) -> list[Any]:
+    """data.scale_range [lo, hi] as a RandomScale step (none for [1, 1]); the strong preset widens it."""
+    lo, hi = (float(v) for v in scale_range)
+    if lo <= 0 or hi < lo:
+        raise ValueError(f"data.scale_range must be [lo, hi] with 0 < lo <= hi, got {scale_range}")
+    if strong:
+        lo, hi = lo / STRONG_SCALE_WIDENING, hi * STRONG_SCALE_WIDENING
+    if (lo, hi) == (1.0, 1.0):
+        return []
+    # albumentations adds 1 to scale_limit: (-0.5, 1.0) means 0.5x .. 2x
+    return [A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
+                          mask_interpolation=cv2.INTER_NEAREST, p=1.0)]
+
+
+def _eval_steps(data: Any) -> list[Any]:
+    """The optional resize to data.eval_size of the eval pipeline."""
+    if data.eval_size is None:
+        return []
+    eval_h, eval_w = _pair(data.eval_size, "data.eval_size")
+    return [A.Resize(height=eval_h, width=eval_w, interpolation=cv2.INTER_LINEAR,
+                     mask_interpolation=cv2.INTER_NEAREST)]
 
 
 def normalize(image: np.ndarray) -> torch.Tensor:

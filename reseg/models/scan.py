@@ -61,42 +61,57 @@ def _scan_dir(x: Tensor, y: Tensor, out: Tensor, reverse: bool, gated: bool, h0:
     Ys = y[:, s0:s0 + K * L].unflatten(1, (K, L)).unbind(2)
     Os = out[:, s0:s0 + K * L].unflatten(1, (K, L)).unbind(2)
     steps = list(range(L - 1, -1, -1) if reverse else range(L))
+    end, decay = _block_ends(X, Xs, Ys, steps, gated)
+    S = _block_entries(X, end, decay, reverse, h0)
+    # 3. every block's steps from its entry state (Y is read before O is written, so out may be y)
+    h = S[:, 1:] if reverse else S[:, :K]
+    for l in steps:
+        _step(h, Xs[l], Ys[l], Os[l], gated)
+        h = Os[l]
+    c = S[:, 0] if reverse else S[:, K]
+    for t in (range(r - 1, -1, -1) if reverse else range(K * L, T)):  # the leftover steps
+        _step(c, x[:, t], y[:, t], out[:, t], gated)
+        c = out[:, t]
 
-    def step(h: Tensor, xs: Tensor, ys: Tensor, into: Tensor) -> None:
-        if gated:
-            torch.lerp(h, ys, xs, out=into)
-        else:
-            torch.addcmul(ys, xs, h, out=into)
 
-    # 1. each block's end value from a zero state, and the product of its a's (its decay)
+def _step(h: Tensor, xs: Tensor, ys: Tensor, into: Tensor, gated: bool) -> None:
+    """One step of every block at once, into `into`: a h + b, or lerp(h, c, z) in the gated form."""
+    if gated:
+        torch.lerp(h, ys, xs, out=into)
+    else:
+        torch.addcmul(ys, xs, h, out=into)
+
+
+def _block_ends(X: Tensor, Xs: tuple[Tensor, ...], Ys: tuple[Tensor, ...], steps: list[int],
+                gated: bool) -> tuple[Tensor, Tensor]:
+    """1. Each block's end value from a zero state, and the product of its a's (its decay): (P, K, R, hs) each."""
     first = steps[0]
     if gated:
         end = torch.mul(Xs[first], Ys[first])
         decay = 1.0 - Xs[first]
         for l in steps[1:]:
-            step(end, Xs[l], Ys[l], end)
+            _step(end, Xs[l], Ys[l], end, gated)
             torch.addcmul(decay, decay, Xs[l], value=-1.0, out=decay)  # decay *= 1 - z
     else:
         end = Ys[first].clone()
         for l in steps[1:]:
-            step(end, Xs[l], Ys[l], end)
+            _step(end, Xs[l], Ys[l], end, gated)
         decay = X.prod(dim=2)
-    # 2. the state entering each block: S[k+1] = end[k] + decay[k] * S[k] (mirrored when reversed)
-    S = x.new_empty((X.shape[0], K + 1) + X.shape[3:])
+    return end, decay
+
+
+def _block_entries(X: Tensor, end: Tensor, decay: Tensor, reverse: bool, h0: Optional[Tensor]) -> Tensor:
+    """2. The state entering each block, (P, K + 1, R, hs): S[k+1] = end[k] + decay[k] * S[k], from h0 or 0.
+
+    Reversed, the chain runs down from S[K] and block k is entered with S[k+1]."""
+    K = X.shape[1]
+    S = X.new_empty((X.shape[0], K + 1) + X.shape[3:])
     Ss, ends, decays = S.unbind(1), end.unbind(1), decay.unbind(1)
     start = Ss[K] if reverse else Ss[0]
     start.zero_() if h0 is None else start.copy_(h0)
     for k in (range(K - 1, -1, -1) if reverse else range(K)):
         torch.addcmul(ends[k], decays[k], Ss[k + 1] if reverse else Ss[k], out=Ss[k] if reverse else Ss[k + 1])
-    # 3. every block's steps from its entry state (Y is read before O is written, so out may be y)
-    h = S[:, 1:] if reverse else S[:, :K]
-    for l in steps:
-        step(h, Xs[l], Ys[l], Os[l])
-        h = Os[l]
-    c = Ss[0] if reverse else Ss[K]
-    for t in (range(r - 1, -1, -1) if reverse else range(K * L, T)):  # the leftover steps
-        step(c, x[:, t], y[:, t], out[:, t])
-        c = out[:, t]
+    return S
 
 
 def _both(x: Tensor, y: Tensor, out: Optional[Tensor], gated: bool) -> Tensor:

@@ -320,50 +320,68 @@ def _run(src: Source, predictor: Any, output: str | None, opts: VideoOptions, ba
     times = StageTimes()
     t_start = time.perf_counter()
     files = _open_outputs(output if opts.overlay else None, opts, src.fps, panel)
-    video, mask_video = files
     queue_size = 1 if opts.realtime else max(2 * batch, opts.queue_size)
     draw = DrawOptions(opacity=opts.opacity, legend=opts.legend, side_by_side=opts.side_by_side,
                        panel_size=panel, show=opts.show)
-    writer = Writer(video, mask_video, opts.masks_dir, draw, lut, names, palette, times, queue_size)
-    device = torch.device(getattr(predictor, "device", "cpu"))
-    on_device = opts.device_overlay if opts.device_overlay is not None else device.type == "cuda"
-    on_device = bool(on_device and writer.needs_overlay and panel == (src.width, src.height))
+    writer = Writer(files[0], files[1], opts.masks_dir, draw, lut, names, palette, times, queue_size)
+    on_device = _overlay_on_device(predictor, opts, writer, panel == (src.width, src.height))
     segment = Segmenter(predictor, opts.smooth, times, lut if on_device else None, opts.opacity,
                         keep_frames=not on_device or opts.side_by_side)
     reader = Reader(src, queue_size, times, realtime=opts.realtime)
-    _announce(video, output, src)
+    _announce(files[0], output, src)
     bar = _progress(src, opts.progress)
-    interrupted = False
-    t_pipe = time.perf_counter()
     try:
-        writer.start()
-        reader.start()
-        try:
-            _infer(reader, writer, segment, times, batch, bar)
-        except KeyboardInterrupt:
-            interrupted = True
-            log("interrupted: writing what was already segmented")
-        finally:
-            reader.stop_event.set()
-            try:
-                writer.finish()
-                t_pipe = time.perf_counter() - t_pipe
-            finally:
-                reader.stop()
-                src.in_use = reader.is_alive()
-                if bar is not None:
-                    bar.close()
-        if writer.error is not None:
-            raise writer.error
+        t_pipe, interrupted = _run_threads(src, reader, writer, segment, times, batch, bar)
     except BaseException as err:
-        for f in files:
-            if f is not None:
-                f.discard(err)
+        _discard(files, err)
         raise
     frames_out = _commit(files, writer.frames_out, interrupted)
     wall = time.perf_counter() - t_start
     return _stats(src, opts, batch, (wall, t_pipe), times, writer, segment, reader, frames_out, files,
                   interrupted, on_device)
+
+
+def _overlay_on_device(predictor: Any, opts: VideoOptions, writer: Writer, native_size: bool) -> bool:
+    """Draw the overlay where the model runs (by default on a GPU) when it is drawn at the frame's own size."""
+    device = torch.device(getattr(predictor, "device", "cpu"))
+    on_device = opts.device_overlay if opts.device_overlay is not None else device.type == "cuda"
+    return bool(on_device and writer.needs_overlay and native_size)
+
+
+def _run_threads(src: Source, reader: Reader, writer: Writer, segment: Segmenter, times: StageTimes, batch: int,
+                 bar: Any) -> tuple[float, bool]:
+    """Reader and writer threads around the inference loop until the source ends or Ctrl-C.
+
+    Returns the threads' seconds and whether the run was interrupted; a writer's error is raised here."""
+    interrupted = False
+    t_pipe = time.perf_counter()
+    writer.start()
+    reader.start()
+    try:
+        _infer(reader, writer, segment, times, batch, bar)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: writing what was already segmented")
+    finally:
+        reader.stop_event.set()
+        try:
+            writer.finish()
+            t_pipe = time.perf_counter() - t_pipe
+        finally:
+            reader.stop()
+            src.in_use = reader.is_alive()
+            if bar is not None:
+                bar.close()
+    if writer.error is not None:
+        raise writer.error
+    return t_pipe, interrupted
+
+
+def _discard(files: Sequence[VideoFile | None], err: BaseException) -> None:
+    """Remove the temporary files of unfinished outputs."""
+    for f in files:
+        if f is not None:
+            f.discard(err)
 
 
 def _open_outputs(output: str | None, opts: VideoOptions, fps: float, panel: tuple[int, int]
@@ -425,9 +443,7 @@ def _commit(files: tuple[VideoFile | None, VideoFile | None], encoded: int, inte
         try:
             held = f.commit()
         except BaseException as err:  # e.g. the disk filled up: leave no temporary file behind
-            for other in files[k + 1:]:
-                if other is not None:
-                    other.discard(err)
+            _discard(files[k + 1:], err)
             raise
         if held < f.written:
             log(f"warning: {f.path} holds {held} frames but {f.written} were encoded (disk full, or an encoder "
@@ -442,31 +458,11 @@ def _commit(files: tuple[VideoFile | None, VideoFile | None], encoded: int, inte
 def _stats(src: Source, opts: VideoOptions, batch: int, walls: tuple[float, float], times: StageTimes,
            writer: Writer, segment: Segmenter, reader: Reader, frames_out: int,
            files: tuple[VideoFile | None, VideoFile | None], interrupted: bool, on_device: bool) -> dict[str, Any]:
-    """`wall` is the whole run (opening and closing the files too); `pipeline` the threads' time, against
-    which each thread's busy share is measured."""
-    wall, pipeline = walls
-    video, mask_video = files
-    timing = times.report(pipeline, {"reader": src.frames_in + src.dropped, "inference": segment.frames,
-                                     "writer": writer.frames_out})
-    timing["wall_seconds"] = pipeline
-    inference = sum(times.stage.get(s, 0.0) for s in ("h2d", "preprocess", "model", "postprocess", "d2h"))
-    stats: dict[str, Any] = {
-        "input": src.spec,
-        "kind": src.kind,
-        "decoder": src.decoder,
-        "decoder_note": src.note,
-        "frames_in": src.frames_in,
-        "frames_out": frames_out,
-        "dropped": src.dropped,
-        "dropped_frames": list(src.dropped_frames),
-        "stale_dropped": len(reader.stale),
-        "stale_frames": list(reader.stale),
-        "write_failed": sum(f.failed for f in files if f is not None),
-        "fps_end_to_end": frames_out / wall if wall > 0 else 0.0,
-        "fps_model": segment.frames / inference if inference > 0 else 0.0,
-        "flicker": segment.flicker,
-        "seconds": wall,
-        "timing": timing,
+    """The run's stats, in the order `run_video` documents and the stats JSON keeps."""
+    stats: dict[str, Any] = {"input": src.spec, "kind": src.kind, "decoder": src.decoder, "decoder_note": src.note}
+    stats.update(_frame_counts(src, reader, files, frames_out))
+    stats.update(_speeds(src, walls, times, writer, segment, frames_out))
+    stats.update({
         "overlay_on": "device" if on_device else "host",
         "realtime": opts.realtime,
         "input_fps": src.input_fps,
@@ -475,20 +471,69 @@ def _stats(src: Source, opts: VideoOptions, batch: int, walls: tuple[float, floa
         "output_size": list(writer.draw.panel_size[::-1]),  # H, W
         "batch": batch,
         "smooth": float(opts.smooth),
+    })
+    stats.update(_output_paths(files, opts))
+    stats["interrupted"] = interrupted
+    if opts.realtime:
+        stats.update(_latencies(writer, segment))
+    return stats
+
+
+def _frame_counts(src: Source, reader: Reader, files: tuple[VideoFile | None, VideoFile | None],
+                  frames_out: int) -> dict[str, Any]:
+    """Frames read, written and lost on the way, each loss named by frame index."""
+    return {
+        "frames_in": src.frames_in,
+        "frames_out": frames_out,
+        "dropped": src.dropped,
+        "dropped_frames": list(src.dropped_frames),
+        "stale_dropped": len(reader.stale),
+        "stale_frames": list(reader.stale),
+        "write_failed": sum(f.failed for f in files if f is not None),
+    }
+
+
+def _speeds(src: Source, walls: tuple[float, float], times: StageTimes, writer: Writer, segment: Segmenter,
+            frames_out: int) -> dict[str, Any]:
+    """End-to-end and model-only frames per second, flicker, and where the threads' time went.
+
+    `wall` is the whole run (opening and closing the files too); `pipeline` the threads' time, against
+    which each thread's busy share is measured."""
+    wall, pipeline = walls
+    timing = times.report(pipeline, {"reader": src.frames_in + src.dropped, "inference": segment.frames,
+                                     "writer": writer.frames_out})
+    timing["wall_seconds"] = pipeline
+    inference = sum(times.stage.get(s, 0.0) for s in ("h2d", "preprocess", "model", "postprocess", "d2h"))
+    return {
+        "fps_end_to_end": frames_out / wall if wall > 0 else 0.0,
+        "fps_model": segment.frames / inference if inference > 0 else 0.0,
+        "flicker": segment.flicker,
+        "seconds": wall,
+        "timing": timing,
+    }
+
+
+def _output_paths(files: tuple[VideoFile | None, VideoFile | None], opts: VideoOptions) -> dict[str, Any]:
+    """Where the outputs went, and the codec and container the overlay video really got."""
+    video, mask_video = files
+    return {
         "output": str(video.path) if video else None,
         "fourcc": video.fourcc if video else None,
         "container": video.path.suffix[1:] if video else None,
         "mask_video": str(mask_video.path) if mask_video else None,
         "masks_dir": opts.masks_dir,
-        "interrupted": interrupted,
     }
-    if opts.realtime:
-        lat = np.asarray(writer.latencies) * 1000.0
-        fwd = np.asarray(segment.forward_seconds) * 1000.0
-        stats["latency_ms"] = ({"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90)),
-                                "max": float(lat.max()), "frames": int(lat.size)} if lat.size else None)
-        stats["model_ms_median"] = float(np.median(fwd)) if fwd.size else None
-    return stats
+
+
+def _latencies(writer: Writer, segment: Segmenter) -> dict[str, Any]:
+    """--realtime: capture-to-output latency and the model's own forward time, in milliseconds."""
+    lat = np.asarray(writer.latencies) * 1000.0
+    fwd = np.asarray(segment.forward_seconds) * 1000.0
+    return {
+        "latency_ms": ({"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90)),
+                        "max": float(lat.max()), "frames": int(lat.size)} if lat.size else None),
+        "model_ms_median": float(np.median(fwd)) if fwd.size else None,
+    }
 
 
 def _progress(src: Source, enabled: bool) -> Any:
