@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from reseg.config import Config, load_config
+from reseg.engine import parts as parts_mod
 from reseg.engine import trainer as trainer_mod
 from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from reseg.engine.loss import SegLoss
@@ -222,7 +223,7 @@ def test_short_training_loss_falls_and_files_appear(data_root: Path, tmp_path: P
 def _record_conv_dtypes(monkeypatch: pytest.MonkeyPatch) -> set:
     """The dtypes the model's convolutions produce while training (a forward hook on each one)."""
     seen: set = set()
-    place = trainer_mod.place_model
+    place = parts_mod.place_model
 
     def hooked(model: nn.Module, *args, **kwargs) -> nn.Module:
         for m in model.modules():
@@ -230,7 +231,7 @@ def _record_conv_dtypes(monkeypatch: pytest.MonkeyPatch) -> set:
                 m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype) if mod.training else None)
         return place(model, *args, **kwargs)
 
-    monkeypatch.setattr(trainer_mod, "place_model", hooked)
+    monkeypatch.setattr(parts_mod, "place_model", hooked)
     return seen
 
 
@@ -341,12 +342,13 @@ def test_levers_validate_the_average_and_resume_exactly(data_root: Path, tmp_pat
     whole = tmp_path / "whole"
     trainer = trainer_mod.Trainer(cfg_for(data_root, **levers), whole, progress=False)
     assert trainer.fit()["iteration"] == 8
-    assert len(scored) == 2 and all(m is trainer.ema.module for m in scored)
-    assert trainer.criterion.label_smoothing == 0.1 and isinstance(trainer.model_bare.head_dropout, nn.Dropout2d)
+    assert len(scored) == 2 and all(m is trainer.opt.ema.module for m in scored)
+    assert trainer.opt.criterion.label_smoothing == 0.1
+    assert isinstance(trainer.opt.model_bare.head_dropout, nn.Dropout2d)
     state = load_checkpoint(whole / "last.pt")
     assert state["ema"] == {"decay": 0.9, "updates": 8} and state["model"].keys() == state["raw_model"].keys()
     assert any(not torch.equal(state["model"][k], state["raw_model"][k]) for k in state["model"])
-    assert all(torch.equal(v, trainer.ema.module.state_dict()[k]) for k, v in state["model"].items())
+    assert all(torch.equal(v, trainer.opt.ema.module.state_dict()[k]) for k, v in state["model"].items())
     out = tmp_path / "eval"
     assert main(["evaluate", "--checkpoint", str(whole / "last.pt"), "--out", str(out), "--device", "cpu"]) == 0
     logged = read_metrics(whole, "val")[-1]
@@ -377,8 +379,8 @@ def test_resume_switching_the_average_on_or_off(data_root: Path, tmp_path: Path)
     raw = load_checkpoint(averaged / "last.pt")["raw_model"]
     trainer = trainer_mod.Trainer(cfg_for(data_root, train={"max_iters": 2}), averaged, resume=averaged / "last.pt",
                                   progress=False)
-    assert trainer.fit()["status"] == "already finished" and trainer.ema is None
-    assert all(torch.equal(v, raw[k]) for k, v in trainer.model_bare.state_dict().items())
+    assert trainer.fit()["status"] == "already finished" and trainer.opt.ema is None
+    assert all(torch.equal(v, raw[k]) for k, v in trainer.opt.model_bare.state_dict().items())
 
 
 def test_resume_refuses_other_model_or_classes(data_root: Path, tmp_path: Path) -> None:
