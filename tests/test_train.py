@@ -273,6 +273,42 @@ def test_channels_last_training_matches_and_learns(data_root: Path, tmp_path: Pa
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
 
 
+def test_a_trainer_for_steps_alone_takes_a_plain_training_step(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trainer.for_steps (the step the benchmarks time) reads no data, joins no process group and writes
+    nothing; its step gives the loss and the weights of a hand-written cross-entropy + AdamW step, and a
+    non-finite loss stops it before the weights."""
+    import copy
+
+    import torch.nn.functional as F
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ResegError, match="model.num_classes"):
+        trainer_mod.Trainer.for_steps(cfg_for(tmp_path / "no-data"))
+    trainer = trainer_mod.Trainer.for_steps(cfg_for(tmp_path / "no-data", model={"num_classes": 11}))
+    assert trainer.data is None and not torch.distributed.is_initialized()
+    model = trainer.opt.model_bare
+    reference = copy.deepcopy(model).train()
+    started = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(2, 3, 32, 48, generator=g), "mask": torch.randint(0, 11, (2, 32, 48), generator=g)}
+    batch["mask"][:, :8] = 255  # unlabelled pixels count nowhere
+    expected = F.cross_entropy(reference(batch["image"]), batch["mask"], ignore_index=255)
+    expected.backward()
+    torch.optim.AdamW([p for p in reference.parameters() if p.requires_grad], lr=0.01, weight_decay=0.0).step()
+
+    trainer.opt.model.train()
+    assert trainer.train_one_step(batch) == pytest.approx(expected.item(), rel=1e-5)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, msg=name)
+    stepped = {k: v.clone() for k, v in model.state_dict().items()}
+    assert any(not torch.equal(v, stepped[k]) for k, v in started.items())
+    with pytest.raises(NonFiniteLossError, match=r"iteration 1\b.*No checkpoint was written yet"):
+        trainer.train_one_step({"image": torch.full_like(batch["image"], float("nan")), "mask": batch["mask"]})
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in stepped.items())
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_root: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
