@@ -55,15 +55,15 @@ def drive(monkeypatch: pytest.MonkeyPatch, clock: FakeClock, step_s, val_s_per_i
     real_step, real_validate = trainer_mod.Trainer.train_one_step, trainer_mod.Trainer.validate
 
     def step(self, batch):
-        if interrupt_at is not None and self.iteration == interrupt_at:
+        if interrupt_at is not None and self.state.iteration == interrupt_at:
             raise KeyboardInterrupt
         loss = real_step(self, batch)
-        clock.now += step_s(self.iteration + 1)
+        clock.now += step_s(self.state.iteration + 1)
         return loss
 
     def validate(self, indices=None, workers=None):
         metrics = real_validate(self, indices, workers)
-        clock.now += val_s_per_image * len(self.val_indices if indices is None else indices)
+        clock.now += val_s_per_image * len(self.data.val_indices if indices is None else indices)
         return metrics
 
     monkeypatch.setattr(trainer_mod.Trainer, "train_one_step", step)

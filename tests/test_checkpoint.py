@@ -120,12 +120,12 @@ def test_damaged_or_foreign_files_are_named(tmp_path: Path) -> None:
 LAUNCHER = textwrap.dedent("""
     # Slows each sample down so the test can kill the run in the middle; nothing else changes.
     import sys, time
-    import reseg.engine.trainer as trainer
-    _get = trainer.SeededView.__getitem__
+    from reseg.engine.reproducibility import SeededView
+    _get = SeededView.__getitem__
     def slow(self, item):
         time.sleep(float(sys.argv[1]))
         return _get(self, item)
-    trainer.SeededView.__getitem__ = slow
+    SeededView.__getitem__ = slow
     from reseg.cli import main
     sys.exit(main(sys.argv[2:]))
 """)

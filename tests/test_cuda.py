@@ -16,7 +16,7 @@ import torch
 
 from reseg.benchmark import strict_fp32
 from reseg.config import Config, load_config
-from reseg.engine import trainer as trainer_mod
+from reseg.engine import parts as parts_mod
 from reseg.engine.checkpoint import load_checkpoint
 from reseg.engine.trainer import train
 from reseg.data import build_dataset
@@ -69,7 +69,7 @@ def test_training_on_cuda_with_amp(data_root: Path, tmp_path: Path, dtype: torch
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """fp32, bf16 autocast, and fp16 autocast with a grad scaler: the loss falls, the checkpoint holds the
     scaler's state, and it loads on the CPU."""
-    monkeypatch.setattr(trainer_mod, "amp_dtype", lambda *a, **k: dtype)
+    monkeypatch.setattr(parts_mod, "amp_dtype", lambda *a, **k: dtype)
     cfg = gpu_config(data_root, train={"max_iters": 16, "val_interval": 8, "checkpoint_interval": 8,
                                        "amp": dtype is not None}, optim={"lr": 0.05})
     run = tmp_path / "run"

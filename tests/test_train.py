@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from reseg.config import Config, load_config
+from reseg.engine import parts as parts_mod
 from reseg.engine import trainer as trainer_mod
 from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from reseg.engine.loss import SegLoss
@@ -222,7 +223,7 @@ def test_short_training_loss_falls_and_files_appear(data_root: Path, tmp_path: P
 def _record_conv_dtypes(monkeypatch: pytest.MonkeyPatch) -> set:
     """The dtypes the model's convolutions produce while training (a forward hook on each one)."""
     seen: set = set()
-    place = trainer_mod.place_model
+    place = parts_mod.place_model
 
     def hooked(model: nn.Module, *args, **kwargs) -> nn.Module:
         for m in model.modules():
@@ -230,7 +231,7 @@ def _record_conv_dtypes(monkeypatch: pytest.MonkeyPatch) -> set:
                 m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype) if mod.training else None)
         return place(model, *args, **kwargs)
 
-    monkeypatch.setattr(trainer_mod, "place_model", hooked)
+    monkeypatch.setattr(parts_mod, "place_model", hooked)
     return seen
 
 
@@ -270,6 +271,42 @@ def test_channels_last_training_matches_and_learns(data_root: Path, tmp_path: Pa
     assert sum(runs[True][-3:]) < sum(runs[True][:3])
     conv = next(v for k, v in load_checkpoint(tmp_path / "clTrue" / "last.pt")["model"].items() if v.dim() == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
+def test_a_trainer_for_steps_alone_takes_a_plain_training_step(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trainer.for_steps (the step the benchmarks time) reads no data, joins no process group and writes
+    nothing; its step gives the loss and the weights of a hand-written cross-entropy + AdamW step, and a
+    non-finite loss stops it before the weights."""
+    import copy
+
+    import torch.nn.functional as F
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ResegError, match="model.num_classes"):
+        trainer_mod.Trainer.for_steps(cfg_for(tmp_path / "no-data"))
+    trainer = trainer_mod.Trainer.for_steps(cfg_for(tmp_path / "no-data", model={"num_classes": 11}))
+    assert trainer.data is None and not torch.distributed.is_initialized()
+    model = trainer.opt.model_bare
+    reference = copy.deepcopy(model).train()
+    started = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(2, 3, 32, 48, generator=g), "mask": torch.randint(0, 11, (2, 32, 48), generator=g)}
+    batch["mask"][:, :8] = 255  # unlabelled pixels count nowhere
+    expected = F.cross_entropy(reference(batch["image"]), batch["mask"], ignore_index=255)
+    expected.backward()
+    torch.optim.AdamW([p for p in reference.parameters() if p.requires_grad], lr=0.01, weight_decay=0.0).step()
+
+    trainer.opt.model.train()
+    assert trainer.train_one_step(batch) == pytest.approx(expected.item(), rel=1e-5)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, msg=name)
+    stepped = {k: v.clone() for k, v in model.state_dict().items()}
+    assert any(not torch.equal(v, stepped[k]) for k, v in started.items())
+    with pytest.raises(NonFiniteLossError, match=r"iteration 1\b.*No checkpoint was written yet"):
+        trainer.train_one_step({"image": torch.full_like(batch["image"], float("nan")), "mask": batch["mask"]})
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in stepped.items())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_root: Path, tmp_path: Path,
@@ -341,12 +378,13 @@ def test_levers_validate_the_average_and_resume_exactly(data_root: Path, tmp_pat
     whole = tmp_path / "whole"
     trainer = trainer_mod.Trainer(cfg_for(data_root, **levers), whole, progress=False)
     assert trainer.fit()["iteration"] == 8
-    assert len(scored) == 2 and all(m is trainer.ema.module for m in scored)
-    assert trainer.criterion.label_smoothing == 0.1 and isinstance(trainer.model_bare.head_dropout, nn.Dropout2d)
+    assert len(scored) == 2 and all(m is trainer.opt.ema.module for m in scored)
+    assert trainer.opt.criterion.label_smoothing == 0.1
+    assert isinstance(trainer.opt.model_bare.head_dropout, nn.Dropout2d)
     state = load_checkpoint(whole / "last.pt")
     assert state["ema"] == {"decay": 0.9, "updates": 8} and state["model"].keys() == state["raw_model"].keys()
     assert any(not torch.equal(state["model"][k], state["raw_model"][k]) for k in state["model"])
-    assert all(torch.equal(v, trainer.ema.module.state_dict()[k]) for k, v in state["model"].items())
+    assert all(torch.equal(v, trainer.opt.ema.module.state_dict()[k]) for k, v in state["model"].items())
     out = tmp_path / "eval"
     assert main(["evaluate", "--checkpoint", str(whole / "last.pt"), "--out", str(out), "--device", "cpu"]) == 0
     logged = read_metrics(whole, "val")[-1]
@@ -377,8 +415,8 @@ def test_resume_switching_the_average_on_or_off(data_root: Path, tmp_path: Path)
     raw = load_checkpoint(averaged / "last.pt")["raw_model"]
     trainer = trainer_mod.Trainer(cfg_for(data_root, train={"max_iters": 2}), averaged, resume=averaged / "last.pt",
                                   progress=False)
-    assert trainer.fit()["status"] == "already finished" and trainer.ema is None
-    assert all(torch.equal(v, raw[k]) for k, v in trainer.model_bare.state_dict().items())
+    assert trainer.fit()["status"] == "already finished" and trainer.opt.ema is None
+    assert all(torch.equal(v, raw[k]) for k, v in trainer.opt.model_bare.state_dict().items())
 
 
 def test_resume_refuses_other_model_or_classes(data_root: Path, tmp_path: Path) -> None:

@@ -44,8 +44,8 @@ def _infer_and_train_step(cfg: Config, batch: int, size: tuple[int, int],
     random batch; both run the trainer's model."""
     trainer = step_trainer(cfg, dev)
     data = random_batch(trainer, batch, size)
-    model = trainer.model_bare
-    x = data["image"].contiguous(memory_format=trainer.memory_format)
+    model = trainer.opt.model_bare
+    x = data["image"].contiguous(memory_format=trainer.run.memory_format)
 
     def infer() -> None:
         model.eval()

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,32 @@ class TensorBoardSink:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """Rank 0's records of a run: metrics.jsonl and the TensorBoard scalars, written together."""
+
+    metrics: MetricsLog
+    tensorboard: TensorBoardSink
+
+    @classmethod
+    def open(cls, work_dir: Path, iteration: int) -> RunRecords:
+        """Continue the records of a run resumed at `iteration` (later ones are dropped), or start afresh."""
+        metrics = MetricsLog(work_dir / "metrics.jsonl")
+        if iteration > 0:
+            metrics.keep_until(iteration)
+        else:
+            metrics.clear()
+        return cls(metrics, TensorBoardSink(work_dir / "tensorboard", purge_step=iteration + 1))
+
+    def write(self, record: dict[str, Any], scalars: dict[str, Any]) -> None:
+        """`record` to metrics.jsonl; `scalars` to TensorBoard under the record's type, at its iteration."""
+        self.metrics.append(record)
+        self.tensorboard.scalars(record["type"], scalars, record["iter"])
+
+    def close(self) -> None:
+        self.tensorboard.close()
 
 
 def hms(seconds: float) -> str:
