@@ -7,7 +7,11 @@ One set of rules for the trainer, the predictor, export and the benchmark, so "-
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import warnings
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,6 +50,29 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine_description(device: Any) -> str:
+    """One line naming what a run ran on (the model card's "trained on"): the CPU, or the GPU, and torch."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        kind = "AVX-512 with native bf16" if cpu_has_native_bf16() else "no native bf16"
+        where = f"{cpu_name()} ({os.cpu_count()} logical CPUs, {kind})"
+    return f"{where}, torch {torch.__version__}"
+
+
+def launch_command(argv: list[str] | None = None) -> str:
+    """The command line that started this process, as a user would type it again: `reseg ...` for the CLI
+    (also `python -m reseg`), `python ...` for a script."""
+    import shlex
+
+    argv = list(sys.argv if argv is None else argv)
+    name = Path(argv[0]).name if argv else ""
+    if name == "reseg" or (name == "__main__.py" and Path(argv[0]).parent.name == "reseg"):
+        return shlex.join(["reseg", *argv[1:]])
+    return shlex.join(["python", *argv])
 
 
 def cpu_has_native_bf16() -> bool:

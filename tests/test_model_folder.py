@@ -290,3 +290,24 @@ def test_hub_without_huggingface_hub_or_with_a_bad_name_is_a_named_error(monkeyp
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed
     with pytest.raises(ResegError, match=r"pip install 'reseg\[hub\]'"):
         reseg.load("hf://someone/tiny-reseg", device="cpu")
+
+
+def test_model_card_names_the_command_and_machine_a_checkpoint_records(tmp_path):
+    state = {**_tiny_state(), "palette": PALETTE, "command": "reseg train configs/x.yaml --set data.root=d",
+             "machine": "Some CPU (2 logical CPUs, no native bf16), torch 9.9"}
+    save_checkpoint(state, tmp_path / "best.pt")
+    card = (package(tmp_path / "best.pt", tmp_path / "model") / "README.md").read_text()
+    assert "`reseg train configs/x.yaml --set data.root=d`" in card
+    assert "Some CPU (2 logical CPUs, no native bf16), torch 9.9" in card
+    assert "not recorded in the checkpoint" not in card
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["/venv/bin/reseg", "train", "a b.yaml", "--set", "x=1"], "reseg train 'a b.yaml' --set x=1"),
+    (["/src/reseg/__main__.py", "train", "c.yaml"], "reseg train c.yaml"),
+    (["tools/train.py", "c.yaml"], "python tools/train.py c.yaml"),
+])
+def test_the_launch_command_reads_as_typed(argv, command):
+    from reseg.runtime import launch_command
+
+    assert launch_command(argv) == command

@@ -19,6 +19,7 @@ from reseg.engine.optim import RunLength, build_optimizer, build_scheduler, lr_f
 from reseg.engine.trainer import NonFiniteLossError, train
 from reseg.errors import ResegError
 from reseg.models.base import SegmentationModel
+from reseg.runtime import launch_command, machine_description
 
 from train_utils import make_tiny_dataset, one_thread, read_metrics, tiny_config  # noqa: F401
 
@@ -208,6 +209,9 @@ def test_short_training_loss_falls_and_files_appear(data_root: Path, tmp_path: P
     assert state["iteration"] == 16 and state["config"]["model"]["num_classes"] == len(state["class_names"])
     assert len(state["palette"]) == len(state["class_names"])
     assert state["best_metric"] == pytest.approx(max(v["mIoU"] for v in vals))
+    # provenance for the model card: the command line of this process and the machine it trained on
+    assert state["command"] == launch_command() and state["machine"] == machine_description("cpu")
+    assert "torch " + torch.__version__ in state["machine"]
     assert load_config(run / "config.yaml").model.num_classes == len(state["class_names"])  # resolved config
     log = (run / "train.log").read_text()
     assert "iter 16/16" in log and "val @ 16" in log

@@ -20,6 +20,7 @@ from reseg.engine.parts import Optimisation, RunBudget, TrainData
 from reseg.engine.reproducibility import get_rng_state, set_rng_state
 from reseg.engine.samplers import EpochBatchSampler
 from reseg.errors import ResegError
+from reseg.runtime import launch_command, machine_description
 
 LOG = logging.getLogger("reseg.train")
 
@@ -46,7 +47,7 @@ class LoopState:
 
 
 def checkpoint_state(cfg: Config, opt: Optimisation, data: TrainData, budget: RunBudget,
-                     loop: LoopState) -> dict[str, Any]:
+                     loop: LoopState, run_device: Any = "cpu") -> dict[str, Any]:
     """Everything needed to continue exactly (see the checkpoint format in DESIGN.md); collective (RNG states
     are gathered from every rank)."""
     rng = dist_utils.all_gather_object(get_rng_state())
@@ -71,6 +72,8 @@ def checkpoint_state(cfg: Config, opt: Optimisation, data: TrainData, budget: Ru
         "last_val": loop.last_val,
         "class_names": data.class_names,
         "palette": data.palette,
+        "command": launch_command(),  # the model card's provenance: what trained it, and on what
+        "machine": machine_description(run_device),
     }
 
 

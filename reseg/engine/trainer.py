@@ -238,7 +238,7 @@ class Trainer:
     # ================================================================ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (reseg.engine.resume); collective."""
-        return checkpoint_state(self.cfg, self.opt, self.data, self.budget, self.state)
+        return checkpoint_state(self.cfg, self.opt, self.data, self.budget, self.state, self.run.device)
 
     def save(self, name: str = "last.pt") -> None:
         """Collective (RNG states are gathered); rank 0 writes atomically."""
