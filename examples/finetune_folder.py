@@ -30,12 +30,22 @@ def main() -> None:
     if args.init_from:
         model_settings = reseg.load(args.init_from, device="cpu").config.to_dict()["model"]
     config = {
-        "data": {"dataset": "folder", "root": args.data, "crop_size": args.crop, "batch_size": args.batch,
-                 "num_workers": 0},
+        "data": {
+            "dataset": "folder",
+            "root": args.data,
+            "crop_size": args.crop,
+            "batch_size": args.batch,
+            "num_workers": 0,
+        },
         "model": model_settings,
         "optim": {"name": "adamw", "lr": args.lr},
-        "train": {"max_iters": args.iters, "val_interval": args.iters, "checkpoint_interval": args.iters,
-                  "init_from": args.init_from, "device": args.device},
+        "train": {
+            "max_iters": args.iters,
+            "val_interval": args.iters,
+            "checkpoint_interval": args.iters,
+            "init_from": args.init_from,
+            "device": args.device,
+        },
     }
     result = reseg.train(config, args.work_dir, overwrite=True)
     print(f"training {result['status']} at iteration {result['iteration']}, best val mIoU {result['best_mIoU']}")

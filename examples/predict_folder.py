@@ -31,7 +31,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for path in files:
         image = np.asarray(Image.open(path).convert("RGB"))  # RGB uint8, H x W x 3
-        mask = model(image)                                   # H x W uint8 class ids
+        mask = model(image)  # H x W uint8 class ids
         Image.fromarray(mask).save(args.out / f"{path.stem}_mask.png")
         Image.fromarray(model.overlay(image, mask, opacity=args.opacity)).save(args.out / f"{path.stem}_overlay.png")
         shares = np.bincount(mask.ravel(), minlength=len(model.class_names)) / mask.size

@@ -19,8 +19,15 @@ __version__ = "0.1.0"
 
 __all__ = ["__version__", "load", "Segmenter", "build_model", "train", "evaluate", "package", "ResegError"]
 
-_LAZY = {"load": "reseg.api", "Segmenter": "reseg.api", "build_model": "reseg.api", "train": "reseg.api",
-         "evaluate": "reseg.api", "package": "reseg.api", "ResegError": "reseg.errors"}
+_LAZY = {
+    "load": "reseg.api",
+    "Segmenter": "reseg.api",
+    "build_model": "reseg.api",
+    "train": "reseg.api",
+    "evaluate": "reseg.api",
+    "package": "reseg.api",
+    "ResegError": "reseg.errors",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -64,8 +64,9 @@ class Segmenter:
         """One image -> its H x W uint8 mask of class ids."""
         return self.predict([image])[0]
 
-    def predict(self, images: Sequence[Image], probabilities: bool = False, batch_size: int = 8
-                ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+    def predict(
+        self, images: Sequence[Image], probabilities: bool = False, batch_size: int = 8
+    ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
         """Images (any sizes) -> a list of H x W uint8 masks; with `probabilities`, also a list of C x H x W
         float32 class probabilities. Images of one size run `batch_size` at a time."""
         if isinstance(images, (np.ndarray, str, Path)) and not (isinstance(images, np.ndarray) and images.ndim == 4):
@@ -80,8 +81,7 @@ class Segmenter:
         return overlay(as_rgb(image), mask, self.palette, opacity)
 
     def __repr__(self) -> str:
-        return (f"Segmenter({self.source or 'model'}: {len(self.class_names)} classes, "
-                f"{self.predictor.describe()})")
+        return f"Segmenter({self.source or 'model'}: {len(self.class_names)} classes, {self.predictor.describe()})"
 
 
 def as_rgb(image: Image) -> np.ndarray:
@@ -91,11 +91,14 @@ def as_rgb(image: Image) -> np.ndarray:
 
         return read_image(image)
     if not isinstance(image, np.ndarray):
-        raise ResegError(f"an image must be a numpy array (H x W x 3, RGB, uint8) or a file path, "
-                         f"got {type(image).__name__}")
+        raise ResegError(
+            f"an image must be a numpy array (H x W x 3, RGB, uint8) or a file path, got {type(image).__name__}"
+        )
     if image.dtype != np.uint8:
-        raise ResegError(f"an image array must be uint8 (0..255), got {image.dtype}; "
-                         f"for floats in 0..1 use (image * 255).round().astype(np.uint8)")
+        raise ResegError(
+            f"an image array must be uint8 (0..255), got {image.dtype}; "
+            f"for floats in 0..1 use (image * 255).round().astype(np.uint8)"
+        )
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] not in (3, 4):
@@ -127,8 +130,9 @@ def load(source: str | Path, device: str = "auto", **options: Any) -> Segmenter:
     return Segmenter(Predictor.from_checkpoint(source, device=device, **options), source=str(source))
 
 
-def build_model(name_or_config: str | Path | Mapping[str, Any] | Config, num_classes: int | None = None,
-                **model_options: Any) -> nn.Module:
+def build_model(
+    name_or_config: str | Path | Mapping[str, Any] | Config, num_classes: int | None = None, **model_options: Any
+) -> nn.Module:
     """A freshly initialised model: from a model name ("reseg", "unet_vgg16", "fpn_vgg16",
     "deeplabv3plus_vgg16"), a config YAML path, a config dict (whole, or its `model` section) or a Config.
 
@@ -149,8 +153,10 @@ def build_model(name_or_config: str | Path | Mapping[str, Any] | Config, num_cla
     elif Path(name_or_config).suffix in (".yaml", ".yml") or Path(name_or_config).is_file():
         base = load_config(name_or_config).to_dict()
     else:
-        raise ResegError(f"unknown model {str(name_or_config)!r}; expected a model name ({', '.join(MODELS)}), "
-                         f"a config YAML file, a config dict or a Config")
+        raise ResegError(
+            f"unknown model {str(name_or_config)!r}; expected a model name ({', '.join(MODELS)}), "
+            f"a config YAML file, a config dict or a Config"
+        )
     _check_names(model_options, list(ModelConfig.__dataclass_fields__), "model option")
     base.setdefault("model", {}).update(model_options)
     if num_classes is not None:
@@ -158,9 +164,15 @@ def build_model(name_or_config: str | Path | Mapping[str, Any] | Config, num_cla
     return build(load_config(None, base=base))
 
 
-def train(config: str | Path | Mapping[str, Any] | Config, work_dir: str | Path | None = None, *,
-          resume: str | Path | bool | None = None, overwrite: bool = False, progress: bool | None = None,
-          **overrides: Any) -> dict[str, Any]:
+def train(
+    config: str | Path | Mapping[str, Any] | Config,
+    work_dir: str | Path | None = None,
+    *,
+    resume: str | Path | bool | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Train a model (what `reseg train` runs); checkpoints, logs and metrics go to `work_dir`
     (default for a config file: work_dirs/<its name>). Returns a summary (status, iteration, best_mIoU, ...).
 
@@ -207,10 +219,21 @@ def _dotted(overrides: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def evaluate(model: str | Path, data_root: str | Path | None = None, split: str | None = None,
-             out: str | Path | None = None, *, overrides: Sequence[str] = (), device: str = "auto",
-             save_preds: str | Path | None = None, save_format: str = "trainid", samples: int = 4,
-             workers: int | None = None, batch_size: int = 1, **options: Any) -> dict[str, Any]:
+def evaluate(
+    model: str | Path,
+    data_root: str | Path | None = None,
+    split: str | None = None,
+    out: str | Path | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    device: str = "auto",
+    save_preds: str | Path | None = None,
+    save_format: str = "trainid",
+    samples: int = 4,
+    workers: int | None = None,
+    batch_size: int = 1,
+    **options: Any,
+) -> dict[str, Any]:
     """Score a model on a labelled split and write the report, as `reseg evaluate --checkpoint` does:
     metrics.json, per_class.csv, report.md and figures in `out` (default: eval_<split> beside the model).
     Returns the metrics record (mIoU, mAcc, aAcc, per_class, ...; fractions).
@@ -222,10 +245,20 @@ def evaluate(model: str | Path, data_root: str | Path | None = None, split: str 
     from reseg.evaluation_runs import evaluate_checkpoint
 
     _check_names(options, predictor_option_names(), "reseg.evaluate option")
-    return evaluate_checkpoint(_source(model), overrides=list(overrides), data_root=data_root, split=split,
-                               out=out, device=device, predictor_options={**options, "data_root": data_root},
-                               save_preds=save_preds,
-                               save_format=save_format, samples=samples, workers=workers, batch=batch_size)
+    return evaluate_checkpoint(
+        _source(model),
+        overrides=list(overrides),
+        data_root=data_root,
+        split=split,
+        out=out,
+        device=device,
+        predictor_options={**options, "data_root": data_root},
+        save_preds=save_preds,
+        save_format=save_format,
+        samples=samples,
+        workers=workers,
+        batch=batch_size,
+    )
 
 
 def _source(source: str | Path) -> str | Path:
@@ -233,8 +266,13 @@ def _source(source: str | Path) -> str | Path:
     return source if isinstance(source, str) and source.startswith("hf://") else Path(source)
 
 
-def package(checkpoint: str | Path, out: str | Path, metrics: str | Path | None = None, push: str | None = None,
-            overwrite: bool = False) -> Path:
+def package(
+    checkpoint: str | Path,
+    out: str | Path,
+    metrics: str | Path | None = None,
+    push: str | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write a shareable model folder (model.safetensors, config.yaml, classes.json, README.md model card)
     from a training checkpoint; what `reseg package` runs. `metrics`: a `reseg evaluate` metrics.json for the
     card; `push`: a Hub repo "user/repo" to upload to (needs `pip install 'reseg[hub]'` and a token).

@@ -61,15 +61,23 @@ class Choice:
         when = f"measured {self.measured}" + (", cached" if self.cached else "")
         chosen = self.results.get(self.backend, {})
         if self.backend == "eager":
-            others = [f"{name} {r['speedup']:.2f}x eager at {100 * r['agreement']:.1f}% agreement"
-                      for name, r in self.results.items() if name != "eager" and "speedup" in r]
+            others = [
+                f"{name} {r['speedup']:.2f}x eager at {100 * r['agreement']:.1f}% agreement"
+                for name, r in self.results.items()
+                if name != "eager" and "speedup" in r
+            ]
             why = ", ".join(others) + "; " if others else ""
             why += f"another backend needs >= {MIN_GAIN:g}x and >= {100 * MIN_AGREEMENT:g}%"
         else:
             why = f"{chosen['speedup']:.2f}x eager, {100 * chosen['agreement']:.1f}% mask agreement"
-        skipped = [f"{name} {r['speedup']:.2f}x but {100 * r['agreement']:.1f}% agreement < {100 * MIN_AGREEMENT:g}%"
-                   for name, r in self.results.items() if self.backend != "eager" and "speedup" in r
-                   and r["agreement"] < MIN_AGREEMENT and r["speedup"] > chosen.get("speedup", 0)]
+        skipped = [
+            f"{name} {r['speedup']:.2f}x but {100 * r['agreement']:.1f}% agreement < {100 * MIN_AGREEMENT:g}%"
+            for name, r in self.results.items()
+            if self.backend != "eager"
+            and "speedup" in r
+            and r["agreement"] < MIN_AGREEMENT
+            and r["speedup"] > chosen.get("speedup", 0)
+        ]
         failed = [f"{name} unavailable" for name, r in self.results.items() if "error" in r]
         return f"backend auto -> {self.backend} ({'; '.join([why, *skipped, *failed, when])})"
 
@@ -131,8 +139,9 @@ def masks_agreement(net: Net, reference: Sequence[torch.Tensor], inputs: Sequenc
     return same / max(total, 1)
 
 
-def time_nets(nets: Mapping[str, Net], x: torch.Tensor, runs: int = RUNS,
-              clock: Callable[[], float] | None = None) -> dict[str, float]:
+def time_nets(
+    nets: Mapping[str, Net], x: torch.Tensor, runs: int = RUNS, clock: Callable[[], float] | None = None
+) -> dict[str, float]:
     """Median seconds of each net on `x`, one warm-up call each, then `runs` rounds of one call of each
     (`clock`: time.perf_counter unless given)."""
     clock = clock or time.perf_counter
@@ -147,9 +156,13 @@ def time_nets(nets: Mapping[str, Net], x: torch.Tensor, runs: int = RUNS,
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def measure(candidates: Mapping[str, Callable[[], Net]], x: torch.Tensor,
-            agreement_inputs: Callable[[], list[torch.Tensor]], runs: int = RUNS,
-            clock: Callable[[], float] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Net]]:
+def measure(
+    candidates: Mapping[str, Callable[[], Net]],
+    x: torch.Tensor,
+    agreement_inputs: Callable[[], list[torch.Tensor]],
+    runs: int = RUNS,
+    clock: Callable[[], float] | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Net]]:
     """Build every candidate (one that fails is recorded with its error), compare its masks with eager's and
     time them all on `x`. Returns per candidate {seconds, speedup, agreement} or {error}, and the built nets."""
     if "eager" not in candidates:
@@ -175,21 +188,34 @@ def measure(candidates: Mapping[str, Callable[[], Net]], x: torch.Tensor,
                 del nets[name]
         seconds = time_nets(nets, x, runs, clock)
     for name in nets:
-        results[name] = {"seconds": seconds[name], "speedup": seconds["eager"] / max(seconds[name], 1e-12),
-                         "agreement": agreement[name]}
+        results[name] = {
+            "seconds": seconds[name],
+            "speedup": seconds["eager"] / max(seconds[name], 1e-12),
+            "agreement": agreement[name],
+        }
     return {name: results[name] for name in candidates}, nets
 
 
 def pick(results: Mapping[str, Mapping[str, Any]]) -> str:
     """The rule of the module doc: the fastest candidate with MIN_AGREEMENT, eager unless one beats it by MIN_GAIN."""
-    kept = {name: r for name, r in results.items()
-            if name != "eager" and "speedup" in r and r["agreement"] >= MIN_AGREEMENT and r["speedup"] >= MIN_GAIN}
+    kept = {
+        name: r
+        for name, r in results.items()
+        if name != "eager" and "speedup" in r and r["agreement"] >= MIN_AGREEMENT and r["speedup"] >= MIN_GAIN
+    }
     return max(kept, key=lambda name: kept[name]["speedup"]) if kept else "eager"
 
 
-def choose(model_digest: str, shape: Sequence[int], candidates: Mapping[str, Callable[[], Net]], x: torch.Tensor,
-           agreement_inputs: Callable[[], list[torch.Tensor]], folder: str | Path, runs: int = RUNS,
-           clock: Callable[[], float] | None = None) -> tuple[Choice, dict[str, Net]]:
+def choose(
+    model_digest: str,
+    shape: Sequence[int],
+    candidates: Mapping[str, Callable[[], Net]],
+    x: torch.Tensor,
+    agreement_inputs: Callable[[], list[torch.Tensor]],
+    folder: str | Path,
+    runs: int = RUNS,
+    clock: Callable[[], float] | None = None,
+) -> tuple[Choice, dict[str, Net]]:
     """The stored choice for (weights, shape, machine), or a new measurement, stored. Returns the choice and
     the nets built while measuring (empty when the choice was stored: only the chosen one is built then)."""
     path = record_path(folder, model_digest, shape)
@@ -197,7 +223,12 @@ def choose(model_digest: str, shape: Sequence[int], candidates: Mapping[str, Cal
     if stored is not None and stored.backend in candidates:
         return stored, {}
     results, nets = measure(candidates, x, agreement_inputs, runs, clock)
-    choice = Choice(backend=pick(results), shape=[int(v) for v in shape], results=results,
-                    measured=datetime.date.today().isoformat(), machine=machine())
+    choice = Choice(
+        backend=pick(results),
+        shape=[int(v) for v in shape],
+        results=results,
+        measured=datetime.date.today().isoformat(),
+        machine=machine(),
+    )
     save_choice(path, choice)
     return choice, nets

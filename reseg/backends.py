@@ -51,9 +51,23 @@ from reseg.preprocess import Normalizer, rgb_batch
 
 log = logging.getLogger("reseg.backends")
 
-__all__ = ["AUTO", "BACKENDS", "CHOICES", "BackendError", "Calibration", "ModelSource", "OnnxRuntimeBackend",
-           "backend_name", "cache_dir", "calibration_batches", "calibration_inputs", "config_has_mingru", "has_mingru",
-           "weights_digest", "writable_cache"]
+__all__ = [
+    "AUTO",
+    "BACKENDS",
+    "CHOICES",
+    "BackendError",
+    "Calibration",
+    "ModelSource",
+    "OnnxRuntimeBackend",
+    "backend_name",
+    "cache_dir",
+    "calibration_batches",
+    "calibration_inputs",
+    "config_has_mingru",
+    "has_mingru",
+    "weights_digest",
+    "writable_cache",
+]
 
 FORMAT_VERSION = "2"  # bump when the exported or quantised graphs change for the same weights
 EXPORT_SIZE = (64, 96)  # trace size of the size-generic file: the graph takes any batch, height and width
@@ -79,11 +93,15 @@ def backend_name(backend: str | None = None, int8: bool | None = None) -> str:
     if name not in CHOICES:
         raise BackendError(f"unknown inference backend {name!r}; valid choices: {', '.join(CHOICES)}")
     if int8 and name == "eager":
-        raise BackendError("int8 inference runs on ONNX Runtime: use --backend onnxruntime --int8 (or --int8 "
-                           "alone); the eager backend has no int8 path")
+        raise BackendError(
+            "int8 inference runs on ONNX Runtime: use --backend onnxruntime --int8 (or --int8 "
+            "alone); the eager backend has no int8 path"
+        )
     if int8 and name == AUTO:
-        raise BackendError("--backend auto chooses between eager, onnxruntime and onnxruntime-int8 itself: leave "
-                           "--int8 out (or use --backend onnxruntime --int8 to force int8)")
+        raise BackendError(
+            "--backend auto chooses between eager, onnxruntime and onnxruntime-int8 itself: leave "
+            "--int8 out (or use --backend onnxruntime --int8 to force int8)"
+        )
     return "onnxruntime-int8" if int8 else name
 
 
@@ -91,20 +109,24 @@ def _onnxruntime() -> Any:
     return onnxruntime_module("the onnxruntime backend needs it (or use --backend eager)")
 
 
-def check_settings(name: str, device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool,
-                   compile: bool) -> None:
+def check_settings(
+    name: str, device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool, compile: bool
+) -> None:
     """ONNX Runtime runs fp32 or int8 on the CPU: eager-only options are errors, not silently ignored (with
     `auto` they apply to its eager candidate)."""
     if name in ("eager", AUTO):
         return
     if device.type != "cpu":
-        raise BackendError(f"the {name} backend runs on the CPU, but device {device} was asked for; use "
-                           f"--device cpu, or --backend eager on {device.type}")
-    for flag, given in (("--amp", amp_dtype is not None), ("--channels-last", channels_last),
-                        ("--compile", compile)):
+        raise BackendError(
+            f"the {name} backend runs on the CPU, but device {device} was asked for; use "
+            f"--device cpu, or --backend eager on {device.type}"
+        )
+    for flag, given in (("--amp", amp_dtype is not None), ("--channels-last", channels_last), ("--compile", compile)):
         if given:
-            raise BackendError(f"{flag} applies to the eager backend; the {name} backend chooses its own "
-                               f"precision and layout (leave {flag} out)")
+            raise BackendError(
+                f"{flag} applies to the eager backend; the {name} backend chooses its own "
+                f"precision and layout (leave {flag} out)"
+            )
 
 
 def has_mingru(model: nn.Module) -> bool:
@@ -115,8 +137,11 @@ def has_mingru(model: nn.Module) -> bool:
 def config_has_mingru(model_cfg: Any) -> bool:
     """has_mingru for the model a config's `model` section describes, without building it (ReSeg is the model
     with ReNet layers)."""
-    return (getattr(model_cfg, "name", None) == "reseg" and getattr(model_cfg, "cell", None) == "mingru"
-            and int(getattr(model_cfg, "renet_layers", 0) or 0) > 0)
+    return (
+        getattr(model_cfg, "name", None) == "reseg"
+        and getattr(model_cfg, "cell", None) == "mingru"
+        and int(getattr(model_cfg, "renet_layers", 0) or 0) > 0
+    )
 
 
 @dataclass(frozen=True)
@@ -130,7 +155,7 @@ class ModelSource:
     static: bool = False
 
     @classmethod
-    def of(cls, model: nn.Module) -> "ModelSource":
+    def of(cls, model: nn.Module) -> ModelSource:
         arch = {"class": f"{type(model).__module__}.{type(model).__qualname__}", "modules": repr(model)}
         return cls(weights_digest(model.state_dict(), arch), lambda: model, has_mingru(model))
 
@@ -218,7 +243,7 @@ class Calibration:
     load: Callable[[], list[np.ndarray]]
 
     @classmethod
-    def from_images(cls, images: Sequence[np.ndarray]) -> "Calibration":
+    def from_images(cls, images: Sequence[np.ndarray]) -> Calibration:
         arrays = [np.asarray(im) for im in images]
         if not arrays:
             raise BackendError("int8 calibration got no images")
@@ -229,7 +254,7 @@ class Calibration:
         return cls(f"arrays:{h.hexdigest()}", lambda: arrays)
 
     @classmethod
-    def from_paths(cls, inputs: Sequence[str], count: int = CALIBRATION_IMAGES) -> "Calibration":
+    def from_paths(cls, inputs: Sequence[str], count: int = CALIBRATION_IMAGES) -> Calibration:
         """Up to `count` images, evenly spaced, from image files, folders or globs (checked now, read later)."""
         files = [str(p) for p, _ in collect_images(list(inputs))]
         files = _evenly(files, count)
@@ -241,7 +266,9 @@ class Calibration:
         return cls("files:" + hashlib.blake2b("\n".join(stamps).encode(), digest_size=12).hexdigest(), load)
 
     @classmethod
-    def from_training_split(cls, cfg: Any, count: int = CALIBRATION_IMAGES, where: str = "the checkpoint") -> "Calibration":
+    def from_training_split(
+        cls, cfg: Any, count: int = CALIBRATION_IMAGES, where: str = "the checkpoint"
+    ) -> Calibration:
         """Up to `count` images of the training split a config names (read lazily; missing data is an error
         only when a quantised model has to be made)."""
         data = cfg.data
@@ -253,13 +280,17 @@ class Calibration:
             try:
                 dataset = build_dataset(cfg, data.train_split, transform=None, require_labels=False)
             except ResegError as err:
-                raise BackendError(f"int8 calibration reads training images, and the training split of {where} "
-                                   f"({data.dataset} under {data.root}, split {data.train_split!r}) cannot be "
-                                   f"read: {err}. Pass --calibration IMAGES (a folder or glob of images like "
-                                   f"the training ones)") from None
+                raise BackendError(
+                    f"int8 calibration reads training images, and the training split of {where} "
+                    f"({data.dataset} under {data.root}, split {data.train_split!r}) cannot be "
+                    f"read: {err}. Pass --calibration IMAGES (a folder or glob of images like "
+                    f"the training ones)"
+                ) from None
             if len(dataset) == 0:
-                raise BackendError(f"int8 calibration: the training split {data.train_split!r} under {data.root} "
-                                   f"holds no images; pass --calibration IMAGES")
+                raise BackendError(
+                    f"int8 calibration: the training split {data.train_split!r} under {data.root} "
+                    f"holds no images; pass --calibration IMAGES"
+                )
             return [dataset.read_image(i) for i in _evenly(list(range(len(dataset))), count)]
 
         return cls(key, load)
@@ -284,9 +315,12 @@ def as_calibration(value: Any) -> Calibration | None:
     return Calibration.from_images(items)
 
 
-def calibration_inputs(images: Sequence[np.ndarray], size_divisor: int = 0,
-                       infer_size: tuple[int, int] | None = None,
-                       crop: tuple[int, int] | None = None) -> list[np.ndarray]:
+def calibration_inputs(
+    images: Sequence[np.ndarray],
+    size_divisor: int = 0,
+    infer_size: tuple[int, int] | None = None,
+    crop: tuple[int, int] | None = None,
+) -> list[np.ndarray]:
     """Normalised (1, 3, H, W) float32 arrays as the network sees them: resized to `infer_size`, a centred
     `crop` window (sliding-window inference), padded to `size_divisor`."""
     normalize = Normalizer("cpu")
@@ -302,7 +336,7 @@ def calibration_inputs(images: Sequence[np.ndarray], size_divisor: int = 0,
             h, w = x.shape[-2:]
             ch, cw = min(crop[0], h), min(crop[1], w)
             y0, x0 = (h - ch) // 2, (w - cw) // 2
-            x = x[..., y0:y0 + ch, x0:x0 + cw]
+            x = x[..., y0 : y0 + ch, x0 : x0 + cw]
         out.append(pad_to_multiple(x, size_divisor).numpy())
     return out
 
@@ -321,7 +355,7 @@ def calibration_batches(inputs: Sequence[np.ndarray], shape: Shape) -> list[np.n
         resized.append(t)
     count = -(-len(resized) // n) * n
     ring = [resized[i % len(resized)] for i in range(count)]
-    return [torch.cat(ring[i:i + n]).numpy() for i in range(0, count, n)]
+    return [torch.cat(ring[i : i + n]).numpy() for i in range(0, count, n)]
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -373,10 +407,15 @@ class OnnxRuntimeBackend:
     run the size-generic file, as every shape of other models does (made now, so its errors come first).
     """
 
-    def __init__(self, name: str, source: ModelSource,
-                 calibration: Callable[[Shape | None], list[np.ndarray]] | None = None,
-                 calibration_key: str | None = None, cache: str | Path | None = None,
-                 log_fn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        source: ModelSource,
+        calibration: Callable[[Shape | None], list[np.ndarray]] | None = None,
+        calibration_key: str | None = None,
+        cache: str | Path | None = None,
+        log_fn: Callable[[str], None] | None = None,
+    ) -> None:
         _onnxruntime()
         if name not in ("onnxruntime", "onnxruntime-int8"):
             raise BackendError(f"{name!r} is not an ONNX Runtime backend")
@@ -396,8 +435,10 @@ class OnnxRuntimeBackend:
     def path(self) -> Path:
         """The file of the latest call (before any call: the size-generic file, made for non-static models)."""
         if self._last is None:
-            raise BackendError("this ONNX Runtime backend has run no input yet: its fixed-size files are made "
-                               "per input shape on first use")
+            raise BackendError(
+                "this ONNX Runtime backend has run no input yet: its fixed-size files are made "
+                "per input shape on first use"
+            )
         return self._last.path
 
     def shape_for(self, x: torch.Tensor) -> Shape | None:

@@ -59,12 +59,14 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 def one_line_warnings(fallback=warnings.formatwarning):  # -> a warnings.formatwarning replacement
     """reseg's own warnings as one plain line, `warning: <message>`: a user needs the message, not the
     source line that raised it; other libraries' warnings keep `fallback`'s format."""
+
     def format_warning(message, category, filename, lineno, line=None) -> str:
         try:
             ours = _PACKAGE_DIR in Path(filename).resolve().parents
         except (OSError, ValueError):
             ours = False
         return f"warning: {message}\n" if ours else fallback(message, category, filename, lineno, line)
+
     return format_warning
 
 
@@ -91,8 +93,9 @@ def _run_command(name: str, rest: list[str], debug: bool) -> int:
     module = importlib.import_module(f"reseg.commands.{COMMANDS[name][0]}")
     parser = argparse.ArgumentParser(prog=f"reseg {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error "
-                        "(or set RESEG_DEBUG=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an unexpected error (or set RESEG_DEBUG=1)"
+    )
     args = parser.parse_args(rest)
     args.debug = debug
     try:

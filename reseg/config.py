@@ -13,9 +13,9 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any, Union
 
 import yaml
@@ -43,16 +43,16 @@ class DataConfig:
     # "strong" adds what changes between drives and cameras (reseg.data.transforms): exposure, white balance,
     # blur, sensor noise, JPEG, a wider scale range, small rotations and perspective
     augment: str = "standard"
-    eval_size: Union[list[int], None] = None
+    eval_size: list[int] | None = None
     size_divisor: int = 32
     label_format: str = "auto"
-    classes_file: Union[str, None] = None
+    classes_file: str | None = None
     skip_bad_samples: bool = False
     class_weights: str = "none"
     # Sequence-disjoint validation: frames whose file names start with one of val_sequences (from the train and
     # val splits together) validate, the rest of the two splits trains (or only train_sequences' frames).
-    train_sequences: Union[list[str], None] = None
-    val_sequences: Union[list[str], None] = None
+    train_sequences: list[str] | None = None
+    val_sequences: list[str] | None = None
     synthetic_sizes: list[int] = field(default_factory=lambda: [300, 60, 60])
     synthetic_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] of generated images
     synthetic_seed: int = 0
@@ -62,15 +62,15 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "reseg"
-    num_classes: Union[int, None] = None
+    num_classes: int | None = None
     encoder: str = "vgg16"
-    encoder_weights: Union[str, None] = None
+    encoder_weights: str | None = None
     encoder_cut: str = "conv3_3"
     encoder_width: float = 1.0  # scales every VGG conv's channels (ReSeg from scratch only)
     freeze_encoder: bool = False
     renet_layers: int = 2
-    renet_hidden: Union[int, list[int]] = 100
-    renet_patch: Union[int, list[int]] = 1
+    renet_hidden: int | list[int] = 100
+    renet_patch: int | list[int] = 1
     cell: str = "gru"
     decoder_filters: list[int] = field(default_factory=lambda: [50, 50])
     decoder: str = "deconv"
@@ -97,7 +97,7 @@ class OptimConfig:
     nesterov: bool = False
     weight_decay: float = 1e-4
     encoder_lr_mult: float = 1.0
-    grad_clip: Union[float, None] = None
+    grad_clip: float | None = None
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     rho: float = 0.95
@@ -125,9 +125,9 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    max_iters: Union[int, None] = 1000
-    epochs: Union[int, None] = None
-    time_budget: Union[str, float, None] = None  # "10m", "90s", "1h30m" or seconds: the run fits in it
+    max_iters: int | None = 1000
+    epochs: int | None = None
+    time_budget: str | float | None = None  # "10m", "90s", "1h30m" or seconds: the run fits in it
     val_interval: int = 200
     checkpoint_interval: int = 100
     log_interval: int = 10
@@ -136,8 +136,8 @@ class TrainConfig:
     amp: bool = False
     channels_last: bool = False  # NHWC activations: faster convolutions under AMP (CPU bf16, GPU tensor cores)
     device: str = "auto"
-    early_stop_patience: Union[int, None] = None
-    init_from: Union[str, None] = None  # start from this checkpoint's weights (a fine-tune; --resume continues a run)
+    early_stop_patience: int | None = None
+    init_from: str | None = None  # start from this checkpoint's weights (a fine-tune; --resume continues a run)
     ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights (0.99 .. 0.9999)
     by_epoch: bool = False  # val_interval and checkpoint_interval count epochs instead of iterations
 
@@ -148,8 +148,8 @@ EVAL_MODES = ("whole", "slide")  # eval.mode and --mode: the whole image at once
 @dataclass
 class EvalConfig:
     mode: str = "whole"
-    crop: Union[list[int], None] = None
-    stride: Union[list[int], None] = None
+    crop: list[int] | None = None
+    stride: list[int] | None = None
     flip: bool = False
     scales: list[float] = field(default_factory=lambda: [1.0])
 
@@ -168,7 +168,7 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], sources: dict[str, str] | None = None) -> "Config":
+    def from_dict(cls, data: dict[str, Any], sources: dict[str, str] | None = None) -> Config:
         return _build(cls, data, "", sources or {})
 
     def was_given(self, key: str) -> bool:
@@ -181,8 +181,13 @@ class Config:
 # The config keys that change inference, and the Predictor argument each one sets: the one map from a config
 # to a Predictor (Predictor.from_config) and from `reseg evaluate --set` to the inference flags.
 INFERENCE_KEYS: dict[str, str] = {
-    "eval.mode": "mode", "eval.crop": "crop", "eval.stride": "stride", "eval.flip": "flip",
-    "eval.scales": "scales", "data.size_divisor": "size_divisor", "data.eval_size": "infer_size",
+    "eval.mode": "mode",
+    "eval.crop": "crop",
+    "eval.stride": "stride",
+    "eval.flip": "flip",
+    "eval.scales": "scales",
+    "data.size_divisor": "size_divisor",
+    "data.eval_size": "infer_size",
 }
 
 
@@ -280,8 +285,10 @@ def closest_keys(key: str, names: list[str], n: int = 3) -> list[str]:
 
 def _build(cls: type, data: Any, prefix: str, sources: dict[str, str]) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"config section {prefix.rstrip('.') or '<root>'!r} must be a mapping, got {data!r}"
-                          f"{_where(prefix.rstrip('.'), sources)}")
+        raise ConfigError(
+            f"config section {prefix.rstrip('.') or '<root>'!r} must be a mapping, got {data!r}"
+            f"{_where(prefix.rstrip('.'), sources)}"
+        )
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -290,8 +297,10 @@ def _build(cls: type, data: Any, prefix: str, sources: dict[str, str]) -> Any:
         if key not in names:
             close = closest_keys(str(key), names)
             hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
-            raise ConfigError(f"unknown config key {full!r}{_where(full, sources)}{hint} "
-                              f"(valid keys in {prefix.rstrip('.') or 'the root'}: {', '.join(names)})")
+            raise ConfigError(
+                f"unknown config key {full!r}{_where(full, sources)}{hint} "
+                f"(valid keys in {prefix.rstrip('.') or 'the root'}: {', '.join(names)})"
+            )
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value, full + ".", sources)
@@ -304,6 +313,7 @@ def _build(cls: type, data: Any, prefix: str, sources: dict[str, str]) -> Any:
 
 
 # ---------------------------------------------------------------- loading
+
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
@@ -322,8 +332,9 @@ def read_yaml_file(path: str | Path, what: str) -> Any:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}); "
-                          f"save it as UTF-8") from None
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}); save it as UTF-8"
+        ) from None
     except OSError as err:
         raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
     try:
@@ -363,7 +374,7 @@ def load_yaml_tree(path: str | Path, sources: dict[str, str] | None = None, _see
         raise ConfigError(f"_base_ in {path} must be a file name or a list of file names, got {bases!r}")
     merged: dict[str, Any] = {}
     for base in bases:
-        base_path = (path.parent / base)
+        base_path = path.parent / base
         if not base_path.is_file():
             raise ConfigError(f"_base_ file {base!r} named in {path} not found (looked at {base_path.resolve()})")
         _merge(merged, load_yaml_tree(base_path, sources, _seen + (path,)), sources, str(base_path.resolve()))
@@ -373,8 +384,15 @@ def load_yaml_tree(path: str | Path, sources: dict[str, str] | None = None, _see
 
 def add_set_argument(parser: argparse.ArgumentParser, example: str = "optim.lr=0.01 data.batch_size=8") -> None:
     """The one `--set KEY=VALUE ...` option: several pairs after one flag, and the flag repeatable."""
-    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help=f"config overrides (YAML values; several per flag, flag repeatable), e.g. --set {example}")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"config overrides (YAML values; several per flag, flag repeatable), e.g. --set {example}",
+    )
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
@@ -408,8 +426,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], sources: dict[st
         sources[key] = "--set"
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None,
-                base: dict[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, base: dict[str, Any] | None = None
+) -> Config:
     """Load, merge, override and validate a config; `None` means all defaults.
 
     `base`, a config dict (a checkpoint's), stands in for the file: the overrides apply to it and the
@@ -443,11 +462,16 @@ def _int_at_least(low: int) -> tuple[Check, str]:
     return (lambda v: isinstance(v, int) and v >= low), f"an integer >= {low}"
 
 
-def _number(low: float, high: float = float("inf"), low_open: bool = False, high_open: bool = False
-            ) -> tuple[Check, str]:
+def _number(
+    low: float, high: float = float("inf"), low_open: bool = False, high_open: bool = False
+) -> tuple[Check, str]:
     def ok(v: Any) -> bool:
-        return (isinstance(v, (int, float)) and (v > low if low_open else v >= low)
-                and (v < high if high_open else v <= high))
+        return (
+            isinstance(v, (int, float))
+            and (v > low if low_open else v >= low)
+            and (v < high if high_open else v <= high)
+        )
+
     if high == float("inf"):
         return ok, f"a number {'>' if low_open else '>='} {low:g}"
     return ok, f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
@@ -460,6 +484,7 @@ def _optional(rule: tuple[Check, str]) -> tuple[Check, str]:
 def _list_of(rule: tuple[Check, str], length: int | None = None, name: str = "") -> tuple[Check, str]:
     def ok(v: Any) -> bool:
         return isinstance(v, list) and (len(v) == length if length else len(v) > 0) and all(rule[0](x) for x in v)
+
     count = f"{length} values" if length else "a non-empty list"
     return ok, f"{name or count}, each {rule[1]}"
 
@@ -478,8 +503,11 @@ _SIZE = _list_of(_int_at_least(1), 2, "[height, width]")
 _POS = _number(0, low_open=True)
 _NONNEG = _number(0)
 _FRACTION = _number(0, 1)
-_DEVICE = ((lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None),
-           "auto, cpu, mps, cuda or cuda:N")
+_DEVICE = (
+    (lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None),
+    "auto, cpu, mps, cuda or cuda:N",
+)
+
 
 def _is_duration(value: Any) -> bool:
     from reseg.engine.budget import parse_duration
@@ -594,12 +622,16 @@ def validate(cfg: Config, sources: dict[str, str] | None = None) -> None:
             raise ConfigError(f"config key {key!r}{_where(key, sources)} is {value!r}; expected {rule[1]}")
     lo, hi = cfg.data.scale_range
     if lo > hi:
-        raise ConfigError(f"config key 'data.scale_range'{_where('data.scale_range', sources)} is "
-                          f"{cfg.data.scale_range!r}; expected [min, max] with min <= max")
+        raise ConfigError(
+            f"config key 'data.scale_range'{_where('data.scale_range', sources)} is "
+            f"{cfg.data.scale_range!r}; expected [min, max] with min <= max"
+        )
     shared = set(cfg.data.train_sequences or ()) & set(cfg.data.val_sequences or ())
     if shared:
-        raise ConfigError(f"config keys 'data.train_sequences' and 'data.val_sequences' both list {sorted(shared)}; "
-                          "a sequence that trains cannot also validate")
+        raise ConfigError(
+            f"config keys 'data.train_sequences' and 'data.val_sequences' both list {sorted(shared)}; "
+            "a sequence that trains cannot also validate"
+        )
     if cfg.train.max_iters is None and cfg.train.epochs is None and cfg.train.time_budget is None:
         raise ConfigError("set one of train.max_iters, train.epochs or train.time_budget")
 

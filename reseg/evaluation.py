@@ -38,11 +38,19 @@ class EvalResult:
 
 # ------------------------------------------------------------------ scoring
 
+
 class Scorer:
     """Accumulates one split's scores and keeps what the report needs (the worst images' predictions)."""
 
-    def __init__(self, class_names: Sequence[str], ignore_index: int = 255, categories: Sequence[str] | None = None,
-                 instance_tables: Any = None, n_samples: int = 4, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        ignore_index: int = 255,
+        categories: Sequence[str] | None = None,
+        instance_tables: Any = None,
+        n_samples: int = 4,
+        device: torch.device | str = "cpu",
+    ) -> None:
         from reseg.metrics import ConfusionMatrix, InstanceIoU
 
         self.class_names = list(class_names)
@@ -55,8 +63,9 @@ class Scorer:
         self.first: Pick | None = None
         self.images = 0
 
-    def add(self, index: int, pred: np.ndarray, truth: np.ndarray, instance_ids: np.ndarray | None = None,
-            where: str = "") -> float:
+    def add(
+        self, index: int, pred: np.ndarray, truth: np.ndarray, instance_ids: np.ndarray | None = None, where: str = ""
+    ) -> float:
         """Score one image; returns its own mIoU (NaN if every pixel is ignored)."""
         from reseg.metrics import scores_from_matrix
 
@@ -100,8 +109,9 @@ class Scorer:
         if self.instance is not None:
             self.instance.all_reduce()
         images = int(all_reduce_sum(torch.tensor([self.images], dtype=torch.int64, device=self.cm.device)))
-        return metrics_dict(self.cm, self.class_names, self.categories, self.instance,
-                            {"num_images": images, **(info or {})})
+        return metrics_dict(
+            self.cm, self.class_names, self.categories, self.instance, {"num_images": images, **(info or {})}
+        )
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -119,12 +129,18 @@ def _identity(x: Any) -> Any:
 
 # ------------------------------------------------------------------ reading items
 
+
 class ItemReader(torch.utils.data.Dataset):
     """What the scoring loop needs per sample, read in worker processes; errors come back as values
     (a worker's exception would otherwise reach the user wrapped in a traceback)."""
 
-    def __init__(self, dataset: Any, need_image: bool, pred_files: Sequence[str] | None = None,
-                 instance_files: Sequence[str | None] | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        need_image: bool,
+        pred_files: Sequence[str] | None = None,
+        instance_files: Sequence[str | None] | None = None,
+    ) -> None:
         self.dataset = dataset
         self.need_image = need_image
         self.pred_files = pred_files
@@ -177,6 +193,7 @@ def check_prediction_range(pred: np.ndarray, num_classes: int, path: str) -> Non
 
 # ------------------------------------------------------------------ dataset facts
 
+
 def _instance_files(dataset: Any) -> list[str | None] | None:
     """Instance-id files from the dataset's meta (Cityscapes keeps them there); None when no sample has one."""
     meta = getattr(dataset, "meta", None)
@@ -194,10 +211,11 @@ def _is_cityscapes(dataset: Any, dataset_name: str | None) -> bool:
     return isinstance(dataset, CityscapesDataset)
 
 
-def cityscapes_extras(dataset: Any, cityscapes: bool, quiet: bool = False
-                      ) -> tuple[list[str] | None, Any, list[str | None] | None]:
+def cityscapes_extras(
+    dataset: Any, cityscapes: bool, quiet: bool = False
+) -> tuple[list[str] | None, Any, list[str | None] | None]:
     """(categories, instance tables, instance files) for datasets that define them; iIoU needs every instance file."""
-    from reseg.metrics import class_categories, cityscapes_instance_tables
+    from reseg.metrics import cityscapes_instance_tables, class_categories
 
     categories = class_categories(dataset.classes)
     if not cityscapes:
@@ -206,8 +224,10 @@ def cityscapes_extras(dataset: Any, cityscapes: bool, quiet: bool = False
     if files is None or not all(files):
         missing = len(dataset) if files is None else sum(f is None for f in files)
         if not quiet:
-            print(f"note: iIoU not computed: {missing} of {len(dataset)} images have no *_gtFine_instanceIds.png",
-                  file=sys.stderr)
+            print(
+                f"note: iIoU not computed: {missing} of {len(dataset)} images have no *_gtFine_instanceIds.png",
+                file=sys.stderr,
+            )
         return categories, None, None
     return categories, cityscapes_instance_tables(), files
 
@@ -221,8 +241,10 @@ def check_unique_stems(names: list[str], dataset: Any, why: str) -> None:
     seen: dict[str, str] = {}
     for stem, (img, _) in zip(names, dataset.files):
         if stem in seen:
-            raise ResegError(f"{why}: two images share the file stem {stem!r} ({seen[stem]} and {img}); "
-                             f"prediction files are named <stem>.png, so stems must be unique")
+            raise ResegError(
+                f"{why}: two images share the file stem {stem!r} ({seen[stem]} and {img}); "
+                f"prediction files are named <stem>.png, so stems must be unique"
+            )
         seen[stem] = img
 
 
@@ -235,8 +257,9 @@ def index_predictions(folder: str | Path) -> dict[str, Path]:
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.suffix.lower() == ".png":
             if p.stem in found:
-                raise ResegError(f"two prediction files share the stem {p.stem!r}: {found[p.stem]} and {p}; "
-                                 f"keep one PNG per image")
+                raise ResegError(
+                    f"two prediction files share the stem {p.stem!r}: {found[p.stem]} and {p}; keep one PNG per image"
+                )
             found[p.stem] = p
     return found
 
@@ -249,8 +272,10 @@ def match_predictions(dataset: Any, folder: str | Path) -> tuple[list[str], int]
     missing = [s for s in names if s not in found]
     if missing:
         shown = ", ".join(f"{s}.png" for s in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ResegError(f"{len(missing)} of {len(names)} prediction(s) missing in {folder} "
-                         f"(searched recursively for <image stem>.png): {shown}")
+        raise ResegError(
+            f"{len(missing)} of {len(names)} prediction(s) missing in {folder} "
+            f"(searched recursively for <image stem>.png): {shown}"
+        )
     return [str(found[s]) for s in names], len(found) - len(names)
 
 
@@ -269,21 +294,28 @@ def check_class_count(class_names: Sequence[str], dataset: Any, source: str, whe
     names = list(class_names)
     ds_names = list(dataset.classes.names)
     if len(names) != len(ds_names):
-        raise ResegError(f"{source} predicts {len(names)} classes but dataset {where} has {len(ds_names)}; "
-                         f"evaluate on the dataset the model was trained for")
+        raise ResegError(
+            f"{source} predicts {len(names)} classes but dataset {where} has {len(ds_names)}; "
+            f"evaluate on the dataset the model was trained for"
+        )
     if [n.lower() for n in names] != [n.lower() for n in ds_names]:
-        print(f"warning: the class names of {source} {names} differ from the dataset's {ds_names}; "
-              f"scoring by class index", file=sys.stderr)
+        print(
+            f"warning: the class names of {source} {names} differ from the dataset's {ds_names}; "
+            f"scoring by class index",
+            file=sys.stderr,
+        )
 
 
 # ------------------------------------------------------------------ the loop
+
 
 def _read(items: ItemReader, indices: Sequence[int], workers: int) -> Iterator[dict[str, Any]]:
     """Items in order, read by `workers` processes; a reading error becomes a ResegError here."""
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(items, batch_size=None, shuffle=False, sampler=list(indices), num_workers=max(0, workers),
-                        collate_fn=_identity)
+    loader = DataLoader(
+        items, batch_size=None, shuffle=False, sampler=list(indices), num_workers=max(0, workers), collate_fn=_identity
+    )
     for item in loader:
         if "error" in item:
             raise ResegError(item["error"])
@@ -301,11 +333,23 @@ def _groups(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[st
         yield group
 
 
-def evaluate_split(predictor: Any, dataset: Any, *, indices: Sequence[int] | None = None, workers: int = 0,
-                   batch_size: int = 1, progress: bool = False, samples: int = 0, save_dir: str | Path | None = None,
-                   save_format: str = "trainid", dataset_name: str | None = None,
-                   pred_files: Sequence[str] | None = None, class_names: Sequence[str] | None = None,
-                   info: dict[str, Any] | None = None, quiet: bool = False) -> EvalResult:
+def evaluate_split(
+    predictor: Any,
+    dataset: Any,
+    *,
+    indices: Sequence[int] | None = None,
+    workers: int = 0,
+    batch_size: int = 1,
+    progress: bool = False,
+    samples: int = 0,
+    save_dir: str | Path | None = None,
+    save_format: str = "trainid",
+    dataset_name: str | None = None,
+    pred_files: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    info: dict[str, Any] | None = None,
+    quiet: bool = False,
+) -> EvalResult:
     """Score `predictor` (a reseg.predictor.Predictor, or None with `pred_files`) on every item of `dataset`.
 
     dataset: built with transform=None, so images and labels are the full-size files.
@@ -341,13 +385,29 @@ def score_predictions(pred_files: Sequence[str], dataset: Any, **kwargs: Any) ->
     return evaluate_split(None, dataset, pred_files=pred_files, **kwargs)
 
 
-def _score_all(scorer: Scorer, dataset: Any, items: ItemReader, order: list[int], predictor: Any, saver: Any,
-               workers: int, batch_size: int, progress: bool) -> None:
+def _score_all(
+    scorer: Scorer,
+    dataset: Any,
+    items: ItemReader,
+    order: list[int],
+    predictor: Any,
+    saver: Any,
+    workers: int,
+    batch_size: int,
+    progress: bool,
+) -> None:
     from tqdm import tqdm
 
     files = dataset.files
-    bar = tqdm(total=len(order), desc="evaluate" if predictor is not None else "score", unit="img",
-               dynamic_ncols=True, file=sys.stderr, disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(order),
+        desc="evaluate" if predictor is not None else "score",
+        unit="img",
+        dynamic_ncols=True,
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+    )
     try:
         for group in _groups(_read(items, order, workers), batch_size if predictor is not None else 1):
             if predictor is not None:
@@ -376,6 +436,12 @@ def sample_rows(result: EvalResult, dataset: Any) -> list[dict[str, Any]]:
         image, truth = dataset.load_pair(i)
         tag = "first image" if n == 0 else "worst" if n == 1 else f"worst #{n}"
         iou = "n/a" if math.isnan(score) else f"{100 * score:.1f}%"
-        out.append({"image": image, "truth": truth, "pred": pred,
-                    "title": f"{Path(dataset.files[i][0]).name} ({tag}, mIoU {iou})"})
+        out.append(
+            {
+                "image": image,
+                "truth": truth,
+                "pred": pred,
+                "title": f"{Path(dataset.files[i][0]).name} ({tag}, mIoU {iou})",
+            }
+        )
     return out

@@ -16,8 +16,10 @@ from typing import Any
 
 from reseg.errors import ResegError
 
-def checkpoint_config(checkpoint: str | Path, overrides: Sequence[str] = (), data_root: str | Path | None = None
-                      ) -> Any:
+
+def checkpoint_config(
+    checkpoint: str | Path, overrides: Sequence[str] = (), data_root: str | Path | None = None
+) -> Any:
     """The checkpoint's config with the `--set` overrides and a new data root, checked like a config file's.
 
     Read before the model is built, so a bad override is a named error before any work.
@@ -38,15 +40,28 @@ def overridden_inference_settings(cfg: Any, overrides: Sequence[str]) -> dict[st
 
     set_keys = [key for key, _ in parse_overrides(list(overrides))]
     settings = inference_settings(cfg)
-    return {option: settings[option] for key, option in INFERENCE_KEYS.items()
-            if any(key == k or key.startswith(k + ".") for k in set_keys)}
+    return {
+        option: settings[option]
+        for key, option in INFERENCE_KEYS.items()
+        if any(key == k or key.startswith(k + ".") for k in set_keys)
+    }
 
 
-def evaluate_checkpoint(checkpoint: str | Path, *, overrides: Sequence[str] = (), data_root: str | Path | None = None,
-                        split: str | None = None, out: str | Path | None = None, device: str = "auto",
-                        predictor_options: dict[str, Any] | None = None, save_preds: str | Path | None = None,
-                        save_format: str = "trainid", samples: int = 4, workers: int | None = None,
-                        batch: int | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    data_root: str | Path | None = None,
+    split: str | None = None,
+    out: str | Path | None = None,
+    device: str = "auto",
+    predictor_options: dict[str, Any] | None = None,
+    save_preds: str | Path | None = None,
+    save_format: str = "trainid",
+    samples: int = 4,
+    workers: int | None = None,
+    batch: int | None = None,
+) -> dict[str, Any]:
     """Run the checkpoint's model on a labelled split and write the report; returns the metrics record.
 
     predictor_options: Predictor keyword arguments from the command line (None = the config's); they win
@@ -62,17 +77,37 @@ def evaluate_checkpoint(checkpoint: str | Path, *, overrides: Sequence[str] = ()
     predictor = Predictor.from_checkpoint(checkpoint, device=device, **options)
     split = split or cfg.data.val_split
     dataset = build_dataset(cfg, split, transform=None)
-    check_class_count(predictor.class_names, dataset, f"checkpoint {checkpoint}",
-                      f"{cfg.data.dataset!r} ({cfg.data.root}, split {split!r})")
+    check_class_count(
+        predictor.class_names,
+        dataset,
+        f"checkpoint {checkpoint}",
+        f"{cfg.data.dataset!r} ({cfg.data.root}, split {split!r})",
+    )
     out = Path(out) if out else default_report_dir(checkpoint, split)
     check_outputs(out, dataset, save_preds=save_preds)
-    print(f"evaluating {checkpoint} on {cfg.data.dataset} {split} ({len(dataset)} images) with "
-          f"{predictor.describe()}", file=sys.stderr)
-    info = {"dataset": cfg.data.dataset, "split": split, "data_root": str(cfg.data.root),
-            "checkpoint": str(checkpoint), "inference": predictor.describe()}
-    result = evaluate_split(predictor, dataset, workers=cfg.data.num_workers if workers is None else workers,
-                            batch_size=batch or 1, progress=True, samples=samples, save_dir=save_preds,
-                            save_format=save_format, dataset_name=cfg.data.dataset, info=info)
+    print(
+        f"evaluating {checkpoint} on {cfg.data.dataset} {split} ({len(dataset)} images) with {predictor.describe()}",
+        file=sys.stderr,
+    )
+    info = {
+        "dataset": cfg.data.dataset,
+        "split": split,
+        "data_root": str(cfg.data.root),
+        "checkpoint": str(checkpoint),
+        "inference": predictor.describe(),
+    }
+    result = evaluate_split(
+        predictor,
+        dataset,
+        workers=cfg.data.num_workers if workers is None else workers,
+        batch_size=batch or 1,
+        progress=True,
+        samples=samples,
+        save_dir=save_preds,
+        save_format=save_format,
+        dataset_name=cfg.data.dataset,
+        info=info,
+    )
     write_results(result, dataset, out, predictor.palette, f"{Path(checkpoint).name} on {cfg.data.dataset} {split}")
     if save_preds:
         print(f"wrote {result.images} prediction PNG(s) to {Path(save_preds).resolve()}")
@@ -82,13 +117,21 @@ def evaluate_checkpoint(checkpoint: str | Path, *, overrides: Sequence[str] = ()
 def default_report_dir(checkpoint: str | Path, split: str) -> Path:
     """eval_<split> beside a checkpoint file or model folder; for a Hub model, under work_dirs/evaluate."""
     if str(checkpoint).startswith("hf://"):
-        return Path("work_dirs") / "evaluate" / str(checkpoint)[len("hf://"):].replace("/", "_") / f"eval_{split}"
+        return Path("work_dirs") / "evaluate" / str(checkpoint)[len("hf://") :].replace("/", "_") / f"eval_{split}"
     return Path(checkpoint).resolve().parent / f"eval_{split}"
 
 
-def evaluate_predictions(preds: str | Path, *, dataset: str, data_root: str | Path, split: str | None = None,
-                         classes_file: str | None = None, out: str | Path | None = None, samples: int = 4,
-                         workers: int | None = None) -> dict[str, Any]:
+def evaluate_predictions(
+    preds: str | Path,
+    *,
+    dataset: str,
+    data_root: str | Path,
+    split: str | None = None,
+    classes_file: str | None = None,
+    out: str | Path | None = None,
+    samples: int = 4,
+    workers: int | None = None,
+) -> dict[str, Any]:
     """Score saved train-id PNGs (<image stem>.png below `preds`) against a labelled split and write the report.
 
     dataset: a data.dataset name; out: default work_dirs/evaluate/<preds folder name>.
@@ -108,16 +151,24 @@ def evaluate_predictions(preds: str | Path, *, dataset: str, data_root: str | Pa
     check_outputs(out, data, preds=preds)
     print(f"scoring {len(pred_files)} prediction(s) from {preds} on {dataset} {split}", file=sys.stderr)
     info = {"dataset": dataset, "split": split, "data_root": str(data_root), "preds": str(preds)}
-    result = score_predictions(pred_files, data, workers=cfg.data.num_workers if workers is None else workers,
-                               progress=True, samples=samples, dataset_name=dataset, info=info)
+    result = score_predictions(
+        pred_files,
+        data,
+        workers=cfg.data.num_workers if workers is None else workers,
+        progress=True,
+        samples=samples,
+        dataset_name=dataset,
+        info=info,
+    )
     if unused:
         print(f"note: {unused} PNG(s) in {preds} match no image of the split and were not scored", file=sys.stderr)
     write_results(result, data, out, data.classes.palette, f"{Path(preds).name} on {dataset} {split}")
     return result.metrics
 
 
-def check_outputs(out: Path, dataset: Any, preds: str | Path | None = None,
-                  save_preds: str | Path | None = None) -> None:
+def check_outputs(
+    out: Path, dataset: Any, preds: str | Path | None = None, save_preds: str | Path | None = None
+) -> None:
     """Refuse, before any scoring, outputs that are files or lie in the dataset or the predictions read."""
     from reseg.evaluation import dataset_folders
     from reseg.io import check_output_dir, refuse_overlap

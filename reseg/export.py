@@ -10,7 +10,6 @@ as input (the normalisation) and what it gives (logits, the class names).
 from __future__ import annotations
 
 import contextlib
-
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -28,8 +27,16 @@ from reseg.io import atomic_path
 from reseg.models.renet import static_export
 from reseg.onnx.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from reseg.onnx.quantize import int8_agreement, quantize_int8
-from reseg.onnx.trace import (DEFAULT_TOLERANCE, ExportWrapper, check_sizes, check_tolerance, compare, reference,
-                              rnn_path, valid_tolerance)
+from reseg.onnx.trace import (
+    DEFAULT_TOLERANCE,
+    ExportWrapper,
+    check_sizes,
+    check_tolerance,
+    compare,
+    reference,
+    rnn_path,
+    valid_tolerance,
+)
 from reseg.preprocess import normalization_stats
 
 FORMATS = ("onnx", "torchscript")
@@ -39,11 +46,21 @@ def input_spec(class_names: Sequence[str] | None = None) -> dict[str, Any]:
     """What a user of the exported file must feed it and what comes out (recorded in the export JSON)."""
     mean, std = normalization_stats()
     spec: dict[str, Any] = {
-        "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "channels": "RGB",
-                  "normalisation": "(pixel - mean) / std, pixel in 0..255",
-                  "mean": [round(float(v), 4) for v in mean], "std": [round(float(v), 4) for v in std]},
-        "output": {"name": OUTPUT_NAME, "layout": "NCHW", "dtype": "float32",
-                   "meaning": "per-class logits at the input's height and width; argmax over C gives train ids"},
+        "input": {
+            "name": INPUT_NAME,
+            "layout": "NCHW",
+            "dtype": "float32",
+            "channels": "RGB",
+            "normalisation": "(pixel - mean) / std, pixel in 0..255",
+            "mean": [round(float(v), 4) for v in mean],
+            "std": [round(float(v), 4) for v in std],
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "layout": "NCHW",
+            "dtype": "float32",
+            "meaning": "per-class logits at the input's height and width; argmax over C gives train ids",
+        },
     }
     if class_names is not None:
         spec["class_names"] = [str(n) for n in class_names]
@@ -62,9 +79,13 @@ def verify_torchscript(path: str | Path, model: nn.Module, size: tuple[int, int]
     return compare(got, ref, size, "TorchScript")
 
 
-def export_torchscript(model: nn.Module, out: str | Path, size: tuple[int, int] = (64, 96),
-                       check_size: tuple[int, int] | None = None,
-                       tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+def export_torchscript(
+    model: nn.Module,
+    out: str | Path,
+    size: tuple[int, int] = (64, 96),
+    check_size: tuple[int, int] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> dict[str, Any]:
     """Write a traced TorchScript module (size-generic by construction), checked at two sizes."""
     tolerance = valid_tolerance(tolerance)
     wrapper = ExportWrapper(model)
@@ -75,15 +96,22 @@ def export_torchscript(model: nn.Module, out: str | Path, size: tuple[int, int] 
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(wrapper, (x,), check_trace=False)
         traced.save(str(tmp))
-        checks = [verify_torchscript(tmp, model, s, b)
-                  for s, b in check_sizes(size, wrapper.multiple, True, check_size)]
+        checks = [
+            verify_torchscript(tmp, model, s, b) for s, b in check_sizes(size, wrapper.multiple, True, check_size)
+        ]
         summary = check_tolerance(checks, tolerance, "TorchScript")
     return {"path": str(out), "format": "torchscript", "trace_size": list(size), "dynamic": True, **summary}
 
 
-def export_onnx_int8(model: nn.Module, out: str | Path, calibration: Calibration, cfg: Config,
-                     size: tuple[int, int] = (64, 96), opset: int = 17,
-                     tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+def export_onnx_int8(
+    model: nn.Module,
+    out: str | Path,
+    calibration: Calibration,
+    cfg: Config,
+    size: tuple[int, int] = (64, 96),
+    opset: int = 17,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> dict[str, Any]:
     """An int8 ONNX file (what `--int8` runs), made from the checked fp32 export and calibrated on
     `calibration` as the config's inference sees it; the report gives its agreement with fp32 on the
     calibration images: int8 is not held to the fp32 tolerance."""
@@ -91,18 +119,34 @@ def export_onnx_int8(model: nn.Module, out: str | Path, calibration: Calibration
     with tempfile.TemporaryDirectory(prefix="reseg-export-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         res = export_onnx(model, fp32, size, True, opset, tolerance=tolerance)
-        inputs = calibration_inputs(calibration.load(), int(cfg.data.size_divisor or 0),
-                                    tuple(cfg.data.eval_size) if cfg.data.eval_size else None)
+        inputs = calibration_inputs(
+            calibration.load(),
+            int(cfg.data.size_divisor or 0),
+            tuple(cfg.data.eval_size) if cfg.data.eval_size else None,
+        )
         quantize_int8(fp32, out, inputs)
         res["int8"] = {"calibration_images": len(inputs), **int8_agreement(fp32, out, inputs)}
-    res["path"], res["quantization"] = str(out), ("int8 QLinearConv and QGemm (convolutions but the classifier, "
-                                                  "ReNet projections; per-channel weights, uint8 activations)")
+    res["path"], res["quantization"] = (
+        str(out),
+        (
+            "int8 QLinearConv and QGemm (convolutions but the classifier, "
+            "ReNet projections; per-channel weights, uint8 activations)"
+        ),
+    )
     return res
 
 
-def export(checkpoint: str | Path, fmt: str, out: str | Path, size: tuple[int, int] = (64, 96),
-           dynamic: bool = True, opset: int = 17, tolerance: float = DEFAULT_TOLERANCE, int8: bool = False,
-           calibration: Any = None) -> dict[str, Any]:
+def export(
+    checkpoint: str | Path,
+    fmt: str,
+    out: str | Path,
+    size: tuple[int, int] = (64, 96),
+    dynamic: bool = True,
+    opset: int = 17,
+    tolerance: float = DEFAULT_TOLERANCE,
+    int8: bool = False,
+    calibration: Any = None,
+) -> dict[str, Any]:
     """Export a checkpoint; the result says where, at which sizes, the differences and the input spec.
 
     int8 (ONNX only): quantise the convolutions and ReNet projections, calibrated on `calibration` (image paths/globs/folders;
@@ -115,8 +159,9 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path, size: tuple[int, i
     ckpt = read_checkpoint(checkpoint)
     cal = None
     if int8:  # checked before the export's minutes: a missing calibration folder is an error now
-        cal = as_calibration(calibration) or Calibration.from_training_split(ckpt.config,
-                                                                             where=f"checkpoint {checkpoint}")
+        cal = as_calibration(calibration) or Calibration.from_training_split(
+            ckpt.config, where=f"checkpoint {checkpoint}"
+        )
     model = ckpt.build_model()
     if cal is not None:
         res = export_onnx_int8(model, out, cal, ckpt.config, size, opset, tolerance)

@@ -27,7 +27,7 @@ def is_hub_source(source: Any) -> bool:
 
 def parse_source(source: str) -> tuple[str, str | None]:
     """`hf://user/repo@revision` -> ("user/repo", "revision"); the revision is optional."""
-    repo, _, revision = source[len(PREFIX):].partition("@")
+    repo, _, revision = source[len(PREFIX) :].partition("@")
     if not _REPO.fullmatch(repo) or (revision and not _REVISION.fullmatch(revision)):
         raise HubError(f"{source!r} is not a Hub model; expected hf://user/repo or hf://user/repo@revision")
     return repo, revision or None
@@ -37,8 +37,7 @@ def _hub() -> ModuleType:
     try:
         import huggingface_hub
     except ImportError:
-        raise HubError("Hugging Face Hub models need the huggingface_hub package: "
-                       "pip install 'reseg[hub]'") from None
+        raise HubError("Hugging Face Hub models need the huggingface_hub package: pip install 'reseg[hub]'") from None
     return huggingface_hub
 
 
@@ -49,8 +48,13 @@ def download(source: str) -> Path:
 
     repo, revision = parse_source(source)
     try:
-        folder = _hub().snapshot_download(repo_id=repo, revision=revision, allow_patterns=list(FILES),
-                                          library_name="reseg", library_version=__version__)
+        folder = _hub().snapshot_download(
+            repo_id=repo,
+            revision=revision,
+            allow_patterns=list(FILES),
+            library_name="reseg",
+            library_version=__version__,
+        )
     except (OSError, ValueError) as err:  # huggingface_hub's HTTP and cache errors are OSErrors
         detail = " ".join(str(err).split())[:300]
         raise HubError(f"cannot download {source}: {type(err).__name__}: {detail}") from None
@@ -67,10 +71,16 @@ def push(folder: str | Path, repo: str) -> str:
     try:
         api = hub.HfApi()
         api.create_repo(repo, repo_type="model", exist_ok=True)
-        info = api.upload_folder(repo_id=repo, folder_path=str(folder), repo_type="model",
-                                 commit_message=f"Upload reseg model folder {Path(folder).name}")
+        info = api.upload_folder(
+            repo_id=repo,
+            folder_path=str(folder),
+            repo_type="model",
+            commit_message=f"Upload reseg model folder {Path(folder).name}",
+        )
     except (OSError, ValueError) as err:
         detail = " ".join(str(err).split())[:300]
-        raise HubError(f"pushing {folder} to {repo} failed: {type(err).__name__}: {detail} "
-                       f"(a token with write access comes from `hf auth login` or HF_TOKEN)") from None
+        raise HubError(
+            f"pushing {folder} to {repo} failed: {type(err).__name__}: {detail} "
+            f"(a token with write access comes from `hf auth login` or HF_TOKEN)"
+        ) from None
     return str(getattr(info, "commit_url", None) or f"https://huggingface.co/{repo}")

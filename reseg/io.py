@@ -55,8 +55,10 @@ def _fsync_dir(folder: Path) -> None:
 
 def _raise_disk_full(err: OSError, path: Path) -> None:
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise DiskFullError(f"no space left on the device while writing {path} "
-                            f"({_free_space(path.parent)} free); the previous file, if any, is intact") from None
+        raise DiskFullError(
+            f"no space left on the device while writing {path} "
+            f"({_free_space(path.parent)} free); the previous file, if any, is intact"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -91,10 +93,9 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     """`open()` for writing, atomically: readers see the old file or the whole new one."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files; mode must be 'w' or 'wb', not {mode!r}")
-    with atomic_path(path) as tmp:
-        with open(tmp, mode, encoding=None if "b" in mode else encoding) as fh:
-            yield fh
-            fh.flush()
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else encoding) as fh:
+        yield fh
+        fh.flush()
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -128,8 +129,10 @@ def refuse_overlap(output: str | Path, inputs: Iterable[str | Path], output_flag
     for item in inputs:
         src = Path(item).resolve()
         if _contains(src, out) if src.is_dir() else out == src:
-            raise ResegError(f"{output_flag} {output} would write into {input_what} {item} ({src}); "
-                             f"choose an output outside what the command reads")
+            raise ResegError(
+                f"{output_flag} {output} would write into {input_what} {item} ({src}); "
+                f"choose an output outside what the command reads"
+            )
 
 
 def check_output_dir(path: str | Path, flag: str) -> Path:

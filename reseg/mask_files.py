@@ -18,7 +18,6 @@ import numpy as np
 
 from reseg.errors import ResegError
 
-
 # --save-preds formats: train ids, or the official Cityscapes label ids its evaluation server expects
 SAVE_FORMATS = ("trainid", "cityscapes")
 
@@ -33,8 +32,9 @@ def write_train_ids(path: str | Path, mask: np.ndarray) -> Path:
 class PredictionSaver:
     """Writes each prediction as <stem>.png: train ids, or official Cityscapes label ids."""
 
-    def __init__(self, folder: str | Path, names: list[str], fmt: str = "trainid", cityscapes: bool = False,
-                 num_classes: int = 0) -> None:
+    def __init__(
+        self, folder: str | Path, names: list[str], fmt: str = "trainid", cityscapes: bool = False, num_classes: int = 0
+    ) -> None:
         self.folder = Path(folder)
         self.names = names
         self.lut: np.ndarray | None = None
@@ -44,8 +44,10 @@ class PredictionSaver:
             from reseg.data.classes import CITYSCAPES_TRAIN_ID_TO_ID
 
             if not cityscapes or num_classes != len(CITYSCAPES_TRAIN_ID_TO_ID):
-                raise ResegError(f"--format cityscapes needs the 19-class Cityscapes dataset, not this one "
-                                 f"with {num_classes} classes; use --format trainid")
+                raise ResegError(
+                    f"--format cityscapes needs the 19-class Cityscapes dataset, not this one "
+                    f"with {num_classes} classes; use --format trainid"
+                )
             self.lut = np.zeros(256, np.uint8)
             self.lut[: len(CITYSCAPES_TRAIN_ID_TO_ID)] = CITYSCAPES_TRAIN_ID_TO_ID
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -56,8 +58,9 @@ class PredictionSaver:
         self.count += 1
 
 
-def write_outputs(out_dir: Path, name: Path, image: np.ndarray, mask: np.ndarray, palette: Any, opacity: float,
-                  overlay_ext: str) -> None:
+def write_outputs(
+    out_dir: Path, name: Path, image: np.ndarray, mask: np.ndarray, palette: Any, opacity: float, overlay_ext: str
+) -> None:
     """<name>.png (train ids), <name>_color.png and <name>_overlay.<ext> under out_dir, each atomically."""
     from reseg.viz import colorize, overlay, write_image
 
@@ -83,8 +86,10 @@ def check_outputs(out_dir: Path, inputs: Sequence[str], items: Sequence[tuple[Pa
     for _, name in items:
         for target in output_files(out_dir, name, overlay_ext):
             if target.resolve() in sources:
-                raise ResegError(f"--out {out_dir} would overwrite the input image {sources[target.resolve()]} "
-                                 f"with {target}; choose an output folder outside the inputs")
+                raise ResegError(
+                    f"--out {out_dir} would overwrite the input image {sources[target.resolve()]} "
+                    f"with {target}; choose an output folder outside the inputs"
+                )
 
 
 @dataclass
@@ -93,8 +98,15 @@ class PredictResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def predict_files(predictor: Any, items: Sequence[tuple[Path, Path]], out_dir: Path, batch: int = 1,
-                  opacity: float = 0.5, overlay_ext: str = "jpg", progress: bool = True) -> PredictResult:
+def predict_files(
+    predictor: Any,
+    items: Sequence[tuple[Path, Path]],
+    out_dir: Path,
+    batch: int = 1,
+    opacity: float = 0.5,
+    overlay_ext: str = "jpg",
+    progress: bool = True,
+) -> PredictResult:
     """Segment (image path, output name) pairs into out_dir; unreadable images are skipped with a warning."""
     from tqdm import tqdm
 
@@ -104,8 +116,7 @@ def predict_files(predictor: Any, items: Sequence[tuple[Path, Path]], out_dir: P
     if not 0.0 <= opacity <= 1.0:
         raise ResegError(f"--opacity must be in [0, 1], got {opacity}")
     result = PredictResult()
-    bar = tqdm(total=len(items), unit="img", desc="predict", dynamic_ncols=True, file=sys.stderr,
-               disable=not progress)
+    bar = tqdm(total=len(items), unit="img", desc="predict", dynamic_ncols=True, file=sys.stderr, disable=not progress)
 
     def readable() -> Iterator[tuple[Path, np.ndarray]]:
         for path, name in items:

@@ -9,8 +9,9 @@ scores NaN and is left out of every mean.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,8 +63,9 @@ def nanmean(x: torch.Tensor) -> float:
     return float(x.mean()) if x.numel() else float("nan")
 
 
-def confusion(pred: Any, target: Any, num_classes: int, ignore_index: int = 255,
-              device: torch.device | str | None = None) -> torch.Tensor:
+def confusion(
+    pred: Any, target: Any, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None
+) -> torch.Tensor:
     """C x C int64 matrix (rows = truth, columns = prediction) of one batch.
 
     Pixels whose truth is `ignore_index` are left out. A truth value outside 0..C-1 that is not
@@ -108,8 +110,10 @@ def _confusion_joint(t: torch.Tensor, p: torch.Tensor, C: int, ignore_index: int
     rows = hist.sum(1)
     rows[ignore_index] = 0
     if bool(rows[C:].any()):
-        raise ResegError(f"label map holds values {_values(rows[C:], C)} outside 0..{C - 1} "
-                         f"that are not the ignore index {ignore_index}")
+        raise ResegError(
+            f"label map holds values {_values(rows[C:], C)} outside 0..{C - 1} "
+            f"that are not the ignore index {ignore_index}"
+        )
     bad_pred = hist[:C, C:].sum(0)
     if bool(bad_pred.any()):
         raise ResegError(f"prediction holds values {_values(bad_pred, C)} outside 0..{C - 1}")
@@ -125,8 +129,10 @@ def _confusion_general(t: torch.Tensor, p: torch.Tensor, C: int, ignore_index: i
     p = p[keep]
     bad_t = (t < 0) | (t >= C)
     if bool(bad_t.any()):
-        raise ResegError(f"label map holds values {_describe(t[bad_t])} outside 0..{C - 1} "
-                         f"that are not the ignore index {ignore_index}")
+        raise ResegError(
+            f"label map holds values {_describe(t[bad_t])} outside 0..{C - 1} "
+            f"that are not the ignore index {ignore_index}"
+        )
     bad_p = (p < 0) | (p >= C)
     if bool(bad_p.any()):
         raise ResegError(f"prediction holds values {_describe(p[bad_p])} outside 0..{C - 1}")
@@ -158,8 +164,16 @@ def scores_from_matrix(mat: torch.Tensor) -> dict[str, Any]:
         aacc = float(tp.sum() / total)
     else:
         fw = aacc = float("nan")
-    return {"mIoU": nanmean(iou), "mAcc": nanmean(acc), "aAcc": aacc, "fwIoU": fw,
-            "mDice": nanmean(dice), "IoU": iou, "Acc": acc, "Dice": dice}
+    return {
+        "mIoU": nanmean(iou),
+        "mAcc": nanmean(acc),
+        "aAcc": aacc,
+        "fwIoU": fw,
+        "mDice": nanmean(dice),
+        "IoU": iou,
+        "Acc": acc,
+        "Dice": dice,
+    }
 
 
 class ConfusionMatrix:
@@ -174,8 +188,11 @@ class ConfusionMatrix:
             raise ResegError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
-        self.mat = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64,
-                               device=torch.device(device) if device is not None else None)
+        self.mat = torch.zeros(
+            (self.num_classes, self.num_classes),
+            dtype=torch.int64,
+            device=torch.device(device) if device is not None else None,
+        )
 
     @property
     def device(self) -> torch.device:
@@ -209,6 +226,7 @@ class ConfusionMatrix:
 
 
 # ------------------------------------------------------------------ Cityscapes extras
+
 
 def _category_order(categories: Sequence[str]) -> list[str]:
     seen: list[str] = []
@@ -275,8 +293,9 @@ def class_categories(info: Any) -> list[str] | None:
     return [names[c] if names is not None and isinstance(c, int) else str(c) for c in cats]
 
 
-def instance_tables(info: Any, id_to_train: Sequence[int],
-                    avg_instance_size: Mapping[str, float] | None = None) -> InstanceTables | None:
+def instance_tables(
+    info: Any, id_to_train: Sequence[int], avg_instance_size: Mapping[str, float] | None = None
+) -> InstanceTables | None:
     """InstanceTables for a class table with categories and instance classes; None where it has neither.
 
     `id_to_train` maps raw label ids (instance id // 1000) to train ids; `avg_instance_size` maps
@@ -352,8 +371,9 @@ class InstanceIoU:
         p = _as_tensor(pred, dev)
         inst = _as_tensor(instance_ids, dev)
         if p.shape != inst.shape:
-            raise ResegError(f"prediction shape {tuple(p.shape)} differs from the instance map shape "
-                             f"{tuple(inst.shape)}")
+            raise ResegError(
+                f"prediction shape {tuple(p.shape)} differs from the instance map shape {tuple(inst.shape)}"
+            )
         inst = inst.reshape(-1).long()
         sel = inst > 1000
         if not bool(sel.any()):
@@ -362,8 +382,10 @@ class InstanceIoU:
         p = p.reshape(-1)[sel].long()
         lid = ids // 1000
         if int(lid.max()) >= self._l2t.numel():
-            raise ResegError(f"instance map holds ids {_describe(ids[lid >= self._l2t.numel()])} whose label id "
-                             f"(id // 1000) is not a Cityscapes label")
+            raise ResegError(
+                f"instance map holds ids {_describe(ids[lid >= self._l2t.numel()])} whose label id "
+                f"(id // 1000) is not a Cityscapes label"
+            )
         C = self.tables.num_classes
         tid = self._l2t[lid]
         tid = torch.where((tid >= 0) & (tid < C), tid, C)  # C = ignored label
@@ -375,8 +397,9 @@ class InstanceIoU:
         size = torch.bincount(inv, minlength=uniq.numel()).to(torch.float64)
         hit = torch.bincount(inv, weights=(p == tid).to(torch.float64), minlength=uniq.numel())
         pc = torch.where((p >= 0) & (p < C), p, C)
-        cat_hit = torch.bincount(inv, weights=(self._cat[pc] == self._cat[tid]).to(torch.float64),
-                                 minlength=uniq.numel())
+        cat_hit = torch.bincount(
+            inv, weights=(self._cat[pc] == self._cat[tid]).to(torch.float64), minlength=uniq.numel()
+        )
         inst_tid = self._l2t[uniq // 1000]
         weight = self._size[inst_tid] / size
         self.tp.index_add_(0, inst_tid, hit * weight)
@@ -408,7 +431,11 @@ class InstanceIoU:
             cfp = float(m[others][:, members].sum())
             d = float(self.cat_tp[k]) + cfp + float(self.cat_fn[k])
             cats[name] = float(self.cat_tp[k]) / d if d > 0 else float("nan")
-        return {"iIoU": nanmean(per_class), "per_class_iIoU": per_class, "category_iIoU": cats,
-                "mean_category_iIoU": nanmean(torch.tensor(list(cats.values()), dtype=torch.float64))
-                if cats else float("nan")}
-
+        return {
+            "iIoU": nanmean(per_class),
+            "per_class_iIoU": per_class,
+            "category_iIoU": cats,
+            "mean_category_iIoU": nanmean(torch.tensor(list(cats.values()), dtype=torch.float64))
+            if cats
+            else float("nan"),
+        }

@@ -40,14 +40,21 @@ def read_model_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any
         checkpoints = sorted(p.name for p in folder.glob("*.pt"))
         if checkpoints and len(missing) == len(REQUIRED):
             hint = f"; it holds {', '.join(checkpoints)}: pass one of those as the checkpoint"
-        raise ModelFolderError(f"model folder {folder} is incomplete: it lacks {', '.join(missing)} (a model folder "
-                               f"holds {', '.join(REQUIRED)}; write one with `reseg package`){hint}")
+        raise ModelFolderError(
+            f"model folder {folder} is incomplete: it lacks {', '.join(missing)} (a model folder "
+            f"holds {', '.join(REQUIRED)}; write one with `reseg package`){hint}"
+        )
     config = _read_config(folder / CONFIG)
     names, palette, ignore_index = _read_classes(folder / CLASSES)
     weights = _read_weights(folder / WEIGHTS)
     check_weights_fit(weights, config, len(names), f"model folder {folder}: {WEIGHTS} does not fit {CONFIG}")
-    info = {"config": config, "class_names": names, "palette": palette, "ignore_index": ignore_index,
-            "source": str(folder)}
+    info = {
+        "config": config,
+        "class_names": names,
+        "palette": palette,
+        "ignore_index": ignore_index,
+        "source": str(folder),
+    }
     return weights, info
 
 
@@ -59,8 +66,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     except ResegError as err:
         raise ModelFolderError(str(err)) from None
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-        raise ModelFolderError(f"{path} must be a mapping with a 'model' section (and 'data', 'eval'), "
-                               f"got {type(data).__name__}")
+        raise ModelFolderError(
+            f"{path} must be a mapping with a 'model' section (and 'data', 'eval'), got {type(data).__name__}"
+        )
     try:
         Config.from_dict(data)
     except ResegError as err:
@@ -77,11 +85,17 @@ def _read_classes(path: Path) -> tuple[list[str], list[list[int]], int]:
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ModelFolderError(f"{path}: 'names' must be a non-empty list of class names")
     palette = data.get("palette")
-    if not (isinstance(palette, list) and len(palette) == len(names)
-            and all(isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
-                    for c in palette)):
-        raise ModelFolderError(f"{path}: 'palette' must hold one [r, g, b] (0..255) per class name "
-                               f"({len(names)} of them)")
+    if not (
+        isinstance(palette, list)
+        and len(palette) == len(names)
+        and all(
+            isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+            for c in palette
+        )
+    ):
+        raise ModelFolderError(
+            f"{path}: 'palette' must hold one [r, g, b] (0..255) per class name ({len(names)} of them)"
+        )
     ignore_index = data.get("ignore_index", 255)
     if not isinstance(ignore_index, int) or not len(names) <= ignore_index <= 255:
         raise ModelFolderError(f"{path}: 'ignore_index' must be an integer in {len(names)}..255, got {ignore_index!r}")
@@ -117,9 +131,13 @@ def check_weights_fit(weights: dict[str, Any], config: dict[str, Any], num_class
         return
     problems = [f"tensor {k!r} is missing" for k in own if k not in weights]
     problems += [f"tensor {k!r} is not part of the model" for k in weights if k not in own]
-    problems += [f"tensor {k!r} is {tuple(weights[k].shape)} in the weights, {tuple(v.shape)} in the model"
-                 for k, v in own.items() if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    problems += [
+        f"tensor {k!r} is {tuple(weights[k].shape)} in the weights, {tuple(v.shape)} in the model"
+        for k, v in own.items()
+        if k in weights and tuple(weights[k].shape) != tuple(v.shape)
+    ]
     if problems:
         more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
-        raise ModelFolderError(f"{what} (model.name={cfg.model.name}, {num_classes} classes): "
-                               f"{'; '.join(problems[:3])}{more}")
+        raise ModelFolderError(
+            f"{what} (model.name={cfg.model.name}, {num_classes} classes): {'; '.join(problems[:3])}{more}"
+        )

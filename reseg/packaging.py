@@ -16,8 +16,13 @@ from reseg.errors import ResegError
 from reseg.model_folder import CARD, CLASSES, CONFIG, CONFIG_SECTIONS, FILES, WEIGHTS, read_model_folder
 
 
-def package(checkpoint: str | Path, out: str | Path, metrics: str | Path | None = None, push: str | None = None,
-            overwrite: bool = False) -> Path:
+def package(
+    checkpoint: str | Path,
+    out: str | Path,
+    metrics: str | Path | None = None,
+    push: str | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write the model folder of a checkpoint (or of another model folder / hf:// source) to `out`.
 
     The folder is built beside `out` and renamed into place, so `out` is never half written; an existing
@@ -73,14 +78,24 @@ def _read_metrics(path: str | Path, names: list[str]) -> dict[str, Any]:
     scores = load_metrics_json(path)
     scored = list(scores.get("class_names") or scores["per_class"])
     if scored != names:
-        raise ResegError(f"--metrics {path} scores the classes {scored[:6]}{'...' if len(scored) > 6 else ''}, "
-                         f"but the model has {names[:6]}{'...' if len(names) > 6 else ''}; pass the metrics.json "
-                         f"that `reseg evaluate` wrote for this checkpoint")
+        raise ResegError(
+            f"--metrics {path} scores the classes {scored[:6]}{'...' if len(scored) > 6 else ''}, "
+            f"but the model has {names[:6]}{'...' if len(names) > 6 else ''}; pass the metrics.json "
+            f"that `reseg evaluate` wrote for this checkpoint"
+        )
     return scores
 
 
-def _write_folder(folder: Path, weights: dict[str, Any], cfg: Any, names: list[str], palette: list[list[int]],
-                  info: dict[str, Any], scores: dict[str, Any] | None, source: str | Path) -> None:
+def _write_folder(
+    folder: Path,
+    weights: dict[str, Any],
+    cfg: Any,
+    names: list[str],
+    palette: list[list[int]],
+    info: dict[str, Any],
+    scores: dict[str, Any] | None,
+    source: str | Path,
+) -> None:
     from safetensors.torch import save_file
 
     from reseg import __version__
@@ -89,14 +104,17 @@ def _write_folder(folder: Path, weights: dict[str, Any], cfg: Any, names: list[s
 
     # safetensors refuses tensors that share memory; a copy of each keeps the file independent of the model
     tensors = {strip_wrapper_prefix(k): v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
-    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt", "library": "reseg",
-                                                       "reseg_version": __version__})
+    save_file(
+        tensors, str(folder / WEIGHTS), metadata={"format": "pt", "library": "reseg", "reseg_version": __version__}
+    )
     cfg.model.num_classes = len(names)
     cfg.model.encoder_weights = None  # the weights are here: loading never downloads
     cfg.model.sync_bn = False
     sections = {k: v for k, v in cfg.to_dict().items() if k in CONFIG_SECTIONS}
-    header = ("# reseg model config: model.* rebuilds the network, data.* is what it was trained on and how images\n"
-              "# are preprocessed (size_divisor, eval_size), eval.* how it infers. Load with reseg.load(<folder>).\n")
+    header = (
+        "# reseg model config: model.* rebuilds the network, data.* is what it was trained on and how images\n"
+        "# are preprocessed (size_divisor, eval_size), eval.* how it infers. Load with reseg.load(<folder>).\n"
+    )
     (folder / CONFIG).write_text(header + yaml.safe_dump(sections, sort_keys=False), encoding="utf-8")
     ignore_index = int(info.get("ignore_index", cfg.loss.ignore_index))
     classes = {"names": names, "palette": palette, "ignore_index": ignore_index}

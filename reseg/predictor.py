@@ -61,14 +61,30 @@ class Predictor:
     options apply to its eager candidate); `backend_choice` then says which and why.
     """
 
-    def __init__(self, model: nn.Module | ModelSource, device: str | torch.device = "cpu",
-                 num_classes: int | None = None, mode: str = "whole", crop: Sequence[int] | None = None,
-                 stride: Sequence[int] | None = None, flip: bool = False, scales: Sequence[float] = (1.0,),
-                 amp: bool | str = False, channels_last: bool = False, size_divisor: int = 32,
-                 pad_mode: str = "constant", infer_size: Sequence[int] | None = None, compile: bool = False,
-                 class_names: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None,
-                 config: Any = None, backend: str | None = None, int8: bool | None = None,
-                 calibration: Any = None, backend_cache: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module | ModelSource,
+        device: str | torch.device = "cpu",
+        num_classes: int | None = None,
+        mode: str = "whole",
+        crop: Sequence[int] | None = None,
+        stride: Sequence[int] | None = None,
+        flip: bool = False,
+        scales: Sequence[float] = (1.0,),
+        amp: bool | str = False,
+        channels_last: bool = False,
+        size_divisor: int = 32,
+        pad_mode: str = "constant",
+        infer_size: Sequence[int] | None = None,
+        compile: bool = False,
+        class_names: Sequence[str] | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+        config: Any = None,
+        backend: str | None = None,
+        int8: bool | None = None,
+        calibration: Any = None,
+        backend_cache: str | Path | None = None,
+    ) -> None:
         if mode not in ("whole", "slide"):
             raise ResegError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
         if pad_mode not in ("constant", "reflect", "replicate"):
@@ -128,8 +144,9 @@ class Predictor:
         self._model = place_model(self.model, self.device, self.channels_last).eval()
         return torch.compile(self._model, dynamic=True) if compile else self._model
 
-    def _calibration_inputs(self, cal: backends.Calibration, shape: backends.Shape | None,
-                            count: int | None = None) -> list[np.ndarray]:
+    def _calibration_inputs(
+        self, cal: backends.Calibration, shape: backends.Shape | None, count: int | None = None
+    ) -> list[np.ndarray]:
         """Calibration images as this predictor feeds the network (resized to infer_size, windows, padding);
         for a fixed shape (batch, height, width), resized to it and stacked in batches."""
         images = cal.load()[:count]
@@ -143,8 +160,10 @@ class Predictor:
         source = self._source or ModelSource.of(self.model)
         cal = backends.as_calibration(calibration) if name == "onnxruntime-int8" else None
         if name == "onnxruntime-int8" and cal is None:
-            raise backends.BackendError("int8 inference needs calibration images: pass calibration=[RGB images] "
-                                        "or --calibration IMAGES (from a checkpoint, its training split is used)")
+            raise backends.BackendError(
+                "int8 inference needs calibration images: pass calibration=[RGB images] "
+                "or --calibration IMAGES (from a checkpoint, its training split is used)"
+            )
         crop = self.crop if self.mode == "slide" else None
 
         def inputs(shape: backends.Shape | None) -> list[np.ndarray]:
@@ -152,8 +171,14 @@ class Predictor:
             return self._calibration_inputs(cal, shape)
 
         cal_key = None if cal is None else json.dumps([cal.key, self.size_divisor, self.infer_size, crop])
-        return backends.OnnxRuntimeBackend(name, source, calibration=inputs if cal is not None else None,
-                                           calibration_key=cal_key, cache=cache, log_fn=_say)
+        return backends.OnnxRuntimeBackend(
+            name,
+            source,
+            calibration=inputs if cal is not None else None,
+            calibration_key=cal_key,
+            cache=cache,
+            log_fn=_say,
+        )
 
     def _choose_backend(self, x: torch.Tensor) -> None:
         """`auto`: measure (or recall) the candidates on this padded batch's shape, then run the chosen one."""
@@ -175,6 +200,7 @@ class Predictor:
                 net.session(net.shape_for(x))  # files made now: a failure rules the candidate out
                 built[name] = net
                 return net
+
             return build
 
         def agreement_inputs() -> list[torch.Tensor]:
@@ -205,7 +231,7 @@ class Predictor:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **overrides: Any) -> "Predictor":
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **overrides: Any) -> Predictor:
         """Rebuild model, classes and eval settings from a checkpoint alone; None-valued overrides are ignored.
 
         `data_root` says where the checkpoint's dataset is now (int8 calibration reads its training split)."""
@@ -217,27 +243,44 @@ class Predictor:
         if name == "eager":
             model: nn.Module | ModelSource = ckpt.build_model()
         else:  # the weights' digest finds a cached export; the model is built only to export it
-            model = ModelSource(backends.weights_digest(ckpt.weights, dataclasses.asdict(cfg.model)),
-                                ckpt.build_model, backends.config_has_mingru(cfg.model))
+            model = ModelSource(
+                backends.weights_digest(ckpt.weights, dataclasses.asdict(cfg.model)),
+                ckpt.build_model,
+                backends.config_has_mingru(cfg.model),
+            )
             if name in ("onnxruntime-int8", AUTO) and overrides.get("calibration") is None:
                 data_cfg = copy.deepcopy(cfg)
                 if data_root:
                     data_cfg.data.root = str(data_root)
-                overrides["calibration"] = backends.Calibration.from_training_split(data_cfg,
-                                                                                    where=f"checkpoint {path}")
+                overrides["calibration"] = backends.Calibration.from_training_split(
+                    data_cfg, where=f"checkpoint {path}"
+                )
         return cls.from_config(model, cfg, names, palette, device, **overrides)
 
     @classmethod
-    def from_config(cls, model: nn.Module | ModelSource, cfg: Config, class_names: Sequence[str],
-                    palette: Sequence[Sequence[int]] | None = None, device: str | torch.device = "auto",
-                    **overrides: Any) -> "Predictor":
+    def from_config(
+        cls,
+        model: nn.Module | ModelSource,
+        cfg: Config,
+        class_names: Sequence[str],
+        palette: Sequence[Sequence[int]] | None = None,
+        device: str | torch.device = "auto",
+        **overrides: Any,
+    ) -> Predictor:
         """The inference settings a config asks for (eval.*, data.size_divisor, data.eval_size as the model's
         input size); None-valued overrides are ignored. The trainer's validation and `reseg evaluate` both
         build their predictor here, so they score a checkpoint the same way."""
         settings = inference_settings(cfg)
         settings.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(model, device=device, num_classes=len(class_names), class_names=list(class_names),
-                   palette=palette, config=cfg, **settings)
+        return cls(
+            model,
+            device=device,
+            num_classes=len(class_names),
+            class_names=list(class_names),
+            palette=palette,
+            config=cfg,
+            **settings,
+        )
 
     # ------------------------------------------------------------------ tensors in, tensors out
 
@@ -260,8 +303,9 @@ class Predictor:
         """(N, H, W) uint8 train ids on the device."""
         return self.logits(batch).argmax(1).to(torch.uint8)
 
-    def predict(self, images: Sequence[np.ndarray], return_probs: bool = False, batch_size: int = 8
-                ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+    def predict(
+        self, images: Sequence[np.ndarray], return_probs: bool = False, batch_size: int = 8
+    ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
         """RGB uint8 images (any sizes) -> HxW uint8 train-id masks (and CxHxW float32 probabilities)."""
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
@@ -282,7 +326,11 @@ class Predictor:
     def describe(self) -> str:
         """One line for logs: where and how inference runs."""
         chosen = self.backend_choice is not None and self.backend != AUTO
-        parts = [f"device={self.device}", f"backend={self.backend}" + (" (auto)" if chosen else ""), f"mode={self.mode}"]
+        parts = [
+            f"device={self.device}",
+            f"backend={self.backend}" + (" (auto)" if chosen else ""),
+            f"mode={self.mode}",
+        ]
         if self.mode == "slide":
             parts.append(f"crop={list(self.crop)} stride={list(self.stride)}")
         if self.flip:
@@ -339,11 +387,11 @@ class Predictor:
         for r in range(rows):
             for c in range(cols):
                 y0, x0 = min(r * sh, hp - ch), min(c * sw, wp - cw)
-                out = self._forward_padded(x[..., y0:y0 + ch, x0:x0 + cw])
+                out = self._forward_padded(x[..., y0 : y0 + ch, x0 : x0 + cw])
                 if total is None:
                     total = torch.zeros((x.shape[0], out.shape[1], hp, wp), device=x.device)
-                total[..., y0:y0 + ch, x0:x0 + cw] += out
-                count[..., y0:y0 + ch, x0:x0 + cw] += 1
+                total[..., y0 : y0 + ch, x0 : x0 + cw] += out
+                count[..., y0 : y0 + ch, x0 : x0 + cw] += 1
         assert total is not None
         return (total / count)[..., :h, :w]
 

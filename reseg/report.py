@@ -32,6 +32,7 @@ ERROR_COLORS = {"correct": (0, 0, 0), "wrong": (230, 30, 30), "ignore": (140, 14
 
 # ------------------------------------------------------------------ the metrics dict
 
+
 def _num(x: Any) -> float | None:
     """float, with NaN/inf as None so the JSON stays standard (no bare NaN tokens)."""
     v = float(x)
@@ -43,9 +44,13 @@ def _val(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
-def metrics_dict(confusion: ConfusionMatrix | torch.Tensor, class_names: Sequence[str],
-                 categories: Sequence[str] | None = None, instance: InstanceIoU | None = None,
-                 info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def metrics_dict(
+    confusion: ConfusionMatrix | torch.Tensor,
+    class_names: Sequence[str],
+    categories: Sequence[str] | None = None,
+    instance: InstanceIoU | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """JSON-ready scores: mIoU, mAcc, aAcc, fwIoU, mDice, per_class {name: {IoU, Acc}}, per_class_Dice,
     and with `categories` category_IoU / mean_category_IoU, with `instance` iIoU, per_class_iIoU,
     category_iIoU, mean_category_iIoU. `info` (dataset, split, source, ...) is copied in as it is."""
@@ -55,10 +60,14 @@ def metrics_dict(confusion: ConfusionMatrix | torch.Tensor, class_names: Sequenc
         raise ResegError(f"confusion matrix is {tuple(mat.shape)} but there are {len(names)} class names")
     r = scores_from_matrix(mat)
     out: dict[str, Any] = {
-        "mIoU": _num(r["mIoU"]), "mAcc": _num(r["mAcc"]), "aAcc": _num(r["aAcc"]), "fwIoU": _num(r["fwIoU"]),
+        "mIoU": _num(r["mIoU"]),
+        "mAcc": _num(r["mAcc"]),
+        "aAcc": _num(r["aAcc"]),
+        "fwIoU": _num(r["fwIoU"]),
         "mDice": _num(r["mDice"]),
-        "per_class": {n: {"IoU": _num(i), "Acc": _num(a)}
-                      for n, i, a in zip(names, r["IoU"].tolist(), r["Acc"].tolist())},
+        "per_class": {
+            n: {"IoU": _num(i), "Acc": _num(a)} for n, i, a in zip(names, r["IoU"].tolist(), r["Acc"].tolist())
+        },
         "per_class_Dice": {n: _num(d) for n, d in zip(names, r["Dice"].tolist())},
     }
     if categories is not None:
@@ -70,8 +79,9 @@ def metrics_dict(confusion: ConfusionMatrix | torch.Tensor, class_names: Sequenc
         ii = instance.compute(mat)
         out["iIoU"] = _num(ii["iIoU"])
         has = instance.tables.instance_size
-        out["per_class_iIoU"] = {n: _num(v) for n, v, h in zip(names, ii["per_class_iIoU"].tolist(), has)
-                                 if h is not None}
+        out["per_class_iIoU"] = {
+            n: _num(v) for n, v, h in zip(names, ii["per_class_iIoU"].tolist(), has) if h is not None
+        }
         out["category_iIoU"] = {k: _num(v) for k, v in ii["category_iIoU"].items()}
         out["mean_category_iIoU"] = _num(ii["mean_category_iIoU"])
     out["class_names"] = names
@@ -118,6 +128,7 @@ def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 # ------------------------------------------------------------------ files
 
+
 def write_metrics_json(metrics: Mapping[str, Any], path: str | Path) -> Path:
     return write_text(path, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
 
@@ -159,8 +170,11 @@ def _csv(x: Any) -> str:
 def report_markdown(metrics: Mapping[str, Any], title: str = "Evaluation") -> str:
     """The table for papers: class | IoU | Acc (percent), then aAcc, mIoU, mAcc (and Cityscapes extras)."""
     lines = [f"# {title}", ""]
-    described = [(k, metrics[k]) for k in ("dataset", "split", "num_images", "checkpoint", "preds", "inference")
-                 if metrics.get(k) not in (None, "")]
+    described = [
+        (k, metrics[k])
+        for k in ("dataset", "split", "num_images", "checkpoint", "preds", "inference")
+        if metrics.get(k) not in (None, "")
+    ]
     for key, value in described:
         lines.append(f"- {key}: {value}")
     if described:
@@ -183,14 +197,21 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Evaluation") -> st
             lines += ["", "| Category | IoU | iIoU |", "|:--|--:|--:|"]
             for name, v in metrics["category_IoU"].items():
                 lines.append(f"| {name} | {percent(v)} | {percent(cat_i[name]) if name in cat_i else ''} |")
-            lines.append(f"| **mean** | **{percent(metrics.get('mean_category_IoU'))}** | "
-                         f"**{percent(metrics.get('mean_category_iIoU'))}** |")
-    lines += ["", "n/a: the class is in neither the truth nor the prediction (left out of the means); "
-              "Acc is n/a for classes absent from the truth.", ""]
+            lines.append(
+                f"| **mean** | **{percent(metrics.get('mean_category_IoU'))}** | "
+                f"**{percent(metrics.get('mean_category_iIoU'))}** |"
+            )
+    lines += [
+        "",
+        "n/a: the class is in neither the truth nor the prediction (left out of the means); "
+        "Acc is n/a for classes absent from the truth.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ figures
+
 
 def _figure(width: float, height: float, layout: str | None = None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -208,8 +229,12 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def plot_confusion_matrix(mat: torch.Tensor | np.ndarray, class_names: Sequence[str], path: str | Path,
-                          title: str = "Confusion matrix (rows: truth, normalised)") -> Path:
+def plot_confusion_matrix(
+    mat: torch.Tensor | np.ndarray,
+    class_names: Sequence[str],
+    path: str | Path,
+    title: str = "Confusion matrix (rows: truth, normalised)",
+) -> Path:
     """Row-normalised matrix (each truth class sums to 1) with class names on both axes."""
     m = np.asarray(mat.detach().cpu() if isinstance(mat, torch.Tensor) else mat, dtype=np.float64)
     rows = m.sum(1, keepdims=True)
@@ -232,26 +257,41 @@ def plot_confusion_matrix(mat: torch.Tensor | np.ndarray, class_names: Sequence[
             for j in range(n):
                 v = norm[i, j]
                 if v >= 0.005:
-                    ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
-                            color="white" if v > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{100 * v:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if v > 0.5 else "black",
+                    )
     return _save(fig, path)
 
 
-def plot_per_class_iou(metrics: Mapping[str, Any], path: str | Path,
-                       palette: Sequence[Sequence[int]] | None = None) -> Path:
+def plot_per_class_iou(
+    metrics: Mapping[str, Any], path: str | Path, palette: Sequence[Sequence[int]] | None = None
+) -> Path:
     """Horizontal bars of per-class IoU in %, in class order, with the mIoU as a dashed line."""
     names = list(metrics["per_class"])
     vals = [_val(metrics["per_class"][n]["IoU"]) for n in names]
     n = len(names)
     fig = _figure(7.0, max(2.5, 0.3 * n + 1.2))
     ax = fig.add_subplot(1, 1, 1)
-    colors = [tuple(c / 255 for c in palette[i]) if palette is not None and i < len(palette) else (0.3, 0.5, 0.8)
-              for i in range(n)]
+    colors = [
+        tuple(c / 255 for c in palette[i]) if palette is not None and i < len(palette) else (0.3, 0.5, 0.8)
+        for i in range(n)
+    ]
     y = np.arange(n)
     ax.barh(y, [0 if math.isnan(v) else 100 * v for v in vals], color=colors, edgecolor="black", linewidth=0.5)
     for i, v in enumerate(vals):
-        ax.text((0 if math.isnan(v) else 100 * v) + 1, i, "n/a" if math.isnan(v) else f"{100 * v:.1f}",
-                va="center", fontsize=8)
+        ax.text(
+            (0 if math.isnan(v) else 100 * v) + 1,
+            i,
+            "n/a" if math.isnan(v) else f"{100 * v:.1f}",
+            va="center",
+            fontsize=8,
+        )
     miou = _val(metrics.get("mIoU"))
     if not math.isnan(miou):
         ax.axvline(100 * miou, color="black", linestyle="--", linewidth=1, label=f"mIoU {100 * miou:.1f}")
@@ -282,8 +322,14 @@ def _shrink(a: np.ndarray, max_w: int, nearest: bool) -> np.ndarray:
     return cv2.resize(a, (max_w, h), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
 
 
-def plot_samples(samples: Sequence[Sample], palette: Sequence[Sequence[int]], path: str | Path,
-                 class_names: Sequence[str] | None = None, ignore_index: int = 255, max_width: int = 512) -> Path:
+def plot_samples(
+    samples: Sequence[Sample],
+    palette: Sequence[Sequence[int]],
+    path: str | Path,
+    class_names: Sequence[str] | None = None,
+    ignore_index: int = 255,
+    max_width: int = 512,
+) -> Path:
     """Rows of image | truth | prediction | error map (each sample's `title` above its row)."""
     from reseg.viz import colorize
 
@@ -292,16 +338,19 @@ def plot_samples(samples: Sequence[Sample], palette: Sequence[Sequence[int]], pa
     first = samples[0]["image"]
     aspect = first.shape[0] / first.shape[1]
     panel_w = 3.2
-    fig = _figure(4 * panel_w, len(samples) * (panel_w * aspect + 0.3) + (0.5 if class_names else 0.0),
-                  layout="constrained")
+    fig = _figure(
+        4 * panel_w, len(samples) * (panel_w * aspect + 0.3) + (0.5 if class_names else 0.0), layout="constrained"
+    )
     heads = ("image", "truth", "prediction", "errors (red: wrong, grey: ignored)")
     for r, s in enumerate(samples):
         truth = np.asarray(s["truth"])
         pred = np.asarray(s["pred"])
-        panels = [_shrink(np.asarray(s["image"]), max_width, False),
-                  _shrink(colorize(truth, palette), max_width, True),
-                  _shrink(colorize(pred, palette), max_width, True),
-                  _shrink(error_map(truth, pred, ignore_index), max_width, True)]
+        panels = [
+            _shrink(np.asarray(s["image"]), max_width, False),
+            _shrink(colorize(truth, palette), max_width, True),
+            _shrink(colorize(pred, palette), max_width, True),
+            _shrink(error_map(truth, pred, ignore_index), max_width, True),
+        ]
         for c, panel in enumerate(panels):
             ax = fig.add_subplot(len(samples), 4, r * 4 + c + 1)
             ax.imshow(panel, interpolation="nearest")
@@ -314,16 +363,25 @@ def plot_samples(samples: Sequence[Sample], palette: Sequence[Sequence[int]], pa
     if class_names:
         from matplotlib.patches import Patch
 
-        handles = [Patch(color=tuple(v / 255 for v in palette[i]), label=str(n))
-                   for i, n in enumerate(class_names) if i < len(palette)]
+        handles = [
+            Patch(color=tuple(v / 255 for v in palette[i]), label=str(n))
+            for i, n in enumerate(class_names)
+            if i < len(palette)
+        ]
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 10), fontsize=7, frameon=False)
     return _save(fig, path)
 
 
 # ------------------------------------------------------------------ all at once
 
-def write_report(out_dir: str | Path, metrics: Mapping[str, Any], samples: Sequence[Sample] | None = None,
-                 palette: Sequence[Sequence[int]] | None = None, title: str = "Evaluation") -> dict[str, Path]:
+
+def write_report(
+    out_dir: str | Path,
+    metrics: Mapping[str, Any],
+    samples: Sequence[Sample] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    title: str = "Evaluation",
+) -> dict[str, Path]:
     """Write metrics.json, per_class.csv, report.md, confusion_matrix.png, per_class_iou.png (and samples.png)."""
     out = check_output_dir(out_dir, "report folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -333,8 +391,9 @@ def write_report(out_dir: str | Path, metrics: Mapping[str, Any], samples: Seque
         "per_class": write_per_class_csv(metrics, out / "per_class.csv"),
     }
     paths["report"] = write_text(out / "report.md", report_markdown(metrics, title))
-    paths["confusion_matrix"] = plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), names,
-                                                      out / "confusion_matrix.png")
+    paths["confusion_matrix"] = plot_confusion_matrix(
+        np.asarray(metrics["confusion_matrix"]), names, out / "confusion_matrix.png"
+    )
     paths["per_class_iou"] = plot_per_class_iou(metrics, out / "per_class_iou.png", palette)
     if samples:
         from reseg.viz import resolve_palette
@@ -345,6 +404,7 @@ def write_report(out_dir: str | Path, metrics: Mapping[str, Any], samples: Seque
 
 
 # ------------------------------------------------------------------ comparing runs
+
 
 def find_metrics(path: str | Path) -> Path:
     """The metrics file of a run: a metrics.json (or a training metrics.jsonl) given directly, a
@@ -361,8 +421,10 @@ def find_metrics(path: str | Path) -> Path:
         return found[0]
     if (p / "metrics.jsonl").is_file():
         return p / "metrics.jsonl"
-    raise ResegError(f"no metrics.json (or training metrics.jsonl) in {p} or below it; "
-                     f"run `reseg evaluate --checkpoint ... --out {p}` first")
+    raise ResegError(
+        f"no metrics.json (or training metrics.jsonl) in {p} or below it; "
+        f"run `reseg evaluate --checkpoint ... --out {p}` first"
+    )
 
 
 def _per_class(rec: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -397,9 +459,11 @@ def metrics_from_training_log(path: str | Path) -> dict[str, Any]:
             if n == len(lines):
                 continue  # torn last record
             raise ResegError(f"{path}:{n} is not valid JSON") from None
-        if isinstance(rec, dict) and rec.get("type") == "val" and _per_class(rec) is not None:
-            if best is None or _val(rec.get("mIoU")) > _val(best.get("mIoU")) or math.isnan(_val(best.get("mIoU"))):
-                best = rec
+        is_val = isinstance(rec, dict) and rec.get("type") == "val" and _per_class(rec) is not None
+        if is_val and (
+            best is None or _val(rec.get("mIoU")) > _val(best.get("mIoU")) or math.isnan(_val(best.get("mIoU")))
+        ):
+            best = rec
     if best is None:
         raise ResegError(f"{path} holds no validation record (type 'val' with per-class IoU)")
     out = {k: v for k, v in best.items() if k not in ("IoU", "Acc", "type", "iter")}
@@ -417,7 +481,7 @@ def load_run(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _is_default_eval_folder(name: str) -> bool:
-    return name == "eval" or (name.startswith("eval_") and name[len("eval_"):] in ("train", "val", "test"))
+    return name == "eval" or (name.startswith("eval_") and name[len("eval_") :] in ("train", "val", "test"))
 
 
 def load_runs(paths: Sequence[str | Path], labels: Sequence[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -495,8 +559,12 @@ def plot_compare(runs: Sequence[tuple[str, Mapping[str, Any]]], path: str | Path
     for i, (label, m) in enumerate(runs):
         vals = [_val(m["per_class"].get(n, {}).get("IoU")) for n in names]
         miou = _val(m.get("mIoU"))
-        ax.bar(x + (i - (k - 1) / 2) * width, [0 if math.isnan(v) else 100 * v for v in vals], width,
-               label=f"{label} (mIoU {'n/a' if math.isnan(miou) else f'{100 * miou:.1f}'})")
+        ax.bar(
+            x + (i - (k - 1) / 2) * width,
+            [0 if math.isnan(v) else 100 * v for v in vals],
+            width,
+            label=f"{label} (mIoU {'n/a' if math.isnan(miou) else f'{100 * miou:.1f}'})",
+        )
     ax.set_xticks(x, names, rotation=60, ha="right")
     ax.set_ylabel("IoU (%)")
     ax.set_ylim(0, 100)

@@ -83,8 +83,7 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def amp_dtype(amp: bool | str | torch.dtype | None, device: torch.device,
-              training: bool = False) -> torch.dtype | None:
+def amp_dtype(amp: bool | str | torch.dtype | None, device: torch.device, training: bool = False) -> torch.dtype | None:
     """The autocast type for `amp` on `device`, or None for float32; training and inference share this rule.
 
     True picks what the device runs natively: bf16 on CPUs with BF16 units (float32 with a warning

@@ -71,16 +71,22 @@ def _text_scale(row_h: int) -> float:
     return max(0.25, min(1.0, row_h / 28.0))
 
 
-def legend_panel(class_names: Sequence[str], palette: Palette, height: int, width: int | None = None,
-                 background: tuple[int, int, int] = (30, 30, 30)) -> np.ndarray:
+def legend_panel(
+    class_names: Sequence[str],
+    palette: Palette,
+    height: int,
+    width: int | None = None,
+    background: tuple[int, int, int] = (30, 30, 30),
+) -> np.ndarray:
     """A HxWx3 panel listing each class beside its colour, to put next to a frame."""
     n = max(1, len(class_names))
     row_h = max(6, min(28, height // n))
     scale = _text_scale(row_h)
     thick = 1
     if width is None:
-        longest = max((cv2.getTextSize(str(c), cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] for c in class_names),
-                      default=0)
+        longest = max(
+            (cv2.getTextSize(str(c), cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] for c in class_names), default=0
+        )
         width = row_h + 12 + longest
     panel = np.empty((height, width, 3), dtype=np.uint8)
     panel[:] = background
@@ -88,8 +94,9 @@ def legend_panel(class_names: Sequence[str], palette: Palette, height: int, widt
     return panel
 
 
-def draw_legend(image: np.ndarray, class_names: Sequence[str], palette: Palette, corner: str = "top-left",
-                alpha: float = 0.6) -> np.ndarray:
+def draw_legend(
+    image: np.ndarray, class_names: Sequence[str], palette: Palette, corner: str = "top-left", alpha: float = 0.6
+) -> np.ndarray:
     """A copy of `image` with a semi-transparent legend box in a corner (keeps the frame size)."""
     img = np.ascontiguousarray(image).copy()
     h, w = img.shape[:2]
@@ -101,15 +108,16 @@ def draw_legend(image: np.ndarray, class_names: Sequence[str], palette: Palette,
     box_h = min(h, row_h * n + 4)
     x0 = 0 if "left" in corner else w - box_w
     y0 = 0 if "top" in corner else h - box_h
-    region = img[y0:y0 + box_h, x0:x0 + box_w]
+    region = img[y0 : y0 + box_h, x0 : x0 + box_w]
     shade = (region.astype(np.float32) * (1 - alpha)).astype(np.uint8)
     _draw_rows(shade, class_names, palette, row_h, scale, 1, 2, 2)
-    img[y0:y0 + box_h, x0:x0 + box_w] = shade
+    img[y0 : y0 + box_h, x0 : x0 + box_w] = shade
     return img
 
 
-def _draw_rows(canvas: np.ndarray, names: Sequence[str], palette: Palette, row_h: int, scale: float,
-               thick: int, x0: int, y0: int) -> None:
+def _draw_rows(
+    canvas: np.ndarray, names: Sequence[str], palette: Palette, row_h: int, scale: float, thick: int, x0: int, y0: int
+) -> None:
     sw = max(3, row_h - 4)
     for i, name in enumerate(names):
         top = y0 + i * row_h
@@ -117,15 +125,26 @@ def _draw_rows(canvas: np.ndarray, names: Sequence[str], palette: Palette, row_h
             break
         color = tuple(int(c) for c in palette[i]) if i < len(palette) else (0, 0, 0)
         cv2.rectangle(canvas, (x0 + 2, top + 2), (x0 + 2 + sw, top + 2 + sw), color, thickness=-1)
-        cv2.putText(canvas, str(name), (x0 + sw + 6, top + row_h - 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), thick, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            str(name),
+            (x0 + sw + 6, top + row_h - 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thick,
+            cv2.LINE_AA,
+        )
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Two images of one height joined horizontally (the original | overlay view)."""
     if left.shape[0] != right.shape[0]:
-        right = cv2.resize(right, (int(round(right.shape[1] * left.shape[0] / right.shape[0])), left.shape[0]),
-                           interpolation=cv2.INTER_NEAREST)
+        right = cv2.resize(
+            right,
+            (int(round(right.shape[1] * left.shape[0] / right.shape[0])), left.shape[0]),
+            interpolation=cv2.INTER_NEAREST,
+        )
     return np.concatenate([left, right], axis=1)
 
 
@@ -141,7 +160,7 @@ def image_grid(tiles: Sequence[np.ndarray], cols: int, gap: int = 4, background:
     for k, tile in enumerate(tiles):
         r, c = divmod(k, cols)
         y, x = r * (th + gap), c * (tw + gap)
-        grid[y: y + tile.shape[0], x: x + tile.shape[1]] = tile
+        grid[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
     return grid
 
 

@@ -52,12 +52,18 @@ def _scene(rng: np.random.Generator, h: int, w: int, absent: set[int]) -> np.nda
         else:
             counters[lid] = counters.get(lid, -1) + 1
             value = lid * 1000 + counters[lid]
-        inst[y0:y0 + hh, x0:x0 + ww] = value
+        inst[y0 : y0 + hh, x0 : x0 + ww] = value
     return inst
 
 
-def make_cityscapes_fixture(root: Path, split: str = "val", n: int = 3, size: tuple[int, int] = (64, 128),
-                            seed: int = 0, absent: tuple[int, ...] = (31,)) -> list[dict]:
+def make_cityscapes_fixture(
+    root: Path,
+    split: str = "val",
+    n: int = 3,
+    size: tuple[int, int] = (64, 128),
+    seed: int = 0,
+    absent: tuple[int, ...] = (31,),
+) -> list[dict]:
     """Write leftImg8bit/ and gtFine/ (labelIds, instanceIds, labelTrainIds) for `n` images.
 
     Returns one dict per image: stem, gt (labelIds path), label_ids, instance_ids, train_ids.
@@ -80,13 +86,21 @@ def make_cityscapes_fixture(root: Path, split: str = "val", n: int = 3, size: tu
         Image.fromarray(label_ids).save(gt_dir / f"{base}_gtFine_labelIds.png")
         Image.fromarray(inst.astype(np.uint16)).save(gt_dir / f"{base}_gtFine_instanceIds.png")
         Image.fromarray(l2t[label_ids]).save(gt_dir / f"{base}_gtFine_labelTrainIds.png")
-        out.append({"stem": f"{base}_leftImg8bit", "gt": str(gt_dir / f"{base}_gtFine_labelIds.png"),
-                    "label_ids": label_ids, "instance_ids": inst, "train_ids": l2t[label_ids]})
+        out.append(
+            {
+                "stem": f"{base}_leftImg8bit",
+                "gt": str(gt_dir / f"{base}_gtFine_labelIds.png"),
+                "label_ids": label_ids,
+                "instance_ids": inst,
+                "train_ids": l2t[label_ids],
+            }
+        )
     return out
 
 
-def noisy_predictions(samples: list[dict], seed: int = 1, noise: float = 0.3,
-                      never: tuple[int, ...] = (16,)) -> list[np.ndarray]:
+def noisy_predictions(
+    samples: list[dict], seed: int = 1, noise: float = 0.3, never: tuple[int, ...] = (16,)
+) -> list[np.ndarray]:
     """Train-id predictions: the truth with a share of random pixels, random on ignored pixels.
 
     Train ids in `never` are never predicted (16 = train, absent from truth too: NaN class).
@@ -121,7 +135,12 @@ def run_official(pred_paths: list[str], gt_paths: list[str], monkeypatch, tmp_pa
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev
 
     args = ev.args
-    for key, value in {"quiet": True, "JSONOutput": False, "evalInstLevelScore": True,
-                       "evalPixelAccuracy": False, "exportFile": str(tmp_path / "official.json")}.items():
+    for key, value in {
+        "quiet": True,
+        "JSONOutput": False,
+        "evalInstLevelScore": True,
+        "evalPixelAccuracy": False,
+        "exportFile": str(tmp_path / "official.json"),
+    }.items():
         monkeypatch.setattr(args, key, value, raising=False)
     return ev.evaluateImgLists(pred_paths, gt_paths, args)

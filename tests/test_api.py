@@ -24,8 +24,7 @@ PALETTE = [[200, 0, 0], [0, 200, 0], [0, 0, 200], [90, 90, 90]]
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """(model, checkpoint path): a tiny ReSeg whose head varies across pixels."""
-    model = reseg.build_model("reseg", num_classes=len(NAMES), renet_layers=1, renet_hidden=4,
-                              decoder_filters=[4, 4])
+    model = reseg.build_model("reseg", num_classes=len(NAMES), renet_layers=1, renet_hidden=4, decoder_filters=[4, 4])
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -33,11 +32,19 @@ def tiny(tmp_path_factory):
                 p.copy_(torch.randn(p.shape, generator=gen) * (1.0 if p.dim() > 1 else 0.1))
     from reseg.config import load_config
 
-    cfg = load_config(None, ["model.renet_layers=1", "model.renet_hidden=4", "model.decoder_filters=[4,4]",
-                             f"model.num_classes={len(NAMES)}"])
+    cfg = load_config(
+        None,
+        [
+            "model.renet_layers=1",
+            "model.renet_hidden=4",
+            "model.decoder_filters=[4,4]",
+            f"model.num_classes={len(NAMES)}",
+        ],
+    )
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES,
-                     "palette": PALETTE}, path)
+    save_checkpoint(
+        {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES, "palette": PALETTE}, path
+    )
     return model.eval(), path
 
 
@@ -46,10 +53,12 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def test_import_reseg_loads_no_heavy_library():
-    probe = ("import sys, reseg\n"
-             "heavy = [m for m in ('torch', 'cv2', 'onnxruntime', 'segmentation_models_pytorch', 'huggingface_hub', "
-             "'safetensors', 'numpy') if m in sys.modules]\n"
-             "print('HEAVY:' + ','.join(heavy))")
+    probe = (
+        "import sys, reseg\n"
+        "heavy = [m for m in ('torch', 'cv2', 'onnxruntime', 'segmentation_models_pytorch', 'huggingface_hub', "
+        "'safetensors', 'numpy') if m in sys.modules]\n"
+        "print('HEAVY:' + ','.join(heavy))"
+    )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY:"

@@ -51,7 +51,7 @@ def scenes(n: int, h: int = 48, w: int = 64, seed: int = 0) -> list[np.ndarray]:
         img = np.full((h, w, 3), rng.integers(0, 256, 3), dtype=np.int64)
         for _ in range(4):
             y0, x0 = rng.integers(0, h - 4), rng.integers(0, w - 4)
-            img[y0:y0 + rng.integers(4, h), x0:x0 + rng.integers(4, w)] = rng.integers(0, 256, 3)
+            img[y0 : y0 + rng.integers(4, h), x0 : x0 + rng.integers(4, w)] = rng.integers(0, 256, 3)
         out.append(np.clip(img + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8))
     return out
 
@@ -62,8 +62,9 @@ def tiny(tmp_path_factory):
     model, cfg = tiny_model()
     root = tmp_path_factory.mktemp("backends")
     path = root / "tiny.pt"
-    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES,
-                     "epoch": 1, "iteration": 10}, path)
+    save_checkpoint(
+        {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES, "epoch": 1, "iteration": 10}, path
+    )
     return model, cfg, path, root / "cache"
 
 
@@ -147,8 +148,11 @@ def test_backend_errors_are_named(tiny, tmp_path):
         Predictor(model, backend="tensorrt")
     with pytest.raises(BackendError, match="int8 .*ONNX Runtime.*--backend onnxruntime --int8"):
         Predictor(model, backend="eager", int8=True)
-    for kw, flag in (({"amp": "bf16"}, "--amp"), ({"channels_last": True}, "--channels-last"),
-                     ({"compile": True}, "--compile")):
+    for kw, flag in (
+        ({"amp": "bf16"}, "--amp"),
+        ({"channels_last": True}, "--channels-last"),
+        ({"compile": True}, "--compile"),
+    ):
         with pytest.raises(BackendError, match=f"{flag} applies to the eager backend"):
             Predictor(model, backend="onnxruntime", backend_cache=cache, **kw)
     with pytest.raises(BackendError, match="runs on the CPU.*cuda"):
@@ -192,9 +196,11 @@ def test_inference_flags_reach_the_predictor(tiny, tmp_path, monkeypatch):
     img.parent.mkdir()
     cv2.imwrite(str(img), scenes(1)[0])
     flags = ["--backend", "onnxruntime", "--int8", "--calibration", str(img.parent)]
-    commands = (["predict", "--checkpoint", str(ckpt), str(img), "--out", str(tmp_path / "p")],
-                ["video", str(img.parent), "--checkpoint", str(ckpt), "--output", str(tmp_path / "v.avi")],
-                ["evaluate", "--checkpoint", str(ckpt), "--out", str(tmp_path / "e")])
+    commands = (
+        ["predict", "--checkpoint", str(ckpt), str(img), "--out", str(tmp_path / "p")],
+        ["video", str(img.parent), "--checkpoint", str(ckpt), "--output", str(tmp_path / "v.avi")],
+        ["evaluate", "--checkpoint", str(ckpt), "--out", str(tmp_path / "e")],
+    )
     for i, argv in enumerate(commands):
         assert main(argv + flags) == 2
         assert len(seen) == i + 1, f"{argv[0]} did not build its predictor through Predictor.from_checkpoint"
@@ -211,8 +217,12 @@ def test_predict_command_with_onnxruntime_writes_the_same_masks(tiny, tmp_path, 
     img.parent.mkdir()
     rgb = scenes(1, 45, 61, seed=7)[0]
     cv2.imwrite(str(img), rgb[..., ::-1])
-    assert main(["predict", "--checkpoint", str(ckpt), str(img), "--backend", "onnxruntime",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            ["predict", "--checkpoint", str(ckpt), str(img), "--backend", "onnxruntime", "--out", str(tmp_path / "out")]
+        )
+        == 0
+    )
     written = cv2.imread(str(tmp_path / "out" / "street.png"), cv2.IMREAD_UNCHANGED)
     expected = Predictor.from_checkpoint(ckpt, backend="onnxruntime", backend_cache=cache).predict([rgb])[0]
     np.testing.assert_array_equal(written, expected)
@@ -227,8 +237,25 @@ def test_export_writes_the_int8_model_with_its_agreement(tiny, tmp_path, capsys)
     for i, im in enumerate(scenes(3, seed=9)):
         cv2.imwrite(str(folder / f"{i}.png"), im[..., ::-1])
     out, report = tmp_path / "int8.onnx", tmp_path / "int8.json"
-    assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--int8", "--calibration", str(folder),
-                 "--out", str(out), "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(ckpt),
+                "--format",
+                "onnx",
+                "--int8",
+                "--calibration",
+                str(folder),
+                "--out",
+                str(out),
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     import json
 
     res = json.loads(report.read_text())
@@ -236,8 +263,12 @@ def test_export_writes_the_int8_model_with_its_agreement(tiny, tmp_path, capsys)
     assert "int8" in capsys.readouterr().out
     sess = OnnxSession(out)
     assert sess(torch.randn(2, 3, 40, 56)).shape == (2, len(NAMES), 40, 56)
-    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--int8",
-                 "--out", str(tmp_path / "m.pt")]) == 2
+    assert (
+        main(
+            ["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--int8", "--out", str(tmp_path / "m.pt")]
+        )
+        == 2
+    )
 
 
 def test_quieting_the_quantizer_leaves_every_other_message_and_level_alone():
@@ -258,8 +289,11 @@ def test_quieting_the_quantizer_leaves_every_other_message_and_level_alone():
     quantizer_file = os.path.join(os.path.dirname(quantization.__file__), "quantize.py")
 
     def log_both() -> None:
-        for path, level in ((quantizer_file, logging.WARNING), (__file__, logging.WARNING),
-                            (quantizer_file, logging.ERROR)):
+        for path, level in (
+            (quantizer_file, logging.WARNING),
+            (__file__, logging.WARNING),
+            (quantizer_file, logging.ERROR),
+        ):
             root.handle(root.makeRecord("root", level, path, 1, "advice", (), None))
 
     root.addHandler(handler)
@@ -316,8 +350,9 @@ def tiny_mingru(tmp_path_factory):
     model, cfg = tiny_model(cell="mingru")
     root = tmp_path_factory.mktemp("mingru")
     path = root / "tiny_mingru.pt"
-    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES,
-                     "epoch": 1, "iteration": 10}, path)
+    save_checkpoint(
+        {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES, "epoch": 1, "iteration": 10}, path
+    )
     return model, cfg, path, root / "cache"
 
 
@@ -345,9 +380,12 @@ def test_a_mingru_model_runs_a_loop_free_file_per_input_shape(tiny_mingru, monke
 
 
 def test_the_static_cache_key_names_the_shape_and_a_checkpoint_says_static(tiny_mingru, tiny):
-    keys = {backends.cache_key("d", "onnxruntime"), backends.cache_key("d", "onnxruntime", shape=(1, 64, 96)),
-            backends.cache_key("d", "onnxruntime", shape=(2, 64, 96)),
-            backends.cache_key("d", "onnxruntime", shape=(1, 96, 64))}
+    keys = {
+        backends.cache_key("d", "onnxruntime"),
+        backends.cache_key("d", "onnxruntime", shape=(1, 64, 96)),
+        backends.cache_key("d", "onnxruntime", shape=(2, 64, 96)),
+        backends.cache_key("d", "onnxruntime", shape=(1, 96, 64)),
+    }
     assert len(keys) == 4 and backends.cache_key("d", "onnxruntime", shape=(2, 64, 96)).endswith("-static-2x64x96")
     assert backends.has_mingru(tiny_mingru[0]) and not backends.has_mingru(tiny[0])
     assert backends.config_has_mingru(tiny_mingru[1].model) and not backends.config_has_mingru(tiny[1].model)
@@ -369,8 +407,9 @@ def test_int8_quantises_renet_projections_and_keeps_the_classes(tiny_mingru):
     fp32 = Predictor(model, size_divisor=16)
     int8 = Predictor(model, size_divisor=16, int8=True, calibration=scenes(8, seed=1), backend_cache=cache)
     test = scenes(4, seed=2)
-    agree = np.mean([np.mean(a == b) for a, b in zip(fp32.predict(test, batch_size=4),
-                                                     int8.predict(test, batch_size=4))])
+    agree = np.mean(
+        [np.mean(a == b) for a, b in zip(fp32.predict(test, batch_size=4), int8.predict(test, batch_size=4))]
+    )
     assert agree >= 0.97, agree
     ops = _ops(int8._net.path)
     assert int8._net.path.name.endswith("-onnxruntime-int8-static-4x48x64.onnx")
@@ -427,29 +466,35 @@ def test_auto_measures_once_with_a_clock_and_remembers(tmp_path, monkeypatch):
                 y.view(2, -1)[0, :flip] = 10.0
                 y.view(2, -1)[1, :flip] = -10.0
             return y
+
         return run
 
-    candidates = {"eager": lambda: net("eager"), "onnxruntime": lambda: net("onnxruntime"),
-                  "onnxruntime-int8": lambda: net("onnxruntime-int8", flip=1)}
+    candidates = {
+        "eager": lambda: net("eager"),
+        "onnxruntime": lambda: net("onnxruntime"),
+        "onnxruntime-int8": lambda: net("onnxruntime-int8", flip=1),
+    }
     x = torch.zeros(1, 3, 10, 10)
-    choice, nets = backend_choice.choose("digest", (1, 10, 10), candidates, x, lambda: [x], tmp_path,
-                                         clock=lambda: now[0])
+    choice, nets = backend_choice.choose(
+        "digest", (1, 10, 10), candidates, x, lambda: [x], tmp_path, clock=lambda: now[0]
+    )
     mask = ref.argmax(1)
     int8_agreement = 1 - float((mask.view(-1)[:1] != 0).sum()) / 100
     assert choice.backend == "onnxruntime-int8" and set(nets) == set(costs)
     res = choice.results
     assert res["onnxruntime"]["speedup"] == 2.0 and res["onnxruntime-int8"]["speedup"] == 4.0
     assert res["onnxruntime-int8"]["agreement"] == pytest.approx(int8_agreement) and int8_agreement >= 0.99
-    assert choice.summary() == (f"backend auto -> onnxruntime-int8 (4.00x eager, {100 * int8_agreement:.1f}% "
-                                f"mask agreement; measured {choice.measured})")
+    assert choice.summary() == (
+        f"backend auto -> onnxruntime-int8 (4.00x eager, {100 * int8_agreement:.1f}% "
+        f"mask agreement; measured {choice.measured})"
+    )
     records = list(tmp_path.glob("auto-*.json"))
     assert len(records) == 1
 
     def refuse():
         raise AssertionError("built although the choice is stored")
 
-    stored, built = backend_choice.choose("digest", (1, 10, 10), dict.fromkeys(costs, refuse), x, lambda: [x],
-                                          tmp_path)
+    stored, built = backend_choice.choose("digest", (1, 10, 10), dict.fromkeys(costs, refuse), x, lambda: [x], tmp_path)
     assert stored.cached and stored.backend == "onnxruntime-int8" and built == {}
     assert stored.summary().endswith(f"measured {choice.measured}, cached)")
     assert backend_choice.record_path(tmp_path, "digest", (1, 10, 12)) != records[0]
@@ -458,8 +503,7 @@ def test_auto_measures_once_with_a_clock_and_remembers(tmp_path, monkeypatch):
     assert backend_choice.record_path(tmp_path, "digest", (1, 10, 10)) != records[0]
     # int8 off by 3 pixels of 100 (97% < 99%): the faster int8 is ruled out and the summary says why
     candidates["onnxruntime-int8"] = lambda: net("onnxruntime-int8", flip=5)
-    again = backend_choice.choose("digest", (1, 10, 10), candidates, x, lambda: [x], tmp_path,
-                                  clock=lambda: now[0])[0]
+    again = backend_choice.choose("digest", (1, 10, 10), candidates, x, lambda: [x], tmp_path, clock=lambda: now[0])[0]
     assert again.backend == "onnxruntime" and "onnxruntime-int8 4.00x but" in again.summary()
 
 
@@ -469,8 +513,9 @@ def test_a_damaged_record_is_measured_again(tmp_path):
     path = backend_choice.record_path(tmp_path, "digest", (1, 4, 4))
     path.write_text("{not json")
     assert backend_choice.load_choice(path) is None
-    path.write_text('{"backend": "tensorrt", "shape": [1, 4, 4], "results": {}, "measured": "x", "machine": {}, '
-                    '"rule": {}}')
+    path.write_text(
+        '{"backend": "tensorrt", "shape": [1, 4, 4], "results": {}, "measured": "x", "machine": {}, "rule": {}}'
+    )
     assert backend_choice.load_choice(path) is None
 
 
@@ -478,8 +523,14 @@ def test_auto_predictor_runs_the_chosen_backend(tiny_mingru, tmp_path, monkeypat
     model, _, _, _ = tiny_mingru
     cache = tmp_path / "cache"
     calls = _fake_times(monkeypatch, {"eager": 1.0, "onnxruntime": 0.5, "onnxruntime-int8": 0.8})
-    auto = Predictor(model, num_classes=len(NAMES), backend="auto", calibration=scenes(4, seed=1),
-                     backend_cache=cache, channels_last=True)
+    auto = Predictor(
+        model,
+        num_classes=len(NAMES),
+        backend="auto",
+        calibration=scenes(4, seed=1),
+        backend_cache=cache,
+        channels_last=True,
+    )
     assert auto.backend == "auto" and auto.backend_choice is None
     images = scenes(2, seed=3)
     masks = auto.predict(images)
@@ -492,16 +543,22 @@ def test_auto_predictor_runs_the_chosen_backend(tiny_mingru, tmp_path, monkeypat
     # a second run recalls the choice: nothing timed, only the chosen backend built
     built = []
     original = Predictor._onnxruntime_backend
-    monkeypatch.setattr(Predictor, "_onnxruntime_backend",
-                        lambda self, name, *a: built.append(name) or original(self, name, *a))
-    again = Predictor(model, num_classes=len(NAMES), backend="auto", calibration=scenes(4, seed=1),
-                      backend_cache=cache)
+    monkeypatch.setattr(
+        Predictor, "_onnxruntime_backend", lambda self, name, *a: built.append(name) or original(self, name, *a)
+    )
+    again = Predictor(model, num_classes=len(NAMES), backend="auto", calibration=scenes(4, seed=1), backend_cache=cache)
     again.predict(images)
     assert len(calls) == 1 and built == ["onnxruntime"] and again.backend_choice.endswith(", cached)")
     # eager wins when nothing is faster by the margin; eager-only options then stay on
     _fake_times(monkeypatch, {"eager": 1.0, "onnxruntime": 0.99, "onnxruntime-int8": 0.98})
-    slow = Predictor(model, num_classes=len(NAMES), backend="auto", calibration=scenes(4, seed=1),
-                     backend_cache=cache, channels_last=True)
+    slow = Predictor(
+        model,
+        num_classes=len(NAMES),
+        backend="auto",
+        calibration=scenes(4, seed=1),
+        backend_cache=cache,
+        channels_last=True,
+    )
     slow.predict(images[:1])
     assert slow.backend == "eager" and slow.channels_last and slow.backend_choice.startswith("backend auto -> eager")
 
@@ -517,10 +574,39 @@ def test_auto_on_the_command_line_prints_its_choice(tiny_mingru, tmp_path, monke
     for i, im in enumerate(scenes(2, seed=9)):
         cv2.imwrite(str(folder / f"{i}.png"), im[..., ::-1])
     # the checkpoint's training split does not exist here: int8 is out, named in the summary
-    assert main(["predict", "--checkpoint", str(ckpt), str(folder), "--backend", "auto", "--device", "cpu",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                str(folder),
+                "--backend",
+                "auto",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "backend auto -> onnxruntime (2.50x eager" in out and "onnxruntime-int8 unavailable" in out
-    assert main(["predict", "--checkpoint", str(ckpt), str(folder), "--backend", "auto", "--int8",
-                 "--out", str(tmp_path / "out2")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                str(folder),
+                "--backend",
+                "auto",
+                "--int8",
+                "--out",
+                str(tmp_path / "out2"),
+            ]
+        )
+        == 2
+    )
     assert "--backend auto chooses" in capsys.readouterr().err

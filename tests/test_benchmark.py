@@ -10,8 +10,17 @@ import torch
 
 from reseg.cli import main
 
-KEYS = ("renet_speedup_fwd", "renet_speedup_fwdbwd", "renet_vs_steploop_fwd", "renet_vs_steploop_fwdbwd",
-        "renet_share_infer", "gemm_peak_gflops", "reseg_mfu", "renet_mingru_vs_gru_fwd", "renet_mingru_vs_gru_fwdbwd")
+KEYS = (
+    "renet_speedup_fwd",
+    "renet_speedup_fwdbwd",
+    "renet_vs_steploop_fwd",
+    "renet_vs_steploop_fwdbwd",
+    "renet_share_infer",
+    "gemm_peak_gflops",
+    "reseg_mfu",
+    "renet_mingru_vs_gru_fwd",
+    "renet_mingru_vs_gru_fwdbwd",
+)
 MODELS = ("reseg", "reseg_mingru", "reseg_trainable", "reseg_skip", "unet_vgg16", "fpn_vgg16")
 
 
@@ -27,22 +36,31 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
         assert m["infer_img_s"] > 0 and m["train_img_s"] > 0 and m["peak_mem_mb"] >= 0
     models = res["models"]
     crop = res["reseg_skip_cityscapes_crop"]  # at an eighth of the recipe's crop under --quick, batch 1
-    from reseg.config import load_config
     from reseg.benchmark.models import CROP_CONFIG
+    from reseg.config import load_config
+
     assert crop["crop_size"] == load_config(CROP_CONFIG).data.crop_size == [512, 1024]
     assert crop["size"] == [64, 128] and crop["batch"] == 1 and isinstance(crop["train_peak_mem_mb"], float)
     # the summary ratios are the ratios of the figures they summarise
-    assert res["reseg_vs_unet_infer"] == pytest.approx(models["reseg"]["infer_img_s"] / models["unet_vgg16"]["infer_img_s"])
-    assert res["reseg_vs_unet_train"] == pytest.approx(models["reseg"]["train_img_s"] / models["unet_vgg16"]["train_img_s"])
+    assert res["reseg_vs_unet_infer"] == pytest.approx(
+        models["reseg"]["infer_img_s"] / models["unet_vgg16"]["infer_img_s"]
+    )
+    assert res["reseg_vs_unet_train"] == pytest.approx(
+        models["reseg"]["train_img_s"] / models["unet_vgg16"]["train_img_s"]
+    )
     h2h = res["head_to_head"]  # timed interleaved; its ratios are those of its own figures
     both = h2h["interleaved"]
     assert set(both) == {"reseg", "reseg_mingru", "unet_vgg16"}
     for kind in ("infer", "train"):
         assert h2h[f"reseg_mingru_vs_gru_{kind}"] == pytest.approx(
-            both["reseg_mingru"][f"{kind}_img_s"] / both["reseg"][f"{kind}_img_s"])
+            both["reseg_mingru"][f"{kind}_img_s"] / both["reseg"][f"{kind}_img_s"]
+        )
         assert h2h[f"reseg_mingru_vs_unet_{kind}"] == pytest.approx(
-            both["reseg_mingru"][f"{kind}_img_s"] / both["unet_vgg16"][f"{kind}_img_s"])
-        assert h2h[f"reseg_vs_unet_{kind}"] == pytest.approx(both["reseg"][f"{kind}_img_s"] / both["unet_vgg16"][f"{kind}_img_s"])
+            both["reseg_mingru"][f"{kind}_img_s"] / both["unet_vgg16"][f"{kind}_img_s"]
+        )
+        assert h2h[f"reseg_vs_unet_{kind}"] == pytest.approx(
+            both["reseg"][f"{kind}_img_s"] / both["unet_vgg16"][f"{kind}_img_s"]
+        )
     p = res["predictor"]  # the demo checkpoint at its own inference size (the training crop), batch 1
     assert res["fast_infer_speedup"] == pytest.approx(p["fast_img_s"] / p["plain_img_s"])
     assert 0.0 <= p["pixel_agreement"] <= 1.0 and p["batch"] == 1
@@ -53,14 +71,18 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
     assert p["pixel_agreement_by_path"]["eager"] == 1.0 and p["runs"][0]["errors"] == {}
     assert res["startup_s"] > 0 and res["startup_onnxruntime_s"] > 0
     assert res["reseg_mfu"] == pytest.approx(
-        res["reseg_gflops_per_img"] * res["reseg_infer_img_s"] / res["gemm_peak_gflops"])
+        res["reseg_gflops_per_img"] * res["reseg_infer_img_s"] / res["gemm_peak_gflops"]
+    )
     assert res["renet_gflops_per_img"] < res["reseg_gflops_per_img"]
     cells = res["renet_cells"]["cells"]
     assert set(cells) == {"gru", "lstm", "mingru"} and all(
-        v["fwd_ms"] > 0 and v["fwdbwd_ms"] > 0 and v["peak_mem_mb"] >= 0 for v in cells.values())
+        v["fwd_ms"] > 0 and v["fwdbwd_ms"] > 0 and v["peak_mem_mb"] >= 0 for v in cells.values()
+    )
     assert 0 < cells["mingru"]["saved_mb"] < cells["gru"]["saved_mb"]  # no recurrent gates to keep
     for key in ("fwd", "fwdbwd"):
-        assert res[f"renet_mingru_vs_gru_{key}"] == pytest.approx(cells["gru"][f"{key}_ms"] / cells["mingru"][f"{key}_ms"])
+        assert res[f"renet_mingru_vs_gru_{key}"] == pytest.approx(
+            cells["gru"][f"{key}_ms"] / cells["mingru"][f"{key}_ms"]
+        )
     assert res["sections"] == ["renet", "models", "head_to_head", "data", "evaluator", "predictor", "video"]
     assert res["data_samples_s_per_worker"] > 0 and res["confmat_pairs_s"] > 0
     assert res["predictor"]["fast_img_s"] > 0
@@ -69,7 +91,8 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
     assert v["frames_out"] == v["frames_in"]  # nothing lost on the way
     assert res["video_fps_end_to_end"] == v["fps_end_to_end"]
     assert res["evaluator"].get("cityscapes_pairs_s") is None or (
-        abs(res["evaluator"]["ours_miou"] - res["evaluator"]["cityscapes_miou"]) < 1e-4)
+        abs(res["evaluator"]["ours_miou"] - res["evaluator"]["cityscapes_miou"]) < 1e-4
+    )
     table = capsys.readouterr().out
     assert "| measure | value |" in table and res["machine"]["torch"] in table
 
@@ -96,8 +119,17 @@ def test_predictor_section_builds_every_path_as_the_commands_do(tmp_path, monkey
     from reseg.models import build_model
     from reseg.predictor import Predictor
 
-    cfg = load_config(None, ["model.renet_hidden=4", "model.decoder_filters=[4,4]", "model.encoder_width=0.125",
-                             "model.cell=mingru", "data.crop_size=[32,48]", f"data.root={tmp_path / 'gone'}"])
+    cfg = load_config(
+        None,
+        [
+            "model.renet_hidden=4",
+            "model.decoder_filters=[4,4]",
+            "model.encoder_width=0.125",
+            "model.cell=mingru",
+            "data.crop_size=[32,48]",
+            f"data.root={tmp_path / 'gone'}",
+        ],
+    )
     torch.manual_seed(0)
     model = build_model(cfg, 3)
     ckpt = tmp_path / "tiny.pt"
@@ -112,8 +144,27 @@ def test_predictor_section_builds_every_path_as_the_commands_do(tmp_path, monkey
     monkeypatch.setattr(Predictor, "from_checkpoint", classmethod(record))
     monkeypatch.setenv("RESEG_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "bench.json"
-    assert main(["benchmark", "--only", "predictor", "--checkpoint", str(ckpt), "--sizes", "40", "56",
-                 "--repeats", "1", "--threads", "1", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--only",
+                "predictor",
+                "--checkpoint",
+                str(ckpt),
+                "--sizes",
+                "40",
+                "56",
+                "--repeats",
+                "1",
+                "--threads",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     p = json.loads(out.read_text())["predictor"]
     assert [r["size"] for r in p["runs"]] == [[32, 48], [40, 56]] and p["checkpoint"] == str(ckpt)
     for run in p["runs"]:
@@ -122,7 +173,7 @@ def test_predictor_section_builds_every_path_as_the_commands_do(tmp_path, monkey
         assert run["pixel_agreement_by_path"]["onnxruntime"] > 0.99
         assert all(s["first"] > 0 and s["cached"] > 0 for s in run["startup_s"].values())
     by_flags = {}
-    for device, kw in seen:
+    for _device, kw in seen:
         by_flags.setdefault((kw.get("backend"), kw.get("int8"), kw.get("channels_last")), kw)
     # what `reseg predict --backend onnxruntime` itself passes
     from reseg.cli import main as cli
@@ -133,8 +184,23 @@ def test_predictor_section_builds_every_path_as_the_commands_do(tmp_path, monkey
     import numpy as np
 
     cv2.imwrite(str(img), np.zeros((32, 48, 3), np.uint8))
-    assert cli(["predict", "--checkpoint", str(ckpt), str(img), "--device", "cpu", "--backend", "onnxruntime",
-                "--out", str(tmp_path / "pred")]) == 0
+    assert (
+        cli(
+            [
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                str(img),
+                "--device",
+                "cpu",
+                "--backend",
+                "onnxruntime",
+                "--out",
+                str(tmp_path / "pred"),
+            ]
+        )
+        == 0
+    )
     assert seen[0] == ("cpu", by_flags[("onnxruntime", None, None)])
 
 

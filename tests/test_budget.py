@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from train_utils import make_tiny_dataset, one_thread, read_metrics, tiny_config  # noqa: F401
 
 from reseg.config import Config
 from reseg.engine import trainer as trainer_mod
@@ -12,13 +13,24 @@ from reseg.engine.budget import TimeBudget, format_duration, parse_duration
 from reseg.engine.checkpoint import load_checkpoint
 from reseg.errors import ResegError
 
-from train_utils import make_tiny_dataset, one_thread, read_metrics, tiny_config  # noqa: F401
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("text,seconds", [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("1.5h", 5400),
-                                          ("2m30s", 150), (600, 600), (45.5, 45.5), ("120", 120), (" 5m ", 300)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("90s", 90),
+        ("10m", 600),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("1.5h", 5400),
+        ("2m30s", 150),
+        (600, 600),
+        (45.5, 45.5),
+        ("120", 120),
+        (" 5m ", 300),
+    ],
+)
 def test_parse_duration(text, seconds) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
@@ -49,8 +61,13 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("synthetic"))
 
 
-def drive(monkeypatch: pytest.MonkeyPatch, clock: FakeClock, step_s, val_s_per_image: float = 0.25,
-          interrupt_at: int | None = None) -> None:
+def drive(
+    monkeypatch: pytest.MonkeyPatch,
+    clock: FakeClock,
+    step_s,
+    val_s_per_image: float = 0.25,
+    interrupt_at: int | None = None,
+) -> None:
     """Each training step costs step_s(iteration) seconds, each validated image val_s_per_image."""
     real_step, real_validate = trainer_mod.Trainer.train_one_step, trainer_mod.Trainer.validate
 
@@ -71,9 +88,20 @@ def drive(monkeypatch: pytest.MonkeyPatch, clock: FakeClock, step_s, val_s_per_i
 
 
 def budget_cfg(root: Path, **train) -> Config:
-    return Config.from_dict(tiny_config(root, train={"max_iters": None, "time_budget": "100s", "val_interval": 30,
-                                                     "checkpoint_interval": 10, "log_interval": 5, **train},
-                                        sched={"name": "poly"}))
+    return Config.from_dict(
+        tiny_config(
+            root,
+            train={
+                "max_iters": None,
+                "time_budget": "100s",
+                "val_interval": 30,
+                "checkpoint_interval": 10,
+                "log_interval": 5,
+                **train,
+            },
+            sched={"name": "poly"},
+        )
+    )
 
 
 # Calibration: 5 warm-up steps, then 20 timed ones at 1 s; a validation of the 4 val images costs 1 s (and
@@ -98,8 +126,9 @@ SPENT_AT_REPLAN = SPENT_CALIBRATING + (REPLAN_AT - CALIBRATED_AT) * 1.0 + 1.0
 REPLANNED = planned_after(REPLAN_AT, SPENT_AT_REPLAN, 1.0, REPLAN_MARGIN)
 
 
-def test_budget_fixes_the_length_replans_once_and_ends_in_time(data_root: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_budget_fixes_the_length_replans_once_and_ends_in_time(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = FakeClock()
     drive(monkeypatch, clock, step_s=lambda it: 1.0)
     run = tmp_path / "run"
@@ -122,8 +151,9 @@ def test_budget_fixes_the_length_replans_once_and_ends_in_time(data_root: Path, 
     assert lrs[0] > lrs[-1] and lrs[-1] < 0.1 * lrs[0]
 
 
-def test_slow_first_steps_no_longer_end_the_run_early(data_root: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slow_first_steps_no_longer_end_the_run_early(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Calibration sees 2 s steps, the steady pace is 1 s: the first plan alone would stop the run at about
     60% of the budget; the re-plan uses the rest, and poly still ends at the run's end."""
     clock = FakeClock()
@@ -140,8 +170,9 @@ def test_slow_first_steps_no_longer_end_the_run_early(data_root: Path, tmp_path:
     assert lrs[-1] < 0.1 * lrs[0]
 
 
-def test_slower_steady_pace_shortens_the_run_at_the_replan(data_root: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slower_steady_pace_shortens_the_run_at_the_replan(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Slower after calibrating than during it: the re-plan shortens the schedule, which ends complete
     within the budget instead of being cut."""
     clock = FakeClock()
@@ -154,8 +185,9 @@ def test_slower_steady_pace_shortens_the_run_at_the_replan(data_root: Path, tmp_
     assert "cut short" not in (run / "train.log").read_text()
 
 
-def test_resume_keeps_the_length_and_charges_only_training_time(data_root: Path, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_keeps_the_length_and_charges_only_training_time(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = FakeClock()
     drive(monkeypatch, clock, step_s=lambda it: 1.0, interrupt_at=REPLAN_AT + 12)
     run = tmp_path / "run"
@@ -167,8 +199,7 @@ def test_resume_keeps_the_length_and_charges_only_training_time(data_root: Path,
     monkeypatch.undo()
     later = FakeClock(start=10_000.0)  # hours later: the pause is not charged
     drive(monkeypatch, later, step_s=lambda it: 1.0)
-    result = trainer_mod.Trainer(budget_cfg(data_root), run, resume=run / "last.pt", progress=False,
-                                 clock=later).fit()
+    result = trainer_mod.Trainer(budget_cfg(data_root), run, resume=run / "last.pt", progress=False, clock=later).fit()
     assert result["status"] == "finished" and result["iteration"] == REPLANNED  # the length stayed fixed
     spent_before = load_checkpoint(run / "last.pt")["budget"]["spent"]
     assert spent_before <= 100 and result["time_spent_s"] <= 100
@@ -177,8 +208,9 @@ def test_resume_keeps_the_length_and_charges_only_training_time(data_root: Path,
 
 
 @pytest.mark.parametrize("interrupt_at", [REPLAN_AT, REPLAN_AT + 12], ids=["before-the-replan", "after-the-replan"])
-def test_resumed_run_follows_the_same_schedule(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               interrupt_at: int) -> None:
+def test_resumed_run_follows_the_same_schedule(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupt_at: int
+) -> None:
     """Killed before the re-plan (the checkpoint at 40 predates it) or after it: the resumed run re-plans at the
     same iteration from the same measured window, or keeps the saved length and knots; either way every
     iteration's learning rate equals the uninterrupted run's."""
@@ -211,8 +243,9 @@ def test_resumed_run_follows_the_same_schedule(data_root: Path, tmp_path: Path, 
     assert list(lr_resumed.values()) == pytest.approx(list(lr_whole.values()), rel=1e-12)
 
 
-def test_slower_machine_stops_at_the_budget_with_the_schedule_cut(data_root: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slower_machine_stops_at_the_budget_with_the_schedule_cut(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = FakeClock()
     drive(monkeypatch, clock, step_s=lambda it: 1.0 if it <= REPLAN_AT else 2.5)  # slower after the re-plan
     run = tmp_path / "run"
@@ -229,8 +262,9 @@ def test_slower_machine_stops_at_the_budget_with_the_schedule_cut(data_root: Pat
 def test_max_iters_bounds_a_budgeted_run(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
     drive(monkeypatch, clock, step_s=lambda it: 1.0)
-    result = trainer_mod.Trainer(budget_cfg(data_root, max_iters=30), tmp_path / "run", progress=False,
-                                 clock=clock).fit()
+    result = trainer_mod.Trainer(
+        budget_cfg(data_root, max_iters=30), tmp_path / "run", progress=False, clock=clock
+    ).fit()
     assert result["iteration"] == result["total_iters"] == 30
 
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_utils import make_tiny_dataset, read_metrics, subprocess_env, tiny_config, write_config
 
 from reseg.engine import checkpoint as ckpt_mod
 from reseg.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-
-from train_utils import make_tiny_dataset, read_metrics, subprocess_env, tiny_config, write_config
 
 
 def state(i: int, size: int = 10) -> dict:
@@ -63,8 +62,13 @@ KILL_INSIDE_SAVE = textwrap.dedent("""
 def test_kill_inside_save_keeps_the_previous_checkpoint(tmp_path: Path, where: str) -> None:
     """SIGKILL once checkpoint 2 is fully written but not yet synced (fsync) or renamed (replace)."""
     path = tmp_path / "last.pt"
-    proc = subprocess.run([sys.executable, "-c", KILL_INSIDE_SAVE, str(path), where], env=subprocess_env(),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_INSIDE_SAVE, str(path), where],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert "the save returned" not in proc.stdout
     loaded = load_checkpoint(path)
@@ -75,8 +79,9 @@ def test_kill_inside_save_keeps_the_previous_checkpoint(tmp_path: Path, where: s
 
 
 @pytest.mark.parametrize("where", ["fsync", "replace"])
-def test_interrupt_inside_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             where: str) -> None:
+def test_interrupt_inside_save_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     """Ctrl-C (or any error) at the same two points: the previous file is intact and no temporary is left."""
     path = tmp_path / "last.pt"
     save_checkpoint(state(1), path)
@@ -133,23 +138,34 @@ LAUNCHER = textwrap.dedent("""
 
 def test_kill_9_and_resume_is_bit_identical(tmp_path: Path) -> None:
     root = make_tiny_dataset(tmp_path / "data")
-    cfg = tiny_config(root, data={"num_workers": 1},
-                      train={"max_iters": 16, "checkpoint_interval": 3, "val_interval": 8, "log_interval": 1})
+    cfg = tiny_config(
+        root,
+        data={"num_workers": 1},
+        train={"max_iters": 16, "checkpoint_interval": 3, "val_interval": 8, "log_interval": 1},
+    )
     config = write_config(tmp_path / "tiny.yaml", cfg)
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER)
     env = subprocess_env()
 
     def cmd(delay: float, work: Path, *extra: str) -> list[str]:
-        return [sys.executable, str(launcher), str(delay), "train", str(config), "--work-dir", str(work),
-                "--no-progress", *extra]
+        return [
+            sys.executable,
+            str(launcher),
+            str(delay),
+            "train",
+            str(config),
+            "--work-dir",
+            str(work),
+            "--no-progress",
+            *extra,
+        ]
 
     ref, cut = tmp_path / "uninterrupted", tmp_path / "killed"
     done = subprocess.run(cmd(0.0, ref), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    proc = subprocess.Popen(cmd(0.03, cut), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd(0.03, cut), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 90
     try:
         while time.time() < deadline:  # kill once iteration 10 is logged: last.pt is at 9, mid-epoch
@@ -166,8 +182,9 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path: Path) -> None:
     assert 9 <= killed_at < 16
     (cut / ".last.pt.stale.tmp").write_bytes(b"half a checkpoint")  # what a kill inside save leaves
 
-    resumed = subprocess.run(cmd(0.0, cut, "--resume"), env=env, cwd=tmp_path, capture_output=True, text=True,
-                             timeout=120)
+    resumed = subprocess.run(
+        cmd(0.0, cut, "--resume"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not (cut / ".last.pt.stale.tmp").exists()
     assert f"resumed from {cut / 'last.pt'} at iteration {killed_at}" in (cut / "train.log").read_text()
@@ -191,13 +208,15 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- empty and truncated files, in every command
 
+
 def _real_checkpoint(path: Path) -> Path:
     from reseg.config import load_config
     from reseg.models import build_model
 
     cfg = load_config(None, ["model.renet_hidden=4", "model.decoder_filters=[4, 4]", "model.encoder_width=0.125"])
-    save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg, 3).state_dict(),
-                     "class_names": ["a", "b", "c"]}, path)
+    save_checkpoint(
+        {"config": cfg.to_dict(), "model": build_model(cfg, 3).state_dict(), "class_names": ["a", "b", "c"]}, path
+    )
     return path
 
 
@@ -217,13 +236,16 @@ def test_load_checkpoint_empty_or_truncated_is_one_named_line(tmp_path: Path, ki
         load_checkpoint(bad)
     msg = str(err.value)
     assert str(bad) in msg and "\n" not in msg
-    assert ("empty (0 bytes)" in msg) if kind == "empty" else ("truncated" in msg and f"({bad.stat().st_size} bytes)" in msg)
+    assert (
+        ("empty (0 bytes)" in msg)
+        if kind == "empty"
+        else ("truncated" in msg and f"({bad.stat().st_size} bytes)" in msg)
+    )
 
 
 @pytest.mark.parametrize("kind", ["empty", "half", "tail_cut"])
 @pytest.mark.parametrize("command", ["evaluate", "predict", "video", "export"])
-def test_every_command_names_an_empty_or_truncated_checkpoint(tmp_path: Path, capsys, kind: str,
-                                                              command: str) -> None:
+def test_every_command_names_an_empty_or_truncated_checkpoint(tmp_path: Path, capsys, kind: str, command: str) -> None:
     import numpy as np
     from PIL import Image
 
@@ -234,11 +256,12 @@ def test_every_command_names_an_empty_or_truncated_checkpoint(tmp_path: Path, ca
     frames.mkdir()
     for i in range(2):
         Image.fromarray(np.full((24, 32, 3), 40 * i, np.uint8)).save(frames / f"f{i}.png")
-    args = {"evaluate": ["evaluate", "--checkpoint", str(bad), "--out", str(tmp_path / "eval")],
-            "predict": ["predict", "--checkpoint", str(bad), str(frames), "--out", str(tmp_path / "pred")],
-            "video": ["video", str(frames), "--checkpoint", str(bad), "--output", str(tmp_path / "v.mp4"),
-                      "--no-progress"],
-            "export": ["export", "--checkpoint", str(bad), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]}
+    args = {
+        "evaluate": ["evaluate", "--checkpoint", str(bad), "--out", str(tmp_path / "eval")],
+        "predict": ["predict", "--checkpoint", str(bad), str(frames), "--out", str(tmp_path / "pred")],
+        "video": ["video", str(frames), "--checkpoint", str(bad), "--output", str(tmp_path / "v.mp4"), "--no-progress"],
+        "export": ["export", "--checkpoint", str(bad), "--format", "torchscript", "--out", str(tmp_path / "m.pt")],
+    }
     assert main(args[command]) == 2  # a ResegError, not the crash path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: checkpoint ") and str(bad) in err[0], err
@@ -258,8 +281,14 @@ def test_init_from_starts_from_the_weights_and_refuses_another_architecture(tmp_
     cfg = load_config(None, ["model.renet_hidden=4", "model.decoder_filters=[4,4]"])
     source = build_model(cfg, 5)
     path = tmp_path / "pre.pt"
-    save_checkpoint({"config": cfg.to_dict(), "model": {f"module.{k}": v for k, v in source.state_dict().items()},
-                     "class_names": [str(i) for i in range(5)]}, path)
+    save_checkpoint(
+        {
+            "config": cfg.to_dict(),
+            "model": {f"module.{k}": v for k, v in source.state_dict().items()},
+            "class_names": [str(i) for i in range(5)],
+        },
+        path,
+    )
     target = build_model(cfg, 5)
     init_weights(target, path)
     assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))

@@ -35,8 +35,9 @@ print("HEAVY:" + ",".join(heavy), file=sys.stderr)
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_help_imports_no_heavy_library(command: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", HELP_PROBE, command], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", HELP_PROBE, command], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"reseg {command}" in proc.stdout and "--debug" in proc.stdout
     heavy = proc.stderr.strip().splitlines()[-1]
@@ -96,6 +97,7 @@ def test_user_errors_stay_short(monkeypatch, capsys, tmp_path) -> None:
 
 
 # ---------------------------------------------------------------- predict's inputs and outputs
+
 
 def _png(path: Path, value: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

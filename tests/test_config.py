@@ -52,11 +52,12 @@ def test_base_merge_and_overrides(tmp_path: Path) -> None:
     write(tmp_path / "base" / "more.yaml", "optim:\n  lr: 0.25\n  name: sgd\n")
     exp = write(tmp_path / "exp.yaml", "_base_:\n  - base/data.yaml\n  - base/more.yaml\ndata:\n  batch_size: 7\n")
     cfg = load_config(exp)
-    assert cfg.data.batch_size == 7          # the experiment wins over its bases
-    assert cfg.data.crop_size == [10, 20]    # untouched base keys survive a partial section
+    assert cfg.data.batch_size == 7  # the experiment wins over its bases
+    assert cfg.data.crop_size == [10, 20]  # untouched base keys survive a partial section
     assert cfg.optim.lr == 0.25 and cfg.optim.name == "sgd"  # later bases win over earlier ones
-    cfg = load_config(exp, ["optim.lr=0.01", "data.crop_size=[32, 48]", "train.deterministic=true",
-                            "model.encoder_weights=null"])
+    cfg = load_config(
+        exp, ["optim.lr=0.01", "data.crop_size=[32, 48]", "train.deterministic=true", "model.encoder_weights=null"]
+    )
     assert cfg.optim.lr == 0.01 and cfg.data.crop_size == [32, 48] and cfg.train.deterministic is True
     assert cfg.model.encoder_weights is None
     assert load_config(exp, ["optim.lr=1"]).optim.lr == 1.0  # int -> float
@@ -117,8 +118,10 @@ def test_train_cli_applies_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(trainer, "train", fake_train)
     monkeypatch.chdir(tmp_path)
     exp = write(tmp_path / "my_exp.yaml", "train:\n  seed: 3\n")
-    assert main(["train", str(exp), "--device", "cpu", "--amp", "--set", "optim.lr=0.5", "data.batch_size=2",
-                 "--resume"]) == 0
+    assert (
+        main(["train", str(exp), "--device", "cpu", "--amp", "--set", "optim.lr=0.5", "data.batch_size=2", "--resume"])
+        == 0
+    )
     cfg = seen["cfg"]
     assert cfg.train.device == "cpu" and cfg.train.amp and cfg.optim.lr == 0.5 and cfg.data.batch_size == 2
     assert Path(seen["work_dir"]) == Path("work_dirs/my_exp")
@@ -190,9 +193,19 @@ def test_bad_values_name_key_value_and_what_is_allowed(override: str, key: str, 
 
 
 def test_good_edge_values_pass() -> None:
-    cfg = load_config(None, ["data.scale_range=[1,1]", "data.num_workers=0", "train.val_interval=0",
-                             "data.eval_size=[8,16]", "eval.scales=[0.5,1,1.5]", "train.device=cuda:1",
-                             "model.renet_hidden=[10,20]", "optim.grad_clip=1"])
+    cfg = load_config(
+        None,
+        [
+            "data.scale_range=[1,1]",
+            "data.num_workers=0",
+            "train.val_interval=0",
+            "data.eval_size=[8,16]",
+            "eval.scales=[0.5,1,1.5]",
+            "train.device=cuda:1",
+            "model.renet_hidden=[10,20]",
+            "optim.grad_clip=1",
+        ],
+    )
     assert cfg.data.scale_range == [1.0, 1.0] and cfg.eval.scales == [0.5, 1.0, 1.5]
 
 
@@ -201,8 +214,9 @@ def test_every_config_key_has_a_range_rule() -> None:
 
     from reseg.config import RULES
 
-    keys = {f"{s.name}.{f.name}" for s in dataclasses.fields(Config)
-            for f in dataclasses.fields(getattr(Config(), s.name))}
+    keys = {
+        f"{s.name}.{f.name}" for s in dataclasses.fields(Config) for f in dataclasses.fields(getattr(Config(), s.name))
+    }
     assert keys - set(RULES) == set(), "config keys without a range rule in reseg.config.RULES"
     assert set(RULES) - keys == set(), "rules for keys that do not exist"
 
@@ -295,8 +309,14 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     script = REPO / "tools" / "screen_levers.sh"
     env = {**os.environ, "PYTHON": sys.executable}
     out = tmp_path / "levers"
-    dry = subprocess.run(["bash", str(script), "/data/camvid", str(out), "15m"], env={**env, "DRY_RUN": "1"},
-                         capture_output=True, text=True, check=True, timeout=60).stdout.splitlines()
+    dry = subprocess.run(
+        ["bash", str(script), "/data/camvid", str(out), "15m"],
+        env={**env, "DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.splitlines()
     trained = [line.split()[5] for line in dry if " -m reseg train " in line]
     expected = {"reseg_skip_camvid_cpu_unseen.yaml", "unet_vgg16_camvid_cpu_unseen.yaml", *LEVERS}
     assert sorted(Path(c).name for c in trained) == sorted(expected)
@@ -307,13 +327,22 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
         run = out / Path(config).stem
         (run / "eval_best").mkdir(parents=True)
         (run / "config.yaml").write_text(yaml.safe_dump(load_config(config).to_dict()))
-        (run / "metrics.jsonl").write_text("\n".join(json.dumps({"type": "val", "iter": it, "mIoU": m})
-                                                     for it, m in ((100, 0.3), (180, 0.2))))
+        (run / "metrics.jsonl").write_text(
+            "\n".join(json.dumps({"type": "val", "iter": it, "mIoU": m}) for it, m in ((100, 0.3), (180, 0.2)))
+        )
         (run / "eval_best" / "metrics.json").write_text(json.dumps({"mIoU": 0.3 + i / 1000, "aAcc": 0.8}))
-    table = subprocess.run(["bash", str(script), "/data/camvid", str(out), "15m"], env={**env, "TABLE_ONLY": "1"},
-                           capture_output=True, text=True, check=True, timeout=60).stdout
+    table = subprocess.run(
+        ["bash", str(script), "/data/camvid", str(out), "15m"],
+        env={**env, "TABLE_ONLY": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert (out / "levers.md").read_text().strip() == table.strip()
     rows = [line for line in table.splitlines() if line.startswith("| reseg") or line.startswith("| unet")]
     assert len(rows) == len(expected)
-    assert "| reseg_skip_unseen_all | reseg | augment strong, ema 0.99, smoothing 0.1, dropout 0.1 | 180 | 100 |" in table
+    assert (
+        "| reseg_skip_unseen_all | reseg | augment strong, ema 0.99, smoothing 0.1, dropout 0.1 | 180 | 100 |" in table
+    )
     assert "| reseg_skip_camvid_cpu_unseen | reseg | - | 180 | 100 | 30.00 | 80.00 |" in table

@@ -13,19 +13,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_utils import make_tiny_dataset, read_metrics, run_cli, tiny_config, write_config
 
 from reseg.benchmark import strict_fp32
 from reseg.config import Config, load_config
+from reseg.data import build_dataset
 from reseg.engine import parts as parts_mod
 from reseg.engine.checkpoint import load_checkpoint
 from reseg.engine.trainer import train
-from reseg.data import build_dataset
 from reseg.evaluation import evaluate_split
 from reseg.models import build_model
 from reseg.models.renet import ReNet
 from reseg.predictor import Predictor
-
-from train_utils import make_tiny_dataset, read_metrics, run_cli, tiny_config, write_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -65,13 +64,17 @@ def test_renet_cudnn_and_fused_agree_on_cuda() -> None:
 
 
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float16])
-def test_training_on_cuda_with_amp(data_root: Path, tmp_path: Path, dtype: torch.dtype | None,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_on_cuda_with_amp(
+    data_root: Path, tmp_path: Path, dtype: torch.dtype | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """fp32, bf16 autocast, and fp16 autocast with a grad scaler: the loss falls, the checkpoint holds the
     scaler's state, and it loads on the CPU."""
     monkeypatch.setattr(parts_mod, "amp_dtype", lambda *a, **k: dtype)
-    cfg = gpu_config(data_root, train={"max_iters": 16, "val_interval": 8, "checkpoint_interval": 8,
-                                       "amp": dtype is not None}, optim={"lr": 0.05})
+    cfg = gpu_config(
+        data_root,
+        train={"max_iters": 16, "val_interval": 8, "checkpoint_interval": 8, "amp": dtype is not None},
+        optim={"lr": 0.05},
+    )
     run = tmp_path / "run"
     result = train(cfg, run, progress=False)
     assert result["status"] == "finished" and result["iteration"] == 16
@@ -121,17 +124,43 @@ def test_tools_with_device_cuda(data_root: Path, tmp_path: Path) -> None:
     """train --device cuda --amp, then evaluate, video and export from that checkpoint."""
     cfg_file = write_config(tmp_path / "tiny.yaml", tiny_config(data_root, train={"max_iters": 6, "val_interval": 6}))
     run = tmp_path / "run"
-    r = run_cli(["train", str(cfg_file), "--work-dir", str(run), "--device", "cuda", "--amp", "--no-progress"], tmp_path)
+    r = run_cli(
+        ["train", str(cfg_file), "--work-dir", str(run), "--device", "cuda", "--amp", "--no-progress"], tmp_path
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "cuda" in (run / "train.log").read_text()
-    r = run_cli(["evaluate", "--checkpoint", str(run / "last.pt"), "--out", str(tmp_path / "eval"),
-                 "--device", "cuda", "--amp"], tmp_path)
+    r = run_cli(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(run / "last.pt"),
+            "--out",
+            str(tmp_path / "eval"),
+            "--device",
+            "cuda",
+            "--amp",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert 0 <= json.loads((tmp_path / "eval" / "metrics.json").read_text())["mIoU"] <= 1
-    r = run_cli(["video", str(data_root / "val"), "--checkpoint", str(run / "last.pt"), "--output", str(tmp_path / "v.mp4"),
-                 "--device", "cuda"], tmp_path)
+    r = run_cli(
+        [
+            "video",
+            str(data_root / "val"),
+            "--checkpoint",
+            str(run / "last.pt"),
+            "--output",
+            str(tmp_path / "v.mp4"),
+            "--device",
+            "cuda",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "v.mp4").stat().st_size > 0
-    r = run_cli(["export", "--checkpoint", str(run / "last.pt"), "--format", "torchscript",
-                 "--out", str(tmp_path / "m.pt")], tmp_path)
+    r = run_cli(
+        ["export", "--checkpoint", str(run / "last.pt"), "--format", "torchscript", "--out", str(tmp_path / "m.pt")],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]

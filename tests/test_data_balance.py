@@ -39,7 +39,7 @@ def test_median_frequency_by_hand(tmp_path: Path) -> None:
     assert stats["images"] == 3 and stats["class_names"][3] == "Road"
     assert stats["pixels"][:4] == [11, 8, 0, 2] and sum(stats["pixels"]) == 21
     # freq_c = pixels of c / total pixels of the images containing c (8 pixels per image)
-    f_sky, f_bld, f_road = 11 / 16, 8 / 16, 2 / 8     # sky in masks 0,1; building in 0,2; road in 0
+    f_sky, f_bld, f_road = 11 / 16, 8 / 16, 2 / 8  # sky in masks 0,1; building in 0,2; road in 0
     median = float(np.median([f_sky, f_bld, f_road]))  # = 0.5, over the classes that occur
     expected = [median / f_sky, median / f_bld, 0.0, median / f_road] + [0.0] * 7
     np.testing.assert_allclose(stats["median_frequency_weights"], expected, rtol=1e-12)
@@ -67,6 +67,7 @@ def test_cache_keyed_by_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     def boom(self, i):  # a cache hit must not read a single mask
         raise AssertionError("mask read despite cache")
+
     with monkeypatch.context() as m:
         m.setattr(CamVidDataset, "read_mask", boom)
         torch.testing.assert_close(class_weights(ds, "median_frequency", cache, progress=False), w)
@@ -85,8 +86,20 @@ def test_cache_keyed_by_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_data_stats_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     _write(tmp_path / "data")
     out = tmp_path / "stats.json"
-    rc = main(["data-stats", "--dataset", "camvid", "--data-root", str(tmp_path / "data"), "--split", "train",
-               "--json", str(out), "--no-progress"])
+    rc = main(
+        [
+            "data-stats",
+            "--dataset",
+            "camvid",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--split",
+            "train",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0 and "Pedestrian" in text and "median-freq" in text and str(out) in text
     stats = json.loads(out.read_text())

@@ -28,16 +28,22 @@ def _lab(path: Path, arr: np.ndarray) -> None:
     assert cv2.imwrite(str(path), arr if arr.ndim == 2 else cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
 
 
-def make_segnet(root: Path, split: str = "train", names: tuple[str, ...] = ("0001TP_006690", "0001TP_006720"),
-                listing: bool = True, label: np.ndarray | None = None) -> None:
+def make_segnet(
+    root: Path,
+    split: str = "train",
+    names: tuple[str, ...] = ("0001TP_006690", "0001TP_006720"),
+    listing: bool = True,
+    label: np.ndarray | None = None,
+) -> None:
     """The SegNet tutorial layout, with a listing that carries the tutorial machine's absolute prefix."""
     for k, name in enumerate(names):
         _img(root / split / f"{name}.png", k)
         lab = label if label is not None else (np.arange(H * W) % 12).astype(np.uint8).reshape(H, W)
         _lab(root / f"{split}annot" / f"{name}.png", lab)
     if listing:
-        (root / f"{split}.txt").write_text("".join(
-            f"/SegNet/CamVid/{split}/{n}.png /SegNet/CamVid/{split}annot/{n}.png\n" for n in names))
+        (root / f"{split}.txt").write_text(
+            "".join(f"/SegNet/CamVid/{split}/{n}.png /SegNet/CamVid/{split}annot/{n}.png\n" for n in names)
+        )
 
 
 def test_segnet_void_becomes_ignore(tmp_path: Path) -> None:
@@ -59,13 +65,16 @@ def test_listing_prefixes_resolved(tmp_path: Path) -> None:
     (tmp_path / "train.txt").write_text(
         "/SegNet/CamVid/train/0001TP_006720.png /SegNet/CamVid/trainannot/0001TP_006720.png\n"
         "\n"
-        "C:\\data\\CamVid\\train\\0001TP_006690.png C:\\data\\CamVid\\trainannot\\0001TP_006690.png\n")
+        "C:\\data\\CamVid\\train\\0001TP_006690.png C:\\data\\CamVid\\trainannot\\0001TP_006690.png\n"
+    )
     (tmp_path / "val.txt").write_text("val/0016E5_07959.png valannot/0016E5_07959.png\n")
-    (tmp_path / "test.txt").write_text("/elsewhere/0016E5_07959.png\n")   # by file name only, label by stem
+    (tmp_path / "test.txt").write_text("/elsewhere/0016E5_07959.png\n")  # by file name only, label by stem
     ds = CamVidDataset(tmp_path, "train")
     # the listing's order is kept, and files resolve under the root whatever the prefix
-    assert ds.files == [(str(tmp_path / "train" / "0001TP_006720.png"), str(tmp_path / "trainannot" / "0001TP_006720.png")),
-                        (str(tmp_path / "train" / "0001TP_006690.png"), str(tmp_path / "trainannot" / "0001TP_006690.png"))]
+    assert ds.files == [
+        (str(tmp_path / "train" / "0001TP_006720.png"), str(tmp_path / "trainannot" / "0001TP_006720.png")),
+        (str(tmp_path / "train" / "0001TP_006690.png"), str(tmp_path / "trainannot" / "0001TP_006690.png")),
+    ]
     assert CamVidDataset(tmp_path, "val").files[0][1] == str(tmp_path / "valannot" / "0016E5_07959.png")
     (tmp_path / "test").mkdir()
     _img(tmp_path / "test" / "0016E5_07959.png")
@@ -138,8 +147,19 @@ SEGNET_GROUPS = {
     "Pedestrian": ["Pedestrian", "Child", "CartLuggagePram", "Animal"],
     "Bicyclist": ["Bicyclist", "MotorcycleScooter"],
 }
-SEGNET_ORDER = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
-                "Pedestrian", "Bicyclist"]
+SEGNET_ORDER = [
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
+]
 
 
 def _label_colors() -> dict[str, tuple[int, int, int]]:
@@ -155,7 +175,7 @@ def test_camvid_tables_match_the_published_ones() -> None:
     assert len(colors) == 32 and dict(CAMVID32_COLORS) == colors
     grouping = {old: new for new, olds in SEGNET_GROUPS.items() for old in olds}
     assert len(grouping) == 31 and set(grouping) | {"Void"} == set(colors)
-    assert CAMVID32_TO_11 == {**grouping, "Void": None}
+    assert {**grouping, "Void": None} == CAMVID32_TO_11
     assert list(CAMVID.names) == SEGNET_ORDER
     # each merged class wears the colour of the 32-class class it is named after
     namesake = {"Pole": "Column_Pole", "Pavement": "Sidewalk"}
@@ -199,6 +219,7 @@ def test_bad_label_colors_file(tmp_path: Path) -> None:
 def test_test_split_without_labels(tmp_path: Path) -> None:
     make_segnet(tmp_path, "test", listing=False)
     import shutil
+
     shutil.rmtree(tmp_path / "testannot")
     with pytest.raises(MissingPairError, match="testannot"):
         CamVidDataset(tmp_path, "test")
@@ -233,7 +254,8 @@ def test_original_flat_folders_with_segnet_listing(tmp_path: Path) -> None:
     rgb[0] = CAMVID32_COLORS["Void"]
     _lab(tmp_path / "LabeledApproved_full" / "0006R0_f02400_L.png", rgb)
     (tmp_path / "train.txt").write_text(
-        "/SegNet/CamVid/train/0006R0_f02400.png /SegNet/CamVid/trainannot/0006R0_f02400.png\n")
+        "/SegNet/CamVid/train/0006R0_f02400.png /SegNet/CamVid/trainannot/0006R0_f02400.png\n"
+    )
     ds = CamVidDataset(tmp_path, "train")
     assert ds.files[0][1] == str(tmp_path / "LabeledApproved_full" / "0006R0_f02400_L.png")
     mask = ds.read_mask(0)

@@ -28,8 +28,15 @@ def _write_gray(path: Path, arr: np.ndarray) -> None:
     assert cv2.imwrite(str(path), arr)
 
 
-def make_cityscapes(root: Path, split: str = "train", cities: tuple[str, ...] = ("aachen", "bremen"), n: int = 2,
-                    fmt: str = "labelIds", label: np.ndarray | None = None, instances: bool = True) -> list[str]:
+def make_cityscapes(
+    root: Path,
+    split: str = "train",
+    cities: tuple[str, ...] = ("aachen", "bremen"),
+    n: int = 2,
+    fmt: str = "labelIds",
+    label: np.ndarray | None = None,
+    instances: bool = True,
+) -> list[str]:
     """Write the official layout (plus the color/polygons files a real download has, which must be ignored)."""
     rng = np.random.default_rng(0)
     stems = []
@@ -37,8 +44,10 @@ def make_cityscapes(root: Path, split: str = "train", cities: tuple[str, ...] = 
         for k in range(n):
             stem = f"{city}_{k:06d}_000019"
             stems.append(stem)
-            _write_rgb(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-                       rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+            _write_rgb(
+                root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
+                rng.integers(0, 255, (H, W, 3), dtype=np.uint8),
+            )
             gt = root / "gtFine" / split / city
             lab = label if label is not None else np.full((H, W), 7 if fmt == "labelIds" else 0, np.uint8)
             _write_gray(gt / f"{stem}_gtFine_{fmt}.png", lab)
@@ -63,15 +72,21 @@ def test_table_matches_cityscapesscripts(cs_labels) -> None:
     assert len(ours) == len(cs_labels.labels) == 35
     for ref in cs_labels.labels:
         mine = ours[ref.name]
-        assert (mine.id, mine.train_id, mine.category, mine.category_id, mine.has_instances,
-                mine.ignore_in_eval, mine.color) == (ref.id, ref.trainId, ref.category, ref.categoryId,
-                                                     ref.hasInstances, ref.ignoreInEval, tuple(ref.color))
+        assert (
+            mine.id,
+            mine.train_id,
+            mine.category,
+            mine.category_id,
+            mine.has_instances,
+            mine.ignore_in_eval,
+            mine.color,
+        ) == (ref.id, ref.trainId, ref.category, ref.categoryId, ref.hasInstances, ref.ignoreInEval, tuple(ref.color))
     train = sorted((lab for lab in cs_labels.labels if 0 <= lab.trainId < 255), key=lambda lab: lab.trainId)
     assert CITYSCAPES.names == tuple(lab.name for lab in train)
     assert CITYSCAPES.palette == tuple(tuple(lab.color) for lab in train)
     assert CITYSCAPES.has_instances == tuple(lab.hasInstances for lab in train)
     assert [CITYSCAPES.category_names[c] for c in CITYSCAPES.categories] == [lab.category for lab in train]
-    assert CITYSCAPES_TRAIN_ID_TO_ID == tuple(lab.id for lab in train)
+    assert tuple(lab.id for lab in train) == CITYSCAPES_TRAIN_ID_TO_ID
     assert CITYSCAPES.names[6:8] == ("traffic light", "traffic sign") and CITYSCAPES.num_classes == 19
 
 
@@ -102,7 +117,7 @@ def test_layout_meta_and_tensors(tmp_path: Path) -> None:
     assert Path(ds.meta[0]["instance_path"]).is_file()
     raw = ds[0]
     assert isinstance(raw["image"], np.ndarray) and raw["image"].shape == (H, W, 3)
-    assert raw["mask"].dtype == torch.int64 and (raw["mask"] == 0).all()   # id 7 -> road (0)
+    assert raw["mask"].dtype == torch.int64 and (raw["mask"] == 0).all()  # id 7 -> road (0)
 
     val = CityscapesDataset(tmp_path, "val")
     assert val.meta[0]["instance_path"] is None

@@ -56,7 +56,7 @@ def test_missing_root_names_path_and_layout(tmp_path: Path, dataset: str) -> Non
 
 
 def test_wrong_layout_names_path_and_layout(tmp_path: Path) -> None:
-    _img(tmp_path / "pictures" / "x")      # a folder of images, nothing in the CamVid layout
+    _img(tmp_path / "pictures" / "x")  # a folder of images, nothing in the CamVid layout
     with pytest.raises(DatasetLayoutError) as err:
         CamVidDataset(tmp_path, "train")
     msg = str(err.value)
@@ -154,6 +154,7 @@ def test_errors_are_reseg_errors() -> None:
 
 # --------------------------------------------------------------------------- folder dataset
 
+
 def test_folder_index_masks_with_ignore_value(tmp_path: Path) -> None:
     for split in ("train", "val"):
         _img(tmp_path / "images" / split / "x1", ext=".jpg")
@@ -161,7 +162,8 @@ def test_folder_index_masks_with_ignore_value(tmp_path: Path) -> None:
         arr[0, 0], arr[0, 1], arr[0, 2] = 2, 9, 255
         _lab(tmp_path / "masks" / split / "x1.png", arr)
     (tmp_path / "classes.yaml").write_text(
-        "names: [background, road, car]\ncolors: [[0, 0, 0], [128, 64, 128], [0, 0, 142]]\nignore_index: [9, 255]\n")
+        "names: [background, road, car]\ncolors: [[0, 0, 0], [128, 64, 128], [0, 0, 142]]\nignore_index: [9, 255]\n"
+    )
     ds = FolderDataset(tmp_path, "val")
     assert ds.classes.names == ("background", "road", "car") and ds.classes.palette[2] == (0, 0, 142)
     mask = ds.read_mask(0)
@@ -169,6 +171,7 @@ def test_folder_index_masks_with_ignore_value(tmp_path: Path) -> None:
     cfg = Config()
     cfg.data.dataset, cfg.data.root = "folder", str(tmp_path)
     from reseg.data import dataset_classes
+
     assert dataset_classes(cfg).num_classes == 3 and len(build_dataset(cfg, "train")) == 1
     arr[1, 1] = 3
     _lab(tmp_path / "masks" / "val" / "x1.png", arr)
@@ -178,11 +181,12 @@ def test_folder_index_masks_with_ignore_value(tmp_path: Path) -> None:
 
 def test_folder_colour_and_palette_masks(tmp_path: Path) -> None:
     from PIL import Image
+
     _img(tmp_path / "images" / "a")
     _img(tmp_path / "images" / "b")
     rgb = np.zeros((H, W, 3), np.uint8)
     rgb[:, :4] = (255, 0, 0)
-    rgb[:, 4:8] = (255, 255, 255)                        # the ignore colour
+    rgb[:, 4:8] = (255, 255, 255)  # the ignore colour
     (tmp_path / "masks").mkdir()
     Image.fromarray(rgb).save(tmp_path / "masks" / "a.png")
     pal = Image.fromarray(np.full((H, W), 1, np.uint8), mode="P")
@@ -190,11 +194,12 @@ def test_folder_colour_and_palette_masks(tmp_path: Path) -> None:
     pal.save(tmp_path / "masks" / "b.png")
     (tmp_path / "val.txt").write_text("a\nb.jpg\n")
     (tmp_path / "mine.yml").write_text(
-        "classes:\n  - {name: bg, color: [0, 0, 0]}\n  - {name: thing, color: [255, 0, 0]}\nignore_color: [255, 255, 255]\n")
+        "classes:\n  - {name: bg, color: [0, 0, 0]}\n  - {name: thing, color: [255, 0, 0]}\nignore_color: [255, 255, 255]\n"
+    )
     ds = FolderDataset(tmp_path, "val", classes_file=tmp_path / "mine.yml")
     a = ds.read_mask(0)
     assert (a[:, :4] == 1).all() and (a[:, 4:8] == 255).all() and (a[:, 8:] == 0).all()
-    assert (ds.read_mask(1) == 1).all()     # palette PNG: indices, not colours
+    assert (ds.read_mask(1) == 1).all()  # palette PNG: indices, not colours
     (tmp_path / "bad.yml").write_text("names: [a, b]\ncolours: [[1, 2, 3]]\n")
     with pytest.raises(ResegError, match="bad.yml.*unknown key.*colours"):
         FolderDataset(tmp_path, "val", classes_file=tmp_path / "bad.yml")
@@ -237,8 +242,19 @@ def test_classes_file_not_utf8_or_empty_is_a_config_error(tmp_path: Path) -> Non
 
 def test_data_stats_set_keeps_every_override(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """`--set a=1 --set b=2` applies both (it used to keep only the last flag)."""
-    rc = main(["data-stats", "--dataset", "camvid", "--data-root", str(tmp_path / "missing"),
-               "--set", "data.num_workers=-3", "--set", "data.skip_bad_samples=true"])
+    rc = main(
+        [
+            "data-stats",
+            "--dataset",
+            "camvid",
+            "--data-root",
+            str(tmp_path / "missing"),
+            "--set",
+            "data.num_workers=-3",
+            "--set",
+            "data.skip_bad_samples=true",
+        ]
+    )
     assert rc == 2 and "data.num_workers" in capsys.readouterr().err
     rc = main(["data-stats", "--set", "data.num_workers=-3", "data.skip_bad_samples=true"])
     assert rc == 2 and "data.num_workers" in capsys.readouterr().err

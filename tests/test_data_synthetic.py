@@ -49,7 +49,7 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     img1, lab1 = synth_sample(3, "val", 5, SIZE)
     img2, lab2 = synth_sample(3, "val", 5, SIZE)
     assert np.array_equal(img1, img2) and np.array_equal(lab1, lab2)
-    assert not np.array_equal(synth_sample(3, "train", 5, SIZE)[1], lab1)   # splits differ
+    assert not np.array_equal(synth_sample(3, "train", 5, SIZE)[1], lab1)  # splits differ
 
 
 def test_regenerate_replaces_only_synthetic_folders(tmp_path: Path) -> None:
@@ -92,13 +92,18 @@ def test_easy_difficulty_makes_small_classes_bigger_and_the_camera_clean() -> No
     haze, blur, vignette, roll or bonnet, and less noise."""
     size = (90, 120)
     small = [2, 6, 7, 9, 10]  # Pole, SignSymbol, Fence, Pedestrian, Bicyclist
-    share = {level: np.mean([np.isin(synth_sample(0, "train", i, size, difficulty=level)[1], small).mean()
-                             for i in range(24)]) for level in ("standard", "easy")}
+    share = {
+        level: np.mean(
+            [np.isin(synth_sample(0, "train", i, size, difficulty=level)[1], small).mean() for i in range(24)]
+        )
+        for level in ("standard", "easy")
+    }
     assert share["easy"] > 1.4 * share["standard"], share
     effects = ("haze", "blur", "vignette", "roll", "hood")
     for level, want_effects in (("standard", True), ("easy", False)):
-        lights = [make_street(np.random.default_rng(i), size, difficulty=get_difficulty(level)).light
-                  for i in range(40)]
+        lights = [
+            make_street(np.random.default_rng(i), size, difficulty=get_difficulty(level)).light for i in range(40)
+        ]
         assert any(getattr(L, e) for L in lights for e in effects) == want_effects, level
         assert max(L.noise for L in lights) <= get_difficulty(level).max_noise
     assert get_difficulty("easy").max_noise < get_difficulty("standard").max_noise
@@ -127,11 +132,14 @@ def test_difficulty_is_recorded_and_a_mismatch_warned(tmp_path: Path, caplog: py
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "synthetic dataset" in r.getMessage()]
+    return [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "synthetic dataset" in r.getMessage()
+    ]
 
 
-def test_mismatch_warned_once_only_for_what_the_config_gives(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                             capsys: pytest.CaptureFixture) -> None:
+def test_mismatch_warned_once_only_for_what_the_config_gives(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
     """Once per run (train and val splits, twice built), only for keys the config file gives, and its command
     makes what the config asks for while keeping the settings the config leaves to their defaults."""
     import shlex
@@ -164,7 +172,11 @@ def test_mismatch_warned_once_only_for_what_the_config_gives(tmp_path: Path, cap
     assert main(shlex.split(command)[1:]) == 0  # regenerate exactly as suggested
     meta = json.loads((root / "synthetic.json").read_text())
     assert (meta["sizes"], meta["difficulty"], meta["seed"], meta["size"]) == (
-        {"train": 3, "val": 1, "test": 1}, "easy", 3, list(SIZE))  # the size the config left alone is kept
+        {"train": 3, "val": 1, "test": 1},
+        "easy",
+        3,
+        list(SIZE),
+    )  # the size the config left alone is kept
     caplog.clear()
     with caplog.at_level("WARNING", logger="reseg.data"):
         assert len(build_dataset(cfg, "train", generate=True)) == 3
@@ -200,13 +212,20 @@ def test_build_dataset_generates_when_absent(tmp_path: Path, capsys: pytest.Capt
     assert tuple(sample["image"].shape) == (3, 32, 48)
     mtime = (tmp_path / "gen" / "synthetic.json").stat().st_mtime_ns
     assert len(build_dataset(cfg, "val", generate=True)) == 1
-    assert (tmp_path / "gen" / "synthetic.json").stat().st_mtime_ns == mtime   # not generated twice
+    assert (tmp_path / "gen" / "synthetic.json").stat().st_mtime_ns == mtime  # not generated twice
 
 
 @pytest.mark.parametrize("ext", [".avi", ".mp4"])
 def test_video(tmp_path: Path, ext: str) -> None:
-    path = make_synthetic_video(tmp_path / f"drive{ext}", frames=6, size=SIZE, fps=10, seed=1,
-                                frames_dir=tmp_path / "frames", labels_dir=tmp_path / "labels")
+    path = make_synthetic_video(
+        tmp_path / f"drive{ext}",
+        frames=6,
+        size=SIZE,
+        fps=10,
+        seed=1,
+        frames_dir=tmp_path / "frames",
+        labels_dir=tmp_path / "labels",
+    )
     cap = cv2.VideoCapture(str(path))
     frames = []
     while True:
@@ -218,13 +237,29 @@ def test_video(tmp_path: Path, ext: str) -> None:
     assert len(frames) == 6 and frames[0].shape == (*SIZE, 3)
     assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 6
     labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((tmp_path / "labels").glob("*.png"))]
-    assert len(labels) == 6 and not np.array_equal(labels[0], labels[-1])   # the camera moves
+    assert len(labels) == 6 and not np.array_equal(labels[0], labels[-1])  # the camera moves
 
 
 def test_make_synthetic_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cli"
-    rc = main(["make-synthetic", "--out", str(out), "--train", "2", "--val", "1", "--test", "0", "--seed", "4",
-               "--size", "48", "64"])
+    rc = main(
+        [
+            "make-synthetic",
+            "--out",
+            str(out),
+            "--train",
+            "2",
+            "--val",
+            "1",
+            "--test",
+            "0",
+            "--seed",
+            "4",
+            "--size",
+            "48",
+            "64",
+        ]
+    )
     assert rc == 0 and str(out) in capsys.readouterr().out
     assert len(list((out / "train").glob("*.png"))) == 2
 
@@ -232,8 +267,25 @@ def test_make_synthetic_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
 def test_browse_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = make_synthetic(tmp_path / "s", train=3, val=0, test=0, size=SIZE)
     grid = tmp_path / "grid.png"
-    rc = main(["browse", "--dataset", "synthetic", "--data-root", str(root), "--split", "train", "--out", str(grid),
-               "-n", "3", "--cols", "2", "--set", "data.crop_size=[32,40]"])
+    rc = main(
+        [
+            "browse",
+            "--dataset",
+            "synthetic",
+            "--data-root",
+            str(root),
+            "--split",
+            "train",
+            "--out",
+            str(grid),
+            "-n",
+            "3",
+            "--cols",
+            "2",
+            "--set",
+            "data.crop_size=[32,40]",
+        ]
+    )
     assert rc == 0 and str(grid) in capsys.readouterr().out
     img = cv2.imread(str(grid))
     from reseg.viz import legend_panel
@@ -243,8 +295,9 @@ def test_browse_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert img.shape[1] == 2 * (40 + 4) + legend_w and img.shape[0] == 2 * (2 * 32 + 4)
 
 
-def test_regenerating_swaps_the_whole_set_and_a_failure_keeps_the_old(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_regenerating_swaps_the_whole_set_and_a_failure_keeps_the_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     import reseg.io as io_mod

@@ -25,7 +25,7 @@ def test_train_pads_with_ignore_and_zero_image() -> None:
     cfg = _cfg(crop_size=[24, 32], scale_range=[1.0, 1.0], hflip=False, color_jitter=0.0)
     t = build_transforms(cfg, train=True)
     image = np.full((10, 12, 3), 200, np.uint8)
-    mask = np.zeros((10, 12), np.uint8)          # class 0 everywhere: padding must not look like it
+    mask = np.zeros((10, 12), np.uint8)  # class 0 everywhere: padding must not look like it
     out = t(image=image, mask=mask)
     img, m = out["image"], out["mask"]
     assert img.dtype == torch.float32 and tuple(img.shape) == (3, 24, 32)
@@ -47,7 +47,7 @@ def test_train_scale_crop_flip_jitter_shapes() -> None:
         out = t(image=image, mask=mask)
         assert tuple(out["image"].shape) == (3, 16, 20) and tuple(out["mask"].shape) == (16, 20)
         values |= set(out["mask"].unique().tolist())
-    assert values <= set(range(11)) | {255}        # nearest-neighbour masks: no blended label values
+    assert values <= set(range(11)) | {255}  # nearest-neighbour masks: no blended label values
     names = [type(s).__name__ for s in t.transforms]
     assert names[:4] == ["RandomScale", "PadIfNeeded", "RandomCrop", "HorizontalFlip"] and "ColorJitter" in names
     pad = t.transforms[1]
@@ -58,7 +58,7 @@ def test_eval_keeps_full_image_or_resizes() -> None:
     image = np.zeros((21, 35, 3), np.uint8)
     mask = np.ones((21, 35), np.uint8)
     out = build_transforms(_cfg(), train=False)(image=image, mask=mask)
-    assert tuple(out["image"].shape) == (3, 21, 35) and out["mask"].dtype == torch.int64   # no padding here
+    assert tuple(out["image"].shape) == (3, 21, 35) and out["mask"].dtype == torch.int64  # no padding here
     out = build_transforms(_cfg(eval_size=[16, 24]), train=False)(image=image, mask=mask)
     assert tuple(out["image"].shape) == (3, 16, 24) and (out["mask"] == 1).all()
     only = build_transforms(_cfg(), train=False)(image=image)
@@ -93,8 +93,14 @@ def _epoch(loader) -> list[torch.Tensor]:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_loader_reproducible_and_seeded(tmp_path: Path, workers: int) -> None:
     _tiny_camvid(tmp_path)
-    cfg = _cfg(dataset="camvid", root=str(tmp_path), crop_size=[8, 8], scale_range=[0.5, 1.5], batch_size=2,
-               num_workers=workers)
+    cfg = _cfg(
+        dataset="camvid",
+        root=str(tmp_path),
+        crop_size=[8, 8],
+        scale_range=[0.5, 1.5],
+        batch_size=2,
+        num_workers=workers,
+    )
     runs = []
     for _ in range(2):
         torch.manual_seed(123)
@@ -109,12 +115,13 @@ def test_loader_reproducible_and_seeded(tmp_path: Path, workers: int) -> None:
 
 
 def test_workers_do_not_replay_one_augmentation_stream(tmp_path: Path) -> None:
-    _tiny_camvid(tmp_path, n=4, same=True)   # identical samples: only the augmentation differs
-    cfg = _cfg(dataset="camvid", root=str(tmp_path), crop_size=[8, 8], scale_range=[0.5, 1.5], batch_size=2,
-               num_workers=2)
+    _tiny_camvid(tmp_path, n=4, same=True)  # identical samples: only the augmentation differs
+    cfg = _cfg(
+        dataset="camvid", root=str(tmp_path), crop_size=[8, 8], scale_range=[0.5, 1.5], batch_size=2, num_workers=2
+    )
     torch.manual_seed(5)
     loader = build_loader(build_dataset(cfg, "train"), cfg, train=True)
-    first, second = _epoch(loader)            # one batch from each worker
+    first, second = _epoch(loader)  # one batch from each worker
     assert first.shape == (2, 3, 8, 8)
     assert not torch.equal(first, second)
 
@@ -123,7 +130,7 @@ def test_loader_eval_and_small_datasets(tmp_path: Path) -> None:
     _tiny_camvid(tmp_path, n=3)
     cfg = _cfg(dataset="camvid", root=str(tmp_path), batch_size=8, val_batch_size=2, num_workers=0)
     train = build_loader(build_dataset(cfg, "train"), cfg, train=True)
-    assert not train.drop_last and len(list(train)) == 1      # fewer samples than a batch: still one batch
+    assert not train.drop_last and len(list(train)) == 1  # fewer samples than a batch: still one batch
     ev = build_loader(build_dataset(cfg, "train", transform=build_transforms(cfg, train=False)), cfg, train=False)
     batches = list(ev)
     assert [b["image"].shape[0] for b in batches] == [2, 1] and batches[0]["path"][0].endswith("f0.png")
@@ -139,8 +146,16 @@ def _two_tone_checkerboard(h: int = 96, w: int = 128, block: int = 16) -> tuple[
 
 def test_standard_preset_is_the_pipeline_it_was() -> None:
     names = [type(s).__name__ for s in build_transforms(_cfg(crop_size=[16, 20]), train=True).transforms]
-    assert names == ["RandomScale", "PadIfNeeded", "RandomCrop", "HorizontalFlip", "ColorJitter", "Normalize",
-                     "MaskToLong", "ToTensorV2"]
+    assert names == [
+        "RandomScale",
+        "PadIfNeeded",
+        "RandomCrop",
+        "HorizontalFlip",
+        "ColorJitter",
+        "Normalize",
+        "MaskToLong",
+        "ToTensorV2",
+    ]
 
 
 def test_strong_preset_keeps_labels_valid_and_aligned_with_the_image() -> None:

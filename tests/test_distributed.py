@@ -60,6 +60,7 @@ def test_shard_sampler_covers_each_index_once() -> None:
 def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     """torchrun with 2 CPU processes x batch 2 == 1 process x batch 4: same weights and validation metrics."""
     from train_utils import make_tiny_dataset, read_metrics, run_cli, subprocess_env, tiny_config, write_config
+
     from reseg.engine.checkpoint import load_checkpoint
 
     root = make_tiny_dataset(tmp_path / "data", train=16, val=4)
@@ -69,9 +70,27 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
 
     single = run_cli(["train", str(one), "--work-dir", str(tmp_path / "one"), "--no-progress"], cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "reseg", "train", str(two), "--work-dir", str(tmp_path / "two"), "--no-progress"],
-                         cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=180)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "reseg",
+            "train",
+            str(two),
+            "--work-dir",
+            str(tmp_path / "two"),
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert ddp.stdout.count("outputs in") == 1  # only rank 0 reports
     assert "device cpu x2" in (tmp_path / "two" / "train.log").read_text()
@@ -87,12 +106,14 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
         for key in ("mIoU", "aAcc", "mAcc"):
             assert x[key] == pytest.approx(y[key], abs=1e-6), key
         assert {c: s["IoU"] for c, s in x["per_class"].items()} == pytest.approx(
-            {c: s["IoU"] for c, s in y["per_class"].items()}, abs=1e-6, nan_ok=True)
+            {c: s["IoU"] for c, s in y["per_class"].items()}, abs=1e-6, nan_ok=True
+        )
     la, lb = read_metrics(tmp_path / "one", "train"), read_metrics(tmp_path / "two", "train")
     assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], rel=1e-3)
 
 
 # ---------------------------------------------------------------- failures and the one writer, 2 gloo ranks
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -127,8 +148,10 @@ def _weights(rank: int, tmp: Path) -> dict[str, Any]:
 
     ds = CamVidDataset(tmp / "data", "train")
     if rank != 0:  # another node: its own cache folder, and it must not read a single mask
+
         def no_reads(self: Any, i: int) -> Any:
             raise AssertionError(f"rank {rank} read mask {i}")
+
         CamVidDataset.read_mask = no_reads
     cache = tmp / f"cache{rank}"
     w = d.run_on_main(lambda: class_weights(ds, "median_frequency", cache, progress=False), "class weights")
@@ -142,6 +165,7 @@ def _main_fails(rank: int, tmp: Path) -> dict[str, Any]:
         if rank == 0:
             raise ResegError("synthetic dataset root /nowhere (data.root) does not exist")
         return 1
+
     return {"built": d.main_first(build, "building the training set")}
 
 
@@ -149,11 +173,22 @@ def _collectives(rank: int, tmp: Path) -> dict[str, Any]:
     from reseg.engine import distributed as d
 
     summed = d.all_reduce_sum(torch.tensor([rank + 1.0, 10.0 * (rank + 1)]))
-    return {"sum": summed.tolist(), "gathered": d.all_gather_object({"rank": rank, "sq": rank * rank}),
-            "broadcast": d.broadcast_object(f"from rank {rank}"), "world": d.get_world_size(), "main": d.is_main()}
+    return {
+        "sum": summed.tolist(),
+        "gathered": d.all_gather_object({"rank": rank, "sq": rank * rank}),
+        "broadcast": d.broadcast_object(f"from rank {rank}"),
+        "world": d.get_world_size(),
+        "main": d.is_main(),
+    }
 
 
-SCENARIOS = {"collectives": _collectives, "data_error": _data_error, "stuck": _stuck, "weights": _weights, "main_fails": _main_fails}
+SCENARIOS = {
+    "collectives": _collectives,
+    "data_error": _data_error,
+    "stuck": _stuck,
+    "weights": _weights,
+    "main_fails": _main_fails,
+}
 
 
 def _rank_main(rank: int, mode: str, tmp: str) -> None:
@@ -207,11 +242,14 @@ def test_collectives_over_two_gloo_ranks(tmp_path: Path, monkeypatch: pytest.Mon
 def test_a_failed_rank_is_named_on_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rank 1's bad sample: rank 1 says so, and rank 0 (left in an all-reduce) names rank 1 and its error."""
     r0, r1 = run_two_ranks("data_error", tmp_path, monkeypatch)
-    assert r1 == {"error": "RankFailedError",
-                  "message": "rank 1 of 2 failed: bad data in its shard: image file train/x.png is truncated"}
-    assert r0 == {"error": "PeerFailedError",
-                  "message": "rank 1 of 2 failed: bad data in its shard: image file train/x.png is truncated; "
-                             "rank 0 stops too"}
+    assert r1 == {
+        "error": "RankFailedError",
+        "message": "rank 1 of 2 failed: bad data in its shard: image file train/x.png is truncated",
+    }
+    assert r0 == {
+        "error": "PeerFailedError",
+        "message": "rank 1 of 2 failed: bad data in its shard: image file train/x.png is truncated; rank 0 stops too",
+    }
 
 
 def test_a_silent_rank_ends_the_job_after_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -223,8 +261,7 @@ def test_a_silent_rank_ends_the_job_after_the_timeout(tmp_path: Path, monkeypatc
     assert r1 == {"waited": True}
 
 
-def test_class_weights_are_computed_on_rank_0_and_broadcast(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_class_weights_are_computed_on_rank_0_and_broadcast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No shared filesystem needed: rank 1 reads no mask and writes no cache, and gets rank 0's weights."""
     from test_data_balance import _write
 
@@ -239,11 +276,15 @@ def test_class_weights_are_computed_on_rank_0_and_broadcast(tmp_path: Path,
 
 def test_rank_0_failing_first_is_named_on_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r0, r1 = run_two_ranks("main_fails", tmp_path, monkeypatch)
-    assert r0 == {"error": "RankFailedError",
-                  "message": "rank 0 of 2 failed: synthetic dataset root /nowhere (data.root) does not exist"}
-    assert r1 == {"error": "PeerFailedError",
-                  "message": "rank 0 of 2 failed (building the training set): synthetic dataset root /nowhere "
-                             "(data.root) does not exist; rank 1 stops too"}
+    assert r0 == {
+        "error": "RankFailedError",
+        "message": "rank 0 of 2 failed: synthetic dataset root /nowhere (data.root) does not exist",
+    }
+    assert r1 == {
+        "error": "PeerFailedError",
+        "message": "rank 0 of 2 failed (building the training set): synthetic dataset root /nowhere "
+        "(data.root) does not exist; rank 1 stops too",
+    }
 
 
 def test_timeout_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,9 +307,27 @@ def test_torchrun_names_the_rank_with_a_bad_sample(tmp_path: Path) -> None:
     bad = sorted((root / "train").iterdir())[first]
     bad.write_bytes(bad.read_bytes()[:40])
     cfg = write_config(tmp_path / "c.yaml", tiny_config(root, data={"batch_size": 2, "synthetic_size": [32, 48]}))
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "reseg", "train", str(cfg), "--work-dir", str(tmp_path / "w"), "--no-progress"],
-                         cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "reseg",
+            "train",
+            str(cfg),
+            "--work-dir",
+            str(tmp_path / "w"),
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode != 0
     assert f"error: rank 1 of 2 failed: bad data in its shard: image file {bad} is truncated" in run.stderr
     assert "Connection closed by peer" not in run.stderr  # rank 0 names rank 1's error (or is stopped by torchrun)

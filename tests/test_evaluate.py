@@ -10,15 +10,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cityscapes_fixture import (
+    make_cityscapes_fixture,
+    noisy_predictions,
+    official_labels,
+    run_official,
+    write_predictions,
+)
 from PIL import Image
 
 from reseg.cli import main
 
-from cityscapes_fixture import (make_cityscapes_fixture, noisy_predictions, official_labels, run_official,
-                                write_predictions)
-
-REPORT_FILES = ("metrics.json", "per_class.csv", "report.md", "confusion_matrix.png", "per_class_iou.png",
-                "samples.png")
+REPORT_FILES = (
+    "metrics.json",
+    "per_class.csv",
+    "report.md",
+    "confusion_matrix.png",
+    "per_class_iou.png",
+    "samples.png",
+)
 
 
 def _evaluate(*argv: str) -> int:
@@ -65,8 +75,21 @@ def test_preds_on_cityscapes_match_official_evaluator(cityscapes, tmp_path, monk
     official = run_official(official_paths, [s["gt"] for s in samples], monkeypatch, tmp_path)
 
     out = tmp_path / "report"
-    assert _evaluate("--preds", str(tmp_path / "preds"), "--dataset", "cityscapes", "--data-root", str(root),
-                     "--split", "val", "--out", str(out)) == 0
+    assert (
+        _evaluate(
+            "--preds",
+            str(tmp_path / "preds"),
+            "--dataset",
+            "cityscapes",
+            "--data-root",
+            str(root),
+            "--split",
+            "val",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert str(out.resolve()) in printed and "mIoU" in printed
     for name in REPORT_FILES:
@@ -86,8 +109,18 @@ def test_preds_errors_name_the_files(cityscapes, tmp_path, capsys):
     preds = noisy_predictions(samples)
     folder = tmp_path / "preds"
     paths = write_predictions(preds, samples, folder, label_ids=False)
-    args = ["--preds", str(folder), "--dataset", "cityscapes", "--data-root", str(root), "--split", "val",
-            "--out", str(tmp_path / "out")]
+    args = [
+        "--preds",
+        str(folder),
+        "--dataset",
+        "cityscapes",
+        "--data-root",
+        str(root),
+        "--split",
+        "val",
+        "--out",
+        str(tmp_path / "out"),
+    ]
 
     # missing files: listed by name, with the count
     moved = tmp_path / "moved"
@@ -132,8 +165,12 @@ def test_split_without_labels_is_an_error(cityscapes, tmp_path, capsys):
     test_dir.mkdir(parents=True)
     Image.fromarray(np.zeros((64, 128, 3), np.uint8)).save(test_dir / "berlin_000000_000019_leftImg8bit.png")
     (tmp_path / "preds").mkdir()
-    assert _evaluate("--preds", str(tmp_path / "preds"), "--dataset", "cityscapes", "--data-root", str(root),
-                     "--split", "test") == 2
+    assert (
+        _evaluate(
+            "--preds", str(tmp_path / "preds"), "--dataset", "cityscapes", "--data-root", str(root), "--split", "test"
+        )
+        == 2
+    )
     assert "no public labels" in capsys.readouterr().err
 
 
@@ -141,14 +178,14 @@ def test_all_ignore_image_changes_nothing(cityscapes, tmp_path):
     root, samples = cityscapes
     preds = noisy_predictions(samples)
     write_predictions(preds, samples, tmp_path / "preds", label_ids=False)
-    common = ["--preds", str(tmp_path / "preds"), "--dataset", "cityscapes", "--data-root", str(root),
-              "--split", "val"]
+    common = ["--preds", str(tmp_path / "preds"), "--dataset", "cityscapes", "--data-root", str(root), "--split", "val"]
     assert _evaluate(*common, "--out", str(tmp_path / "a")) == 0
     # add a fourth image whose label is all "unlabeled" (id 0 -> ignore) with an instance-free map
     gt = root / "gtFine" / "val" / "testcity"
     stem = "testcity_000099_000019"
     Image.fromarray(np.zeros((64, 128, 3), np.uint8)).save(
-        root / "leftImg8bit" / "val" / "testcity" / f"{stem}_leftImg8bit.png")
+        root / "leftImg8bit" / "val" / "testcity" / f"{stem}_leftImg8bit.png"
+    )
     Image.fromarray(np.zeros((64, 128), np.uint8)).save(gt / f"{stem}_gtFine_labelIds.png")
     Image.fromarray(np.zeros((64, 128), np.uint16)).save(gt / f"{stem}_gtFine_instanceIds.png")
     Image.fromarray(np.full((64, 128), 7, np.uint8)).save(tmp_path / "preds" / f"{stem}_leftImg8bit.png")
@@ -162,20 +199,31 @@ def test_all_ignore_image_changes_nothing(cityscapes, tmp_path):
 
 # ------------------------------------------------------------------ with a model
 
+
 def _tiny_checkpoint(path: Path, data: dict, class_names: list[str], seed: int = 0) -> Path:
     from reseg.config import Config
     from reseg.engine.checkpoint import save_checkpoint
     from reseg.models import build_model
 
-    cfg = Config.from_dict({
-        "data": {"num_workers": 0, "size_divisor": 16, "synthetic_sizes": [2, 2, 0], **data},
-        "model": {"name": "reseg", "encoder_weights": None, "renet_layers": 1, "renet_hidden": 4,
-                  "decoder_filters": [4, 4], "num_classes": len(class_names)},
-    })
+    cfg = Config.from_dict(
+        {
+            "data": {"num_workers": 0, "size_divisor": 16, "synthetic_sizes": [2, 2, 0], **data},
+            "model": {
+                "name": "reseg",
+                "encoder_weights": None,
+                "renet_layers": 1,
+                "renet_hidden": 4,
+                "decoder_filters": [4, 4],
+                "num_classes": len(class_names),
+            },
+        }
+    )
     torch.manual_seed(seed)
     model = build_model(cfg)
-    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": class_names,
-                     "epoch": 0, "iteration": 0}, path)
+    save_checkpoint(
+        {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": class_names, "epoch": 0, "iteration": 0},
+        path,
+    )
     return path
 
 
@@ -194,8 +242,9 @@ def synthetic_ckpt(tmp_path_factory):
     from reseg.data.classes import CAMVID
 
     run = tmp_path_factory.mktemp("run")
-    return _tiny_checkpoint(run / "best.pt", {"dataset": "synthetic", "root": str(run / "elsewhere")},
-                            list(CAMVID.names))
+    return _tiny_checkpoint(
+        run / "best.pt", {"dataset": "synthetic", "root": str(run / "elsewhere")}, list(CAMVID.names)
+    )
 
 
 def test_checkpoint_end_to_end_and_saved_preds_score_the_same(synthetic, synthetic_ckpt, tmp_path, capsys):
@@ -203,8 +252,12 @@ def test_checkpoint_end_to_end_and_saved_preds_score_the_same(synthetic, synthet
 
     ckpt = synthetic_ckpt
     saved = tmp_path / "saved"
-    assert _evaluate("--checkpoint", str(ckpt), "--data-root", str(synthetic), "--device", "cpu",
-                     "--save-preds", str(saved)) == 0
+    assert (
+        _evaluate(
+            "--checkpoint", str(ckpt), "--data-root", str(synthetic), "--device", "cpu", "--save-preds", str(saved)
+        )
+        == 0
+    )
     out = ckpt.parent / "eval_val"  # default: beside the checkpoint
     printed = capsys.readouterr().out
     assert str(out.resolve()) in printed
@@ -218,23 +271,62 @@ def test_checkpoint_end_to_end_and_saved_preds_score_the_same(synthetic, synthet
     assert len(list(saved.glob("*.png"))) == 2
 
     # the saved predictions, scored without the model, give the same numbers
-    assert _evaluate("--preds", str(saved), "--dataset", "synthetic", "--data-root", str(synthetic),
-                     "--split", "val", "--out", str(tmp_path / "again")) == 0
+    assert (
+        _evaluate(
+            "--preds",
+            str(saved),
+            "--dataset",
+            "synthetic",
+            "--data-root",
+            str(synthetic),
+            "--split",
+            "val",
+            "--out",
+            str(tmp_path / "again"),
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["confusion_matrix"] == m["confusion_matrix"] and again["mIoU"] == m["mIoU"]
 
     # TTA / slide options and --set reach the predictor
-    assert _evaluate("--checkpoint", str(ckpt), "--data-root", str(synthetic), "--device", "cpu", "--flip",
-                     "--mode", "slide", "--crop", "48", "64", "--stride", "24", "32", "--set", "eval.scales=[1.0]",
-                     "--set", "data.size_divisor=8", "--samples", "0", "--out", str(tmp_path / "tta")) == 0
+    assert (
+        _evaluate(
+            "--checkpoint",
+            str(ckpt),
+            "--data-root",
+            str(synthetic),
+            "--device",
+            "cpu",
+            "--flip",
+            "--mode",
+            "slide",
+            "--crop",
+            "48",
+            "64",
+            "--stride",
+            "24",
+            "32",
+            "--set",
+            "eval.scales=[1.0]",
+            "--set",
+            "data.size_divisor=8",
+            "--samples",
+            "0",
+            "--out",
+            str(tmp_path / "tta"),
+        )
+        == 0
+    )
     tta = json.loads((tmp_path / "tta" / "metrics.json").read_text())
     assert "flip" in tta["inference"] and "crop=[48, 64] stride=[24, 32]" in tta["inference"]
     assert not (tmp_path / "tta" / "samples.png").exists()
 
 
 def test_checkpoint_class_count_differs_from_dataset(synthetic, tmp_path, capsys):
-    ckpt = _tiny_checkpoint(tmp_path / "five.pt", {"dataset": "synthetic", "root": str(synthetic)},
-                            ["a", "b", "c", "d", "e"])
+    ckpt = _tiny_checkpoint(
+        tmp_path / "five.pt", {"dataset": "synthetic", "root": str(synthetic)}, ["a", "b", "c", "d", "e"]
+    )
     assert _evaluate("--checkpoint", str(ckpt), "--device", "cpu", "--out", str(tmp_path / "o")) == 2
     err = capsys.readouterr().err
     assert "predicts 5 classes" in err and "has 11" in err
@@ -247,8 +339,21 @@ def test_checkpoint_on_cityscapes_saves_official_format(cityscapes, tmp_path, mo
     ckpt = _tiny_checkpoint(tmp_path / "cs.pt", {"dataset": "cityscapes", "root": str(root)}, list(CITYSCAPES.names))
     saved = tmp_path / "server"
     out = tmp_path / "out"
-    assert _evaluate("--checkpoint", str(ckpt), "--device", "cpu", "--save-preds", str(saved),
-                     "--format", "cityscapes", "--out", str(out)) == 0
+    assert (
+        _evaluate(
+            "--checkpoint",
+            str(ckpt),
+            "--device",
+            "cpu",
+            "--save-preds",
+            str(saved),
+            "--format",
+            "cityscapes",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     pred_paths = [str(saved / f"{s['stem']}.png") for s in samples]
     ids = np.unique(np.concatenate([np.asarray(Image.open(p)).ravel() for p in pred_paths]))
     assert set(ids.tolist()) <= {lab.id for lab in official_labels() if 0 <= lab.trainId < 255}
@@ -257,9 +362,23 @@ def test_checkpoint_on_cityscapes_saves_official_format(cityscapes, tmp_path, mo
 
 
 def test_format_cityscapes_needs_cityscapes(synthetic, synthetic_ckpt, tmp_path, capsys):
-    assert _evaluate("--checkpoint", str(synthetic_ckpt), "--data-root", str(synthetic), "--device", "cpu",
-                     "--save-preds", str(tmp_path / "s"),
-                     "--format", "cityscapes", "--out", str(tmp_path / "o")) == 2
+    assert (
+        _evaluate(
+            "--checkpoint",
+            str(synthetic_ckpt),
+            "--data-root",
+            str(synthetic),
+            "--device",
+            "cpu",
+            "--save-preds",
+            str(tmp_path / "s"),
+            "--format",
+            "cityscapes",
+            "--out",
+            str(tmp_path / "o"),
+        )
+        == 2
+    )
     assert "--format cityscapes needs" in capsys.readouterr().err
 
 
@@ -286,8 +405,23 @@ def test_preds_on_folder_dataset_with_classes_file(tmp_path):
     classes = tmp_path / "classes.yaml"
     classes.write_text("names: [background, road, car, extra]\n")
     out = tmp_path / "out"
-    assert _evaluate("--preds", str(preds), "--dataset", "folder", "--data-root", str(root), "--split", "val",
-                     "--classes-file", str(classes), "--out", str(out)) == 0
+    assert (
+        _evaluate(
+            "--preds",
+            str(preds),
+            "--dataset",
+            "folder",
+            "--data-root",
+            str(root),
+            "--split",
+            "val",
+            "--classes-file",
+            str(classes),
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert list(m["per_class"]) == ["background", "road", "car", "extra"]
     assert m["mIoU"] == 1.0 and m["aAcc"] == 1.0
@@ -297,13 +431,27 @@ def test_preds_on_folder_dataset_with_classes_file(tmp_path):
 
 # ------------------------------------------------------------------ safety and named errors
 
+
 def test_save_preds_into_the_dataset_is_refused_before_writing(synthetic, synthetic_ckpt, tmp_path, capsys):
     labels = synthetic / "valannot"
     before = {p.name: p.read_bytes() for p in labels.iterdir()}
     for target in (labels, synthetic, synthetic / "val" / "inner"):
         out = tmp_path / f"o_{target.name}"
-        assert _evaluate("--checkpoint", str(synthetic_ckpt), "--data-root", str(synthetic), "--device", "cpu",
-                         "--save-preds", str(target), "--out", str(out)) == 2
+        assert (
+            _evaluate(
+                "--checkpoint",
+                str(synthetic_ckpt),
+                "--data-root",
+                str(synthetic),
+                "--device",
+                "cpu",
+                "--save-preds",
+                str(target),
+                "--out",
+                str(out),
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert "--save-preds" in err and str(target) in err
         assert not out.exists()
@@ -314,8 +462,12 @@ def test_save_preds_into_the_dataset_is_refused_before_writing(synthetic, synthe
 def test_out_that_is_a_file_fails_before_scoring(synthetic, synthetic_ckpt, tmp_path, capsys):
     out = tmp_path / "report"
     out.write_text("not a folder")
-    assert _evaluate("--checkpoint", str(synthetic_ckpt), "--data-root", str(synthetic), "--device", "cpu",
-                     "--out", str(out)) == 2
+    assert (
+        _evaluate(
+            "--checkpoint", str(synthetic_ckpt), "--data-root", str(synthetic), "--device", "cpu", "--out", str(out)
+        )
+        == 2
+    )
     captured = capsys.readouterr()
     assert "is an existing file" in captured.err and "evaluating" not in captured.err
     assert out.read_text() == "not a folder"
@@ -323,16 +475,41 @@ def test_out_that_is_a_file_fails_before_scoring(synthetic, synthetic_ckpt, tmp_
 
 def test_missing_synthetic_root_is_an_error_not_a_new_dataset(synthetic_ckpt, tmp_path, capsys):
     typo = tmp_path / "synthetc"
-    assert _evaluate("--checkpoint", str(synthetic_ckpt), "--data-root", str(typo), "--device", "cpu",
-                     "--out", str(tmp_path / "o")) == 2
+    assert (
+        _evaluate(
+            "--checkpoint",
+            str(synthetic_ckpt),
+            "--data-root",
+            str(typo),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "o"),
+        )
+        == 2
+    )
     assert str(typo) in capsys.readouterr().err and not typo.exists()
 
 
-@pytest.mark.parametrize("override,key", [("eval.scales=abc", "eval.scales"),
-                                          ("data.size_divisor=abc", "data.size_divisor")])
+@pytest.mark.parametrize(
+    "override,key", [("eval.scales=abc", "eval.scales"), ("data.size_divisor=abc", "data.size_divisor")]
+)
 def test_bad_set_values_are_named_errors(synthetic, synthetic_ckpt, tmp_path, capsys, override, key):
-    assert _evaluate("--checkpoint", str(synthetic_ckpt), "--data-root", str(synthetic), "--device", "cpu",
-                     "--set", override, "--out", str(tmp_path / "o")) == 2
+    assert (
+        _evaluate(
+            "--checkpoint",
+            str(synthetic_ckpt),
+            "--data-root",
+            str(synthetic),
+            "--device",
+            "cpu",
+            "--set",
+            override,
+            "--out",
+            str(tmp_path / "o"),
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert key in err and "abc" in err and "Traceback" not in err
 

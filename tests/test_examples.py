@@ -21,8 +21,14 @@ H, W = 32, 48
 
 
 def _run(script: str, *args: str | Path) -> str:
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *map(str, args)], capture_output=True,
-                          text=True, env=subprocess_env(), cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -36,13 +42,24 @@ def model_folder(tmp_path_factory) -> Path:
     from reseg.config import Config
     from reseg.models import build_model
 
-    cfg = Config.from_dict({"data": {"crop_size": [H, W]},
-                            "model": {"name": "reseg", "renet_layers": 1, "renet_hidden": 4,
-                                      "decoder_filters": [4, 4], "encoder_width": 0.25, "num_classes": len(NAMES)}})
+    cfg = Config.from_dict(
+        {
+            "data": {"crop_size": [H, W]},
+            "model": {
+                "name": "reseg",
+                "renet_layers": 1,
+                "renet_hidden": 4,
+                "decoder_filters": [4, 4],
+                "encoder_width": 0.25,
+                "num_classes": len(NAMES),
+            },
+        }
+    )
     torch.manual_seed(0)
     tmp = tmp_path_factory.mktemp("model")
-    save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "class_names": NAMES},
-                    tmp / "best.pt")
+    save_checkpoint(
+        {"config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "class_names": NAMES}, tmp / "best.pt"
+    )
     return package(tmp / "best.pt", tmp / "folder")
 
 
@@ -67,16 +84,35 @@ def test_finetune_folder_dataset(model_folder, tmp_path):
         for i in range(count):
             cv2.imwrite(str(data / "images" / split / f"{split}{i}.png"), _rgb(10 + i))
             mask = np.zeros((H, W), np.uint8)
-            mask[H // 2:] = 1
-            mask[H // 2:, : W // 3] = 2
+            mask[H // 2 :] = 1
+            mask[H // 2 :, : W // 3] = 2
             cv2.imwrite(str(data / "masks" / split / f"{split}{i}.png"), mask)
     (data / "classes.yaml").write_text(f"names: {NAMES}\n")
     work = tmp_path / "run"
-    printed = _run("finetune_folder.py", data, "--init-from", model_folder, "--work-dir", work, "--iters", "2",
-                   "--batch", "2", "--crop", H, W, "--device", "cpu")
+    printed = _run(
+        "finetune_folder.py",
+        data,
+        "--init-from",
+        model_folder,
+        "--work-dir",
+        work,
+        "--iters",
+        "2",
+        "--batch",
+        "2",
+        "--crop",
+        H,
+        W,
+        "--device",
+        "cpu",
+    )
     assert "training finished at iteration 2" in printed
-    assert sorted(p.name for p in (work / "model").iterdir()) == ["README.md", "classes.json", "config.yaml",
-                                                                  "model.safetensors"]
+    assert sorted(p.name for p in (work / "model").iterdir()) == [
+        "README.md",
+        "classes.json",
+        "config.yaml",
+        "model.safetensors",
+    ]
     card = (work / "model" / "README.md").read_text()
     assert "fine-tuned from `folder`" in card and "- data: `folder`" in card
 

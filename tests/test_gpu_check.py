@@ -15,9 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 def test_the_gpu_check_rehearses_every_step_on_the_cpu(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = dict(os.environ, PYTHON=sys.executable)
-    proc = subprocess.run(["bash", str(REPO / "tools" / "gpu_check.sh"), str(out), "--rehearsal",
-                           "--steps", "env bench camvid report"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(REPO / "tools" / "gpu_check.sh"), str(out), "--rehearsal", "--steps", "env bench camvid report"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
     bench = report["bench"]
@@ -45,11 +50,17 @@ def test_the_gpu_check_rehearses_every_step_on_the_cpu(tmp_path: Path) -> None:
 def test_the_gpu_check_fails_fast_on_a_missing_package(tmp_path: Path) -> None:
     """A Python without the project's dependencies: the env step names them and stops, before any work."""
     fake = tmp_path / "python3"
-    fake.write_text("#!/bin/sh\nexec %s -S -c \"import sys; sys.path=[p for p in sys.path if 'site-packages' not in p]; "
-                    "exec(sys.stdin.read())\" \"$@\"\n" % sys.executable)
+    strip = "import sys; sys.path=[p for p in sys.path if 'site-packages' not in p]; exec(sys.stdin.read())"
+    fake.write_text(f'#!/bin/sh\nexec {sys.executable} -S -c "{strip}" "$@"\n')
     fake.chmod(0o755)
     env = dict(os.environ, PYTHON=str(fake))
-    proc = subprocess.run(["bash", str(REPO / "tools" / "gpu_check.sh"), str(tmp_path / "out"), "--rehearsal",
-                           "--steps", "env"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(REPO / "tools" / "gpu_check.sh"), str(tmp_path / "out"), "--rehearsal", "--steps", "env"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 3
     assert "missing Python packages: torch" in proc.stderr and ".whl/" in proc.stderr

@@ -7,13 +7,24 @@ import math
 import numpy as np
 import pytest
 import torch
+from cityscapes_fixture import (
+    label_to_train_lut,
+    make_cityscapes_fixture,
+    noisy_predictions,
+    official_labels,
+    run_official,
+    write_predictions,
+)
 
 from reseg.errors import ResegError
-from reseg.metrics import (ConfusionMatrix, InstanceIoU, InstanceTables, category_iou, cityscapes_instance_tables,
-                           confusion)
-
-from cityscapes_fixture import (label_to_train_lut, make_cityscapes_fixture, noisy_predictions, official_labels,
-                                run_official, write_predictions)
+from reseg.metrics import (
+    ConfusionMatrix,
+    InstanceIoU,
+    InstanceTables,
+    category_iou,
+    cityscapes_instance_tables,
+    confusion,
+)
 
 
 def test_hand_computed_scores():
@@ -145,6 +156,7 @@ def test_category_iou_groups_rows_and_columns():
 
 
 # ------------------------------------------------------------------ against the official evaluator
+
 
 def reference_tables() -> InstanceTables:
     """InstanceTables built from cityscapesscripts' own label list (the reference)."""

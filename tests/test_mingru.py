@@ -24,7 +24,7 @@ def _sweep_loop(m: nn.Module, seq: torch.Tensor) -> torch.Tensor:
     for d in (0, 1):
         h = seq.new_zeros(seq.shape[1], hs)
         res = [h] * seq.shape[0]
-        for t in (range(seq.shape[0]) if d == 0 else range(seq.shape[0] - 1, -1, -1)):
+        for t in range(seq.shape[0]) if d == 0 else range(seq.shape[0] - 1, -1, -1):
             z = torch.sigmoid(seq[t] @ w[0, d].t() + b[0, d])
             c = seq[t] @ w[1, d].t() + b[1, d]
             h = (1 - z) * h + z * c
@@ -59,14 +59,17 @@ def _outputs_and_grads(fn, layer: ReNet, x: torch.Tensor, g: torch.Tensor) -> li
     return [y.detach(), xg.grad] + [p.grad for p in layer.parameters()]
 
 
-@pytest.mark.parametrize("shape,patch", [
-    ((2, 3, 1, 1), 1),  # length 1, both sweeps
-    ((3, 3, 2, 5), 1),  # length 2 down the columns, odd along the rows
-    ((2, 3, 7, 2), 2),  # patches of 2 with a ragged border: lengths 4 and 1
-    ((2, 3, 11, 13), 2),  # odd lengths, patches of 2
-    ((2, 2, 513, 2), 1),  # a long vertical sweep (blocks plus a leftover tail)
-    ((1, 2, 2, 2048), 1),  # a long horizontal sweep
-])
+@pytest.mark.parametrize(
+    "shape,patch",
+    [
+        ((2, 3, 1, 1), 1),  # length 1, both sweeps
+        ((3, 3, 2, 5), 1),  # length 2 down the columns, odd along the rows
+        ((2, 3, 7, 2), 2),  # patches of 2 with a ragged border: lengths 4 and 1
+        ((2, 3, 11, 13), 2),  # odd lengths, patches of 2
+        ((2, 2, 513, 2), 1),  # a long vertical sweep (blocks plus a leftover tail)
+        ((1, 2, 2, 2048), 1),  # a long horizontal sweep
+    ],
+)
 def test_scan_equals_the_step_loop(shape: tuple[int, ...], patch: int) -> None:
     layer = _layer(in_ch=shape[1], patch=patch)
     x = torch.randn(*shape)
@@ -229,8 +232,9 @@ def test_export_at_other_sizes(tmp_path, fmt: str) -> None:
     for m in model.renet:  # stronger ReNet weights, so the check sees the recurrence
         for p in m.parameters():
             nn.init.uniform_(p, -0.5, 0.5)
-    export, verify, name = (export_onnx, verify_onnx, "m.onnx") if fmt == "onnx" else (
-        export_torchscript, verify_torchscript, "m.pt")
+    export, verify, name = (
+        (export_onnx, verify_onnx, "m.onnx") if fmt == "onnx" else (export_torchscript, verify_torchscript, "m.pt")
+    )
     res = export(model, tmp_path / name, size=(32, 48))
     assert res["max_abs_diff"] < 1e-4
     for size in ((40, 56), (37, 85)):

@@ -30,9 +30,18 @@ def _tiny_state(names=NAMES, data=None, seed=0) -> dict:
     from reseg.config import Config
     from reseg.models import build_model
 
-    cfg = Config.from_dict({"data": {"num_workers": 0, "size_divisor": 16, **(data or {})},
-                            "model": {"name": "reseg", "renet_layers": 1, "renet_hidden": 4,
-                                      "decoder_filters": [4, 4], "num_classes": len(names)}})
+    cfg = Config.from_dict(
+        {
+            "data": {"num_workers": 0, "size_divisor": 16, **(data or {})},
+            "model": {
+                "name": "reseg",
+                "renet_layers": 1,
+                "renet_hidden": 4,
+                "decoder_filters": [4, 4],
+                "num_classes": len(names),
+            },
+        }
+    )
     torch.manual_seed(seed)
     model = build_model(cfg)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -40,8 +49,16 @@ def _tiny_state(names=NAMES, data=None, seed=0) -> dict:
         for name, p in model.named_parameters():
             if not name.startswith("encoder"):
                 p.copy_(torch.randn(p.shape, generator=gen) * (1.0 if p.dim() > 1 else 0.1))
-    return {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": list(names), "epoch": 1,
-            "iteration": 7, "total_iters": 10, "best_metric": 0.4321, "best_iteration": 6}
+    return {
+        "config": cfg.to_dict(),
+        "model": model.state_dict(),
+        "class_names": list(names),
+        "epoch": 1,
+        "iteration": 7,
+        "total_iters": 10,
+        "best_metric": 0.4321,
+        "best_iteration": 6,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +78,7 @@ def _image(h=48, w=64, seed=0) -> np.ndarray:
 
 
 def test_folder_holds_the_weights_config_and_classes_of_the_checkpoint(ckpt, folder):
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "classes.json", "config.yaml",
-                                                        "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "classes.json", "config.yaml", "model.safetensors"]
     state = torch.load(ckpt, weights_only=True)
     weights = load_file(folder / "model.safetensors")
     assert weights.keys() == state["model"].keys()
@@ -92,13 +108,29 @@ def test_predict_and_export_commands_take_a_folder(folder, tmp_path, capsys):
     image = tmp_path / "in" / "a.png"
     image.parent.mkdir()
     cv2.imwrite(str(image), _image())
-    assert main(["predict", "--checkpoint", str(folder), str(image), "--out", str(tmp_path / "p"),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["predict", "--checkpoint", str(folder), str(image), "--out", str(tmp_path / "p"), "--device", "cpu"]) == 0
+    )
     mask = cv2.imread(str(tmp_path / "p" / "a.png"), cv2.IMREAD_UNCHANGED)
     rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB)
     assert np.array_equal(mask, Predictor.from_checkpoint(folder, device="cpu").predict([rgb])[0])
-    assert main(["export", "--checkpoint", str(folder), "--format", "torchscript", "--out",
-                 str(tmp_path / "m.pt"), "--size", "32", "48"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(folder),
+                "--format",
+                "torchscript",
+                "--out",
+                str(tmp_path / "m.pt"),
+                "--size",
+                "32",
+                "48",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "m.pt").is_file()
 
 
@@ -133,8 +165,11 @@ def test_weights_that_do_not_fit_the_config_name_the_tensor(folder, tmp_path):
     config = yaml.safe_load((wider / "config.yaml").read_text())
     config["model"]["renet_hidden"] = 5
     (wider / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(ModelFolderError, match=r"model\.safetensors does not fit config\.yaml.*tensor '.*' is "
-                                               r"\(.*\) in the weights, \(.*\) in the model"):
+    with pytest.raises(
+        ModelFolderError,
+        match=r"model\.safetensors does not fit config\.yaml.*tensor '.*' is "
+        r"\(.*\) in the weights, \(.*\) in the model",
+    ):
         Predictor.from_checkpoint(wider, device="cpu")
 
     fewer = tmp_path / "fewer"
@@ -193,10 +228,22 @@ def test_a_failed_package_leaves_the_old_folder_and_no_debris(ckpt, folder, tmp_
 def test_model_card_reports_training_and_the_evaluation(ckpt, tmp_path):
     from reseg.report import percent
 
-    per_class = {"sky": {"IoU": 0.5, "Acc": 0.75}, "road": {"IoU": 0.25, "Acc": None}, "car": {"IoU": 0.125,
-                                                                                              "Acc": 0.5}}
-    metrics = {"mIoU": 0.2917, "mAcc": 0.625, "aAcc": 0.7, "fwIoU": 0.4, "per_class": per_class,
-               "class_names": NAMES, "dataset": "synthetic", "split": "val", "inference": "device=cpu backend=eager"}
+    per_class = {
+        "sky": {"IoU": 0.5, "Acc": 0.75},
+        "road": {"IoU": 0.25, "Acc": None},
+        "car": {"IoU": 0.125, "Acc": 0.5},
+    }
+    metrics = {
+        "mIoU": 0.2917,
+        "mAcc": 0.625,
+        "aAcc": 0.7,
+        "fwIoU": 0.4,
+        "per_class": per_class,
+        "class_names": NAMES,
+        "dataset": "synthetic",
+        "split": "val",
+        "inference": "device=cpu backend=eager",
+    }
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     out = package(ckpt, tmp_path / "model", metrics=tmp_path / "metrics.json")
     card = (out / "README.md").read_text()
@@ -222,11 +269,16 @@ def test_evaluate_scores_a_folder_as_its_checkpoint(tmp_path):
     data = make_synthetic(tmp_path / "synthetic", train=2, val=2, test=0, size=(48, 64))
     ckpt = tmp_path / "run" / "best.pt"
     ckpt.parent.mkdir()
-    save_checkpoint(_tiny_state(list(CAMVID.names), {"dataset": "synthetic", "root": str(data),
-                                                     "synthetic_sizes": [2, 2, 0]}), ckpt)
+    save_checkpoint(
+        _tiny_state(list(CAMVID.names), {"dataset": "synthetic", "root": str(data), "synthetic_sizes": [2, 2, 0]}), ckpt
+    )
     folder = package(ckpt, tmp_path / "pkg" / "model")
-    assert main(["evaluate", "--checkpoint", str(ckpt), "--device", "cpu", "--workers", "0",
-                 "--out", str(tmp_path / "e1")]) == 0
+    assert (
+        main(
+            ["evaluate", "--checkpoint", str(ckpt), "--device", "cpu", "--workers", "0", "--out", str(tmp_path / "e1")]
+        )
+        == 0
+    )
     m = reseg.evaluate(folder, device="cpu", workers=0)
     assert (tmp_path / "pkg" / "eval_val" / "metrics.json").is_file()  # default: beside the folder, not inside
     first = json.loads((tmp_path / "e1" / "metrics.json").read_text())
@@ -234,6 +286,7 @@ def test_evaluate_scores_a_folder_as_its_checkpoint(tmp_path):
 
 
 # ------------------------------------------------------------------ the Hub, stood in for
+
 
 @pytest.fixture
 def fake_hub(monkeypatch, folder, tmp_path):
@@ -293,8 +346,12 @@ def test_hub_without_huggingface_hub_or_with_a_bad_name_is_a_named_error(monkeyp
 
 
 def test_model_card_names_the_command_and_machine_a_checkpoint_records(tmp_path):
-    state = {**_tiny_state(), "palette": PALETTE, "command": "reseg train configs/x.yaml --set data.root=d",
-             "machine": "Some CPU (2 logical CPUs, no native bf16), torch 9.9"}
+    state = {
+        **_tiny_state(),
+        "palette": PALETTE,
+        "command": "reseg train configs/x.yaml --set data.root=d",
+        "machine": "Some CPU (2 logical CPUs, no native bf16), torch 9.9",
+    }
     save_checkpoint(state, tmp_path / "best.pt")
     card = (package(tmp_path / "best.pt", tmp_path / "model") / "README.md").read_text()
     assert "`reseg train configs/x.yaml --set data.root=d`" in card
@@ -302,11 +359,14 @@ def test_model_card_names_the_command_and_machine_a_checkpoint_records(tmp_path)
     assert "not recorded in the checkpoint" not in card
 
 
-@pytest.mark.parametrize("argv, command", [
-    (["/venv/bin/reseg", "train", "a b.yaml", "--set", "x=1"], "reseg train 'a b.yaml' --set x=1"),
-    (["/src/reseg/__main__.py", "train", "c.yaml"], "reseg train c.yaml"),
-    (["tools/train.py", "c.yaml"], "python tools/train.py c.yaml"),
-])
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["/venv/bin/reseg", "train", "a b.yaml", "--set", "x=1"], "reseg train 'a b.yaml' --set x=1"),
+        (["/src/reseg/__main__.py", "train", "c.yaml"], "reseg train c.yaml"),
+        (["tools/train.py", "c.yaml"], "python tools/train.py c.yaml"),
+    ],
+)
 def test_the_launch_command_reads_as_typed(argv, command):
     from reseg.runtime import launch_command
 

@@ -37,7 +37,7 @@ def _naive_birnn(seq: list[torch.Tensor], rnn: nn.RNNBase) -> list[torch.Tensor]
         w = [getattr(rnn, f"{n}_l0{suffix}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         h, c = torch.zeros(rnn.hidden_size), torch.zeros(rnn.hidden_size)
         res = [None] * len(seq)
-        for t in (reversed(range(len(seq))) if suffix else range(len(seq))):
+        for t in reversed(range(len(seq))) if suffix else range(len(seq)):
             h, c = _lstm_step(seq[t], (h, c), *w) if lstm else _gru_step(seq[t], h, *w)
             res[t] = h
         outs.append(res)
@@ -90,8 +90,16 @@ def _tiny(**kw) -> ReSeg:
 
 
 @pytest.mark.parametrize("size", [(36, 48), (37, 47), (8, 8), (13, 90)])
-@pytest.mark.parametrize("kw", [dict(), dict(cell="lstm"), dict(renet_patch=2), dict(renet_layers=1),
-                                dict(renet_layers=3, renet_hidden=[3, 4, 5], renet_patch=[1, 2, 1])])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(cell="lstm"),
+        dict(renet_patch=2),
+        dict(renet_layers=1),
+        dict(renet_layers=3, renet_hidden=[3, 4, 5], renet_patch=[1, 2, 1]),
+    ],
+)
 def test_reseg_output_shape_any_size(size: tuple[int, int], kw: dict) -> None:
     with torch.no_grad():
         y = _tiny(**kw)(torch.randn(2, 3, *size))
@@ -174,11 +182,14 @@ def test_imagenet_without_cache_or_network_says_where(tmp_path, monkeypatch) -> 
     assert "vgg16-397923af.pth" in str(err.value)
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(cut="conv9_9"), ["conv9_9", "conv3_3", "conv4_3", "conv5_3"]),
-    (dict(arch="vgg19"), ["vgg19", "vgg16_bn"]),
-    (dict(weights=123), ["123", "imagenet"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(cut="conv9_9"), ["conv9_9", "conv3_3", "conv4_3", "conv5_3"]),
+        (dict(arch="vgg19"), ["vgg19", "vgg16_bn"]),
+        (dict(weights=123), ["123", "imagenet"]),
+    ],
+)
 def test_bad_encoder_choices_list_valid_ones(kwargs, words) -> None:
     with pytest.raises(ResegError) as err:
         VGGEncoder(**kwargs)
@@ -236,10 +247,21 @@ def _skip(**kw) -> ReSeg:
 
 
 @pytest.mark.parametrize("size", [(37, 47), (13, 90), (8, 8), (33, 31)])
-@pytest.mark.parametrize("kw", [dict(), dict(skip_layers=["conv1_2"], decoder_channels=[8]),
-                                dict(renet_patch=2, cell="lstm"), dict(renet_layers=0),
-                                dict(encoder_cut="conv4_3", skip_layers=["conv3_3", "conv2_2", "conv1_2"],
-                                     decoder_channels=[16, 8, 8], encoder="vgg16_bn")])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(skip_layers=["conv1_2"], decoder_channels=[8]),
+        dict(renet_patch=2, cell="lstm"),
+        dict(renet_layers=0),
+        dict(
+            encoder_cut="conv4_3",
+            skip_layers=["conv3_3", "conv2_2", "conv1_2"],
+            decoder_channels=[16, 8, 8],
+            encoder="vgg16_bn",
+        ),
+    ],
+)
 def test_skip_decoder_logits_at_input_size(size: tuple[int, int], kw: dict) -> None:
     torch.manual_seed(0)
     with torch.no_grad():
@@ -269,8 +291,16 @@ def test_skip_decoder_keeps_global_context() -> None:
 
 
 def test_skip_decoder_built_from_config_keys() -> None:
-    cfg = load_config(None, ["model.decoder=skip", "model.skip_layers=[conv2_2]", "model.decoder_channels=[24]",
-                             "model.renet_hidden=6", "model.encoder_width=0.5"])
+    cfg = load_config(
+        None,
+        [
+            "model.decoder=skip",
+            "model.skip_layers=[conv2_2]",
+            "model.decoder_channels=[24]",
+            "model.renet_hidden=6",
+            "model.encoder_width=0.5",
+        ],
+    )
     model = build_model(cfg, 7)
     assert model.decoder_kind == "skip" and len(model.decoder.blocks) == 1
     first = model.decoder.blocks[0].fuse[0]
@@ -280,15 +310,20 @@ def test_skip_decoder_built_from_config_keys() -> None:
         assert model.eval()(torch.randn(1, 3, 21, 30)).shape == (1, 7, 21, 30)
 
 
-@pytest.mark.parametrize("overrides, words", [
-    (["model.skip_layers=[conv1_2, conv2_2]"], ["model.skip_layers", "deep to shallow", "['conv2_2', 'conv1_2']"]),
-    (["model.skip_layers=[conv2_2, conv2_2]"], ["model.skip_layers", "each layer once"]),
-    (["model.skip_layers=[conv9_9, conv1_2]"], ["model.skip_layers", "conv9_9", "conv2_2"]),
-    (["model.skip_layers=[conv3_3]", "model.decoder_channels=[8]"], ["model.skip_layers", "conv3_3",
-                                                                     "model.encoder_cut"]),
-    (["model.decoder_channels=[8]"], ["model.decoder_channels", "one positive width per skip layer", "2"]),
-    (["model.decoder_channels=[8, 8, 8]"], ["model.decoder_channels", "conv2_2", "conv1_2"]),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["model.skip_layers=[conv1_2, conv2_2]"], ["model.skip_layers", "deep to shallow", "['conv2_2', 'conv1_2']"]),
+        (["model.skip_layers=[conv2_2, conv2_2]"], ["model.skip_layers", "each layer once"]),
+        (["model.skip_layers=[conv9_9, conv1_2]"], ["model.skip_layers", "conv9_9", "conv2_2"]),
+        (
+            ["model.skip_layers=[conv3_3]", "model.decoder_channels=[8]"],
+            ["model.skip_layers", "conv3_3", "model.encoder_cut"],
+        ),
+        (["model.decoder_channels=[8]"], ["model.decoder_channels", "one positive width per skip layer", "2"]),
+        (["model.decoder_channels=[8, 8, 8]"], ["model.decoder_channels", "conv2_2", "conv1_2"]),
+    ],
+)
 def test_skip_layers_validated(overrides: list[str], words: list[str]) -> None:
     cfg = load_config(None, ["model.decoder=skip", "model.renet_hidden=4", "model.encoder_width=0.125", *overrides])
     with pytest.raises(ResegError) as err:
@@ -318,7 +353,9 @@ def test_paper_config_still_builds_the_paper_model() -> None:
     assert model.decoder_kind == "deconv" and model.skip_layers == []
     deconvs = [m for m in model.decoder if isinstance(m, nn.ConvTranspose2d)]
     assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in deconvs] == [
-        (200, 50, (2, 2), (2, 2)), (50, 50, (2, 2), (2, 2))]
+        (200, 50, (2, 2), (2, 2)),
+        (50, 50, (2, 2), (2, 2)),
+    ]
     assert sum(p.numel() for p in model.parameters()) == _paper_param_count(11)
     assert [m.out_channels for m in model.encoder.features if isinstance(m, nn.Conv2d)] == VGG16_CONVS[:7]
     assert not model.resize  # stride 4 and two 2x upsamplings: logits at full resolution without a resize
@@ -332,10 +369,15 @@ def test_every_shipped_config_builds_its_model(path) -> None:
         assert model(torch.randn(1, 3, 35, 45)).shape == (1, cfg.model.num_classes or 11, 35, 45)
 
 
-@pytest.mark.parametrize("width, expected", [(0.125, [8, 8, 16, 16, 32, 32, 32, 64, 64, 64]),
-                                             (0.3, [16, 16, 40, 40, 80, 80, 80, 152, 152, 152]),
-                                             (0.5, [32, 32, 64, 64, 128, 128, 128, 256, 256, 256]),
-                                             (1.0, VGG16_CONVS[:10])])
+@pytest.mark.parametrize(
+    "width, expected",
+    [
+        (0.125, [8, 8, 16, 16, 32, 32, 32, 64, 64, 64]),
+        (0.3, [16, 16, 40, 40, 80, 80, 80, 152, 152, 152]),
+        (0.5, [32, 32, 64, 64, 128, 128, 128, 256, 256, 256]),
+        (1.0, VGG16_CONVS[:10]),
+    ],
+)
 def test_encoder_width_scales_every_conv(width: float, expected: list[int]) -> None:
     enc = VGGEncoder("vgg16_bn", "conv4_3", width=width)
     convs = [m for m in enc.features if isinstance(m, nn.Conv2d)]
@@ -351,8 +393,10 @@ def test_encoder_width_scales_every_conv(width: float, expected: list[int]) -> N
 
 @pytest.mark.parametrize("decoder", ["deconv", "skip"])
 def test_narrow_reseg_output_shape(decoder: str) -> None:
-    cfg = load_config(None, [f"model.decoder={decoder}", "model.renet_hidden=4", "model.decoder_filters=[4, 4]",
-                             "model.encoder_width=0.5"])
+    cfg = load_config(
+        None,
+        [f"model.decoder={decoder}", "model.renet_hidden=4", "model.decoder_filters=[4, 4]", "model.encoder_width=0.5"],
+    )
     model = build_model(cfg, 5).eval()
     assert model.encoder.out_channels == 128 and model.renet[0].vertical.input_size == 128
     with torch.no_grad():
@@ -435,8 +479,9 @@ def test_decoder_dropout_acts_before_the_classifier_of_every_model(name: str) ->
     from reseg.config import load_config
 
     def build(p: float) -> torch.nn.Module:
-        return build_model(load_config(None, [f"model.name={name}", "model.encoder_weights=null",
-                                              f"model.decoder_dropout={p}"]), 5)
+        return build_model(
+            load_config(None, [f"model.name={name}", "model.encoder_weights=null", f"model.decoder_dropout={p}"]), 5
+        )
 
     torch.manual_seed(0)
     plain, dropped = build(0.0), build(0.5)

@@ -39,8 +39,17 @@ def tiny_model(seed: int = 0) -> tuple[nn.Module, object]:
 def tiny(tmp_path_factory):
     model, cfg = tiny_model()
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES,
-                     "palette": PALETTE, "epoch": 1, "iteration": 10}, path)
+    save_checkpoint(
+        {
+            "config": cfg.to_dict(),
+            "model": model.state_dict(),
+            "class_names": NAMES,
+            "palette": PALETTE,
+            "epoch": 1,
+            "iteration": 10,
+        },
+        path,
+    )
     return model, cfg, path
 
 
@@ -115,8 +124,9 @@ def test_multiscale_equals_manual_average(tiny):
     torch.testing.assert_close(Predictor(model, scales=(0.5, 1.0)).probs(x), manual, rtol=1e-5, atol=1e-6)
     # infer_size runs the model smaller and returns full-size results
     out = Predictor(model, infer_size=(24, 32)).logits(x)
-    torch.testing.assert_close(out, F.interpolate(plain.logits(small), size=(48, 64), mode="bilinear",
-                                                  align_corners=False))
+    torch.testing.assert_close(
+        out, F.interpolate(plain.logits(small), size=(48, 64), mode="bilinear", align_corners=False)
+    )
 
 
 def test_from_checkpoint_restores_model_classes_and_settings(tiny):
@@ -152,7 +162,14 @@ def test_one_map_turns_a_config_and_the_command_line_into_predictor_arguments(ti
     cfg.eval.scales, cfg.data.size_divisor, cfg.data.eval_size = [0.5, 1.0], 16, [48, 64]
     pred = Predictor.from_config(model, cfg, NAMES, device="cpu")
     assert (pred.mode, pred.crop, pred.stride, pred.flip, pred.scales, pred.size_divisor, pred.infer_size) == (
-        "slide", (32, 40), (16, 20), True, (0.5, 1.0), 16, (48, 64))
+        "slide",
+        (32, 40),
+        (16, 20),
+        True,
+        (0.5, 1.0),
+        16,
+        (48, 64),
+    )
     assert Predictor.from_config(model, cfg, NAMES, device="cpu", flip=False, mode=None).flip is False
     arguments = set(inspect.signature(Predictor).parameters)
     assert set(INFERENCE_KEYS.values()) <= arguments
@@ -237,14 +254,19 @@ def test_damaged_or_foreign_checkpoints_give_clear_errors(tiny, tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
     mismatch = tmp_path / "mismatch.pt"
-    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES + ["extra"]},
-                    mismatch)
+    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES + ["extra"]}, mismatch)
     bad_config = tmp_path / "bad_config.pt"
-    save_checkpoint({"config": {"model": {"no_such_key": 1}}, "model": model.state_dict(), "class_names": NAMES},
-                    bad_config)
-    for file, words in ((truncated, "damaged"), (foreign, "not a reseg checkpoint"), (garbage, "damaged"),
-                        (mismatch, "does not match"), (bad_config, "config"),
-                        (tmp_path / "missing.pt", "not found")):
+    save_checkpoint(
+        {"config": {"model": {"no_such_key": 1}}, "model": model.state_dict(), "class_names": NAMES}, bad_config
+    )
+    for file, words in (
+        (truncated, "damaged"),
+        (foreign, "not a reseg checkpoint"),
+        (garbage, "damaged"),
+        (mismatch, "does not match"),
+        (bad_config, "config"),
+        (tmp_path / "missing.pt", "not found"),
+    ):
         with pytest.raises(ResegError) as err:
             Predictor.from_checkpoint(file, device="cpu")
         assert str(file) in str(err.value) and words in str(err.value), str(err.value)

@@ -143,11 +143,13 @@ def test_a_failed_cpp_build_falls_back_to_torchscript(tmp_path) -> None:
     import subprocess
     import sys
 
-    code = ("import logging, torch; logging.basicConfig()\n"
-            "from reseg.models import gru_ext, ReNet\n"
-            "assert gru_ext.load() is None\n"
-            "x = torch.randn(1, 3, 4, 5, requires_grad=True); ReNet(3, 4)(x).sum().backward()\n"
-            "print('trained', tuple(x.grad.shape))\n")
+    code = (
+        "import logging, torch; logging.basicConfig()\n"
+        "from reseg.models import gru_ext, ReNet\n"
+        "assert gru_ext.load() is None\n"
+        "x = torch.randn(1, 3, 4, 5, requires_grad=True); ReNet(3, 4)(x).sum().backward()\n"
+        "print('trained', tuple(x.grad.shape))\n"
+    )
     env = dict(os.environ, CXX="/bin/false", TORCH_EXTENSIONS_DIR=str(tmp_path), RESEG_CPP_LOOPS="1")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -37,16 +37,28 @@ def _samples() -> list[dict]:
         truth[:3] = 255
         pred = np.where(rng.random(truth.shape) < 0.8, truth, 1).astype(np.uint8)
         pred[pred == 255] = 0
-        out.append({"image": rng.integers(0, 255, (24, 40, 3), dtype=np.uint8), "truth": truth, "pred": pred,
-                    "title": f"img{k}"})
+        out.append(
+            {
+                "image": rng.integers(0, 255, (24, 40, 3), dtype=np.uint8),
+                "truth": truth,
+                "pred": pred,
+                "title": f"img{k}",
+            }
+        )
     return out
 
 
 def test_write_report_outputs(tmp_path):
     m = _metrics(extra={"dataset": "synthetic", "split": "val", "num_images": 1})
     paths = write_report(tmp_path, m, samples=_samples(), palette=PALETTE, title="test run")
-    for name in ("metrics.json", "per_class.csv", "report.md", "confusion_matrix.png", "per_class_iou.png",
-                 "samples.png"):
+    for name in (
+        "metrics.json",
+        "per_class.csv",
+        "report.md",
+        "confusion_matrix.png",
+        "per_class_iou.png",
+        "samples.png",
+    ):
         assert (tmp_path / name).is_file(), name
     assert set(paths) >= {"metrics", "per_class", "report", "confusion_matrix", "per_class_iou", "samples"}
 
@@ -62,7 +74,7 @@ def test_write_report_outputs(tmp_path):
     assert data["category_IoU"]["nature"] is None
     assert data["dataset"] == "synthetic" and data["num_images"] == 1
 
-    rows = list(csv.reader(open(tmp_path / "per_class.csv")))
+    rows = list(csv.reader((tmp_path / "per_class.csv").read_text().splitlines()))
     assert rows[0][:3] == ["class", "IoU", "Acc"] and len(rows) == 1 + len(NAMES)
     assert float(rows[1][1]) == pytest.approx(data["per_class"]["road"]["IoU"], abs=1e-6)
     assert rows[4][1] == ""
@@ -104,8 +116,16 @@ def test_compare_labels_evaluate_folders_by_their_run(tmp_path):
     for run, seed in (("reseg_run", 0), ("unet_run", 1)):
         write_report(tmp_path / run / "eval_val", _metrics(seed))
     write_report(tmp_path / "reseg_run" / "eval_test", _metrics(2))
-    labels = [label for label, _ in load_runs([tmp_path / "reseg_run" / "eval_val", tmp_path / "unet_run" / "eval_val",
-                                               tmp_path / "reseg_run" / "eval_test" / "metrics.json"])]
+    labels = [
+        label
+        for label, _ in load_runs(
+            [
+                tmp_path / "reseg_run" / "eval_val",
+                tmp_path / "unet_run" / "eval_val",
+                tmp_path / "reseg_run" / "eval_test" / "metrics.json",
+            ]
+        )
+    ]
     assert labels == ["reseg_run", "unet_run", "reseg_run (2)"]
 
 
@@ -113,8 +133,12 @@ def test_compare_labels_option_names_the_runs_and_rejects_a_wrong_count(tmp_path
     for name, seed in (("a", 0), ("b", 1)):
         write_report(tmp_path / name, _metrics(seed))
     out = tmp_path / "cmp"
-    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
-                 "--labels", "ReSeg skip", "U-Net"]) == 0
+    assert (
+        main(
+            ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--labels", "ReSeg skip", "U-Net"]
+        )
+        == 0
+    )
     assert (out / "compare.md").read_text().splitlines()[0].startswith("| Class | ReSeg skip | U-Net |")
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "only-one"]) != 0
     assert "--labels got 1 names for 2 runs" in capsys.readouterr().err
@@ -152,13 +176,31 @@ def test_compare_bad_inputs(tmp_path, capsys):
 def test_compare_reads_a_training_log(tmp_path):
     run = tmp_path / "train_run"
     run.mkdir()
-    recs = [{"type": "train", "iter": 1, "loss": 1.0},
-            {"type": "val", "iter": 2, "mIoU": 0.3, "mAcc": 0.4, "aAcc": 0.5, "fwIoU": 0.2,
-             "IoU": {"a": 0.2, "b": 0.4}, "Acc": {"a": 0.3, "b": 0.5}},
-            {"type": "val", "iter": 4, "mIoU": 0.5, "mAcc": 0.6, "aAcc": 0.7, "fwIoU": 0.4,
-             "IoU": {"a": 0.6, "b": None}, "Acc": {"a": 0.7, "b": None}}]
+    recs = [
+        {"type": "train", "iter": 1, "loss": 1.0},
+        {
+            "type": "val",
+            "iter": 2,
+            "mIoU": 0.3,
+            "mAcc": 0.4,
+            "aAcc": 0.5,
+            "fwIoU": 0.2,
+            "IoU": {"a": 0.2, "b": 0.4},
+            "Acc": {"a": 0.3, "b": 0.5},
+        },
+        {
+            "type": "val",
+            "iter": 4,
+            "mIoU": 0.5,
+            "mAcc": 0.6,
+            "aAcc": 0.7,
+            "fwIoU": 0.4,
+            "IoU": {"a": 0.6, "b": None},
+            "Acc": {"a": 0.7, "b": None},
+        },
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    (label, m), = load_runs([run])
+    ((label, m),) = load_runs([run])
     assert label == "train_run" and m["mIoU"] == 0.5 and m["iteration"] == 4
     assert m["per_class"] == {"a": {"IoU": 0.6, "Acc": 0.7}, "b": {"IoU": None, "Acc": None}}
 
@@ -168,12 +210,18 @@ def test_compare_reads_old_and_new_training_logs(tmp_path, capsys):
     old, new = tmp_path / "old_run", tmp_path / "new_run"
     old.mkdir()
     new.mkdir()
-    old_recs = [{"type": "train", "iter": 1, "loss": 1.0},
-                {"type": "val", "iter": 2, "mIoU": 0.25, "IoU": {"a": 0.2, "b": 0.3}, "Acc": {"a": 0.5, "b": 0.6}},
-                {"type": "val", "iter": 4, "mIoU": 0.5, "IoU": {"a": 0.4, "b": 0.6}, "Acc": {"a": 0.7, "b": 0.8}}]
+    old_recs = [
+        {"type": "train", "iter": 1, "loss": 1.0},
+        {"type": "val", "iter": 2, "mIoU": 0.25, "IoU": {"a": 0.2, "b": 0.3}, "Acc": {"a": 0.5, "b": 0.6}},
+        {"type": "val", "iter": 4, "mIoU": 0.5, "IoU": {"a": 0.4, "b": 0.6}, "Acc": {"a": 0.7, "b": 0.8}},
+    ]
     (old / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old_recs))
-    new_rec = {"type": "val", "iter": 3, "mIoU": 0.75,
-               "per_class": {"a": {"IoU": 0.7, "Acc": 0.9}, "b": {"IoU": 0.8, "Acc": None}}}
+    new_rec = {
+        "type": "val",
+        "iter": 3,
+        "mIoU": 0.75,
+        "per_class": {"a": {"IoU": 0.7, "Acc": 0.9}, "b": {"IoU": 0.8, "Acc": None}},
+    }
     (new / "metrics.jsonl").write_text(json.dumps(new_rec) + "\n" + '{"type": "val", "mI')  # torn last line
     runs = dict(load_runs([old, new]))
     assert runs["old_run"]["per_class"] == {"a": {"IoU": 0.4, "Acc": 0.7}, "b": {"IoU": 0.6, "Acc": 0.8}}

@@ -25,7 +25,7 @@ def _reference(G: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     out = torch.empty(P, T, R, 2, hs, dtype=torch.float64)
     for d in (0, 1):
         h = torch.zeros(P, R, hs, dtype=torch.float64)
-        for t in (range(T) if d == 0 else range(T - 1, -1, -1)):
+        for t in range(T) if d == 0 else range(T - 1, -1, -1):
             z = torch.sigmoid(g[:, t, :, d])
             h = (1 - z) * h + z * g[:, t, :, 2 + d]
             out[:, t, :, d] = h
@@ -42,8 +42,7 @@ def _gates(shape: tuple[int, int, int], hs: int, seed: int, saturate: float = 0.
     return G
 
 
-@pytest.mark.parametrize("shape", [(2, 1, 3), (1, 2, 2), (2, 7, 3), (3, 13, 1), (1, 40, 2), (2, 97, 1),
-                                   (1, 2048, 2)])
+@pytest.mark.parametrize("shape", [(2, 1, 3), (1, 2, 2), (2, 7, 3), (3, 13, 1), (1, 40, 2), (2, 97, 1), (1, 2048, 2)])
 def test_unrolled_equals_the_step_loop_and_the_blocked_scan(shape: tuple[int, int, int]) -> None:
     G = _gates(shape, 3, seed=shape[1])
     want = _reference(G, shape)
@@ -109,6 +108,7 @@ def test_static_export_switch_is_scoped_and_the_rnn_path_uses_it(monkeypatch) ->
         def wrapped(*args):
             calls[name] += 1
             return fn(*args)
+
         return wrapped
 
     monkeypatch.setattr(renet_module, "mingru_loop", counted("loop", renet_module.mingru_loop))
@@ -131,8 +131,15 @@ def test_static_export_switch_is_scoped_and_the_rnn_path_uses_it(monkeypatch) ->
 
 def _tiny_reseg() -> ReSeg:
     torch.manual_seed(0)
-    model = ReSeg(3, encoder_width=0.125, renet_hidden=[4, 6], renet_patch=[1, 2], cell="mingru",
-                  decoder="skip", decoder_channels=(4, 4)).eval()
+    model = ReSeg(
+        3,
+        encoder_width=0.125,
+        renet_hidden=[4, 6],
+        renet_patch=[1, 2],
+        cell="mingru",
+        decoder="skip",
+        decoder_channels=(4, 4),
+    ).eval()
     for m in model.renet:  # strong ReNet weights, so a wrong recurrence shows in the logits
         for p in m.parameters():
             nn.init.uniform_(p, -0.5, 0.5)
@@ -143,9 +150,16 @@ def _export(model: nn.Module, path, size: tuple[int, int], dynamic: bool) -> Non
     axes = {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.randn(1, 3, *size),), str(path), input_names=["image"],
-                          output_names=["logits"], dynamic_axes=axes if dynamic else None, opset_version=17,
-                          dynamo=False)
+        torch.onnx.export(
+            model,
+            (torch.randn(1, 3, *size),),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes=axes if dynamic else None,
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def _op_types(path) -> set[str]:

@@ -22,8 +22,9 @@ if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _gates(shape: tuple[int, int, int], hs: int, dtype: torch.dtype = torch.float32, scale: float = 2.0,
-           seed: int = 0) -> torch.Tensor:
+def _gates(
+    shape: tuple[int, int, int], hs: int, dtype: torch.dtype = torch.float32, scale: float = 2.0, seed: int = 0
+) -> torch.Tensor:
     P, T, R = shape
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(P * T * R, 4 * hs, generator=g, dtype=torch.float64) * scale).to(DEVICE, dtype)
@@ -40,8 +41,11 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-@pytest.mark.parametrize("shape,hs", [((2, 7, 3), 5), ((1, 1, 2), 3), ((3, 33, 1), 70), ((1, 5, 4), 1)],
-                         ids=["odd", "T=1", "two-tiles", "hidden-1"])
+@pytest.mark.parametrize(
+    "shape,hs",
+    [((2, 7, 3), 5), ((1, 1, 2), 3), ((3, 33, 1), 70), ((1, 5, 4), 1)],
+    ids=["odd", "T=1", "two-tiles", "hidden-1"],
+)
 def test_values_and_gradients_match_the_step_loop_and_the_blocked_scan(shape, hs) -> None:
     G = _gates(shape, hs)
     w = torch.randn(G.shape[0], 2 * hs, dtype=torch.float64, device=DEVICE)
@@ -110,8 +114,11 @@ def test_the_custom_op_passes_torch_library_opcheck() -> None:
     """Schema, fake (meta) kernel, autograd registration: what torch.compile and export rely on."""
     shape, hs = (1, 4, 2), 2
     G = _gates(shape, hs).requires_grad_(True)
-    torch.library.opcheck(torch.ops.reseg.mingru_scan.default, (G, *shape),
-                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    torch.library.opcheck(
+        torch.ops.reseg.mingru_scan.default,
+        (G, *shape),
+        test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
+    )
 
 
 def test_the_renet_layer_with_the_triton_scan_equals_the_blocked_scan(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from train_utils import make_tiny_dataset, one_thread, read_metrics, tiny_config  # noqa: F401
 
 from reseg.config import Config, load_config
 from reseg.engine import parts as parts_mod
@@ -20,8 +21,6 @@ from reseg.engine.trainer import NonFiniteLossError, train
 from reseg.errors import ResegError
 from reseg.models.base import SegmentationModel
 from reseg.runtime import launch_command, machine_description
-
-from train_utils import make_tiny_dataset, one_thread, read_metrics, tiny_config  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,6 +36,7 @@ def cfg_for(root: Path, **sections) -> Config:
 
 # ---------------------------------------------------------------- pieces
 
+
 class TwoPart(SegmentationModel):
     def __init__(self, freeze: bool = False) -> None:
         super().__init__()
@@ -50,8 +50,15 @@ class TwoPart(SegmentationModel):
         return self.head(self.encoder(x))
 
 
-@pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
-                                      ("adamw", torch.optim.AdamW), ("adadelta", torch.optim.Adadelta)])
+@pytest.mark.parametrize(
+    "name,cls",
+    [
+        ("sgd", torch.optim.SGD),
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+        ("adadelta", torch.optim.Adadelta),
+    ],
+)
 def test_optimizers_and_encoder_lr(name: str, cls: type) -> None:
     cfg = load_config(None, [f"optim.name={name}", "optim.lr=0.1", "optim.encoder_lr_mult=0.1", "optim.nesterov=true"])
     opt = build_optimizer(cfg, TwoPart())
@@ -70,7 +77,7 @@ def test_schedules() -> None:
         return lr_factor(load_config(None, ["optim.lr=1.0", *sets]), total, ipe)
 
     poly = f("sched.name=poly", "sched.power=0.9")
-    assert poly(0) == 1.0 and poly(50) == pytest.approx(0.5 ** 0.9) and poly(100) == 0.0
+    assert poly(0) == 1.0 and poly(50) == pytest.approx(0.5**0.9) and poly(100) == 0.0
     cos = f("sched.name=cosine", "sched.min_lr=0.1")
     assert cos(0) == pytest.approx(1.0) and cos(50) == pytest.approx(0.55) and cos(100) == pytest.approx(0.1)
     step = f("sched.name=step", "sched.step_size=30", "sched.gamma=0.1")
@@ -81,8 +88,9 @@ def test_schedules() -> None:
     by_epoch = f("sched.name=poly", "sched.power=1.0", "sched.by_epoch=true")
     assert by_epoch(0) == by_epoch(9) == 1.0 and by_epoch(10) == pytest.approx(0.9)  # changes at epoch ends
     # the scheduler applies the factor to every group's own base lr
-    cfg = load_config(None, ["optim.name=sgd", "optim.lr=0.1", "optim.encoder_lr_mult=0.5", "sched.name=poly",
-                             "sched.power=1.0"])
+    cfg = load_config(
+        None, ["optim.name=sgd", "optim.lr=0.1", "optim.encoder_lr_mult=0.5", "sched.name=poly", "sched.power=1.0"]
+    )
     opt = build_optimizer(cfg, TwoPart())
     sched = build_scheduler(cfg, opt, 10, 5)
     for _ in range(5):
@@ -144,8 +152,9 @@ def test_label_smoothing_follows_its_formula_and_ignores_255() -> None:
     assert torch.allclose(loss, expected) and not torch.allclose(loss, SegLoss(4)(logits, target))
     weights = torch.tensor([1.0, 2.0, 0.5, 3.0])
     weighted = SegLoss(4, class_weights=weights, label_smoothing=eps)(logits, target)
-    assert torch.allclose(weighted, nn.functional.cross_entropy(logits, target, weight=weights, ignore_index=255,
-                                                                label_smoothing=eps))
+    assert torch.allclose(
+        weighted, nn.functional.cross_entropy(logits, target, weight=weights, ignore_index=255, label_smoothing=eps)
+    )
     loss.backward()
     assert logits.grad[:, :, :2].abs().sum() == 0
 
@@ -183,9 +192,9 @@ def test_weight_ema_matches_the_average_by_hand() -> None:
 
 # ---------------------------------------------------------------- real training
 
+
 def test_short_training_loss_falls_and_files_appear(data_root: Path, tmp_path: Path) -> None:
-    cfg = cfg_for(data_root, train={"max_iters": 16, "val_interval": 8, "checkpoint_interval": 4},
-                  optim={"lr": 0.05})
+    cfg = cfg_for(data_root, train={"max_iters": 16, "val_interval": 8, "checkpoint_interval": 4}, optim={"lr": 0.05})
     result = train(cfg, tmp_path / "run", progress=False)
     run = tmp_path / "run"
     for name in ("config.yaml", "last.pt", "best.pt", "train.log", "metrics.jsonl"):
@@ -203,8 +212,20 @@ def test_short_training_loss_falls_and_files_appear(data_root: Path, tmp_path: P
     assert 0 <= vals[-1]["mIoU"] <= 1 and 0 <= vals[-1]["aAcc"] <= 1
 
     state = load_checkpoint(run / "last.pt")
-    for key in ("model", "optimizer", "scheduler", "scaler", "rng", "sampler", "epoch", "iteration", "best_metric",
-                "config", "class_names", "palette"):
+    for key in (
+        "model",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "rng",
+        "sampler",
+        "epoch",
+        "iteration",
+        "best_metric",
+        "config",
+        "class_names",
+        "palette",
+    ):
         assert key in state, key
     assert state["iteration"] == 16 and state["config"]["model"]["num_classes"] == len(state["class_names"])
     assert len(state["palette"]) == len(state["class_names"])
@@ -240,20 +261,27 @@ def _record_conv_dtypes(monkeypatch: pytest.MonkeyPatch) -> set:
 
 
 @pytest.mark.parametrize("native_bf16", [True, False], ids=["bf16-cpu", "cpu-without-bf16"])
-def test_amp_on_cpu_and_loss_terms(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                   native_bf16: bool) -> None:
+def test_amp_on_cpu_and_loss_terms(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_bf16: bool
+) -> None:
     """train.amp on a CPU: bf16 autocast where the CPU has BF16 units, float32 with a warning elsewhere."""
     from reseg import runtime
 
     if native_bf16 and not runtime.cpu_has_native_bf16():
-        pytest.skip("this CPU has no native bf16 (AVX512-BF16/AMX): train.amp runs float32 here "
-                    "(the cpu-without-bf16 case covers that)")
+        pytest.skip(
+            "this CPU has no native bf16 (AVX512-BF16/AMX): train.amp runs float32 here "
+            "(the cpu-without-bf16 case covers that)"
+        )
     if not native_bf16:
         monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     dtypes = _record_conv_dtypes(monkeypatch)
-    cfg = cfg_for(data_root, train={"max_iters": 2, "val_interval": 2, "amp": True},
-                  loss={"dice_weight": 0.5, "lovasz_weight": 0.5}, optim={"name": "sgd", "grad_clip": 1.0},
-                  sched={"name": "poly", "warmup_iters": 1})
+    cfg = cfg_for(
+        data_root,
+        train={"max_iters": 2, "val_interval": 2, "amp": True},
+        loss={"dice_weight": 0.5, "lovasz_weight": 0.5},
+        optim={"name": "sgd", "grad_clip": 1.0},
+        sched={"name": "poly", "warmup_iters": 1},
+    )
     if native_bf16:
         result = train(cfg, tmp_path / "amp", progress=False)
     else:
@@ -277,8 +305,7 @@ def test_channels_last_training_matches_and_learns(data_root: Path, tmp_path: Pa
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
 
 
-def test_a_trainer_for_steps_alone_takes_a_plain_training_step(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trainer_for_steps_alone_takes_a_plain_training_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Trainer.for_steps (the step the benchmarks time) reads no data, joins no process group and writes
     nothing; its step gives the loss and the weights of a hand-written cross-entropy + AdamW step, and a
     non-finite loss stops it before the weights."""
@@ -313,8 +340,9 @@ def test_a_trainer_for_steps_alone_takes_a_plain_training_step(tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_root: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = {"n": 0}
     original = SegLoss.forward
 
@@ -340,8 +368,9 @@ def test_early_stopping(data_root: Path, tmp_path: Path, monkeypatch: pytest.Mon
         return {"mIoU": next(scores), "aAcc": 0.5, "mAcc": 0.5, "per_class": {}}
 
     monkeypatch.setattr(trainer_mod.Trainer, "validate", fake_validate)
-    cfg = cfg_for(data_root, train={"max_iters": 20, "val_interval": 2, "checkpoint_interval": 100,
-                                    "early_stop_patience": 2})
+    cfg = cfg_for(
+        data_root, train={"max_iters": 20, "val_interval": 2, "checkpoint_interval": 100, "early_stop_patience": 2}
+    )
     result = train(cfg, tmp_path / "es", progress=False)
     assert result["status"] == "early stopped" and result["iteration"] == 6
     assert result["best_mIoU"] == 0.5 and result["best_iteration"] == 2
@@ -349,8 +378,9 @@ def test_early_stopping(data_root: Path, tmp_path: Path, monkeypatch: pytest.Mon
     assert load_checkpoint(tmp_path / "es" / "best.pt")["iteration"] == 2
 
 
-def test_no_progress_means_no_bars_not_even_class_statistics(data_root: Path, tmp_path: Path,
-                                                            capfd: pytest.CaptureFixture) -> None:
+def test_no_progress_means_no_bars_not_even_class_statistics(
+    data_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     cfg = cfg_for(data_root, train={"max_iters": 1}, data={"class_weights": "inverse_log"})
     train(cfg, tmp_path / "quiet", progress=False)
     err = capfd.readouterr().err
@@ -359,8 +389,9 @@ def test_no_progress_means_no_bars_not_even_class_statistics(data_root: Path, tm
     assert "mask/s" in capfd.readouterr().err  # the bar the quiet run left out
 
 
-def test_levers_validate_the_average_and_resume_exactly(data_root: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_levers_validate_the_average_and_resume_exactly(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """train.ema_decay, loss.label_smoothing, model.decoder_dropout and data.augment=strong together: every
     validation scores the weight average, which is the checkpoint's "model" (what `reseg evaluate` scores);
     the trained weights travel as "raw_model"; a run stopped at 4 and resumed ends bit-identical to one that
@@ -369,8 +400,13 @@ def test_levers_validate_the_average_and_resume_exactly(data_root: Path, tmp_pat
 
     from reseg.cli import main
 
-    levers = {"train": {"max_iters": 8, "val_interval": 4, "ema_decay": 0.9}, "loss": {"label_smoothing": 0.1},
-              "model": {"decoder_dropout": 0.2}, "data": {"augment": "strong"}, "optim": {"lr": 0.05}}
+    levers = {
+        "train": {"max_iters": 8, "val_interval": 4, "ema_decay": 0.9},
+        "loss": {"label_smoothing": 0.1},
+        "model": {"decoder_dropout": 0.2},
+        "data": {"augment": "strong"},
+        "optim": {"lr": 0.05},
+    }
     scored = []
     real_evaluate = trainer_mod.evaluate_split
 
@@ -410,15 +446,20 @@ def test_resume_switching_the_average_on_or_off(data_root: Path, tmp_path: Path)
     continues from the trained weights ("raw_model"), not from the average."""
     plain, averaged = tmp_path / "plain", tmp_path / "averaged"
     train(cfg_for(data_root, train={"max_iters": 2, "val_interval": 2}), plain, progress=False)
-    train(cfg_for(data_root, train={"max_iters": 4, "val_interval": 2, "ema_decay": 0.9}), plain,
-          resume=plain / "last.pt", progress=False)
+    train(
+        cfg_for(data_root, train={"max_iters": 4, "val_interval": 2, "ema_decay": 0.9}),
+        plain,
+        resume=plain / "last.pt",
+        progress=False,
+    )
     assert load_checkpoint(plain / "last.pt")["ema"]["updates"] == 2
     assert "holds no weight average; the average starts from its weights" in (plain / "train.log").read_text()
 
     train(cfg_for(data_root, train={"max_iters": 2, "val_interval": 2, "ema_decay": 0.9}), averaged, progress=False)
     raw = load_checkpoint(averaged / "last.pt")["raw_model"]
-    trainer = trainer_mod.Trainer(cfg_for(data_root, train={"max_iters": 2}), averaged, resume=averaged / "last.pt",
-                                  progress=False)
+    trainer = trainer_mod.Trainer(
+        cfg_for(data_root, train={"max_iters": 2}), averaged, resume=averaged / "last.pt", progress=False
+    )
     assert trainer.fit()["status"] == "already finished" and trainer.opt.ema is None
     assert all(torch.equal(v, raw[k]) for k, v in trainer.opt.model_bare.state_dict().items())
 
@@ -442,14 +483,16 @@ def test_resume_refuses_other_model_or_classes(data_root: Path, tmp_path: Path) 
 
 # ---------------------------------------------------------------- one evaluation path, work dirs, logs
 
+
 def test_logged_val_miou_equals_reseg_evaluate(data_root: Path, tmp_path: Path) -> None:
     """With data.eval_size set, the trainer's validation is `reseg evaluate`'s: full-size labels, same numbers."""
     import json
 
     from reseg.cli import main
 
-    cfg = cfg_for(data_root, data={"eval_size": [16, 24]}, train={"max_iters": 6, "val_interval": 3},
-                  optim={"lr": 0.05})
+    cfg = cfg_for(
+        data_root, data={"eval_size": [16, 24]}, train={"max_iters": 6, "val_interval": 3}, optim={"lr": 0.05}
+    )
     run = tmp_path / "run"
     train(cfg, run, progress=False)
     logged = {r["iter"]: r for r in read_metrics(run, "val")}
@@ -462,8 +505,11 @@ def test_logged_val_miou_equals_reseg_evaluate(data_root: Path, tmp_path: Path) 
             assert report[key] == pytest.approx(logged[it][key], abs=1e-6), (name, key)
         assert report["num_images"] == logged[it]["num_images"] == 4  # every val image, at full size
         for cls, s in report["per_class"].items():
-            assert s["IoU"] == pytest.approx(logged[it]["per_class"][cls]["IoU"], abs=1e-6, nan_ok=True) \
-                if s["IoU"] is not None else logged[it]["per_class"][cls]["IoU"] is None
+            assert (
+                s["IoU"] == pytest.approx(logged[it]["per_class"][cls]["IoU"], abs=1e-6, nan_ok=True)
+                if s["IoU"] is not None
+                else logged[it]["per_class"][cls]["IoU"] is None
+            )
 
 
 def test_fresh_run_refuses_a_work_dir_holding_a_run(data_root: Path, tmp_path: Path) -> None:
@@ -485,8 +531,9 @@ def test_fresh_run_refuses_a_work_dir_holding_a_run(data_root: Path, tmp_path: P
     assert not (tmp_path / "new2").exists()
 
 
-def test_torn_metrics_line_is_dropped_on_resume(data_root: Path, tmp_path: Path,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_torn_metrics_line_is_dropped_on_resume(
+    data_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     run = tmp_path / "run"
     cfg = cfg_for(data_root, train={"max_iters": 4, "val_interval": 4, "checkpoint_interval": 2})
     train(cfg, run, progress=False)
@@ -500,8 +547,9 @@ def test_torn_metrics_line_is_dropped_on_resume(data_root: Path, tmp_path: Path,
 
 
 def test_train_cli_needs_resume_or_overwrite(data_root: Path, tmp_path: Path, capsys) -> None:
-    from reseg.cli import main
     from train_utils import write_config
+
+    from reseg.cli import main
 
     config = write_config(tmp_path / "tiny.yaml", tiny_config(data_root, train={"max_iters": 2, "val_interval": 2}))
     run = tmp_path / "run"

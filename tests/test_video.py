@@ -15,17 +15,27 @@ import pytest
 import torch
 
 import reseg.video.writer as writer_mod
+from reseg.benchmark.video import benchmark_video
 from reseg.cli import main
 from reseg.config import load_config
 from reseg.engine.checkpoint import save_checkpoint
 from reseg.errors import ResegError
 from reseg.models import build_model
 from reseg.predictor import Predictor
-from reseg.benchmark.video import benchmark_video
-from reseg.video.writer import write_video
-from reseg.video import (ArraySource, FrameSource, VideoFile, VideoOptions, codec_candidates, open_source,
-                         overlay_tensor, lut_tensor, run_video, write_stats_json)
+from reseg.video import (
+    ArraySource,
+    FrameSource,
+    VideoFile,
+    VideoOptions,
+    codec_candidates,
+    lut_tensor,
+    open_source,
+    overlay_tensor,
+    run_video,
+    write_stats_json,
+)
 from reseg.video.sources import TorchCodecSource
+from reseg.video.writer import write_video
 from reseg.viz import overlay, palette_lut
 
 NAMES = ["sky", "road", "car", "tree", "person"]
@@ -69,11 +79,10 @@ class FakePredictor:
         if self.sleep:
             time.sleep(self.sleep)
         red = x[:, 0]
-        return torch.stack([-(red - c) ** 2 for c in torch.linspace(-2, 2, len(NAMES))], 1)
+        return torch.stack([-((red - c) ** 2) for c in torch.linspace(-2, 2, len(NAMES))], 1)
 
     def probs(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(x).softmax(1)
-
 
 
 def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
@@ -89,6 +98,7 @@ def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.
         cv2.rectangle(img, (0, int(height * 0.7)), (width - 1, height - 1), (90, 90, 90), -1)
         frames.append(img)
     return frames
+
 
 def frame_folder(root: Path, n: int = 6, seed: int = 0) -> Path:
     root.mkdir(parents=True, exist_ok=True)
@@ -134,9 +144,27 @@ def no_partials(folder: Path) -> bool:
 def test_video_file_keeps_frame_count_fps_and_reports_stages(ckpt, tmp_path, capsys):
     src = write_video(synthetic_frames(7, H, W), tmp_path / "in.mp4", fps=12)
     out, stats_file, masks = tmp_path / "out.mp4", tmp_path / "stats.json", tmp_path / "masks"
-    rc = main(["video", str(src), "--checkpoint", str(ckpt), "--output", str(out), "--batch", "3",
-               "--masks-dir", str(masks), "--stats-json", str(stats_file), "--device", "cpu", "--no-progress",
-               "--decoder", "opencv"])
+    rc = main(
+        [
+            "video",
+            str(src),
+            "--checkpoint",
+            str(ckpt),
+            "--output",
+            str(out),
+            "--batch",
+            "3",
+            "--masks-dir",
+            str(masks),
+            "--stats-json",
+            str(stats_file),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--decoder",
+            "opencv",
+        ]
+    )
     assert rc == 0
     stats = json.loads(stats_file.read_text())
     assert stats["frames_in"] == stats["frames_out"] == 7 and stats["dropped"] == 0 and stats["stale_dropped"] == 0
@@ -149,8 +177,7 @@ def test_video_file_keeps_frame_count_fps_and_reports_stages(ckpt, tmp_path, cap
     for thread, info in timing["threads"].items():  # a thread's stages are parts of its busy time
         own = sum(s["seconds"] for s in timing["stages"].values() if s["thread"] == thread)
         assert own <= info["busy_seconds"] + 1e-6 and info["busy_seconds"] <= stats["seconds"]
-    assert set(timing["stages"]) == {"decode", "h2d", "preprocess", "model", "postprocess", "d2h", "overlay",
-                                     "encode"}
+    assert set(timing["stages"]) == {"decode", "h2d", "preprocess", "model", "postprocess", "d2h", "overlay", "encode"}
     assert timing["bound"]["thread"] == max(timing["threads"], key=lambda t: timing["threads"][t]["busy_seconds"])
     # flicker is the mean share of pixels that change label between consecutive frames
     m = [cv2.imread(str(masks / f"frame_{i:06d}.png"), cv2.IMREAD_UNCHANGED) for i in range(7)]
@@ -167,16 +194,54 @@ def test_video_file_keeps_frame_count_fps_and_reports_stages(ckpt, tmp_path, cap
 def test_frame_folder_masks_equal_predict_and_extra_outputs(ckpt, tmp_path):
     frames = frame_folder(tmp_path / "frames", n=5)
     masks_dir, out = tmp_path / "masks", tmp_path / "overlay.avi"
-    rc = main(["video", str(frames), "--checkpoint", str(ckpt), "--output", str(out), "--fps", "7",
-               "--masks-dir", str(masks_dir), "--mask-video", str(tmp_path / "masks.avi"), "--legend",
-               "--side-by-side", "--output-size", "24", "32", "--batch", "2", "--device", "cpu", "--no-progress"])
+    rc = main(
+        [
+            "video",
+            str(frames),
+            "--checkpoint",
+            str(ckpt),
+            "--output",
+            str(out),
+            "--fps",
+            "7",
+            "--masks-dir",
+            str(masks_dir),
+            "--mask-video",
+            str(tmp_path / "masks.avi"),
+            "--legend",
+            "--side-by-side",
+            "--output-size",
+            "24",
+            "32",
+            "--batch",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     video, fps = read_video(out)
     assert len(video) == 5 and fps == pytest.approx(7, abs=0.01) and video[0].shape[:2] == (24, 64)  # 2 panels
     assert count_frames(tmp_path / "masks.avi") == 5
     pred_dir = tmp_path / "pred"
-    assert main(["predict", str(frames), "--checkpoint", str(ckpt), "--out", str(pred_dir), "--batch", "2",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(frames),
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(pred_dir),
+                "--batch",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     for i in range(1, 6):
         video_mask = cv2.imread(str(masks_dir / f"frame_{i}.png"), cv2.IMREAD_UNCHANGED)
         pred_mask = cv2.imread(str(pred_dir / f"frame_{i}.png"), cv2.IMREAD_UNCHANGED)
@@ -193,8 +258,7 @@ def test_smoothing_lowers_flicker(predictor, tmp_path):
         noisy = (base + rng.normal(0, 25, base.shape)).clip(0, 255).astype(np.uint8)
         cv2.imwrite(str(folder / f"{i:03d}.png"), noisy)
     raw = run_video(str(folder), predictor, None, VideoOptions(batch=4, progress=False, overlay=False))
-    smooth = run_video(str(folder), predictor, None, VideoOptions(batch=4, smooth=0.8, progress=False,
-                                                                  overlay=False))
+    smooth = run_video(str(folder), predictor, None, VideoOptions(batch=4, smooth=0.8, progress=False, overlay=False))
     assert raw["flicker"] > 0.005
     assert smooth["flicker"] < 0.5 * raw["flicker"]
 
@@ -207,8 +271,23 @@ def test_corrupt_image_frame_is_dropped_with_its_index(ckpt, tmp_path):
     bad = frames / "frame_3.png"
     bad.write_bytes(bad.read_bytes()[:60])  # truncated PNG
     stats_file = tmp_path / "stats.json"
-    rc = main(["video", str(frames), "--checkpoint", str(ckpt), "--output", str(tmp_path / "out.mp4"),
-               "--stats-json", str(stats_file), "--batch", "2", "--device", "cpu", "--no-progress"])
+    rc = main(
+        [
+            "video",
+            str(frames),
+            "--checkpoint",
+            str(ckpt),
+            "--output",
+            str(tmp_path / "out.mp4"),
+            "--stats-json",
+            str(stats_file),
+            "--batch",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     stats = json.loads(stats_file.read_text())
     assert stats["dropped"] == 1 and stats["frames_in"] == 5 and stats["frames_out"] == 5
@@ -254,8 +333,9 @@ def test_bad_inputs_name_the_input(ckpt, tmp_path, capsys):
         assert str(spec) in str(err.value)
     with pytest.raises(ResegError, match="reads video files"):
         open_source(str(empty_dir), "torchcodec")
-    rc = main(["video", str(empty_file), "--checkpoint", str(ckpt), "--output", str(tmp_path / "o.mp4"),
-               "--no-progress"])
+    rc = main(
+        ["video", str(empty_file), "--checkpoint", str(ckpt), "--output", str(tmp_path / "o.mp4"), "--no-progress"]
+    )
     assert rc == 2 and str(empty_file) in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
 
@@ -321,8 +401,12 @@ def test_pipeline_with_the_overlay_on_the_device_writes_the_same_video(tmp_path)
     frames = synthetic_frames(6, H, W)
     outs = []
     for on_device in (False, True):
-        stats = run_video(ArraySource(frames, fps=10), FakePredictor(), str(tmp_path / f"o{on_device}.avi"),
-                          VideoOptions(progress=False, batch=2, device_overlay=on_device, opacity=0.4))
+        stats = run_video(
+            ArraySource(frames, fps=10),
+            FakePredictor(),
+            str(tmp_path / f"o{on_device}.avi"),
+            VideoOptions(progress=False, batch=2, device_overlay=on_device, opacity=0.4),
+        )
         assert stats["overlay_on"] == ("device" if on_device else "host")
         outs.append(read_video(stats["output"])[0])
     assert len(outs[0]) == len(outs[1]) == 6
@@ -365,11 +449,19 @@ def test_frame_order_is_kept_under_a_slow_irregular_writer(monkeypatch, tmp_path
     written: list[int] = []
     rnd = random.Random(0)
     slow_encoder(monkeypatch, written, sleep=lambda: rnd.choice([0.0, 0.0, 0.004, 0.01]))
-    stats = run_video(ArraySource(frames, fps=10), FakePredictor(), str(tmp_path / "o.avi"),
-                      VideoOptions(progress=False, batch=3, masks_dir=str(tmp_path / "m")))
+    stats = run_video(
+        ArraySource(frames, fps=10),
+        FakePredictor(),
+        str(tmp_path / "o.avi"),
+        VideoOptions(progress=False, batch=3, masks_dir=str(tmp_path / "m")),
+    )
     assert written == list(range(24)) and stats["frames_out"] == 24
-    ref = run_video(ArraySource(frames, fps=10), FakePredictor(), None,
-                    VideoOptions(progress=False, batch=1, overlay=False, masks_dir=str(tmp_path / "ref")))
+    ref = run_video(
+        ArraySource(frames, fps=10),
+        FakePredictor(),
+        None,
+        VideoOptions(progress=False, batch=1, overlay=False, masks_dir=str(tmp_path / "ref")),
+    )
     assert ref["frames_out"] == 24
     for i in range(24):  # each mask file holds its own frame's mask
         a = cv2.imread(str(tmp_path / "m" / f"frame_{i:06d}.png"), cv2.IMREAD_UNCHANGED)
@@ -382,8 +474,12 @@ def test_queues_bound_the_frames_in_flight_under_a_slow_writer(monkeypatch, tmp_
     log = {"out": 1, "peak": 0}
     written: list[int] = []
     slow_encoder(monkeypatch, written, sleep=lambda: 0.003, log=log)
-    stats = run_video(CountingSource(synthetic_frames(n, H, W), log, fps=10), FakePredictor(),
-                      str(tmp_path / "o.avi"), VideoOptions(progress=False, batch=batch, queue_size=qsize))
+    stats = run_video(
+        CountingSource(synthetic_frames(n, H, W), log, fps=10),
+        FakePredictor(),
+        str(tmp_path / "o.avi"),
+        VideoOptions(progress=False, batch=batch, queue_size=qsize),
+    )
     assert stats["frames_out"] == n and written == list(range(n))
     q = max(2 * batch, qsize)
     # decoded queue + one the reader holds + a batch + the writer queue + the one being written
@@ -392,8 +488,12 @@ def test_queues_bound_the_frames_in_flight_under_a_slow_writer(monkeypatch, tmp_
 
 def test_realtime_drops_and_counts_stale_frames(tmp_path):
     n = 40
-    stats = run_video(ArraySource(synthetic_frames(n, H, W), fps=400), FakePredictor(sleep=0.02),
-                      str(tmp_path / "live.avi"), VideoOptions(progress=False, realtime=True, batch=4))
+    stats = run_video(
+        ArraySource(synthetic_frames(n, H, W), fps=400),
+        FakePredictor(sleep=0.02),
+        str(tmp_path / "live.avi"),
+        VideoOptions(progress=False, realtime=True, batch=4),
+    )
     assert stats["batch"] == 1 and stats["realtime"]
     assert stats["frames_in"] == n
     assert stats["stale_dropped"] > 0 and stats["frames_out"] + stats["stale_dropped"] == n
@@ -420,11 +520,17 @@ def test_a_deliberately_slow_stage_is_named_as_the_bound(slow, monkeypatch, tmp_
     source = SlowSource(frames, fps=10) if slow == "decode" else ArraySource(frames, fps=10)
     if slow == "encode":
         slow_encoder(monkeypatch, [], sleep=lambda: pause)
-    stats = run_video(source, FakePredictor(sleep=pause if slow == "model" else 0.0), str(tmp_path / "o.avi"),
-                      VideoOptions(progress=False, batch=1))
+    stats = run_video(
+        source,
+        FakePredictor(sleep=pause if slow == "model" else 0.0),
+        str(tmp_path / "o.avi"),
+        VideoOptions(progress=False, batch=1),
+    )
     bound = stats["timing"]["bound"]
-    assert bound["stage"] == slow and bound["thread"] == {"decode": "reader", "model": "inference",
-                                                          "encode": "writer"}[slow]
+    assert (
+        bound["stage"] == slow
+        and bound["thread"] == {"decode": "reader", "model": "inference", "encode": "writer"}[slow]
+    )
     # every frame but the one read when the source opened went through the slow stage inside the run
     assert stats["timing"]["stages"][slow]["ms_per_frame"] >= 1000 * pause * 0.8
 
@@ -438,8 +544,12 @@ def test_ctrl_c_keeps_what_was_written_under_the_final_name(tmp_path, capsys):
             raise KeyboardInterrupt
 
     out = tmp_path / "out.avi"
-    stats = run_video(ArraySource(synthetic_frames(8, H, W), fps=10), FakePredictor(on_call=press_ctrl_c),
-                      str(out), VideoOptions(batch=2, progress=False))
+    stats = run_video(
+        ArraySource(synthetic_frames(8, H, W), fps=10),
+        FakePredictor(on_call=press_ctrl_c),
+        str(out),
+        VideoOptions(batch=2, progress=False),
+    )
     assert stats["interrupted"] and stats["frames_out"] == 4 == count_frames(out)
     assert no_partials(tmp_path)
     assert f"kept the 4 frames written so far in {out}" in capsys.readouterr().err
@@ -456,8 +566,12 @@ def test_a_failed_run_leaves_the_previous_output_intact(tmp_path):
             raise RuntimeError("model exploded")
 
     with pytest.raises(RuntimeError, match="model exploded"):
-        run_video(ArraySource(synthetic_frames(6, H, W), fps=10), FakePredictor(on_call=fail), str(out),
-                  VideoOptions(batch=2, progress=False))
+        run_video(
+            ArraySource(synthetic_frames(6, H, W), fps=10),
+            FakePredictor(on_call=fail),
+            str(out),
+            VideoOptions(batch=2, progress=False),
+        )
     assert out.read_bytes() == b"the user's earlier video" and no_partials(tmp_path)
     assert any("partial" in name for name in seen["files"])  # the run wrote under a temporary name
 
@@ -474,8 +588,12 @@ def test_frames_the_encoder_refuses_are_not_counted(monkeypatch, tmp_path):
         return original(self, bgr)
 
     monkeypatch.setattr(VideoFile, "write", flaky)
-    stats = run_video(ArraySource(synthetic_frames(6, H, W), fps=10), FakePredictor(), str(tmp_path / "o.avi"),
-                      VideoOptions(progress=False))
+    stats = run_video(
+        ArraySource(synthetic_frames(6, H, W), fps=10),
+        FakePredictor(),
+        str(tmp_path / "o.avi"),
+        VideoOptions(progress=False),
+    )
     assert stats["frames_out"] == 5 == count_frames(stats["output"]) and stats["write_failed"] == 1
 
 
@@ -517,8 +635,21 @@ def test_outputs_onto_the_input_are_refused_naming_both_paths(ckpt, tmp_path, ca
     assert video.read_bytes() == before
     assert sorted(p.name for p in frames.iterdir()) == ["frame_1.png", "frame_2.png"]
     assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.avi").exists()
-    rc = main(["video", str(video), "--checkpoint", str(ckpt), "--device", "cpu", "--no-progress",
-               "--output", str(tmp_path / "same.avi"), "--mask-video", str(tmp_path / "same.avi")])
+    rc = main(
+        [
+            "video",
+            str(video),
+            "--checkpoint",
+            str(ckpt),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--output",
+            str(tmp_path / "same.avi"),
+            "--mask-video",
+            str(tmp_path / "same.avi"),
+        ]
+    )
     assert rc == 2 and "same file" in capsys.readouterr().err
 
 
@@ -526,8 +657,12 @@ def test_masks_from_a_glob_over_folders_keep_their_relative_paths(predictor, tmp
     for k, folder in enumerate(("a", "b")):
         frame_folder(tmp_path / "data" / folder, n=2, seed=k)  # a/frame_1.png and b/frame_1.png
     masks = tmp_path / "masks"
-    stats = run_video(str(tmp_path / "data" / "*" / "*.png"), predictor, None,
-                      VideoOptions(progress=False, overlay=False, masks_dir=str(masks)))
+    stats = run_video(
+        str(tmp_path / "data" / "*" / "*.png"),
+        predictor,
+        None,
+        VideoOptions(progress=False, overlay=False, masks_dir=str(masks)),
+    )
     assert stats["frames_out"] == 4
     written = sorted(p.relative_to(masks).as_posix() for p in masks.rglob("*.png"))
     assert written == ["a/frame_1.png", "a/frame_2.png", "b/frame_1.png", "b/frame_2.png"]
@@ -584,8 +719,25 @@ def test_predict_inputs_folders_globs_and_unreadable_images(ckpt, tmp_path, caps
     with pytest.raises(ResegError, match="matches no images"):
         collect_images([str(tmp_path / "nothing_*.png")])
     out = tmp_path / "out"
-    assert main(["predict", str(tmp_path / "data"), "--checkpoint", str(ckpt), "--out", str(out),
-                 "--overlay-format", "png", "--device", "cpu", "--amp", "--channels-last"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "data"),
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--overlay-format",
+                "png",
+                "--device",
+                "cpu",
+                "--amp",
+                "--channels-last",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "broken.png" in captured.err and str(out.resolve()) in captured.out
     for rel in ("city/frame_1", "city/frame_2", "top"):
@@ -607,13 +759,32 @@ def test_video_with_backend_auto_says_what_it_chose(ckpt, tmp_path, monkeypatch,
     from reseg import backend_choice
 
     monkeypatch.setenv("RESEG_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(backend_choice, "time_nets", lambda nets, x, runs=5, clock=None:
-                        {name: {"eager": 1.0, "onnxruntime": 0.5}.get(name, 0.1) for name in nets})
+    monkeypatch.setattr(
+        backend_choice,
+        "time_nets",
+        lambda nets, x, runs=5, clock=None: {name: {"eager": 1.0, "onnxruntime": 0.5}.get(name, 0.1) for name in nets},
+    )
     frames = frame_folder(tmp_path / "frames", n=3)
     stats_path, masks_dir = tmp_path / "stats.json", tmp_path / "masks"
-    rc = main(["video", str(frames), "--checkpoint", str(ckpt), "--output", str(tmp_path / "o.avi"), "--device",
-               "cpu", "--no-progress", "--backend", "auto", "--stats-json", str(stats_path),
-               "--masks-dir", str(masks_dir)])
+    rc = main(
+        [
+            "video",
+            str(frames),
+            "--checkpoint",
+            str(ckpt),
+            "--output",
+            str(tmp_path / "o.avi"),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--backend",
+            "auto",
+            "--stats-json",
+            str(stats_path),
+            "--masks-dir",
+            str(masks_dir),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "backend auto -> onnxruntime (2.00x eager, 100.0% mask agreement" in out

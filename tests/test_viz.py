@@ -68,6 +68,7 @@ def test_palettes_come_from_checkpoint_or_class_table():
 
 # ---------------------------------------------------------------- grids, the legend beside a figure, writing
 
+
 def test_image_grid_places_tiles_row_by_row() -> None:
     from reseg.viz import image_grid
 
@@ -77,7 +78,7 @@ def test_image_grid_places_tiles_row_by_row() -> None:
     assert grid.shape == (3 * 3, 2 * 4, 3)
     for k in range(4):
         r, c = divmod(k, 2)
-        assert (grid[r * 3: r * 3 + 2, c * 4: c * 4 + 3] == (k + 1) * 40).all()
+        assert (grid[r * 3 : r * 3 + 2, c * 4 : c * 4 + 3] == (k + 1) * 40).all()
         assert (grid[r * 3 + 2, :] == 255).all() and (grid[:, c * 4 + 3] == 255).all()
     assert grid[6, 0, 0] == 200 and (grid[6, 1:3] == 255).all() and (grid[6:, 4:] == 255).all()
     assert image_grid(tiles[:2], cols=9).shape[1] == 2 * (3 + 4)  # never more columns than tiles
@@ -132,9 +133,30 @@ def test_browse_writes_a_grid_with_legend(tmp_path, capsys) -> None:
             cv2.imwrite(str(root / split / f"f{k}.png"), np.full((8, 12, 3), 60 * k, np.uint8))
             cv2.imwrite(str(root / f"{split}annot" / f"f{k}.png"), np.full((8, 12), k, np.uint8))
     out = tmp_path / "figs" / "grid.png"
-    assert main(["browse", "--dataset", "camvid", "--data-root", str(root), "--out", str(out), "-n", "3",
-                 "--cols", "3", "--set", "data.crop_size=[8,12]", "data.scale_range=[1,1]",
-                 "--set", "data.color_jitter=0", "data.hflip=false"]) == 0
+    assert (
+        main(
+            [
+                "browse",
+                "--dataset",
+                "camvid",
+                "--data-root",
+                str(root),
+                "--out",
+                str(out),
+                "-n",
+                "3",
+                "--cols",
+                "3",
+                "--set",
+                "data.crop_size=[8,12]",
+                "data.scale_range=[1,1]",
+                "--set",
+                "data.color_jitter=0",
+                "data.hflip=false",
+            ]
+        )
+        == 0
+    )
     assert str(out) in capsys.readouterr().out
     grid = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
     assert grid.shape[1] > 3 * 16 and grid.shape[0] >= 2 * 8

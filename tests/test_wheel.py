@@ -42,8 +42,22 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     shutil.copytree(REPO / "reseg", src / "reseg", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-          "-w", str(tmp_path / "dist"), str(src)], cwd=tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("reseg-*.whl")
     files = zipfile.ZipFile(wheel).namelist()
     assert "reseg/models/gru_loops.cpp" in files and "reseg/api.py" in files
@@ -55,11 +69,14 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
     python = venv / "bin" / "python"
-    purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                   cwd=tmp_path).strip()
+    purelib = _run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path
+    ).strip()
     Path(purelib, "outer_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
-          str(wheel)], cwd=tmp_path)
+    _run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        cwd=tmp_path,
+    )
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -71,10 +88,21 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     from reseg.models import build_model
     from reseg.packaging import package
 
-    cfg = Config.from_dict({"model": {"renet_layers": 1, "renet_hidden": 4, "decoder_filters": [4, 4],
-                                      "encoder_width": 0.25, "num_classes": 2}})
-    save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "class_names": ["a", "b"]},
-                    tmp_path / "tiny.pt")
+    cfg = Config.from_dict(
+        {
+            "model": {
+                "renet_layers": 1,
+                "renet_hidden": 4,
+                "decoder_filters": [4, 4],
+                "encoder_width": 0.25,
+                "num_classes": 2,
+            }
+        }
+    )
+    save_checkpoint(
+        {"config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "class_names": ["a", "b"]},
+        tmp_path / "tiny.pt",
+    )
     folder = package(tmp_path / "tiny.pt", tmp_path / "model")
     out = _run([str(python), "-c", USE_PACKAGED_MODEL.format(src=REPO), str(folder)], cwd=elsewhere, env=env)
     assert "MASK (32, 48) uint8 ['a', 'b']" in out and str(venv) in out

@@ -32,15 +32,39 @@ def make_tiny_dataset(root: Path, train: int = 16, val: int = 4) -> Path:
 def tiny_config(root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     """A config dict for a ~1k-parameter ReSeg on the tiny set; `sections` update it per section."""
     cfg: dict[str, Any] = {
-        "data": {"dataset": "synthetic", "root": str(root), "batch_size": 4, "val_batch_size": 2, "num_workers": 0,
-                 "crop_size": [H, W], "scale_range": [1.0, 1.0], "hflip": True, "color_jitter": 0.0,
-                 "size_divisor": 16, "class_weights": "none", "synthetic_sizes": [16, 4, 0]},
-        "model": {"name": "reseg", "encoder_weights": None, "freeze_encoder": True, "renet_layers": 1,
-                  "renet_hidden": 4, "decoder_filters": [4, 4]},
+        "data": {
+            "dataset": "synthetic",
+            "root": str(root),
+            "batch_size": 4,
+            "val_batch_size": 2,
+            "num_workers": 0,
+            "crop_size": [H, W],
+            "scale_range": [1.0, 1.0],
+            "hflip": True,
+            "color_jitter": 0.0,
+            "size_divisor": 16,
+            "class_weights": "none",
+            "synthetic_sizes": [16, 4, 0],
+        },
+        "model": {
+            "name": "reseg",
+            "encoder_weights": None,
+            "freeze_encoder": True,
+            "renet_layers": 1,
+            "renet_hidden": 4,
+            "decoder_filters": [4, 4],
+        },
         "optim": {"name": "adamw", "lr": 0.01, "weight_decay": 0.0},
         "sched": {"name": "constant"},
-        "train": {"max_iters": 8, "val_interval": 4, "checkpoint_interval": 2, "log_interval": 1, "seed": 0,
-                  "deterministic": True, "device": "cpu"},
+        "train": {
+            "max_iters": 8,
+            "val_interval": 4,
+            "checkpoint_interval": 2,
+            "log_interval": 1,
+            "seed": 0,
+            "deterministic": True,
+            "device": "cpu",
+        },
     }
     for name, values in sections.items():
         cfg.setdefault(name, {}).update(values)
@@ -69,8 +93,14 @@ def subprocess_env(threads: int = 1) -> dict[str, str]:
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -m reseg ARGS` in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "reseg", *args], cwd=cwd, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "reseg", *args],
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

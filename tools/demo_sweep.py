@@ -31,8 +31,18 @@ sys.path.insert(0, str(REPO))
 from reseg.data import synthetic as S  # noqa: E402
 
 # A third level, for the sweep only: people and cyclists within 15 m, 3x thicker poles, fences everywhere.
-S.DIFFICULTIES["easier"] = replace(S.DIFFICULTIES["easy"], person_far=14.0, cyclist_far=15.0, crossing_far=14.0,
-                                   car_far=35.0, pole_far=30.0, thin_scale=3.0, crowd=3.0, cyclists=4.0, fence_p=1.0)
+S.DIFFICULTIES["easier"] = replace(
+    S.DIFFICULTIES["easy"],
+    person_far=14.0,
+    cyclist_far=15.0,
+    crossing_far=14.0,
+    car_far=35.0,
+    pole_far=30.0,
+    thin_scale=3.0,
+    crowd=3.0,
+    cyclists=4.0,
+    fence_p=1.0,
+)
 MF = "data.class_weights=median_frequency"
 BASE = ["optim.lr=4e-3", "data.class_weights=none"]  # the recipe before the sweep; variants override it
 GROUPS: dict[str, list[tuple[str, str, int, list[str]]]] = {  # name, difficulty, train images, --set overrides
@@ -78,24 +88,52 @@ def main() -> int:
     roots: dict[tuple[str, int], Path] = {}
     for _, diff, n, _ in variants:
         if (diff, n) not in roots:
-            roots[diff, n] = S.make_synthetic(out / "data" / f"{diff}_{n}", train=n, val=60, test=0, seed=0,
-                                              size=(120, 160), difficulty=diff)
+            roots[diff, n] = S.make_synthetic(
+                out / "data" / f"{diff}_{n}", train=n, val=60, test=0, seed=0, size=(120, 160), difficulty=diff
+            )
 
     def run(v: tuple[str, str, int, list[str]]) -> dict:
         name, diff, n, over = v
         wd = out / args.group / name
         t0 = time.time()
-        cmd = [sys.executable, "-m", "reseg", "train", "configs/reseg_synthetic.yaml", "--device", args.device,
-               "--work-dir", str(wd), "--no-progress", "--set", f"data.root={roots[diff, n]}",
-               f"data.synthetic_sizes=[{n},60,0]", f"data.synthetic_difficulty={'standard' if diff == 'standard' else 'easy'}",
-               "data.num_workers=3", *BASE, *over, *args.set]
+        cmd = [
+            sys.executable,
+            "-m",
+            "reseg",
+            "train",
+            "configs/reseg_synthetic.yaml",
+            "--device",
+            args.device,
+            "--work-dir",
+            str(wd),
+            "--no-progress",
+            "--set",
+            f"data.root={roots[diff, n]}",
+            f"data.synthetic_sizes=[{n},60,0]",
+            f"data.synthetic_difficulty={'standard' if diff == 'standard' else 'easy'}",
+            "data.num_workers=3",
+            *BASE,
+            *over,
+            *args.set,
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"))
         metrics = wd / "metrics.jsonl"
-        vals = [json.loads(line) for line in metrics.read_text().splitlines() if '"val"' in line] if metrics.exists() else []
-        res = {"name": name, "difficulty": diff, "train_images": n, "overrides": over, "rc": r.returncode,
-               "wall_s": round(time.time() - t0, 1), "curve": [(x["iter"], round(x["mIoU"], 4)) for x in vals],
-               "IoU": {k: round(x, 3) for k, x in vals[-1]["IoU"].items()} if vals else None,
-               "error": r.stderr[-800:] if r.returncode else ""}
+        vals = (
+            [json.loads(line) for line in metrics.read_text().splitlines() if '"val"' in line]
+            if metrics.exists()
+            else []
+        )
+        res = {
+            "name": name,
+            "difficulty": diff,
+            "train_images": n,
+            "overrides": over,
+            "rc": r.returncode,
+            "wall_s": round(time.time() - t0, 1),
+            "curve": [(x["iter"], round(x["mIoU"], 4)) for x in vals],
+            "IoU": {k: round(x, 3) for k, x in vals[-1]["IoU"].items()} if vals else None,
+            "error": r.stderr[-800:] if r.returncode else "",
+        }
         print(json.dumps(res), flush=True)
         return res
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The Python half of tools/gpu_check.sh: the benchmark figures, and the one JSON + markdown report.
 
-    python tools/gpu_check.py bench --out DIR [--rehearsal] [--deadline SECONDS]
-    python tools/gpu_check.py camvid --out DIR --name NAME --work-dir W --eval-dir E --budget 70s
-    python tools/gpu_check.py report --out DIR
+python tools/gpu_check.py bench --out DIR [--rehearsal] [--deadline SECONDS]
+python tools/gpu_check.py camvid --out DIR --name NAME --work-dir W --eval-dir E --budget 70s
+python tools/gpu_check.py report --out DIR
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="the benchmark figures -> OUT/gpu_bench.json")
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--rehearsal", action="store_true", help="CPU, tiny sizes, CUDA-only parts skipped by name")
-    b.add_argument("--deadline", type=float, default=None,
-                   help="seconds after which the optional torch.compile part is skipped")
+    b.add_argument(
+        "--deadline", type=float, default=None, help="seconds after which the optional torch.compile part is skipped"
+    )
     c = sub.add_parser("camvid", help="one CamVid run's scores and iterations -> OUT/camvid_NAME.json")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--name", required=True)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     bench_path = args.out / "gpu_bench.json"
     bench = json.loads(bench_path.read_text()) if bench_path.is_file() else {"error": f"no {bench_path}"}
-    camvid = {p.stem[len("camvid_"):]: json.loads(p.read_text()) for p in sorted(args.out.glob("camvid_*.json"))}
+    camvid = {p.stem[len("camvid_") :]: json.loads(p.read_text()) for p in sorted(args.out.glob("camvid_*.json"))}
     write_json(args.out / "gpu_check.json", {"bench": bench, "camvid": camvid})
     table = gpu_table(bench, camvid)
     write_text(args.out / "gpu_check.md", table + "\n")

@@ -27,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from reseg.benchmark import gpu  # noqa: E402
 from reseg.benchmark.timing import time_interleaved  # noqa: E402
@@ -62,11 +61,18 @@ def renet_precisions(res: dict) -> None:
     for label, bf16, tf32 in (("fp32", False, False), ("fp32_tf32", False, True), ("bf16", True, False)):
         torch.backends.cuda.matmul.allow_tf32 = tf32
         r = out[label] = gpu.bench_renet_layer(SHAPE, plan, bf16=bf16)
-        say(f"renet {'x'.join(map(str, SHAPE))} {label}: fwd ms "
-            + ", ".join(f"{k} {v:.2f}" for k, v in r["fwd_ms"].items()) + " | fwd+bwd ms "
+        say(
+            f"renet {'x'.join(map(str, SHAPE))} {label}: fwd ms "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r["fwd_ms"].items())
+            + " | fwd+bwd ms "
             + ", ".join(f"{k} {v:.2f}" for k, v in r["fwdbwd_ms"].items())
-            + (f" | triton vs cudnn {r['triton_vs_gru_cudnn_fwdbwd']:.2f}x, vs blocked "
-               f"{r['triton_vs_mingru_blocked_fwdbwd']:.2f}x (fwd+bwd)" if "triton_vs_gru_cudnn_fwdbwd" in r else ""))
+            + (
+                f" | triton vs cudnn {r['triton_vs_gru_cudnn_fwdbwd']:.2f}x, vs blocked "
+                f"{r['triton_vs_mingru_blocked_fwdbwd']:.2f}x (fwd+bwd)"
+                if "triton_vs_gru_cudnn_fwdbwd" in r
+                else ""
+            )
+        )
     torch.backends.cuda.matmul.allow_tf32 = False
     res["renet_precisions"] = out
     from reseg.benchmark.models import build_bench_model
@@ -77,8 +83,10 @@ def renet_precisions(res: dict) -> None:
         feats = model.encoder(xb)
         t = time_interleaved({"model": lambda: model(xb), "renet": lambda: model.renet(feats)}, 9, 2, DEV)
     res["renet_share_bf16_channels_last"] = t["renet"] / t["model"]
-    say(f"renet share of minGRU ReSeg inference, bf16 channels-last {MODEL_AT}: {100 * t['renet'] / t['model']:.1f}% "
-        f"({1e3 * t['renet']:.2f} of {1e3 * t['model']:.2f} ms)")
+    say(
+        f"renet share of minGRU ReSeg inference, bf16 channels-last {MODEL_AT}: {100 * t['renet'] / t['model']:.1f}% "
+        f"({1e3 * t['renet']:.2f} of {1e3 * t['model']:.2f} ms)"
+    )
 
 
 def _top_kernels(fn, label: str, res: dict, n: int = 12) -> None:
@@ -107,6 +115,7 @@ def kernels(res: dict) -> None:
             with gpu._autocast(DEV, bf16):
                 y = layer(xg)
             y.float().sum().backward()
+
         return run
 
     _top_kernels(renet_step(False), "triton ReNet fwd+bwd fp32", res)
@@ -128,7 +137,7 @@ def scan_tiles(res: dict) -> None:
     hs = 100 if DEV.type == "cuda" else 4
     out = {}
     tiles_all = ((32, 64, 4), (16, 64, 2), (16, 32, 1), (8, 128, 4), (16, 128, 4), (32, 32, 2), (8, 64, 1))
-    for n in ((4, 16) if DEV.type == "cuda" else (1,)):
+    for n in (4, 16) if DEV.type == "cuda" else (1,):
         for dtype in (torch.float32, torch.bfloat16):
             G = torch.randn(n * h * w, 4 * hs, device=DEV).to(dtype)
             H = st._forward(G, n, h, w, st._direct)
@@ -146,10 +155,16 @@ def scan_tiles(res: dict) -> None:
                 finally:
                     st.BLOCKS_OVERRIDE.clear()
                 key = f"b{n}_{str(dtype).split('.')[-1]}_{'x'.join(map(str, tiles))}"
-                out[key] = {"fwd_us": f_us, "bwd_us": b_us, "fwd_gb_s": nbytes_f / f_us / 1e3,
-                            "bwd_gb_s": nbytes_b / b_us / 1e3}
-                say(f"scan kernels {key}: fwd {f_us:.0f} us ({nbytes_f / f_us / 1e3:.0f} GB/s), "
-                    f"bwd {b_us:.0f} us ({nbytes_b / b_us / 1e3:.0f} GB/s)")
+                out[key] = {
+                    "fwd_us": f_us,
+                    "bwd_us": b_us,
+                    "fwd_gb_s": nbytes_f / f_us / 1e3,
+                    "bwd_gb_s": nbytes_b / b_us / 1e3,
+                }
+                say(
+                    f"scan kernels {key}: fwd {f_us:.0f} us ({nbytes_f / f_us / 1e3:.0f} GB/s), "
+                    f"bwd {b_us:.0f} us ({nbytes_b / b_us / 1e3:.0f} GB/s)"
+                )
     res["scan_tiles"] = out
 
 
@@ -166,6 +181,7 @@ def overhead(res: dict) -> None:
     xg = x.clone().requires_grad_(True)
     out = {}
     for label, bf16 in (("fp32", False), ("bf16", True)):
+
         def step(layer, scan, direct, grad):
             def run():
                 st.EAGER_DIRECT = direct
@@ -181,17 +197,26 @@ def overhead(res: dict) -> None:
                             layer(x)
                 finally:
                     st.EAGER_DIRECT = True
+
             return gpu._with_scan(scan, run)
 
         for grad in (False, True):
-            fns = {"gru_cudnn": step(gru, "blocked", True, grad), "triton_direct": step(mingru, "triton", True, grad),
-                   "triton_op": step(mingru, "triton", False, grad)}
+            fns = {
+                "gru_cudnn": step(gru, "blocked", True, grad),
+                "triton_direct": step(mingru, "triton", True, grad),
+                "triton_op": step(mingru, "triton", False, grad),
+            }
             t = time_interleaved(fns, 11, 2, DEV)
             key = f"{label}_{'fwdbwd' if grad else 'fwd'}"
             out[key] = {k: 1e3 * v for k, v in t.items()}
-            say(f"renet {key} ms: " + ", ".join(f"{k} {1e3 * v:.2f}" for k, v in t.items())
-                + f" | cudnn / triton_direct {t['gru_cudnn'] / t['triton_direct']:.2f}x")
+            say(
+                f"renet {key} ms: "
+                + ", ".join(f"{k} {1e3 * v:.2f}" for k, v in t.items())
+                + f" | cudnn / triton_direct {t['gru_cudnn'] / t['triton_direct']:.2f}x"
+            )
     res["overhead"] = out
+
+
 def video(res: dict) -> None:
     import tempfile
 
@@ -207,16 +232,27 @@ def video(res: dict) -> None:
             sys.setswitchinterval(interval)
             stats = benchmark_video(pred, size=VIDEO_AT[0], frames=VIDEO_AT[1], batch=1, repeats=1, workdir=tmp)
             stages = {k: v["ms_per_frame"] for k, v in stats["timing"]["stages"].items()}
-            out[label] = {"fps_end_to_end": stats["fps_end_to_end"], "fps_model_only": stats["fps_model_only"],
-                          "ratio": stats["ratio"], "stages_ms": stages}
-            say(f"video {VIDEO_AT[0]} b1 {label}: {stats['fps_end_to_end']:.1f} / {stats['fps_model_only']:.1f} FPS = "
-                f"{stats['ratio']:.2f}x; ms/frame " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+            out[label] = {
+                "fps_end_to_end": stats["fps_end_to_end"],
+                "fps_model_only": stats["fps_model_only"],
+                "ratio": stats["ratio"],
+                "stages_ms": stages,
+            }
+            say(
+                f"video {VIDEO_AT[0]} b1 {label}: {stats['fps_end_to_end']:.1f} / {stats['fps_model_only']:.1f} FPS = "
+                f"{stats['ratio']:.2f}x; ms/frame " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+            )
         sys.setswitchinterval(default)
     res["video"] = out
 
 
-SECTIONS = {"renet": renet_precisions, "kernels": kernels, "scan_tiles": scan_tiles, "video": video,
-            "overhead": overhead}
+SECTIONS = {
+    "renet": renet_precisions,
+    "kernels": kernels,
+    "scan_tiles": scan_tiles,
+    "video": video,
+    "overhead": overhead,
+}
 
 
 def main() -> int:
@@ -228,8 +264,10 @@ def main() -> int:
     if args.smoke:
         smoke()
     args.out.mkdir(parents=True, exist_ok=True)
-    res: dict = {"gpu": torch.cuda.get_device_name(0) if DEV.type == "cuda" else "none (smoke)",
-                 "torch": torch.__version__}
+    res: dict = {
+        "gpu": torch.cuda.get_device_name(0) if DEV.type == "cuda" else "none (smoke)",
+        "torch": torch.__version__,
+    }
     for name in args.only:
         say(f"== {time.strftime('%H:%M:%S')} {name}")
         try:

@@ -52,8 +52,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; T={args.steps} steps, B={args.batch} "
-          f"sequences, {HS} units, both directions")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; T={args.steps} steps, B={args.batch} "
+        f"sequences, {HS} units, both directions"
+    )
     for time_outer in (True, False):
         G, whhT, bhh, dY, geom = _inputs(time_outer, args.steps, args.batch)
         out, ghn = torch.empty_like(dY), torch.empty_like(dY)

@@ -36,8 +36,10 @@ def main() -> None:
     for _ in range(args.steps):
         step()
     rate = batch * args.steps / (time.perf_counter() - start)
-    print(f"{rate:.2f} img/s ({torch.backends.cpu.get_cpu_capability()}, {trainer.run.amp_dtype or torch.float32}, "
-          f"{torch.get_num_threads()} threads, {batch}x{h}x{w})")
+    print(
+        f"{rate:.2f} img/s ({torch.backends.cpu.get_cpu_capability()}, {trainer.run.amp_dtype or torch.float32}, "
+        f"{torch.get_num_threads()} threads, {batch}x{h}x{w})"
+    )
 
 
 if __name__ == "__main__":

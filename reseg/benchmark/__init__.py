@@ -13,8 +13,17 @@ from typing import Any
 from reseg.benchmark import models, pipeline, predictor, renet, video
 from reseg.benchmark.timing import BenchOptions, PeakMemory, machine_info, strict_fp32, time_fn, time_interleaved
 
-__all__ = ["SECTIONS", "BenchOptions", "PeakMemory", "format_table", "machine_info", "run_benchmark",
-           "strict_fp32", "time_fn", "time_interleaved"]
+__all__ = [
+    "SECTIONS",
+    "BenchOptions",
+    "PeakMemory",
+    "format_table",
+    "machine_info",
+    "run_benchmark",
+    "strict_fp32",
+    "time_fn",
+    "time_interleaved",
+]
 
 Section = tuple[Callable[[BenchOptions], dict[str, Any]], Callable[[dict[str, Any]], list[tuple[str, str]]]]
 SECTIONS: dict[str, Section] = {
@@ -28,11 +37,19 @@ SECTIONS: dict[str, Section] = {
 }
 
 
-def run_benchmark(o: BenchOptions, sections: list[str] | None = None,
-                  log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+def run_benchmark(
+    o: BenchOptions, sections: list[str] | None = None, log: Callable[[str], None] = lambda msg: None
+) -> dict[str, Any]:
     """Run the chosen sections (all by default) and return the results dict (the JSON of --json)."""
-    res: dict[str, Any] = {"machine": machine_info(o.device), "device": o.device, "size": list(o.size),
-                           "batch": o.batch, "repeats": o.repeats, "quick": o.quick, "sections": []}
+    res: dict[str, Any] = {
+        "machine": machine_info(o.device),
+        "device": o.device,
+        "size": list(o.size),
+        "batch": o.batch,
+        "repeats": o.repeats,
+        "quick": o.quick,
+        "sections": [],
+    }
     t_start = time.perf_counter()
     for name in sections or list(SECTIONS):
         log(f"benchmark: {name} ...")
@@ -45,10 +62,13 @@ def run_benchmark(o: BenchOptions, sections: list[str] | None = None,
 def format_table(res: dict[str, Any]) -> str:
     """The results as a markdown table (one measure per row), headed by the machine."""
     m = res["machine"]
-    head = (f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} threads, "
-            f"{m['cpu_capability']}{', bf16' if m['bf16'] else ''}" + (f", GPU {m['gpu']}" if "gpu" in m else "")
-            + f"; device {res['device']}, images {res['size'][0]}x{res['size'][1]}, batch {res['batch']}, "
-            f"median of {res['repeats']}" + (" (quick)" if res["quick"] else ""))
+    head = (
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} threads, "
+        f"{m['cpu_capability']}{', bf16' if m['bf16'] else ''}"
+        + (f", GPU {m['gpu']}" if "gpu" in m else "")
+        + f"; device {res['device']}, images {res['size'][0]}x{res['size'][1]}, batch {res['batch']}, "
+        f"median of {res['repeats']}" + (" (quick)" if res["quick"] else "")
+    )
     lines = [head, "", "| measure | value |", "|---|---|"]
     for name in res["sections"]:
         lines += [f"| {measure} | {value} |" for measure, value in SECTIONS[name][1](res)]

@@ -36,14 +36,22 @@ class GpuPlan:
     """Sizes and switches of one GPU check; `rehearsal()` is the same plan shrunk for a CPU run."""
 
     device: str = "cuda"
-    renet_shapes: list[tuple[int, int, int, int]] = field(default_factory=lambda: [(4, 256, 90, 120),
-                                                                                   (2, 256, 256, 512)])
+    renet_shapes: list[tuple[int, int, int, int]] = field(
+        default_factory=lambda: [(4, 256, 90, 120), (2, 256, 256, 512)]
+    )
     model_sizes: list[tuple[int, int, int]] = field(default_factory=lambda: [(16, 360, 480), (2, 1024, 2048)])
     video_sizes: list[tuple[int, int, int]] = field(default_factory=lambda: [(360, 480, 96), (1024, 2048, 24)])
     video_batches: tuple[int, ...] = (1, 8)
     compile_models: tuple[str, ...] = ("reseg_skip_recipe", BASELINE)
-    block_variants: tuple[tuple[int, ...], ...] = ((32, 64, 4), (16, 64, 2), (8, 64, 1), (8, 128, 4), (16, 128, 4),
-                                                   (8, 128, 8), (4, 128, 4))
+    block_variants: tuple[tuple[int, ...], ...] = (
+        (32, 64, 4),
+        (16, 64, 2),
+        (8, 64, 1),
+        (8, 128, 4),
+        (16, 128, 4),
+        (8, 128, 8),
+        (4, 128, 4),
+    )
     models: tuple[str, ...] = MODELS
     repeats: int = 7
     hidden: int = 100
@@ -59,9 +67,18 @@ class GpuPlan:
         return self.cuda or os.environ.get("TRITON_INTERPRET") == "1"
 
     @classmethod
-    def rehearsal(cls) -> "GpuPlan":
-        return cls(device="cpu", renet_shapes=[(1, 8, 6, 8)], model_sizes=[(1, 32, 48)], models=("reseg_skip_recipe", BASELINE),
-                   video_sizes=[(32, 48, 4)], video_batches=(1,), block_variants=((8, 16, 1),), repeats=1, hidden=4)
+    def rehearsal(cls) -> GpuPlan:
+        return cls(
+            device="cpu",
+            renet_shapes=[(1, 8, 6, 8)],
+            model_sizes=[(1, 32, 48)],
+            models=("reseg_skip_recipe", BASELINE),
+            video_sizes=[(32, 48, 4)],
+            video_batches=(1,),
+            block_variants=((8, 16, 1),),
+            repeats=1,
+            hidden=4,
+        )
 
 
 def _sync(dev: torch.device) -> None:
@@ -90,6 +107,7 @@ def _with_scan(name: str, fn: Callable[[], Any]) -> Callable[[], Any]:
     def run() -> Any:
         with scan_env(name):
             return fn()
+
     return run
 
 
@@ -128,6 +146,7 @@ def bench_renet_layer(shape: tuple[int, int, int, int], plan: GpuPlan, bf16: boo
         def run() -> None:
             with torch.no_grad(), _autocast(dev, bf16):
                 layer(x)
+
         return _with_scan(scan, run)
 
     def fwdbwd(layer: ReNet, scan: str) -> Callable[[], Any]:
@@ -137,6 +156,7 @@ def bench_renet_layer(shape: tuple[int, int, int, int], plan: GpuPlan, bf16: boo
             with _autocast(dev, bf16):
                 y = layer(xg)
             y.float().sum().backward()
+
         return _with_scan(scan, run)
 
     t_fwd = time_interleaved({k: fwd(*v) for k, v in impls.items()}, plan.repeats, 2, dev)
@@ -198,8 +218,12 @@ def bench_scan_alone(shape: tuple[int, int, int, int], plan: GpuPlan) -> dict[st
         b_us = device_us_per_call(lambda: st._backward_gates(G, H, dH, n, h, w, st._direct), dev)
         size = G.element_size()
         name = str(dtype).split(".")[-1]
-        out[name] = {"fwd_us": f_us, "bwd_us": b_us, "fwd_gb_s": (G.numel() + H.numel()) * size / f_us / 1e3,
-                     "bwd_gb_s": 2 * (G.numel() + H.numel()) * size / b_us / 1e3}
+        out[name] = {
+            "fwd_us": f_us,
+            "bwd_us": b_us,
+            "fwd_gb_s": (G.numel() + H.numel()) * size / f_us / 1e3,
+            "bwd_gb_s": 2 * (G.numel() + H.numel()) * size / b_us / 1e3,
+        }
     tiny = torch.randn(8, 8, device=dev)
     t = time_interleaved({"tiny": lambda: st.mingru_scan_fused(tiny, (1, 2, 4))}, plan.repeats * 5, 3, dev)
     out["tiny_call_us"] = 1e6 * t["tiny"]
@@ -292,6 +316,7 @@ def _infer_fn(case: _Case, dev: torch.device, bf16: bool, channels_last: bool) -
         model.eval()
         with torch.inference_mode(), _autocast(dev, bf16):
             return model(x)
+
     return run
 
 
@@ -306,6 +331,7 @@ def _train_fn(case: _Case, dev: torch.device, bf16: bool, channels_last: bool) -
             loss = F.cross_entropy(model(x), y, ignore_index=255)
         loss.backward()
         opt.step()
+
     return run
 
 
@@ -330,8 +356,14 @@ def bench_models_at(batch: int, size: tuple[int, int], plan: GpuPlan, log: Calla
     bf16 + channels-last) img/s and peak memory at one size, each variant timed interleaved across models."""
     dev = torch.device(plan.device)
     cases = {name: _case(name, batch, size, dev) for name in plan.models}
-    res: dict[str, Any] = {"batch": batch, "size": list(size), "infer_img_s": {}, "train_img_s": {},
-                           "infer_peak_mb": {}, "train_peak_mb": {}}
+    res: dict[str, Any] = {
+        "batch": batch,
+        "size": list(size),
+        "infer_img_s": {},
+        "train_img_s": {},
+        "infer_peak_mb": {},
+        "train_peak_mb": {},
+    }
     variants: list[tuple[str, str, Callable[[_Case], Callable[[], Any]]]] = [
         ("infer", "fp32", lambda c: _infer_fn(c, dev, False, False)),
         ("infer", "bf16", lambda c: _infer_fn(c, dev, True, False)),
@@ -407,8 +439,13 @@ def bench_compiled(batch: int, size: tuple[int, int], plan: GpuPlan, log: Callab
         log(f"  compiled {name} in {compile_s[name]:.0f} s")
         fns[name] = fn
     t = time_interleaved(fns, plan.repeats, 2, dev) if fns else {}
-    return {"batch": batch, "size": list(size), "infer_img_s": {k: batch / v for k, v in t.items()},
-            "compile_s": compile_s, "errors": errors}
+    return {
+        "batch": batch,
+        "size": list(size),
+        "infer_img_s": {k: batch / v for k, v in t.items()},
+        "compile_s": compile_s,
+        "errors": errors,
+    }
 
 
 def bench_renet_share(batch: int, size: tuple[int, int], plan: GpuPlan) -> dict[str, Any]:
@@ -419,15 +456,20 @@ def bench_renet_share(batch: int, size: tuple[int, int], plan: GpuPlan) -> dict[
     model = build_bench_model("reseg_mingru").to(dev).eval()
     x = torch.randn(batch, 3, *size, device=dev)
     out: dict[str, Any] = {"batch": batch, "size": list(size)}
-    for scan in (("triton", "blocked") if plan.cuda else ("blocked",)):
+    for scan in ("triton", "blocked") if plan.cuda else ("blocked",):
         for bf16 in (False, True):
             with torch.inference_mode(), _autocast(dev, bf16):
                 feats = model.encoder(x)
-                fns = {"model": _with_scan(scan, lambda: model(x)),
-                       "renet": _with_scan(scan, lambda: model.renet(feats))}
+                fns = {
+                    "model": _with_scan(scan, lambda: model(x)),
+                    "renet": _with_scan(scan, lambda: model.renet(feats)),
+                }
                 t = time_interleaved(fns, plan.repeats, 2, dev)
-            out[f"{scan}_{'bf16' if bf16 else 'fp32'}"] = {"model_ms": 1e3 * t["model"], "renet_ms": 1e3 * t["renet"],
-                                                         "share": t["renet"] / t["model"]}
+            out[f"{scan}_{'bf16' if bf16 else 'fp32'}"] = {
+                "model_ms": 1e3 * t["model"],
+                "renet_ms": 1e3 * t["renet"],
+                "share": t["renet"] / t["model"],
+            }
     return out
 
 
@@ -444,8 +486,16 @@ def _recipe_checkpoint(folder: Path) -> Path:
     cfg = load_config(RECIPE_CONFIG, ["model.encoder_weights=null", "data.eval_size=null", "model.num_classes=11"])
     model = build_model(cfg, 11)
     path = folder / "recipe.pt"
-    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": list(CAMVID.names),
-                     "epoch": 0, "iteration": 0}, path)
+    save_checkpoint(
+        {
+            "config": cfg.to_dict(),
+            "model": model.state_dict(),
+            "class_names": list(CAMVID.names),
+            "epoch": 0,
+            "iteration": 0,
+        },
+        path,
+    )
     return path
 
 
@@ -476,8 +526,13 @@ def run_gpu_bench(plan: GpuPlan, out_json: Path, log: Callable[[str], None] = pr
     from reseg.benchmark.timing import machine_info
 
     dev = torch.device(plan.device)
-    res: dict[str, Any] = {"machine": machine_info(plan.device), "device": plan.device, "repeats": plan.repeats,
-                           "rehearsal": not plan.cuda, "skipped": []}
+    res: dict[str, Any] = {
+        "machine": machine_info(plan.device),
+        "device": plan.device,
+        "repeats": plan.repeats,
+        "rehearsal": not plan.cuda,
+        "skipped": [],
+    }
     try:
         import triton
 
@@ -488,9 +543,12 @@ def run_gpu_bench(plan: GpuPlan, out_json: Path, log: Callable[[str], None] = pr
         res["machine"]["cuda"] = torch.version.cuda
         res["machine"]["cudnn"] = torch.backends.cudnn.version()
     else:
-        res["skipped"] += ["Triton minGRU in the ReNet layer and ReSeg timings (CUDA only; its kernels alone run in "
-                           "the interpreter)", "CUDA graphs (CUDA only)", "torch.compile (timed on CUDA only)",
-                           "ceilings (CUDA only)"]
+        res["skipped"] += [
+            "Triton minGRU in the ReNet layer and ReSeg timings (CUDA only; its kernels alone run in the interpreter)",
+            "CUDA graphs (CUDA only)",
+            "torch.compile (timed on CUDA only)",
+            "ceilings (CUDA only)",
+        ]
     parts: list[tuple[str, Callable[[], Any]]] = []
     if plan.cuda:
         parts.append(("ceilings", lambda: measure_ceilings(dev)))
@@ -532,68 +590,95 @@ def _f(v: Any, digits: int = 1) -> str:
 def gpu_table(res: dict[str, Any], camvid: dict[str, Any] | None = None) -> str:
     """The GPU check's figures as one markdown table, headed by the GPU and the torch/triton/CUDA versions."""
     m = res.get("machine", {})
-    lines = [f"GPU check: {m.get('gpu', 'no GPU (CPU rehearsal)')}, torch {m.get('torch')}, triton {m.get('triton')}, "
-             f"CUDA {m.get('cuda', '-')}, median of {res.get('repeats')} timed interleaved", "",
-             "| figure | value |", "|---|---|"]
+    lines = [
+        f"GPU check: {m.get('gpu', 'no GPU (CPU rehearsal)')}, torch {m.get('torch')}, triton {m.get('triton')}, "
+        f"CUDA {m.get('cuda', '-')}, median of {res.get('repeats')} timed interleaved",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
     row = lambda k, v: lines.append(f"| {k} | {v} |")  # noqa: E731
     for key, r in res.items():
         if key.startswith("renet_") and key != "renet_share" and "fwd_ms" in r:
             shape = "x".join(map(str, r["shape"]))
             for impl in r["fwd_ms"]:
-                row(f"ReNet {shape}, {impl}: fwd / fwd+bwd ms (fwd+bwd peak MB)",
-                    f"{_f(r['fwd_ms'][impl], 2)} / {_f(r['fwdbwd_ms'][impl], 2)} ({_f(r['fwdbwd_peak_mb'][impl], 0)})")
+                row(
+                    f"ReNet {shape}, {impl}: fwd / fwd+bwd ms (fwd+bwd peak MB)",
+                    f"{_f(r['fwd_ms'][impl], 2)} / {_f(r['fwdbwd_ms'][impl], 2)} ({_f(r['fwdbwd_peak_mb'][impl], 0)})",
+                )
             for other in ("gru_cudnn", "mingru_blocked"):
                 if f"triton_vs_{other}_fwdbwd" in r:
-                    row(f"ReNet {shape}, Triton minGRU vs {other}: fwd / fwd+bwd",
-                        f"{_f(r[f'triton_vs_{other}_fwd'], 2)}x / {_f(r[f'triton_vs_{other}_fwdbwd'], 2)}x")
+                    row(
+                        f"ReNet {shape}, Triton minGRU vs {other}: fwd / fwd+bwd",
+                        f"{_f(r[f'triton_vs_{other}_fwd'], 2)}x / {_f(r[f'triton_vs_{other}_fwdbwd'], 2)}x",
+                    )
             if "triton_vs_blocked_rel_err" in r:
                 row(f"ReNet {shape}, Triton vs blocked scan rel. error (fp32)", f"{r['triton_vs_blocked_rel_err']:.1e}")
     if "copy_gb_s" in res.get("ceilings", {}):
         c = res["ceilings"]
-        row("ceilings: device copy GB/s (read + write), bf16 8192^3 matmul TFLOP/s",
-            f"{_f(c['copy_gb_s'], 0)}, {_f(c['bf16_mm_tflop_s'], 0)}")
+        row(
+            "ceilings: device copy GB/s (read + write), bf16 8192^3 matmul TFLOP/s",
+            f"{_f(c['copy_gb_s'], 0)}, {_f(c['bf16_mm_tflop_s'], 0)}",
+        )
     for dtype, sa in res.get("triton_scan_alone", {}).items():
         if isinstance(sa, dict) and "fwd_us" in sa:
-            row(f"Triton scan kernels alone, {dtype}, vertical sweep of the first ReNet shape: fwd / bwd us (GB/s)",
-                f"{_f(sa['fwd_us'], 0)} ({_f(sa['fwd_gb_s'], 0)}) / {_f(sa['bwd_us'], 0)} ({_f(sa['bwd_gb_s'], 0)})")
+            row(
+                f"Triton scan kernels alone, {dtype}, vertical sweep of the first ReNet shape: fwd / bwd us (GB/s)",
+                f"{_f(sa['fwd_us'], 0)} ({_f(sa['fwd_gb_s'], 0)}) / {_f(sa['bwd_us'], 0)} ({_f(sa['bwd_gb_s'], 0)})",
+            )
     if "tiny_call_us" in res.get("triton_scan_alone", {}):
-        row("Triton scan, one eager call on a tiny input (host time) us", _f(res["triton_scan_alone"]["tiny_call_us"], 0))
+        row(
+            "Triton scan, one eager call on a tiny input (host time) us",
+            _f(res["triton_scan_alone"]["tiny_call_us"], 0),
+        )
     if "fwd_us" in res.get("triton_blocks", {}):
         tb = res["triton_blocks"]
-        row("Triton scan tiles (BLOCK_T x BLOCK_C x warps), bf16 kernels fwd / bwd us",
+        row(
+            "Triton scan tiles (BLOCK_T x BLOCK_C x warps), bf16 kernels fwd / bwd us",
             ", ".join(f"{k} {_f(tb['fwd_us'][k], 0)} / {_f(tb['bwd_us'][k], 0)}" for k in tb["fwd_us"])
-            + f"; best {tb['best']}")
+            + f"; best {tb['best']}",
+        )
     share = res.get("renet_share", {})
     for k, v in share.items():
         if isinstance(v, dict) and "share" in v:
-            row(f"ReNet share of minGRU ReSeg inference, {k} scan/precision, batch {share['batch']} "
-                f"{share['size'][0]}x{share['size'][1]}", f"{100 * v['share']:.1f}% ({_f(v['renet_ms'], 2)} of "
-                f"{_f(v['model_ms'], 2)} ms)")
+            row(
+                f"ReNet share of minGRU ReSeg inference, {k} scan/precision, batch {share['batch']} "
+                f"{share['size'][0]}x{share['size'][1]}",
+                f"{100 * v['share']:.1f}% ({_f(v['renet_ms'], 2)} of {_f(v['model_ms'], 2)} ms)",
+            )
     for key, r in res.items():
         if key.startswith("models_") and "infer_img_s" in r:
             at = f"batch {r['batch']} {r['size'][0]}x{r['size'][1]}"
             for kind in ("infer", "train"):
                 for variant, speeds in r[f"{kind}_img_s"].items():
                     peaks = r[f"{kind}_peak_mb"][variant]
-                    row(f"{kind} img/s (peak MB), {variant}, {at}",
-                        ", ".join(f"{n} {_f(s)} ({_f(peaks[n], 0)})" for n, s in speeds.items()))
+                    row(
+                        f"{kind} img/s (peak MB), {variant}, {at}",
+                        ", ".join(f"{n} {_f(s)} ({_f(peaks[n], 0)})" for n, s in speeds.items()),
+                    )
             for name, ratios in r["ratios_vs_unet"].items():
                 row(f"{name} vs {BASELINE}, {at}", ", ".join(f"{k} {_f(v, 2)}x" for k, v in ratios.items()))
         if key.startswith("compile_") and "infer_img_s" in r:
-            row(f"torch.compile bf16 channels-last infer img/s (compile s), batch {r['batch']} "
+            row(
+                f"torch.compile bf16 channels-last infer img/s (compile s), batch {r['batch']} "
                 f"{r['size'][0]}x{r['size'][1]}",
-                ", ".join(f"{n} {_f(s)} ({_f(r['compile_s'][n], 0)})" for n, s in r["infer_img_s"].items()))
+                ", ".join(f"{n} {_f(s)} ({_f(r['compile_s'][n], 0)})" for n, s in r["infer_img_s"].items()),
+            )
     for key, v in res.get("video", {}).items():
         if isinstance(v, dict) and "fps_end_to_end" in v:
             stages = v.get("timing", {}).get("stages", {})
             per = ", ".join(f"{n} {_f(s['ms_per_frame'], 2)}" for n, s in stages.items() if s.get("seconds", 0) > 0)
             bound = v.get("timing", {}).get("bound", {})
-            row(f"reseg video {key}: end-to-end / model-only FPS",
+            row(
+                f"reseg video {key}: end-to-end / model-only FPS",
                 f"{_f(v['fps_end_to_end'])} / {_f(v['fps_model_only'])} = {_f(v['ratio'], 2)}x; bound by "
-                f"{bound.get('stage', '-')}; ms/frame: {per}")
+                f"{bound.get('stage', '-')}; ms/frame: {per}",
+            )
     for name, r in (camvid or {}).items():
-        row(f"CamVid on the GPU, {name}: val mIoU / aAcc %, iterations in {r.get('budget')}",
-            r["error"] if "error" in r else f"{_f(r.get('miou'), 2)} / {_f(r.get('aacc'), 2)}, {r.get('iterations')}")
+        row(
+            f"CamVid on the GPU, {name}: val mIoU / aAcc %, iterations in {r.get('budget')}",
+            r["error"] if "error" in r else f"{_f(r.get('miou'), 2)} / {_f(r.get('aacc'), 2)}, {r.get('iterations')}",
+        )
     for key, r in res.items():
         if isinstance(r, dict) and "error" in r:
             row(f"{key} FAILED", r["error"].replace("|", "/")[:300])
@@ -615,8 +700,11 @@ def camvid_summary(work_dir: Path, eval_dir: Path, budget: str | None) -> dict[s
         out["error"] = f"no {metrics}: the run or its evaluation failed (see the log)"
         return out
     m = json.loads(metrics.read_text())
-    out["per_class_iou"] = {k: round(100 * float(v["IoU"]), 2) for k, v in m.get("per_class", {}).items()
-                            if isinstance(v, dict) and v.get("IoU") is not None}
+    out["per_class_iou"] = {
+        k: round(100 * float(v["IoU"]), 2)
+        for k, v in m.get("per_class", {}).items()
+        if isinstance(v, dict) and v.get("IoU") is not None
+    }
     out["miou"], out["aacc"] = 100 * float(m["mIoU"]), 100 * float(m["aAcc"])  # fractions in metrics.json
     log = work_dir / "metrics.jsonl"
     if log.is_file():

@@ -38,8 +38,9 @@ def build_bench_model(name: str, num_classes: int = 11, overrides: Sequence[str]
     return build_model(bench_config(name, num_classes, overrides))
 
 
-def _infer_and_train_step(cfg: Config, batch: int, size: tuple[int, int],
-                          dev: torch.device) -> tuple[Callable[[], None], Callable[[], float]]:
+def _infer_and_train_step(
+    cfg: Config, batch: int, size: tuple[int, int], dev: torch.device
+) -> tuple[Callable[[], None], Callable[[], float]]:
     """One inference call and one `reseg train` step (Trainer.train_one_step) of the config's model on a fixed
     random batch; both run the trainer's model."""
     trainer = step_trainer(cfg, dev)
@@ -55,8 +56,14 @@ def _infer_and_train_step(cfg: Config, batch: int, size: tuple[int, int],
     return infer, train_step_fn(trainer, data)
 
 
-def bench_model(cfg: Config, batch: int = 4, size: tuple[int, int] = (360, 480), repeats: int = 3,
-                device: str = "cpu", train: bool = True) -> dict[str, float]:
+def bench_model(
+    cfg: Config,
+    batch: int = 4,
+    size: tuple[int, int] = (360, 480),
+    repeats: int = 3,
+    device: str = "cpu",
+    train: bool = True,
+) -> dict[str, float]:
     """Inference and train-step images/s of the config's model with the peak memory of each."""
     dev = torch.device(device)
     infer, step = _infer_and_train_step(cfg, batch, size, dev)
@@ -75,9 +82,11 @@ def bench_model(cfg: Config, batch: int = 4, size: tuple[int, int] = (360, 480),
 
 HEAD_TO_HEAD = ("reseg", "reseg_mingru", "unet_vgg16")
 # (key prefix, model, the model it is divided by, table label) of the head-to-head ratios
-HEAD_TO_HEAD_RATIOS = (("reseg_mingru_vs_gru", "reseg_mingru", "reseg", "ReSeg minGRU vs ReSeg GRU"),
-                       ("reseg_mingru_vs_unet", "reseg_mingru", "unet_vgg16", "ReSeg minGRU vs Unet-VGG16"),
-                       ("reseg_vs_unet", "reseg", "unet_vgg16", "ReSeg GRU vs Unet-VGG16"))
+HEAD_TO_HEAD_RATIOS = (
+    ("reseg_mingru_vs_gru", "reseg_mingru", "reseg", "ReSeg minGRU vs ReSeg GRU"),
+    ("reseg_mingru_vs_unet", "reseg_mingru", "unet_vgg16", "ReSeg minGRU vs Unet-VGG16"),
+    ("reseg_vs_unet", "reseg", "unet_vgg16", "ReSeg GRU vs Unet-VGG16"),
+)
 
 
 def bench_head_to_head(o: BenchOptions, names: Sequence[str] = HEAD_TO_HEAD) -> dict[str, Any]:
@@ -100,8 +109,9 @@ def bench_head_to_head(o: BenchOptions, names: Sequence[str] = HEAD_TO_HEAD) -> 
     return out
 
 
-def bench_renet_share(model: nn.Module, batch: int = 4, size: tuple[int, int] = (360, 480), repeats: int = 3,
-                      device: str = "cpu") -> dict[str, float]:
+def bench_renet_share(
+    model: nn.Module, batch: int = 4, size: tuple[int, int] = (360, 480), repeats: int = 3, device: str = "cpu"
+) -> dict[str, float]:
     """Share of ReSeg's inference time spent in its ReNet layers (timed interleaved with the whole model)."""
     dev = torch.device(device)
     model = model.to(dev).eval()
@@ -117,8 +127,6 @@ def bench_renet_share(model: nn.Module, batch: int = 4, size: tuple[int, int] = 
 
         t = time_interleaved({"model": whole, "renet": renet}, repeats, 1, dev)
     return {"model_s": t["model"], "renet_s": t["renet"], "share": t["renet"] / t["model"]}
-
-
 
 
 MODEL_NAMES = ("reseg", "reseg_mingru", "reseg_trainable", "reseg_skip", "unet_vgg16", "fpn_vgg16")
@@ -137,17 +145,27 @@ def crop_train_memory(o: BenchOptions, config: Path = CROP_CONFIG) -> dict[str, 
     crop = tuple(cfg.data.crop_size)
     size = (max(8, crop[0] // 8), max(8, crop[1] // 8)) if o.quick else crop
     res = bench_model(cfg, 1, size, 1 if o.quick else 2, o.device)
-    return {"config": config.name, "crop_size": list(crop), "size": list(size), "batch": 1,
-            "config_batch": cfg.data.batch_size, "train_peak_mem_mb": res["peak_mem_mb"],
-            "infer_peak_mem_mb": res["infer_peak_mem_mb"], "train_img_s": res["train_img_s"]}
+    return {
+        "config": config.name,
+        "crop_size": list(crop),
+        "size": list(size),
+        "batch": 1,
+        "config_batch": cfg.data.batch_size,
+        "train_peak_mem_mb": res["peak_mem_mb"],
+        "infer_peak_mem_mb": res["infer_peak_mem_mb"],
+        "train_img_s": res["train_img_s"],
+    }
 
 
 def run_section(o: BenchOptions) -> dict[str, Any]:
     """Each benchmark model's inference and train-step img/s, and ReSeg's ratio to U-Net."""
     models = {name: bench_model(bench_config(name), o.batch, o.size, o.repeats, o.device) for name in MODEL_NAMES}
-    return {"models": models, "reseg_skip_cityscapes_crop": crop_train_memory(o),
-            "reseg_vs_unet_infer": models["reseg"]["infer_img_s"] / models["unet_vgg16"]["infer_img_s"],
-            "reseg_vs_unet_train": models["reseg"]["train_img_s"] / models["unet_vgg16"]["train_img_s"]}
+    return {
+        "models": models,
+        "reseg_skip_cityscapes_crop": crop_train_memory(o),
+        "reseg_vs_unet_infer": models["reseg"]["infer_img_s"] / models["unet_vgg16"]["infer_img_s"],
+        "reseg_vs_unet_train": models["reseg"]["train_img_s"] / models["unet_vgg16"]["train_img_s"],
+    }
 
 
 def table_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
@@ -157,10 +175,16 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"{name}: peak memory train / infer MB", f"{v['peak_mem_mb']:.0f} / {v['infer_peak_mem_mb']:.0f}"))
     crop = res.get("reseg_skip_cityscapes_crop") or {}
     if "size" in crop:
-        rows.append((f"reseg_skip: train-step peak memory at {crop['size'][0]}x{crop['size'][1]}, batch 1 "
-                     f"({crop['config']}) MB", f"{crop['train_peak_mem_mb']:.0f}"))
-    rows.append(("ReSeg vs Unet-VGG16: infer / train",
-                 f"{res['reseg_vs_unet_infer']:.2f}x / {res['reseg_vs_unet_train']:.2f}x"))
+        rows.append(
+            (
+                f"reseg_skip: train-step peak memory at {crop['size'][0]}x{crop['size'][1]}, batch 1 "
+                f"({crop['config']}) MB",
+                f"{crop['train_peak_mem_mb']:.0f}",
+            )
+        )
+    rows.append(
+        ("ReSeg vs Unet-VGG16: infer / train", f"{res['reseg_vs_unet_infer']:.2f}x / {res['reseg_vs_unet_train']:.2f}x")
+    )
     return rows
 
 
@@ -171,9 +195,16 @@ def run_head_to_head_section(o: BenchOptions) -> dict[str, Any]:
 
 def head_to_head_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     h2h = res["head_to_head"]
-    rows = [(f"{name}, timed interleaved: infer / train-step img/s", f"{v['infer_img_s']:.2f} / {v['train_img_s']:.2f}")
-            for name, v in h2h["interleaved"].items()]
+    rows = [
+        (f"{name}, timed interleaved: infer / train-step img/s", f"{v['infer_img_s']:.2f} / {v['train_img_s']:.2f}")
+        for name, v in h2h["interleaved"].items()
+    ]
     for tag, _, _, label in HEAD_TO_HEAD_RATIOS:
         if f"{tag}_train" in h2h:
-            rows.append((f"{label}, timed interleaved: infer / train", f"{h2h[tag + '_infer']:.2f}x / {h2h[tag + '_train']:.2f}x"))
+            rows.append(
+                (
+                    f"{label}, timed interleaved: infer / train",
+                    f"{h2h[tag + '_infer']:.2f}x / {h2h[tag + '_train']:.2f}x",
+                )
+            )
     return rows

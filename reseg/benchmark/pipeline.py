@@ -19,8 +19,9 @@ from reseg.benchmark.timing import BenchOptions, fmt, time_fn, time_interleaved
 # data pipeline
 
 
-def bench_data(size: tuple[int, int] = (360, 480), samples: int = 24, repeats: int = 3,
-               workdir: str | None = None) -> dict[str, float]:
+def bench_data(
+    size: tuple[int, int] = (360, 480), samples: int = 24, repeats: int = 3, workdir: str | None = None
+) -> dict[str, float]:
     """Training samples/s of one worker (read, decode, augment, normalise) on generated synthetic data."""
     from reseg.config import load_config
     from reseg.data import build_dataset
@@ -29,8 +30,15 @@ def bench_data(size: tuple[int, int] = (360, 480), samples: int = 24, repeats: i
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         count = min(samples, 16)
         root = make_synthetic(Path(tmp) / "synthetic", train=count, val=0, test=0, seed=0, size=size, workers=1)
-        cfg = load_config(None, ["data.dataset=synthetic", f"data.root={root}", f"data.synthetic_sizes=[{count}, 0, 0]",
-                                 f"data.crop_size=[{size[0]}, {size[1]}]"])
+        cfg = load_config(
+            None,
+            [
+                "data.dataset=synthetic",
+                f"data.root={root}",
+                f"data.synthetic_sizes=[{count}, 0, 0]",
+                f"data.crop_size=[{size[0]}, {size[1]}]",
+            ],
+        )
         ds = build_dataset(cfg, cfg.data.train_split)
         n = len(ds)
 
@@ -46,8 +54,9 @@ def bench_data(size: tuple[int, int] = (360, 480), samples: int = 24, repeats: i
 # evaluator: our confusion matrix vs cityscapesscripts
 
 
-def _label_pairs(n: int, size: tuple[int, int], num_classes: int = 19,
-                 seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def _label_pairs(
+    n: int, size: tuple[int, int], num_classes: int = 19, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Blocky truth maps with some ignore, and predictions that agree on most pixels."""
     rng = np.random.default_rng(seed)
     h, w = size
@@ -64,8 +73,9 @@ def _label_pairs(n: int, size: tuple[int, int], num_classes: int = 19,
     return pairs
 
 
-def bench_evaluator(pairs: int = 4, size: tuple[int, int] = (1024, 2048), repeats: int = 3,
-                    workdir: str | None = None) -> dict[str, Any]:
+def bench_evaluator(
+    pairs: int = 4, size: tuple[int, int] = (1024, 2048), repeats: int = 3, workdir: str | None = None
+) -> dict[str, Any]:
     """Image pairs/s of reseg.metrics.ConfusionMatrix and of cityscapesscripts' evaluator on the same pairs.
 
     cityscapesscripts reads label-id PNGs, so its figure includes decoding; ours is given as both
@@ -95,8 +105,9 @@ def bench_evaluator(pairs: int = 4, size: tuple[int, int] = (1024, 2048), repeat
     return res
 
 
-def _bench_from_png(cs_eval: Any, data: list[tuple[np.ndarray, np.ndarray]], repeats: int,
-                    workdir: str | None) -> dict[str, float]:
+def _bench_from_png(
+    cs_eval: Any, data: list[tuple[np.ndarray, np.ndarray]], repeats: int, workdir: str | None
+) -> dict[str, float]:
     """Pairs/s of cityscapesscripts' evaluator and of ours, both reading the same label-id PNGs, and its mIoU."""
     import cv2
     from cityscapesscripts.helpers.labels import trainId2label
@@ -128,12 +139,16 @@ def _bench_from_png(cs_eval: Any, data: list[tuple[np.ndarray, np.ndarray]], rep
         t = time_interleaved({"theirs": theirs, "ours_files": ours_files}, repeats, 1)
         conf = theirs()
         ious = [cs_eval.getIouScoreForLabel(trainId2label[tid].id, conf, args) for tid in range(19)]
-    return {"cityscapes_pairs_s": len(data) / t["theirs"], "ours_files_pairs_s": len(data) / t["ours_files"],
-            "cityscapes_miou": float(np.nanmean([v for v in ious if not np.isnan(v)]))}
+    return {
+        "cityscapes_pairs_s": len(data) / t["theirs"],
+        "ours_files_pairs_s": len(data) / t["ours_files"],
+        "cityscapes_miou": float(np.nanmean([v for v in ious if not np.isnan(v)])),
+    }
 
 
-def _write_label_pngs(data: list[tuple[np.ndarray, np.ndarray]], folder: Path,
-                      lut: np.ndarray) -> list[tuple[str, str]]:
+def _write_label_pngs(
+    data: list[tuple[np.ndarray, np.ndarray]], folder: Path, lut: np.ndarray
+) -> list[tuple[str, str]]:
     """Each (prediction, truth) pair as label-id PNGs, the files cityscapesscripts' evaluator reads."""
     import cv2
 
@@ -190,8 +205,12 @@ def run_evaluator_section(o: BenchOptions) -> dict[str, Any]:
 def evaluator_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     e = res["evaluator"]
     tag = f"{e['size'][0]}x{e['size'][1]}"
-    rows = [(f"evaluator: ConfusionMatrix pairs/s at {tag} (in memory / from PNG)",
-             f"{e['ours_pairs_s']:.1f} / {fmt(e.get('ours_files_pairs_s'), 1)}")]
+    rows = [
+        (
+            f"evaluator: ConfusionMatrix pairs/s at {tag} (in memory / from PNG)",
+            f"{e['ours_pairs_s']:.1f} / {fmt(e.get('ours_files_pairs_s'), 1)}",
+        )
+    ]
     if e.get("cityscapes_pairs_s"):
         rows.append(("evaluator: cityscapesscripts pairs/s (from PNG)", fmt(e["cityscapes_pairs_s"], 2)))
         rows.append(("evaluator: mIoU ours / cityscapesscripts", f"{e['ours_miou']:.4f} / {e['cityscapes_miou']:.4f}"))

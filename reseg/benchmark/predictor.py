@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reseg.data.synthetic import drive_frames
 from reseg.benchmark.timing import BenchOptions, time_interleaved
+from reseg.data.synthetic import drive_frames
 from reseg.errors import ResegError
 from reseg.runtime import cpu_has_native_bf16
 
@@ -53,8 +53,9 @@ def save_demo_checkpoint(path: Path) -> Path:
 
     model, cfg = build_demo_model()
     names = [f"class{i}" for i in range(cfg.model.num_classes)]
-    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "class_names": names,
-                     "epoch": 0, "iteration": 0}, path)
+    save_checkpoint(
+        {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": names, "epoch": 0, "iteration": 0}, path
+    )
     return path
 
 
@@ -65,8 +66,10 @@ def inference_size(checkpoint: str | Path) -> tuple[int, int]:
     data = read_checkpoint(checkpoint).config.data
     size = data.eval_size or data.crop_size
     if not size:
-        raise ResegError(f"checkpoint {checkpoint} names neither data.eval_size nor data.crop_size; give the "
-                         f"sizes to measure with --sizes H W")
+        raise ResegError(
+            f"checkpoint {checkpoint} names neither data.eval_size nor data.crop_size; give the "
+            f"sizes to measure with --sizes H W"
+        )
     return int(size[0]), int(size[1])
 
 
@@ -116,8 +119,9 @@ def _cache(folder: Path) -> Iterator[None]:
             os.environ["RESEG_CACHE_DIR"] = old
 
 
-def _first_mask_s(checkpoint: Path, device: str, flags: list[str], images: list[np.ndarray],
-                  batch: int) -> tuple[float, Any]:
+def _first_mask_s(
+    checkpoint: Path, device: str, flags: list[str], images: list[np.ndarray], batch: int
+) -> tuple[float, Any]:
     """Seconds from building the Predictor to its first batch of masks, and the Predictor."""
     t0 = time.perf_counter()
     pred = build_like_the_commands(checkpoint, device, flags)
@@ -125,8 +129,15 @@ def _first_mask_s(checkpoint: Path, device: str, flags: list[str], images: list[
     return time.perf_counter() - t0, pred
 
 
-def bench_size(checkpoint: Path, size: tuple[int, int], paths: dict[str, list[str]], batch: int = 1,
-               repeats: int = 3, device: str = "cpu", calibration: Path | None = None) -> dict[str, Any]:
+def bench_size(
+    checkpoint: Path,
+    size: tuple[int, int],
+    paths: dict[str, list[str]],
+    batch: int = 1,
+    repeats: int = 3,
+    device: str = "cpu",
+    calibration: Path | None = None,
+) -> dict[str, Any]:
     """One input size: per path its images/s (timed interleaved), start-up (empty and filled cache) and mask
     agreement with eager; a path that cannot be built here is listed under `errors` with the reason."""
     count = batch * -(-AGREEMENT_FRAMES // batch)
@@ -149,31 +160,60 @@ def bench_size(checkpoint: Path, size: tuple[int, int], paths: dict[str, list[st
                 continue
             startup[name] = {"first": first, "cached": cached}
         reference = preds[PLAIN].predict(frames, batch_size=batch)
-        agreement = {name: float(np.mean([np.mean(a == b) for a, b in zip(p.predict(frames, batch_size=batch),
-                                                                          reference)]))
-                     for name, p in preds.items()}
+        agreement = {
+            name: float(np.mean([np.mean(a == b) for a, b in zip(p.predict(frames, batch_size=batch), reference)]))
+            for name, p in preds.items()
+        }
         images = frames[:batch]
-        t = time_interleaved({name: (lambda p=p: p.predict(images, batch_size=batch)) for name, p in preds.items()},
-                             repeats, 1, torch.device(device))
+        t = time_interleaved(
+            {name: (lambda p=p: p.predict(images, batch_size=batch)) for name, p in preds.items()},
+            repeats,
+            1,
+            torch.device(device),
+        )
     img_s = {name: batch / t[name] for name in preds}
     fast = max(img_s, key=img_s.__getitem__)
-    return {"size": list(size), "batch": batch, "paths": img_s, "pixel_agreement_by_path": agreement,
-            "startup_s": startup, "errors": errors, "fast_path": fast, "speedup": img_s[fast] / img_s[PLAIN]}
+    return {
+        "size": list(size),
+        "batch": batch,
+        "paths": img_s,
+        "pixel_agreement_by_path": agreement,
+        "startup_s": startup,
+        "errors": errors,
+        "fast_path": fast,
+        "speedup": img_s[fast] / img_s[PLAIN],
+    }
 
 
-def bench_checkpoint(checkpoint: Path, sizes: list[tuple[int, int]], batch: int = 1, repeats: int = 3,
-                     device: str = "cpu", compile: bool = False, calibration: Path | None = None) -> dict[str, Any]:
+def bench_checkpoint(
+    checkpoint: Path,
+    sizes: list[tuple[int, int]],
+    batch: int = 1,
+    repeats: int = 3,
+    device: str = "cpu",
+    compile: bool = False,
+    calibration: Path | None = None,
+) -> dict[str, Any]:
     """bench_size at each size (the checkpoint's own inference size first, then `sizes`)."""
     own = inference_size(checkpoint)
     todo = [own] + [tuple(s) for s in sizes if tuple(s) != own]
     paths = candidate_flags(device, compile)
     runs = [bench_size(checkpoint, s, paths, batch, repeats, device, calibration) for s in todo]
     first = runs[0]
-    return {"checkpoint": str(checkpoint), "inference_size": list(own), "batch": batch, "runs": runs,
-            "paths": first["paths"], "pixel_agreement_by_path": first["pixel_agreement_by_path"],
-            "plain_img_s": first["paths"][PLAIN], "fast_path": first["fast_path"],
-            "fast_img_s": first["paths"][first["fast_path"]], "speedup": first["speedup"],
-            "pixel_agreement": first["pixel_agreement_by_path"][first["fast_path"]], "compile": compile}
+    return {
+        "checkpoint": str(checkpoint),
+        "inference_size": list(own),
+        "batch": batch,
+        "runs": runs,
+        "paths": first["paths"],
+        "pixel_agreement_by_path": first["pixel_agreement_by_path"],
+        "plain_img_s": first["paths"][PLAIN],
+        "fast_path": first["fast_path"],
+        "fast_img_s": first["paths"][first["fast_path"]],
+        "speedup": first["speedup"],
+        "pixel_agreement": first["pixel_agreement_by_path"][first["fast_path"]],
+        "compile": compile,
+    }
 
 
 def run_predictor_section(o: BenchOptions) -> dict[str, Any]:
@@ -191,8 +231,7 @@ def run_predictor_section(o: BenchOptions) -> dict[str, Any]:
             size = inference_size(checkpoint)
             for i, (rgb, _) in enumerate(drive_frames(2 if o.quick else 8, size, seed=2)):
                 cv2.imwrite(str(calibration / f"{i:02d}.png"), rgb[..., ::-1])
-        p = bench_checkpoint(checkpoint, list(o.sizes), o.predictor_batch, o.repeats, o.device, o.compile,
-                             calibration)
+        p = bench_checkpoint(checkpoint, list(o.sizes), o.predictor_batch, o.repeats, o.device, o.compile, calibration)
     if not o.checkpoint:
         p["checkpoint"] = "untrained demo (configs/reseg_synthetic.yaml)"
     res: dict[str, Any] = {"predictor": p, "fast_infer_path": p["fast_path"], "fast_infer_speedup": p["speedup"]}
@@ -210,11 +249,16 @@ def predictor_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
         at = f"{run['size'][0]}x{run['size'][1]}"
         for name, v in run["paths"].items():
             s = run["startup_s"][name]
-            rows.append((f"inference {name} at {at}: img/s (mask agreement with eager; start-up s first / cached)",
-                         f"{v:.2f} ({run['pixel_agreement_by_path'][name] * 100:.2f}%; "
-                         f"{s['first']:.2f} / {s['cached']:.2f})"))
+            rows.append(
+                (
+                    f"inference {name} at {at}: img/s (mask agreement with eager; start-up s first / cached)",
+                    f"{v:.2f} ({run['pixel_agreement_by_path'][name] * 100:.2f}%; "
+                    f"{s['first']:.2f} / {s['cached']:.2f})",
+                )
+            )
         for name, err in run["errors"].items():
             rows.append((f"inference {name} at {at}", f"unavailable: {' '.join(err.split())[:120]}"))
-        rows.append((f"fastest inference path at {at} (speed over eager)",
-                     f"{run['fast_path']} ({run['speedup']:.2f}x)"))
+        rows.append(
+            (f"fastest inference path at {at} (speed over eager)", f"{run['fast_path']} ({run['speedup']:.2f}x)")
+        )
     return rows

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from reseg.benchmark.timing import BenchOptions, PeakMemory, gemm_peak_gflops, strict_fp32, time_interleaved
-from reseg.runtime import cpu_has_native_bf16
 from reseg.models.renet import ReNet
+from reseg.runtime import cpu_has_native_bf16
 
 # ReNet: the two reference implementations (same weights as the package layer) and the comparison
 
@@ -69,12 +69,24 @@ def _renet_impls(layer: ReNet) -> dict[str, Callable[[torch.Tensor], torch.Tenso
     def nn_rnn(x: torch.Tensor) -> torch.Tensor:
         return layer._forward_rnn(layer.patchify(x))
 
-    return {"sequence_loop": lambda x: renet_sequence_loop(layer, x), "step_loop": lambda x: renet_step_loop(layer, x),
-            "nn_rnn": nn_rnn, "ours": ours}
+    return {
+        "sequence_loop": lambda x: renet_sequence_loop(layer, x),
+        "step_loop": lambda x: renet_step_loop(layer, x),
+        "nn_rnn": nn_rnn,
+        "ours": ours,
+    }
 
 
-def bench_renet(channels: int = 256, size: tuple[int, int] = (90, 120), batch: int = 1, hidden: int = 100,
-                cell: str = "gru", repeats: int = 3, device: str = "cpu", skip_slow: bool = False) -> dict[str, Any]:
+def bench_renet(
+    channels: int = 256,
+    size: tuple[int, int] = (90, 120),
+    batch: int = 1,
+    hidden: int = 100,
+    cell: str = "gru",
+    repeats: int = 3,
+    device: str = "cpu",
+    skip_slow: bool = False,
+) -> dict[str, Any]:
     """Seconds per call of each ReNet implementation, forward (no grad) and forward+backward.
 
     `nn_rnn` is the layer's own nn.GRU/LSTM path (cuDNN on CUDA); `ours` is what the layer runs by
@@ -94,8 +106,13 @@ def bench_renet(channels: int = 256, size: tuple[int, int] = (90, 120), batch: i
         _fwdbwd(impls["ours"], layer, xg)()
     t_fwd = time_interleaved({k: _fwd(f, x) for k, f in impls.items()}, repeats, 1, dev)
     t_bwd = time_interleaved({k: _fwdbwd(f, layer, xg) for k, f in impls.items()}, repeats, 1, dev)
-    res: dict[str, Any] = {"shape": [batch, channels, *size], "hidden": hidden, "cell": cell,
-                           "fwd_s": t_fwd, "fwdbwd_s": t_bwd}
+    res: dict[str, Any] = {
+        "shape": [batch, channels, *size],
+        "hidden": hidden,
+        "cell": cell,
+        "fwd_s": t_fwd,
+        "fwdbwd_s": t_bwd,
+    }
     for key, ref_name in (("speedup", "sequence_loop"), ("vs_steploop", "step_loop"), ("vs_nn_rnn", "nn_rnn")):
         if ref_name in impls:
             res[f"{key}_fwd"] = t_fwd[ref_name] / t_fwd["ours"]
@@ -115,18 +132,22 @@ def _check_agreement(impls: dict[str, Callable[[torch.Tensor], torch.Tensor]], x
 
 def _fwd(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Callable[[], None]:
     """A call to time: fn(x) without autograd."""
+
     def run() -> None:
         with torch.no_grad():
             fn(x)
+
     return run
 
 
 def _fwdbwd(fn: Callable[[torch.Tensor], torch.Tensor], module: nn.Module, xg: torch.Tensor) -> Callable[[], None]:
     """A call to time: fn(xg) and its backward, from cleared gradients of `module` and `xg`."""
+
     def run() -> None:
         module.zero_grad(set_to_none=True)
         xg.grad = None
         fn(xg).sum().backward()
+
     return run
 
 
@@ -151,8 +172,15 @@ def saved_for_backward_mb(fn: Callable[[], torch.Tensor]) -> float:
     return sum(seen.values()) / 2**20
 
 
-def bench_renet_cells(channels: int = 256, size: tuple[int, int] = (90, 120), batch: int = 1, hidden: int = 100,
-                      repeats: int = 3, device: str = "cpu", cells: tuple[str, ...] = CELLS) -> dict[str, Any]:
+def bench_renet_cells(
+    channels: int = 256,
+    size: tuple[int, int] = (90, 120),
+    batch: int = 1,
+    hidden: int = 100,
+    repeats: int = 3,
+    device: str = "cpu",
+    cells: tuple[str, ...] = CELLS,
+) -> dict[str, Any]:
     """Each cell's ReNet layer on its default path (GRU: fused on CPU, cuDNN on CUDA; minGRU: the scan),
     forward (no grad) and forward+backward ms timed interleaved, the peak memory of each (CUDA
     allocator peak, or RSS growth on CPU, which stays 0 when earlier cells left the memory in the
@@ -186,8 +214,11 @@ def _cell_memory(layer: ReNet, x: torch.Tensor, xg: torch.Tensor, dev: torch.dev
         _fwd(layer, x)()
     with PeakMemory(dev) as mem:
         _fwdbwd(layer, layer, xg)()
-    return {"infer_peak_mem_mb": mem_fwd.peak_mb, "peak_mem_mb": mem.peak_mb,
-            "saved_mb": saved_for_backward_mb(lambda: layer(xg))}
+    return {
+        "infer_peak_mem_mb": mem_fwd.peak_mb,
+        "peak_mem_mb": mem.peak_mb,
+        "saved_mb": saved_for_backward_mb(lambda: layer(xg)),
+    }
 
 
 def model_flops(model: nn.Module, size: tuple[int, int], device: str = "cpu") -> float:
@@ -219,16 +250,15 @@ def renet_flops(model: nn.Module, size: tuple[int, int]) -> float:
     return total
 
 
-
-
 def run_section(o: BenchOptions) -> dict[str, Any]:
     """ReNet against its references, ReNet's share of ReSeg inference, FLOPs and the matmul peak."""
     from reseg.benchmark.models import bench_renet_share, build_bench_model
 
     rsize = (12, 16) if o.quick else (max(1, o.size[0] // 4), max(1, o.size[1] // 4))
     channels, hidden = (16, 8) if o.quick else (256, 100)
-    r = bench_renet(channels, rsize, o.renet_batch, hidden, repeats=o.repeats, device=o.device,
-                    skip_slow=o.skip_sequence_loop)
+    r = bench_renet(
+        channels, rsize, o.renet_batch, hidden, repeats=o.repeats, device=o.device, skip_slow=o.skip_sequence_loop
+    )
     res: dict[str, Any] = {"renet": r}
     if "speedup_fwd" in r:
         res["renet_speedup_fwd"] = r["speedup_fwd"]
@@ -262,29 +292,48 @@ def run_section(o: BenchOptions) -> dict[str, Any]:
 def table_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     r = res["renet"]
     shape = "x".join(str(s) for s in r["shape"])
-    rows = [(f"ReNet {shape} {impl}: fwd / fwd+bwd ms",
-             f"{r['fwd_s'][impl] * 1e3:.1f} / {r['fwdbwd_s'][impl] * 1e3:.1f}") for impl in r["fwd_s"]]
+    rows = [
+        (f"ReNet {shape} {impl}: fwd / fwd+bwd ms", f"{r['fwd_s'][impl] * 1e3:.1f} / {r['fwdbwd_s'][impl] * 1e3:.1f}")
+        for impl in r["fwd_s"]
+    ]
     if "renet_speedup_fwd" in res:
-        rows.append(("ReNet ours vs per-sequence loop: fwd / fwd+bwd",
-                     f"{res['renet_speedup_fwd']:.1f}x / {res['renet_speedup_fwdbwd']:.1f}x"))
+        rows.append(
+            (
+                "ReNet ours vs per-sequence loop: fwd / fwd+bwd",
+                f"{res['renet_speedup_fwd']:.1f}x / {res['renet_speedup_fwdbwd']:.1f}x",
+            )
+        )
     bf16 = f" / {res['gemm_peak_gflops_bf16']:.0f}" if "gemm_peak_gflops_bf16" in res else ""
     rows += [
-        ("ReNet ours vs step loop: fwd / fwd+bwd",
-         f"{res['renet_vs_steploop_fwd']:.2f}x / {res['renet_vs_steploop_fwdbwd']:.2f}x"),
+        (
+            "ReNet ours vs step loop: fwd / fwd+bwd",
+            f"{res['renet_vs_steploop_fwd']:.2f}x / {res['renet_vs_steploop_fwdbwd']:.2f}x",
+        ),
         ("ReNet ours vs nn.GRU: fwd / fwd+bwd", f"{r['vs_nn_rnn_fwd']:.2f}x / {r['vs_nn_rnn_fwdbwd']:.2f}x"),
     ]
     c = res["renet_cells"]
     shape = "x".join(str(s) for s in c["shape"])
     for cell, v in c["cells"].items():
-        rows.append((f"ReNet {shape} cell {cell}: fwd / fwd+bwd ms (peak MB fwd / fwd+bwd; saved for backward MB)",
-                     f"{v['fwd_ms']:.1f} / {v['fwdbwd_ms']:.1f} ({v['infer_peak_mem_mb']:.0f} / "
-                     f"{v['peak_mem_mb']:.0f}; {v['saved_mb']:.0f})"))
+        rows.append(
+            (
+                f"ReNet {shape} cell {cell}: fwd / fwd+bwd ms (peak MB fwd / fwd+bwd; saved for backward MB)",
+                f"{v['fwd_ms']:.1f} / {v['fwdbwd_ms']:.1f} ({v['infer_peak_mem_mb']:.0f} / "
+                f"{v['peak_mem_mb']:.0f}; {v['saved_mb']:.0f})",
+            )
+        )
     rows += [
-        (f"ReNet minGRU vs GRU ({c['gru_path']}): fwd / fwd+bwd",
-         f"{res['renet_mingru_vs_gru_fwd']:.2f}x / {res['renet_mingru_vs_gru_fwdbwd']:.2f}x"),
-        ("ReNet share of ReSeg inference time: GRU / minGRU",
-         f"{res['renet_share_infer'] * 100:.1f}% / {res['renet_share_infer_mingru'] * 100:.1f}%"),
-        ("ReSeg GFLOPs per image (ReNet part)", f"{res['reseg_gflops_per_img']:.1f} ({res['renet_gflops_per_img']:.1f})"),
+        (
+            f"ReNet minGRU vs GRU ({c['gru_path']}): fwd / fwd+bwd",
+            f"{res['renet_mingru_vs_gru_fwd']:.2f}x / {res['renet_mingru_vs_gru_fwdbwd']:.2f}x",
+        ),
+        (
+            "ReNet share of ReSeg inference time: GRU / minGRU",
+            f"{res['renet_share_infer'] * 100:.1f}% / {res['renet_share_infer_mingru'] * 100:.1f}%",
+        ),
+        (
+            "ReSeg GFLOPs per image (ReNet part)",
+            f"{res['reseg_gflops_per_img']:.1f} ({res['renet_gflops_per_img']:.1f})",
+        ),
         ("matmul peak GFLOP/s fp32" + (" / bf16" if bf16 else ""), f"{res['gemm_peak_gflops']:.0f}{bf16}"),
         ("ReSeg inference FLOP utilisation (of fp32 peak)", f"{res['reseg_mfu'] * 100:.0f}%"),
     ]

@@ -20,7 +20,6 @@ import torch
 from reseg.runtime import cpu_has_native_bf16, cpu_name
 
 
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -53,8 +52,9 @@ def time_fn(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, device: to
     return statistics.median(times)
 
 
-def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1,
-                     device: torch.device | str = "cpu") -> dict[str, float]:
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1, device: torch.device | str = "cpu"
+) -> dict[str, float]:
     """Median seconds of each function, running one repeat of each in turn (fair under shared load)."""
     device = torch.device(device)
     for fn in fns.values():
@@ -101,7 +101,7 @@ class PeakMemory:
             self._max = max(self._max, self._rss())
             time.sleep(self.interval)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -125,16 +125,20 @@ class PeakMemory:
 
 def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     """CPU model, cores, threads, torch version (and GPU name on CUDA)."""
-    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bf16": cpu_has_native_bf16()}
+    info = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16": cpu_has_native_bf16(),
+    }
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
 
 
-
-def gemm_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5,
-                     device: str = "cpu") -> float:
+def gemm_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
     """Best GFLOP/s of an n x n x n matrix product (a peak, so the fastest repeat counts)."""
     dev = torch.device(device)
     a = torch.randn(n, n, device=dev).to(dtype)
@@ -148,7 +152,6 @@ def gemm_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats:
         _sync(dev)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
-
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,10 @@ def step_trainer(cfg: Config, device: str | torch.device = "cpu") -> Trainer:
 def random_batch(trainer: Trainer, batch: int, size: tuple[int, int]) -> dict[str, torch.Tensor]:
     """Normalised-looking images and labels of every class, on the trainer's device."""
     dev = trainer.run.device
-    return {"image": torch.randn(batch, 3, *size, device=dev),
-            "mask": torch.randint(0, trainer.cfg.model.num_classes, (batch, *size), device=dev)}
+    return {
+        "image": torch.randn(batch, 3, *size, device=dev),
+        "mask": torch.randint(0, trainer.cfg.model.num_classes, (batch, *size), device=dev),
+    }
 
 
 def train_step_fn(trainer: Trainer, batch: dict[str, torch.Tensor]) -> Callable[[], float]:

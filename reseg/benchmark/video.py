@@ -30,15 +30,22 @@ def model_only_fps(predictor: Any, frames: Sequence[np.ndarray], batch: int, rep
         done, t0 = 0, time.perf_counter()
         for _ in range(repeats):
             for i in range(0, len(frames), batch):
-                chunk = frames[i:i + batch]
+                chunk = frames[i : i + batch]
                 predictor.masks(predictor.preprocess(chunk)).cpu()
                 done += len(chunk)
         return done / (time.perf_counter() - t0)
 
 
-def benchmark_video(predictor: Any, size: tuple[int, int] = (360, 480), frames: int = 32, batch: int = 4,
-                    fps: float = 30.0, repeats: int = 1, workdir: str | Path | None = None,
-                    decoder: str = "auto") -> dict[str, Any]:
+def benchmark_video(
+    predictor: Any,
+    size: tuple[int, int] = (360, 480),
+    frames: int = 32,
+    batch: int = 4,
+    fps: float = 30.0,
+    repeats: int = 1,
+    workdir: str | Path | None = None,
+    decoder: str = "auto",
+) -> dict[str, Any]:
     """End-to-end `reseg video` throughput vs model-only throughput at the same batch and size (H, W).
 
     Writes a synthetic video, then `repeats` times measures the model alone on its frames (in memory)
@@ -56,12 +63,16 @@ def benchmark_video(predictor: Any, size: tuple[int, int] = (360, 480), frames: 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         src = write_video(imgs, Path(tmp) / "input.mp4", fps)
         for r in range(max(1, repeats)):
-            for step in (("model", "video") if r % 2 == 0 else ("video", "model")):  # ABBA: drift cancels
+            for step in ("model", "video") if r % 2 == 0 else ("video", "model"):  # ABBA: drift cancels
                 if step == "model":
                     model_runs.append(model_only_fps(predictor, imgs, batch))
                     continue
-                stats = run_video(str(src), predictor, str(Path(tmp) / "output.mp4"),
-                                  VideoOptions(batch=batch, progress=False, decoder=decoder))
+                stats = run_video(
+                    str(src),
+                    predictor,
+                    str(Path(tmp) / "output.mp4"),
+                    VideoOptions(batch=batch, progress=False, decoder=decoder),
+                )
                 e2e_runs.append(stats["fps_end_to_end"])
                 in_run.append(stats["fps_model"])
     stats["fps_model_only"] = float(np.median(model_runs))
@@ -73,15 +84,34 @@ def benchmark_video(predictor: Any, size: tuple[int, int] = (360, 480), frames: 
     return stats
 
 
-def bench_video(model: nn.Module, size: tuple[int, int] = (360, 480), frames: int = 16, batch: int = 4,
-                repeats: int = 1, device: str = "cpu", workdir: str | None = None) -> dict[str, Any]:
+def bench_video(
+    model: nn.Module,
+    size: tuple[int, int] = (360, 480),
+    frames: int = 16,
+    batch: int = 4,
+    repeats: int = 1,
+    device: str = "cpu",
+    workdir: str | None = None,
+) -> dict[str, Any]:
     """`reseg video` end-to-end FPS vs model-only FPS on a synthetic clip (benchmark_video)."""
     from reseg.predictor import Predictor
 
     pred = Predictor(model, torch.device(device), size_divisor=0)
     stats = benchmark_video(pred, size=size, frames=frames, batch=batch, repeats=repeats, workdir=workdir)
-    keys = ("fps_model_only", "fps_end_to_end", "ratio", "ratio_in_run", "frames_in", "frames_out", "decoder",
-            "overlay_on", "batch", "size", "runs", "timing")
+    keys = (
+        "fps_model_only",
+        "fps_end_to_end",
+        "ratio",
+        "ratio_in_run",
+        "frames_in",
+        "frames_out",
+        "decoder",
+        "overlay_on",
+        "batch",
+        "size",
+        "runs",
+        "timing",
+    )
     return {k: stats[k] for k in keys if k in stats}
 
 
@@ -99,7 +129,9 @@ def video_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     timing = v.get("timing")
     if timing and timing.get("bound"):
         b = timing["bound"]
-        rows.append(("video bound by (thread busy / wall)", f"{b['stage']} ({b['thread']}, {100 * b['busy_share']:.0f}%)"))
+        rows.append(
+            ("video bound by (thread busy / wall)", f"{b['stage']} ({b['thread']}, {100 * b['busy_share']:.0f}%)")
+        )
         per = ", ".join(f"{name} {s['ms_per_frame']:.2f}" for name, s in timing["stages"].items() if s["seconds"] > 0)
         rows.append(("video ms per frame by stage", per))
     return rows

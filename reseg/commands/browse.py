@@ -16,8 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--num", type=int, default=8, help="number of samples (default 8)")
     parser.add_argument("--cols", type=int, default=4, help="samples per row (default 4)")
     aug = parser.add_mutually_exclusive_group()
-    aug.add_argument("--augment", dest="augment", action="store_true", default=None,
-                     help="apply the training augmentation (default for the training split)")
+    aug.add_argument(
+        "--augment",
+        dest="augment",
+        action="store_true",
+        default=None,
+        help="apply the training augmentation (default for the training split)",
+    )
     aug.add_argument("--no-augment", dest="augment", action="store_false", help="evaluation transforms only")
     parser.add_argument("--seed", type=int, default=0, help="which samples and augmentations")
     add_set_argument(parser, "data.scale_range=[0.5,2.0] data.crop_size=[360,480]")
@@ -42,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     grid, n = sample_grid(dataset, args.num, args.cols, args.seed)
     write_image(args.out, grid)
     mode = "training augmentation" if augment else "evaluation transforms"
-    print(f"wrote {n} samples of {cfg.data.dataset} {args.split!r} ({mode}; image above label, ignore in black) "
-          f"to {args.out}")
+    print(
+        f"wrote {n} samples of {cfg.data.dataset} {args.split!r} ({mode}; image above label, ignore in black) "
+        f"to {args.out}"
+    )
     return 0

@@ -15,11 +15,19 @@ from reseg.errors import ResegError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_METRICS_JSON",
-                        help="metrics.json files or folders holding one (searched below the folder)")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN_DIR_OR_METRICS_JSON",
+        help="metrics.json files or folders holding one (searched below the folder)",
+    )
     parser.add_argument("--out", default="work_dirs/compare", help="output folder (default: %(default)s)")
-    parser.add_argument("--labels", nargs="+", metavar="LABEL",
-                        help="names for the runs, one per run, in order (default: their folder names)")
+    parser.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="LABEL",
+        help="names for the runs, one per run, in order (default: their folder names)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,12 +24,16 @@ def format_table(stats: dict) -> str:
     """The statistics as an aligned text table (one row per class)."""
     names = stats["class_names"]
     width = max(10, *(len(n) for n in names))
-    lines = [f"{'class':<{width}}  {'pixels':>12}  {'share %':>8}  {'freq':>8}  {'median-freq w':>13}  {'inv-log w':>9}",
-             "-" * (width + 62)]
+    lines = [
+        f"{'class':<{width}}  {'pixels':>12}  {'share %':>8}  {'freq':>8}  {'median-freq w':>13}  {'inv-log w':>9}",
+        "-" * (width + 62),
+    ]
     for i, name in enumerate(names):
-        lines.append(f"{name:<{width}}  {stats['pixels'][i]:>12,d}  {100 * stats['frequencies'][i]:>8.3f}  "
-                     f"{stats['median_frequencies'][i]:>8.4f}  {stats['median_frequency_weights'][i]:>13.4f}  "
-                     f"{stats['inverse_log_weights'][i]:>9.4f}")
+        lines.append(
+            f"{name:<{width}}  {stats['pixels'][i]:>12,d}  {100 * stats['frequencies'][i]:>8.3f}  "
+            f"{stats['median_frequencies'][i]:>8.4f}  {stats['median_frequency_weights'][i]:>13.4f}  "
+            f"{stats['inverse_log_weights'][i]:>9.4f}"
+        )
     lines.append("-" * (width + 62))
     lines.append(f"{stats['images']} images, {stats['labelled_pixels']:,d} labelled pixels (ignore excluded)")
     return "\n".join(lines)

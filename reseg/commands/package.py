@@ -13,12 +13,20 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `reseg train` (e.g. best.pt)")
     parser.add_argument("--out", required=True, help="the model folder to write")
-    parser.add_argument("--metrics", default=None, metavar="FILE",
-                        help="a metrics.json written by `reseg evaluate` for this checkpoint: its scores and "
-                             "per-class table go into the model card")
-    parser.add_argument("--push", default=None, metavar="USER/REPO",
-                        help="also upload the folder to this Hugging Face Hub model repo (created if needed; "
-                             "needs `pip install 'reseg[hub]'` and a write token: `hf auth login` or HF_TOKEN)")
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        metavar="FILE",
+        help="a metrics.json written by `reseg evaluate` for this checkpoint: its scores and "
+        "per-class table go into the model card",
+    )
+    parser.add_argument(
+        "--push",
+        default=None,
+        metavar="USER/REPO",
+        help="also upload the folder to this Hugging Face Hub model repo (created if needed; "
+        "needs `pip install 'reseg[hub]'` and a write token: `hf auth login` or HF_TOKEN)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists and is not empty")
 
 

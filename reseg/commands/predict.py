@@ -15,11 +15,14 @@ from reseg.commands.common import add_inference_arguments, build_predictor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="image files, folders (searched recursively) or globs")
-    parser.add_argument("--checkpoint", required=True,
-                        help="a checkpoint written by `reseg train`, a model folder (`reseg package`) or "
-                             "hf://user/repo")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or globs"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a checkpoint written by `reseg train`, a model folder (`reseg package`) or hf://user/repo",
+    )
     parser.add_argument("--out", default="work_dirs/predict", help="output folder (default: %(default)s)")
     parser.add_argument("--opacity", type=float, default=0.5, help="overlay opacity of the class colours")
     parser.add_argument("--overlay-format", choices=("jpg", "png"), default="jpg", help="overlay file type")
@@ -41,10 +44,13 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(out_dir, args.inputs, items, args.overlay_format)
     predictor = build_predictor(args)
     print(f"predicting {len(items)} image(s) with {predictor.describe()}", file=sys.stderr)
-    result = predict_files(predictor, items, out_dir, batch=batch, opacity=args.opacity,
-                           overlay_ext=args.overlay_format)
-    print(f"wrote {result.written} mask(s) (<name>.png train ids, <name>_color.png, "
-          f"<name>_overlay.{args.overlay_format}) to {out_dir.resolve()}")
+    result = predict_files(
+        predictor, items, out_dir, batch=batch, opacity=args.opacity, overlay_ext=args.overlay_format
+    )
+    print(
+        f"wrote {result.written} mask(s) (<name>.png train ids, <name>_color.png, "
+        f"<name>_overlay.{args.overlay_format}) to {out_dir.resolve()}"
+    )
     if predictor.backend_choice:
         print(predictor.backend_choice)
     if result.skipped:

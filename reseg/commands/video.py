@@ -10,36 +10,59 @@ from reseg.commands.common import add_inference_arguments, build_predictor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="INPUT",
-                        help="video file, camera index (0), rtsp/http URL, or a folder or glob of frames")
-    parser.add_argument("--checkpoint", required=True,
-                        help="a checkpoint written by `reseg train`, a model folder (`reseg package`) or "
-                             "hf://user/repo")
-    parser.add_argument("--output", required=True,
-                        help="overlay video (.mp4 with H.264/mp4v when available, else MJPG .avi)")
-    parser.add_argument("--fps", type=float, default=None,
-                        help="output frame rate (default: the input's; frame folders: 30)")
+    parser.add_argument(
+        "input", metavar="INPUT", help="video file, camera index (0), rtsp/http URL, or a folder or glob of frames"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a checkpoint written by `reseg train`, a model folder (`reseg package`) or hf://user/repo",
+    )
+    parser.add_argument(
+        "--output", required=True, help="overlay video (.mp4 with H.264/mp4v when available, else MJPG .avi)"
+    )
+    parser.add_argument(
+        "--fps", type=float, default=None, help="output frame rate (default: the input's; frame folders: 30)"
+    )
     parser.add_argument("--opacity", type=float, default=0.5, help="opacity of the class colours (0..1)")
     parser.add_argument("--legend", action="store_true", help="draw the class legend on the overlay")
     parser.add_argument("--side-by-side", action="store_true", help="original | overlay (doubles the width)")
     parser.add_argument("--masks-dir", default=None, help="also write a train-id PNG per frame here")
     parser.add_argument("--mask-video", default=None, help="also write a video of the colour masks")
-    parser.add_argument("--output-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="height and width of each output panel (default: the input's frame size)")
-    parser.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
-                        help="temporal smoothing: weight of the past in an exponential moving average of class "
-                             "probabilities, in [0, 1); 0 = off")
+    parser.add_argument(
+        "--output-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="height and width of each output panel (default: the input's frame size)",
+    )
+    parser.add_argument(
+        "--smooth",
+        type=float,
+        default=0.0,
+        metavar="ALPHA",
+        help="temporal smoothing: weight of the past in an exponential moving average of class "
+        "probabilities, in [0, 1); 0 = off",
+    )
     parser.add_argument("--show", action="store_true", help="show the overlay in a window (needs a display)")
     parser.add_argument("--stats-json", default=None, help="write the run's stats (counts, FPS, flicker) here")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--decoder", choices=("auto", "opencv", "torchcodec"), default="auto",
-                        help="video decoder: torchcodec (on the GPU when the model is there and the build can; "
-                             "needs `pip install 'reseg[video]'` and FFmpeg's shared libraries) or OpenCV; auto "
-                             "takes torchcodec for video files when it works (default: %(default)s)")
-    parser.add_argument("--realtime", action="store_true",
-                        help="live mode for cameras and streams: batch 1, at most one frame queued, stale frames "
-                             "dropped and counted, capture-to-output latency reported instead of throughput")
+    parser.add_argument(
+        "--decoder",
+        choices=("auto", "opencv", "torchcodec"),
+        default="auto",
+        help="video decoder: torchcodec (on the GPU when the model is there and the build can; "
+        "needs `pip install 'reseg[video]'` and FFmpeg's shared libraries) or OpenCV; auto "
+        "takes torchcodec for video files when it works (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="live mode for cameras and streams: batch 1, at most one frame queued, stale frames "
+        "dropped and counted, capture-to-output latency reported instead of throughput",
+    )
     add_inference_arguments(parser)
 
 
@@ -48,11 +71,22 @@ def run(args: argparse.Namespace) -> int:
     from reseg.video import VideoOptions, check_outputs, format_summary, open_source, run_video, write_stats_json
     from reseg.video.pipeline import validate_options
 
-    opts = VideoOptions(fps=args.fps, opacity=args.opacity, legend=args.legend, side_by_side=args.side_by_side,
-                        masks_dir=args.masks_dir, mask_video=args.mask_video,
-                        output_size=tuple(args.output_size) if args.output_size else None,
-                        batch=args.batch or 1, smooth=args.smooth, show=args.show, max_frames=args.max_frames,
-                        progress=not args.no_progress, decoder=args.decoder, realtime=args.realtime)
+    opts = VideoOptions(
+        fps=args.fps,
+        opacity=args.opacity,
+        legend=args.legend,
+        side_by_side=args.side_by_side,
+        masks_dir=args.masks_dir,
+        mask_video=args.mask_video,
+        output_size=tuple(args.output_size) if args.output_size else None,
+        batch=args.batch or 1,
+        smooth=args.smooth,
+        show=args.show,
+        max_frames=args.max_frames,
+        progress=not args.no_progress,
+        decoder=args.decoder,
+        realtime=args.realtime,
+    )
     # every refusal before the model loads: bad values, outputs onto the input, an unreadable input
     validate_options(opts)
     check_outputs(args.input, args.output, opts, args.stats_json)

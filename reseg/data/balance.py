@@ -136,8 +136,9 @@ def dataset_stats(dataset: Any, cache_dir: str | Path | None = None, progress: b
     return stats
 
 
-def class_weights(dataset: Any, method: str, cache_dir: str | Path | None = None,
-                  progress: bool = True) -> torch.Tensor | None:
+def class_weights(
+    dataset: Any, method: str, cache_dir: str | Path | None = None, progress: bool = True
+) -> torch.Tensor | None:
     """Per-class loss weights (float32, one per class) by `method`; None for "none"."""
     if method not in METHODS:
         raise ResegError(f"class weighting {method!r} is unknown; expected one of {', '.join(METHODS)}")

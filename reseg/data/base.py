@@ -64,6 +64,7 @@ class LabelsUnavailableError(DatasetError):
 
 # --------------------------------------------------------------------------- low-level reading
 
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read any image as RGB uint8 HxWx3; unreadable or truncated files raise UnreadableImageError."""
     path = Path(path)
@@ -76,8 +77,9 @@ def read_image(path: str | Path) -> np.ndarray:
     # imdecode (unlike imread) refuses truncated PNG and JPEG streams instead of padding them with grey.
     img = None if _png_cut(data) else cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
-        raise UnreadableImageError(f"image file {path} is truncated, damaged or not an image "
-                                   f"({data.size} bytes could not be decoded)")
+        raise UnreadableImageError(
+            f"image file {path} is truncated, damaged or not an image ({data.size} bytes could not be decoded)"
+        )
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -109,8 +111,9 @@ def read_label_file(path: str | Path, what: str = "label file", colour: bool = T
         with Image.open(io.BytesIO(raw)) as im:
             im.load()
             if im.mode in _COLOUR_MODES and not colour:
-                raise UnreadableImageError(f"{what} {path} is a colour ({im.mode}) image; expected a single-channel "
-                                           f"PNG of ids")
+                raise UnreadableImageError(
+                    f"{what} {path} is a colour ({im.mode}) image; expected a single-channel PNG of ids"
+                )
             if im.mode in _COLOUR_MODES[1:] or (im.mode == "LA" and colour):
                 im = im.convert("RGB")
             elif im.mode in ("1", "LA"):
@@ -138,20 +141,24 @@ def map_values(raw: np.ndarray, lut: np.ndarray, valid: np.ndarray, path: str | 
     """
     if raw.dtype != np.uint8:
         if raw.size and (raw.min() < 0 or raw.max() > 255):
-            raise LabelValueError(f"label file {path} holds values outside 0..255 "
-                                  f"(min {raw.min()}, max {raw.max()}); expected {what}")
+            raise LabelValueError(
+                f"label file {path} holds values outside 0..255 (min {raw.min()}, max {raw.max()}); expected {what}"
+            )
         raw = raw.astype(np.uint8)
     counts = np.bincount(raw.ravel(), minlength=256)
     bad = np.flatnonzero((counts > 0) & ~valid)
     if bad.size:
         shown = ", ".join(str(int(v)) for v in bad[:20]) + (" ..." if bad.size > 20 else "")
-        raise LabelValueError(f"label file {path} holds values that are not classes of this dataset: {shown} "
-                              f"({int(counts[bad].sum())} pixels); expected {what}")
+        raise LabelValueError(
+            f"label file {path} holds values that are not classes of this dataset: {shown} "
+            f"({int(counts[bad].sum())} pixels); expected {what}"
+        )
     return lut[raw]
 
 
-def map_colors(rgb: np.ndarray, colors: Sequence[tuple[int, int, int]], ids: Sequence[int],
-               path: str | Path, what: str) -> np.ndarray:
+def map_colors(
+    rgb: np.ndarray, colors: Sequence[tuple[int, int, int]], ids: Sequence[int], path: str | Path, what: str
+) -> np.ndarray:
     """Translate an RGB-coded label to train ids; colours not in `colors` raise LabelValueError."""
     codes = rgb_codes(rgb)
     uniq, inverse = np.unique(codes, return_inverse=True)
@@ -166,8 +173,9 @@ def map_colors(rgb: np.ndarray, colors: Sequence[tuple[int, int, int]], ids: Seq
     if unknown:
         shown = ", ".join(f"({c >> 16}, {(c >> 8) & 255}, {c & 255})" for c in unknown[:10])
         more = " ..." if len(unknown) > 10 else ""
-        raise LabelValueError(f"label file {path} holds colours that are not classes of this dataset: "
-                              f"{shown}{more}; expected {what}")
+        raise LabelValueError(
+            f"label file {path} holds colours that are not classes of this dataset: {shown}{more}; expected {what}"
+        )
     return mapped[inverse.reshape(codes.shape)]
 
 
@@ -183,7 +191,7 @@ def is_image_file(path: Path) -> bool:
 def _glob_root(pattern: str) -> Path:
     """The folder a glob pattern starts from: its leading components without wildcards."""
     parts = Path(pattern).parts
-    fixed = [p for p in itertools.takewhile(lambda p: not any(ch in p for ch in "*?["), parts)]
+    fixed = list(itertools.takewhile(lambda p: not any(ch in p for ch in "*?["), parts))
     return Path(*fixed) if fixed else Path(".")
 
 
@@ -225,8 +233,11 @@ def collect_images(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
 
 def input_folders(inputs: Sequence[str]) -> list[Path]:
     """The folders `collect_images` searches: folder inputs and the fixed part of each glob."""
-    return [Path(spec) if Path(spec).is_dir() else _glob_root(spec) for spec in inputs
-            if Path(spec).is_dir() or (not Path(spec).exists() and any(ch in spec for ch in "*?["))]
+    return [
+        Path(spec) if Path(spec).is_dir() else _glob_root(spec)
+        for spec in inputs
+        if Path(spec).is_dir() or (not Path(spec).exists() and any(ch in spec for ch in "*?["))
+    ]
 
 
 def _relative(path: Path, root: Path) -> Path:
@@ -256,8 +267,15 @@ class SegmentationDataset(Dataset):
 
     classes: ClassInfo
 
-    def __init__(self, root: str | Path, split: str, classes: ClassInfo, transform: Transform | None = None,
-                 skip_bad_samples: bool = False, require_labels: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        classes: ClassInfo,
+        transform: Transform | None = None,
+        skip_bad_samples: bool = False,
+        require_labels: bool = True,
+    ) -> None:
         self.root = Path(root)
         self.split = split
         self.classes = classes
@@ -318,7 +336,8 @@ class SegmentationDataset(Dataset):
             img_path, mask_path = self.files[index]
             raise SizeMismatchError(
                 f"image and label have different sizes: {img_path} is {image.shape[1]}x{image.shape[0]} "
-                f"(WxH) but {mask_path} is {mask.shape[1]}x{mask.shape[0]}")
+                f"(WxH) but {mask_path} is {mask.shape[1]}x{mask.shape[0]}"
+            )
         return image, mask
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -343,16 +362,25 @@ class SegmentationDataset(Dataset):
             image = out["image"]
             mask = out.get("mask") if mask is not None else None
         img_path, mask_path = self.files[index]
-        sample: dict[str, Any] = {"image": image, "path": img_path, "mask_path": mask_path,
-                                  "meta": {"index": index, **self.meta[index]}}
+        sample: dict[str, Any] = {
+            "image": image,
+            "path": img_path,
+            "mask_path": mask_path,
+            "meta": {"index": index, **self.meta[index]},
+        }
         if mask is not None:
-            sample["mask"] = mask.long() if isinstance(mask, torch.Tensor) else torch.from_numpy(
-                np.ascontiguousarray(mask).astype(np.int64))
+            sample["mask"] = (
+                mask.long()
+                if isinstance(mask, torch.Tensor)
+                else torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64))
+            )
         return sample
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-                f"samples={len(self)}, classes={self.num_classes})")
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+            f"samples={len(self)}, classes={self.num_classes})"
+        )
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

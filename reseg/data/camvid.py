@@ -41,11 +41,11 @@ or the original 32-class CamVid: RGB label files (<split>annot/ or <split>_label
 with <root>/label_colors.txt ("R G B Name" per line)"""
 
 LABEL_FORMATS = ("auto", "segnet", "camvid32")
-RAW_IMAGE_DIR = "701_StillsRaw_full"      # the original distribution's flat folders
+RAW_IMAGE_DIR = "701_StillsRaw_full"  # the original distribution's flat folders
 RAW_LABEL_DIR = "LabeledApproved_full"
 
 _SEGNET_LUT = np.full(256, IGNORE_INDEX, np.uint8)
-_SEGNET_LUT[:CAMVID.num_classes] = np.arange(CAMVID.num_classes)
+_SEGNET_LUT[: CAMVID.num_classes] = np.arange(CAMVID.num_classes)
 _SEGNET_VALID = np.zeros(256, bool)
 _SEGNET_VALID[: CAMVID.num_classes] = True
 _SEGNET_VALID[[CAMVID_VOID_LABEL, IGNORE_INDEX]] = True
@@ -65,8 +65,10 @@ def read_label_colors(path: str | Path) -> list[tuple[tuple[int, int, int], str]
         except (ValueError, IndexError):
             raise DatasetError(f"{path}:{lineno}: expected 'R G B Name', got {line.strip()!r}") from None
         if name not in CAMVID32_TO_11:
-            raise DatasetError(f"{path}:{lineno}: class {name!r} is not one of the 32 CamVid classes "
-                               f"({', '.join(sorted(CAMVID32_TO_11))})")
+            raise DatasetError(
+                f"{path}:{lineno}: class {name!r} is not one of the 32 CamVid classes "
+                f"({', '.join(sorted(CAMVID32_TO_11))})"
+            )
         rows.append((rgb, name))
     if not rows:
         raise DatasetError(f"{path} lists no classes; expected lines like '128 64 128 Road'")
@@ -76,9 +78,15 @@ def read_label_colors(path: str | Path) -> list[tuple[tuple[int, int, int], str]
 class CamVidDataset(SegmentationDataset):
     """CamVid, 11 classes in SegNet order; void (11) and 32-class void become 255."""
 
-    def __init__(self, root: str | Path, split: str = "train", label_format: str = "auto",
-                 transform: Transform | None = None, skip_bad_samples: bool = False,
-                 require_labels: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        label_format: str = "auto",
+        transform: Transform | None = None,
+        skip_bad_samples: bool = False,
+        require_labels: bool = True,
+    ) -> None:
         super().__init__(root, split, CAMVID, transform, skip_bad_samples, require_labels)
         if label_format not in LABEL_FORMATS:
             raise DatasetError(f"CamVid label_format must be one of {', '.join(LABEL_FORMATS)}, got {label_format!r}")
@@ -87,15 +95,22 @@ class CamVidDataset(SegmentationDataset):
         if not root.is_dir():
             raise DatasetLayoutError(f"CamVid root {root} does not exist or is not a folder\n{CAMVID_LAYOUT}")
         colors_file = root / "label_colors.txt"
-        table = read_label_colors(colors_file) if colors_file.is_file() else list(
-            (rgb, name) for name, rgb in CAMVID32_COLORS.items())
+        table = (
+            read_label_colors(colors_file)
+            if colors_file.is_file()
+            else [(rgb, name) for name, rgb in CAMVID32_COLORS.items()]
+        )
         self._colors = [rgb for rgb, _ in table]
         self._color_ids = [camvid32_train_id(name) for _, name in table]
         self._colors_source = str(colors_file) if colors_file.is_file() else "the built-in 32-class table"
 
         self.image_dirs = [root / split, root / RAW_IMAGE_DIR]
-        self.label_dirs = [root / f"{split}annot", root / f"{split}_labels", root / f"{split}_annot",
-                           root / RAW_LABEL_DIR]
+        self.label_dirs = [
+            root / f"{split}annot",
+            root / f"{split}_labels",
+            root / f"{split}_annot",
+            root / RAW_LABEL_DIR,
+        ]
         listing = root / f"{split}.txt"
         if listing.is_file():
             pairs = self._from_listing(listing)
@@ -104,7 +119,8 @@ class CamVidDataset(SegmentationDataset):
         else:
             raise DatasetLayoutError(
                 f"CamVid split {split!r} not found under {root}: neither {root / split}/ nor {listing} exists\n"
-                f"{CAMVID_LAYOUT}")
+                f"{CAMVID_LAYOUT}"
+            )
         if not pairs:
             raise DatasetLayoutError(f"CamVid split {split!r} under {root} holds no images\n{CAMVID_LAYOUT}")
         self.files = [(str(i), None if m is None else str(m)) for i, m in pairs]
@@ -121,20 +137,23 @@ class CamVidDataset(SegmentationDataset):
             if self.require_labels:
                 raise MissingPairError(
                     f"CamVid split {self.split!r} has images in {image_dir} but no label folder "
-                    f"(looked for {', '.join(str(d) for d in self.label_dirs[:-1])})\n{CAMVID_LAYOUT}")
+                    f"(looked for {', '.join(str(d) for d in self.label_dirs[:-1])})\n{CAMVID_LAYOUT}"
+                )
             return [(p, None) for p in images]
         pairs: list[tuple[Path, Path | None]] = []
         missing = []
         for img in images:
-            mask = next((c for c in (label_dir / f"{img.stem}.png", label_dir / f"{img.stem}_L.png") if c.is_file()),
-                        None)
+            mask = next(
+                (c for c in (label_dir / f"{img.stem}.png", label_dir / f"{img.stem}_L.png") if c.is_file()), None
+            )
             if mask is None and self.require_labels:
                 missing.append(f"{img} (no {label_dir / (img.stem + '.png')})")
                 continue
             pairs.append((img, mask))
         stems = {img.stem for img in images}
-        orphans = [str(p) for p in list_images(label_dir)
-                   if p.stem not in stems and re.sub(r"_L$", "", p.stem) not in stems]
+        orphans = [
+            str(p) for p in list_images(label_dir) if p.stem not in stems and re.sub(r"_L$", "", p.stem) not in stems
+        ]
         self._report_missing(missing, orphans, image_dir, label_dir)
         return pairs
 
@@ -157,8 +176,10 @@ class CamVidDataset(SegmentationDataset):
             stem = PurePosixPath(name).stem
             img = self._resolve(tokens[0], self.image_dirs, [name])
             if img is None:
-                missing.append(f"{listing}:{lineno}: image {tokens[0]} (not under {self.root} by its path "
-                               f"or by name in {self.image_dirs[0]})")
+                missing.append(
+                    f"{listing}:{lineno}: image {tokens[0]} (not under {self.root} by its path "
+                    f"or by name in {self.image_dirs[0]})"
+                )
                 continue
             mask = None
             if len(tokens) > 1:
@@ -168,8 +189,10 @@ class CamVidDataset(SegmentationDataset):
                 mask = next((c for c in self._label_candidates(stem) if c.is_file()), None)
             if mask is None and self.require_labels:
                 wanted = tokens[1] if len(tokens) > 1 else f"{stem}.png"
-                missing.append(f"{listing}:{lineno}: label {wanted} of image {img} not found "
-                               f"(looked under {self.root} and in {self.label_dirs[0]})")
+                missing.append(
+                    f"{listing}:{lineno}: label {wanted} of image {img} not found "
+                    f"(looked under {self.root} and in {self.label_dirs[0]})"
+                )
                 continue
             if img not in seen:
                 seen.add(img)
@@ -178,29 +201,37 @@ class CamVidDataset(SegmentationDataset):
         return pairs
 
     def _report_missing(self, missing: list[str], orphans: list[str], where: Path, label_dir: Path | None) -> None:
-        self.report_unpaired(f"CamVid split {self.split!r} under {self.root}",
-                             {"image(s) without a label": missing,
-                              f"label file(s) in {label_dir} without an image in {where}": orphans},
-                             CAMVID_LAYOUT)
+        self.report_unpaired(
+            f"CamVid split {self.split!r} under {self.root}",
+            {"image(s) without a label": missing, f"label file(s) in {label_dir} without an image in {where}": orphans},
+            CAMVID_LAYOUT,
+        )
 
     # -- decoding -------------------------------------------------------------------------------
     def decode_mask(self, raw: np.ndarray, path: str) -> np.ndarray:
         if raw.ndim == 3:
-            if raw.shape[2] >= 3 and np.array_equal(raw[..., 0], raw[..., 1]) and \
-                    np.array_equal(raw[..., 0], raw[..., 2]) and self.label_format != "camvid32":
+            if (
+                raw.shape[2] >= 3
+                and np.array_equal(raw[..., 0], raw[..., 1])
+                and np.array_equal(raw[..., 0], raw[..., 2])
+                and self.label_format != "camvid32"
+            ):
                 raw = raw[..., 0]  # a grey id image saved as RGB
             elif self.label_format == "segnet":
                 raise LabelValueError(
                     f"label file {path} is an RGB colour image, but data.label_format is 'segnet' "
-                    f"(one channel of ids 0..11); use label_format 'camvid32' (or 'auto') for colour labels")
+                    f"(one channel of ids 0..11); use label_format 'camvid32' (or 'auto') for colour labels"
+                )
             else:
-                return map_colors(raw[..., :3], self._colors, self._color_ids, path,
-                                  f"the 32 CamVid colours of {self._colors_source}")
+                return map_colors(
+                    raw[..., :3], self._colors, self._color_ids, path, f"the 32 CamVid colours of {self._colors_source}"
+                )
         if self.label_format == "camvid32":
-            raise LabelValueError(f"label file {path} has one channel, but data.label_format is 'camvid32' "
-                                  f"(RGB colours); use 'segnet' (or 'auto') for id labels")
-        return map_values(raw, _SEGNET_LUT, _SEGNET_VALID, path,
-                          "0..10 (the 11 SegNet classes), 11 (void) or 255")
+            raise LabelValueError(
+                f"label file {path} has one channel, but data.label_format is 'camvid32' "
+                f"(RGB colours); use 'segnet' (or 'auto') for id labels"
+            )
+        return map_values(raw, _SEGNET_LUT, _SEGNET_VALID, path, "0..10 (the 11 SegNet classes), 11 (void) or 255")
 
 
 def _frame_meta(path: Path) -> dict[str, str]:

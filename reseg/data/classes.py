@@ -49,10 +49,32 @@ class ClassInfo:
 # 32-class CamVid label_colors.txt for the class each merged class is named after.
 CAMVID_VOID_LABEL = 11
 CAMVID = ClassInfo(
-    names=("Sky", "Building", "Pole", "Road", "Pavement", "Tree",
-           "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"),
-    palette=((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (0, 0, 192), (128, 128, 0),
-             (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)),
+    names=(
+        "Sky",
+        "Building",
+        "Pole",
+        "Road",
+        "Pavement",
+        "Tree",
+        "SignSymbol",
+        "Fence",
+        "Car",
+        "Pedestrian",
+        "Bicyclist",
+    ),
+    palette=(
+        (128, 128, 128),
+        (128, 0, 0),
+        (192, 192, 128),
+        (128, 64, 128),
+        (0, 0, 192),
+        (128, 128, 0),
+        (192, 128, 128),
+        (64, 64, 128),
+        (64, 0, 128),
+        (64, 64, 0),
+        (0, 128, 192),
+    ),
 )
 
 # Original 32-class CamVid (Brostow et al.): name -> RGB as in its label_colors.txt.
@@ -94,16 +116,36 @@ CAMVID32_COLORS: dict[str, Color] = {
 # The usual 32 -> 11 grouping (SegNet / Sturgess et al.): 32-class name -> 11-class name, None = void.
 CAMVID32_TO_11: dict[str, str | None] = {
     "Sky": "Sky",
-    "Building": "Building", "Wall": "Building", "Bridge": "Building", "Tunnel": "Building", "Archway": "Building",
-    "Column_Pole": "Pole", "TrafficCone": "Pole",
-    "Road": "Road", "LaneMkgsDriv": "Road", "LaneMkgsNonDriv": "Road",
-    "Sidewalk": "Pavement", "ParkingBlock": "Pavement", "RoadShoulder": "Pavement",
-    "Tree": "Tree", "VegetationMisc": "Tree",
-    "SignSymbol": "SignSymbol", "Misc_Text": "SignSymbol", "TrafficLight": "SignSymbol",
+    "Building": "Building",
+    "Wall": "Building",
+    "Bridge": "Building",
+    "Tunnel": "Building",
+    "Archway": "Building",
+    "Column_Pole": "Pole",
+    "TrafficCone": "Pole",
+    "Road": "Road",
+    "LaneMkgsDriv": "Road",
+    "LaneMkgsNonDriv": "Road",
+    "Sidewalk": "Pavement",
+    "ParkingBlock": "Pavement",
+    "RoadShoulder": "Pavement",
+    "Tree": "Tree",
+    "VegetationMisc": "Tree",
+    "SignSymbol": "SignSymbol",
+    "Misc_Text": "SignSymbol",
+    "TrafficLight": "SignSymbol",
     "Fence": "Fence",
-    "Car": "Car", "SUVPickupTruck": "Car", "Truck_Bus": "Car", "Train": "Car", "OtherMoving": "Car",
-    "Pedestrian": "Pedestrian", "Child": "Pedestrian", "CartLuggagePram": "Pedestrian", "Animal": "Pedestrian",
-    "Bicyclist": "Bicyclist", "MotorcycleScooter": "Bicyclist",
+    "Car": "Car",
+    "SUVPickupTruck": "Car",
+    "Truck_Bus": "Car",
+    "Train": "Car",
+    "OtherMoving": "Car",
+    "Pedestrian": "Pedestrian",
+    "Child": "Pedestrian",
+    "CartLuggagePram": "Pedestrian",
+    "Animal": "Pedestrian",
+    "Bicyclist": "Bicyclist",
+    "MotorcycleScooter": "Bicyclist",
     "Void": None,
 }
 
@@ -122,7 +164,7 @@ class CityscapesLabel(NamedTuple):
 
     name: str
     id: int
-    train_id: int          # 255 (or -1 for license plate) = not evaluated
+    train_id: int  # 255 (or -1 for license plate) = not evaluated
     category: str
     category_id: int
     has_instances: bool

@@ -25,19 +25,26 @@ from reseg.data.transforms import build_transforms
 log = logging.getLogger("reseg.data")
 
 
-
 def _synthetic(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
     """The generated street scenes (CamVid classes, SegNet layout); generated here only when `generate`."""
     data = cfg.data
     if generate:
         asked = [key for key in SYNTHETIC_KEYS if cfg.was_given(f"data.{key}")] if hasattr(cfg, "was_given") else None
-        root = ensure_synthetic(data.root, data.synthetic_sizes, data.synthetic_seed, tuple(data.synthetic_size),
-                                data.synthetic_difficulty, asked=asked)
+        root = ensure_synthetic(
+            data.root,
+            data.synthetic_sizes,
+            data.synthetic_seed,
+            tuple(data.synthetic_size),
+            data.synthetic_difficulty,
+            asked=asked,
+        )
     else:
         root = Path(data.root)
         if not root.is_dir():
-            raise DatasetError(f"synthetic dataset root {root} (data.root) does not exist; only `reseg train` and "
-                               f"`reseg make-synthetic --out {root}` generate one (check the path for a typo)")
+            raise DatasetError(
+                f"synthetic dataset root {root} (data.root) does not exist; only `reseg train` and "
+                f"`reseg make-synthetic --out {root}` generate one (check the path for a typo)"
+            )
     return CamVidDataset(root, split, label_format="segnet", **kwargs)
 
 
@@ -52,14 +59,19 @@ def _cityscapes(cfg: Any, split: str, generate: bool, **kwargs: Any) -> Segmenta
 def _folder(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
     data = cfg.data
     if data.label_format not in ("auto",):
-        raise DatasetError(f"data.label_format {data.label_format!r} does not apply to folder datasets "
-                           f"(mask format is detected per file); use 'auto'")
+        raise DatasetError(
+            f"data.label_format {data.label_format!r} does not apply to folder datasets "
+            f"(mask format is detected per file); use 'auto'"
+        )
     return FolderDataset(data.root, split, classes_file=data.classes_file, **kwargs)
 
 
 # The one table of dataset names (data.dataset) and what builds each one: builder(cfg, split, generate, ...).
 DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
-    "synthetic": _synthetic, "camvid": _camvid, "cityscapes": _cityscapes, "folder": _folder,
+    "synthetic": _synthetic,
+    "camvid": _camvid,
+    "cityscapes": _cityscapes,
+    "folder": _folder,
 }
 
 
@@ -77,12 +89,14 @@ def dataset_classes(cfg: Any) -> ClassInfo:
         return CLASS_TABLES[name]
     path = cfg.data.classes_file or next(
         (Path(cfg.data.root) / n for n in ("classes.yaml", "classes.yml") if (Path(cfg.data.root) / n).is_file()),
-        Path(cfg.data.root) / "classes.yaml")
+        Path(cfg.data.root) / "classes.yaml",
+    )
     return load_folder_classes(path).info
 
 
-def build_dataset(cfg: Any, split: str, transform: Any = "auto", require_labels: bool = True,
-                  generate: bool = False) -> SegmentationDataset:
+def build_dataset(
+    cfg: Any, split: str, transform: Any = "auto", require_labels: bool = True, generate: bool = False
+) -> SegmentationDataset:
     """The dataset named by cfg.data for `split`.
 
     transform: "auto" (training augmentation for cfg.data.train_split, evaluation transforms
@@ -98,8 +112,14 @@ def build_dataset(cfg: Any, split: str, transform: Any = "auto", require_labels:
         transform = build_transforms(cfg, train=(split == data.train_split))
 
     def one(name: str) -> SegmentationDataset:
-        return build(cfg, name, generate, transform=transform, skip_bad_samples=data.skip_bad_samples,
-                     require_labels=require_labels)
+        return build(
+            cfg,
+            name,
+            generate,
+            transform=transform,
+            skip_bad_samples=data.skip_bad_samples,
+            require_labels=require_labels,
+        )
 
     if data.val_sequences is None:  # train_sequences alone narrow the train split; val stays as it is
         if data.train_sequences and split == data.train_split:
@@ -124,8 +144,9 @@ def sequence_of(path: str | Path) -> str:
     return stem.rpartition("_")[0] or stem
 
 
-def select_sequences(dataset: SegmentationDataset, prefixes: list[str], key: str,
-                     keep: bool = True) -> SegmentationDataset:
+def select_sequences(
+    dataset: SegmentationDataset, prefixes: list[str], key: str, keep: bool = True
+) -> SegmentationDataset:
     """The frames whose file names start with one of `prefixes` (keep=False: all the others), in place.
 
     A prefix that matches no frame is an error naming the key and the sequences there are."""
@@ -133,8 +154,10 @@ def select_sequences(dataset: SegmentationDataset, prefixes: list[str], key: str
     for prefix in prefixes:
         if not any(name.startswith(prefix) for name in names):
             found = sorted({sequence_of(n) for n in names})
-            raise DatasetError(f"{key}: no frame of {dataset.root} ({dataset.split}) has a file name starting with "
-                               f"{prefix!r}; its sequences: {', '.join(found[:20]) or 'none'}")
+            raise DatasetError(
+                f"{key}: no frame of {dataset.root} ({dataset.split}) has a file name starting with "
+                f"{prefix!r}; its sequences: {', '.join(found[:20]) or 'none'}"
+            )
     chosen = [i for i, name in enumerate(names) if any(name.startswith(p) for p in prefixes) == keep]
     if not chosen:
         raise DatasetError(f"{key}={prefixes} leaves no frame of {dataset.root} ({dataset.split}) to train on")
@@ -169,9 +192,15 @@ def seed_worker(worker_id: int) -> None:
         _set_transform_seed(info.dataset, seed)
 
 
-def build_loader(dataset: Dataset, cfg: Any, train: bool, distributed: bool = False,
-                 generator: torch.Generator | None = None, sampler: Any = None,
-                 batch_sampler: Any = None) -> DataLoader:
+def build_loader(
+    dataset: Dataset,
+    cfg: Any,
+    train: bool,
+    distributed: bool = False,
+    generator: torch.Generator | None = None,
+    sampler: Any = None,
+    batch_sampler: Any = None,
+) -> DataLoader:
     """A DataLoader with the settings every entry point shares (the trainer passes its own samplers).
 
     Train: shuffled, drop_last (only when there is at least one full batch), cfg.data.batch_size.
@@ -183,15 +212,29 @@ def build_loader(dataset: Dataset, cfg: Any, train: bool, distributed: bool = Fa
     workers = int(data.num_workers)
     if workers == 0:
         # no worker processes: seed the transforms here, from torch's RNG, for the same reproducibility
-        _set_transform_seed(dataset, int(torch.empty((), dtype=torch.int64).random_(generator=generator).item()) % 2**32)
-    common = dict(num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=workers > 0, worker_init_fn=seed_worker if workers > 0 else None,
-                  generator=generator, prefetch_factor=2 if workers > 0 else None)
+        _set_transform_seed(
+            dataset, int(torch.empty((), dtype=torch.int64).random_(generator=generator).item()) % 2**32
+        )
+    common = dict(
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker if workers > 0 else None,
+        generator=generator,
+        prefetch_factor=2 if workers > 0 else None,
+    )
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, **common)
     batch_size = int(data.batch_size if train else data.val_batch_size)
     drop_last = bool(train and len(dataset) >= batch_size)
     if distributed and sampler is None:
         sampler = DistributedSampler(dataset, shuffle=train, seed=int(cfg.train.seed), drop_last=drop_last)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=(train and sampler is None), sampler=sampler,
-                      drop_last=drop_last, **common)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=(train and sampler is None),
+        sampler=sampler,
+        drop_last=drop_last,
+        **common,
+    )

@@ -54,8 +54,11 @@ class FolderClasses:
 
 
 def _color(value: Any, where: str) -> tuple[int, int, int]:
-    if (not isinstance(value, (list, tuple)) or len(value) != 3
-            or not all(isinstance(v, int) and 0 <= v <= 255 for v in value)):
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or not all(isinstance(v, int) and 0 <= v <= 255 for v in value)
+    ):
         raise DatasetError(f"{where}: a colour must be [r, g, b] with integers 0..255, got {value!r}")
     return (int(value[0]), int(value[1]), int(value[2]))
 
@@ -70,8 +73,9 @@ def load_folder_classes(path: str | Path) -> FolderClasses:
     names, colors = _names_and_colors(data, path)
     unknown = set(data) - _CLASSES_KEYS
     if unknown:
-        raise DatasetError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected names, colors, "
-                           f"ignore_index, ignore_color")
+        raise DatasetError(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected names, colors, ignore_index, ignore_color"
+        )
     if len(names) > 255:
         raise DatasetError(f"{path}: at most 255 classes are supported (255 is the ignore label), got {len(names)}")
     if len(set(names)) != len(names):
@@ -95,7 +99,9 @@ def _read_classes_yaml(path: Path) -> dict[str, Any]:
     if isinstance(data, list):
         data = {"classes": data}
     if not isinstance(data, dict):
-        raise DatasetError(f"classes file {path} must be a mapping with 'names' (and 'colors'), got {type(data).__name__}")
+        raise DatasetError(
+            f"classes file {path} must be a mapping with 'names' (and 'colors'), got {type(data).__name__}"
+        )
     return data
 
 
@@ -118,8 +124,9 @@ def _names_and_colors(data: dict[str, Any], path: Path) -> tuple[list[str], list
     raw_colors = data.get("colors", data.get("palette"))
     if raw_colors is not None:
         if not isinstance(raw_colors, list) or len(raw_colors) != len(names):
-            raise DatasetError(f"{path}: 'colors' must list one [r, g, b] per class "
-                               f"({len(names)} names, got {raw_colors!r:.80})")
+            raise DatasetError(
+                f"{path}: 'colors' must list one [r, g, b] per class ({len(names)} names, got {raw_colors!r:.80})"
+            )
         colors = [_color(c, f"{path}: colour of class {n!r}") for c, n in zip(raw_colors, names)]
     return names, colors
 
@@ -132,8 +139,12 @@ def _ignore_values(data: dict[str, Any], path: Path, names: list[str]) -> tuple[
         raise DatasetError(f"{path}: 'ignore_index' must be an integer 0..255 or a list of them, got {ignore!r}")
     clash = [v for v in ignore_values if v < len(names)]
     if clash:
-        log.warning("%s: ignore_index %s is also a class index (%s); those pixels will be ignored",
-                    path, clash, ", ".join(names[v] for v in clash))
+        log.warning(
+            "%s: ignore_index %s is also a class index (%s); those pixels will be ignored",
+            path,
+            clash,
+            ", ".join(names[v] for v in clash),
+        )
     return ignore_values
 
 
@@ -144,8 +155,10 @@ def _listed_images(image_dir: Path, stems: list[str] | None, listing: Path) -> l
         by_stem = {p.stem: p for p in images}
         lost = [s for s in stems if s not in by_stem]
         if lost:
-            raise MissingPairError(f"{listing} lists file(s) not in {image_dir}: "
-                                   f"{', '.join(lost[:10])}" + (" ..." if len(lost) > 10 else ""))
+            raise MissingPairError(
+                f"{listing} lists file(s) not in {image_dir}: "
+                f"{', '.join(lost[:10])}" + (" ..." if len(lost) > 10 else "")
+            )
         images = [by_stem[s] for s in stems]
     if not images:
         raise DatasetLayoutError(f"no images in {image_dir}\n{FOLDER_LAYOUT}")
@@ -155,15 +168,22 @@ def _listed_images(image_dir: Path, stems: list[str] | None, listing: Path) -> l
 class FolderDataset(SegmentationDataset):
     """Images and masks matched by stem, with classes from a YAML file."""
 
-    def __init__(self, root: str | Path, split: str = "train", classes_file: str | Path | None = None,
-                 transform: Transform | None = None, skip_bad_samples: bool = False,
-                 require_labels: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        classes_file: str | Path | None = None,
+        transform: Transform | None = None,
+        skip_bad_samples: bool = False,
+        require_labels: bool = True,
+    ) -> None:
         root = Path(root)
         if not root.is_dir():
             raise DatasetLayoutError(f"dataset root {root} does not exist or is not a folder\n{FOLDER_LAYOUT}")
         if classes_file is None:
-            classes_file = next((root / n for n in ("classes.yaml", "classes.yml") if (root / n).is_file()),
-                                root / "classes.yaml")
+            classes_file = next(
+                (root / n for n in ("classes.yaml", "classes.yml") if (root / n).is_file()), root / "classes.yaml"
+            )
         self.class_spec = load_folder_classes(classes_file)
         super().__init__(root, split, self.class_spec.info, transform, skip_bad_samples, require_labels)
         self._lut, self._valid = ignore_value_lut(self.num_classes, self.class_spec.ignore_values)
@@ -171,7 +191,9 @@ class FolderDataset(SegmentationDataset):
         images = _listed_images(image_dir, stems, root / f"{split}.txt")
         masks = {p.stem: p for p in list_images(mask_dir)} if mask_dir.is_dir() else {}
         if not masks and require_labels:
-            raise DatasetLayoutError(f"no mask files for split {split!r}: {mask_dir} is missing or empty\n{FOLDER_LAYOUT}")
+            raise DatasetLayoutError(
+                f"no mask files for split {split!r}: {mask_dir} is missing or empty\n{FOLDER_LAYOUT}"
+            )
         pairs, missing = [], []
         for img in images:
             mask = masks.get(img.stem)
@@ -180,10 +202,15 @@ class FolderDataset(SegmentationDataset):
                 continue
             pairs.append((str(img), None if mask is None else str(mask)))
         stems_set = {p.stem for p in images}
-        orphans = [] if stems is not None else [f"{m} (no image {image_dir / m.stem}.*)"
-                                                for s, m in sorted(masks.items()) if s not in stems_set]
-        self.report_unpaired(f"folder dataset {root}, split {split!r}",
-                             {"image(s) without a mask": missing, "mask(s) without an image": orphans})
+        orphans = (
+            []
+            if stems is not None
+            else [f"{m} (no image {image_dir / m.stem}.*)" for s, m in sorted(masks.items()) if s not in stems_set]
+        )
+        self.report_unpaired(
+            f"folder dataset {root}, split {split!r}",
+            {"image(s) without a mask": missing, "mask(s) without an image": orphans},
+        )
         if not pairs:
             raise DatasetLayoutError(f"folder dataset {root}, split {split!r}: no usable image/mask pairs")
         self.files = pairs
@@ -199,37 +226,60 @@ class FolderDataset(SegmentationDataset):
                 return image_dir, next((d for d in mask_dirs if d.is_dir()), mask_dirs[0]), None
         image_dir = root / "images"
         if image_dir.is_dir():
-            mask_dir = next((d for d in (root / "masks", root / "labels", root / "annotations") if d.is_dir()),
-                            root / "masks")
+            mask_dir = next(
+                (d for d in (root / "masks", root / "labels", root / "annotations") if d.is_dir()), root / "masks"
+            )
             listing = root / f"{split}.txt"
             if listing.is_file():
-                stems = [Path(line.split()[0]).stem for line in listing.read_text(encoding="utf-8").splitlines()
-                         if line.strip() and not line.startswith("#")]
+                stems = [
+                    Path(line.split()[0]).stem
+                    for line in listing.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and not line.startswith("#")
+                ]
                 return image_dir, mask_dir, stems
             if any(p.is_dir() for p in image_dir.iterdir()):
                 subdirs = ", ".join(sorted(p.name for p in image_dir.iterdir() if p.is_dir()))
-                raise DatasetLayoutError(f"split {split!r} not found: {image_dir / split} does not exist "
-                                         f"({image_dir} has: {subdirs})\n{FOLDER_LAYOUT}")
-            log.info("folder dataset %s has no split folders or %s.txt; split %r uses every image in %s",
-                     root, split, split, image_dir)
+                raise DatasetLayoutError(
+                    f"split {split!r} not found: {image_dir / split} does not exist "
+                    f"({image_dir} has: {subdirs})\n{FOLDER_LAYOUT}"
+                )
+            log.info(
+                "folder dataset %s has no split folders or %s.txt; split %r uses every image in %s",
+                root,
+                split,
+                split,
+                image_dir,
+            )
             return image_dir, mask_dir, None
-        raise DatasetLayoutError(f"split {split!r} not found under {root}: tried {root / 'images' / split}, "
-                                 f"{root / split / 'images'} and {root / 'images'}\n{FOLDER_LAYOUT}")
+        raise DatasetLayoutError(
+            f"split {split!r} not found under {root}: tried {root / 'images' / split}, "
+            f"{root / split / 'images'} and {root / 'images'}\n{FOLDER_LAYOUT}"
+        )
 
     def decode_mask(self, raw: np.ndarray, path: str) -> np.ndarray:
         spec = self.class_spec
         if raw.ndim == 3:
             rgb = raw[..., :3]
-            if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]) \
-                    and not spec.colors_given:
+            if (
+                np.array_equal(rgb[..., 0], rgb[..., 1])
+                and np.array_equal(rgb[..., 0], rgb[..., 2])
+                and not spec.colors_given
+            ):
                 raw = rgb[..., 0]
             else:
                 if not spec.colors_given:
-                    raise LabelValueError(f"mask {path} is an RGB colour image but {spec.source} gives no 'colors' "
-                                          f"to map colours to classes; add colors or save masks as class indices")
+                    raise LabelValueError(
+                        f"mask {path} is an RGB colour image but {spec.source} gives no 'colors' "
+                        f"to map colours to classes; add colors or save masks as class indices"
+                    )
                 colors = list(self.classes.palette) + list(spec.ignore_colors)
                 ids = list(range(self.num_classes)) + [IGNORE_INDEX] * len(spec.ignore_colors)
                 return map_colors(rgb, colors, ids, path, f"the class colours of {spec.source}")
         ign = ", ".join(str(v) for v in spec.ignore_values)
-        return map_values(raw, self._lut, self._valid, path,
-                          f"class indices 0..{self.num_classes - 1} ({spec.source}) or ignore {ign}")
+        return map_values(
+            raw,
+            self._lut,
+            self._valid,
+            path,
+            f"class indices 0..{self.num_classes - 1} ({spec.source}) or ignore {ign}",
+        )

@@ -61,14 +61,21 @@ STRONG_SCALE_WIDENING = 1.25  # "strong" scales from data.scale_range's min / 1.
 def _warp_args() -> dict[str, Any]:
     """How every geometric warp treats the two targets: bilinear image with black borders, nearest-neighbour
     mask with ignored borders."""
-    return {"interpolation": cv2.INTER_LINEAR, "mask_interpolation": cv2.INTER_NEAREST,
-            "border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": IGNORE_INDEX}
+    return {
+        "interpolation": cv2.INTER_LINEAR,
+        "mask_interpolation": cv2.INTER_NEAREST,
+        "border_mode": cv2.BORDER_CONSTANT,
+        "fill": 0,
+        "fill_mask": IGNORE_INDEX,
+    }
 
 
 def strong_geometry() -> list[Any]:
     """Small rotations and perspective changes, before the crop (so few border pixels reach it)."""
-    return [A.Affine(rotate=(-5.0, 5.0), p=0.5, **_warp_args()),
-            A.Perspective(scale=(0.02, 0.05), keep_size=True, p=0.3, **_warp_args())]
+    return [
+        A.Affine(rotate=(-5.0, 5.0), p=0.5, **_warp_args()),
+        A.Perspective(scale=(0.02, 0.05), keep_size=True, p=0.3, **_warp_args()),
+    ]
 
 
 def strong_photometric() -> list[Any]:
@@ -76,8 +83,13 @@ def strong_photometric() -> list[Any]:
     return [
         A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.7),  # exposure, contrast
         A.RandomGamma(gamma_limit=(70, 150), p=0.5),  # the camera's tone curve
-        A.OneOf([A.PlanckianJitter(mode="blackbody", p=1.0),  # white balance: another colour temperature
-                 A.RGBShift(r_shift_limit=15, g_shift_limit=15, b_shift_limit=15, p=1.0)], p=0.5),
+        A.OneOf(
+            [
+                A.PlanckianJitter(mode="blackbody", p=1.0),  # white balance: another colour temperature
+                A.RGBShift(r_shift_limit=15, g_shift_limit=15, b_shift_limit=15, p=1.0),
+            ],
+            p=0.5,
+        ),
         A.HueSaturationValue(hue_shift_limit=8, sat_shift_limit=25, val_shift_limit=0, p=0.4),
         A.OneOf([A.GaussianBlur(blur_limit=(3, 5), p=1.0), A.MotionBlur(blur_limit=(3, 7), p=1.0)], p=0.3),
         A.GaussNoise(std_range=(0.01, 0.05), p=0.3),  # sensor noise, up to 5% of the range
@@ -110,16 +122,23 @@ def _train_steps(data: Any) -> list[Any]:
     if strong:
         steps += strong_geometry()
     steps += [
-        A.PadIfNeeded(min_height=crop_h, min_width=crop_w, position="center",
-                      border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX),
+        A.PadIfNeeded(
+            min_height=crop_h,
+            min_width=crop_w,
+            position="center",
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=0,
+            fill_mask=IGNORE_INDEX,
+        ),
         A.RandomCrop(height=crop_h, width=crop_w),
     ]
     if data.hflip:
         steps.append(A.HorizontalFlip(p=0.5))
     jitter = float(data.color_jitter)
     if jitter > 0:
-        steps.append(A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter,
-                                   hue=min(0.5, jitter / 4), p=0.8))
+        steps.append(
+            A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=min(0.5, jitter / 4), p=0.8)
+        )
     if strong:
         steps += strong_photometric()
     return steps
@@ -135,8 +154,14 @@ def _random_scale(scale_range: Any, strong: bool) -> list[Any]:
     if (lo, hi) == (1.0, 1.0):
         return []
     # albumentations adds 1 to scale_limit: (-0.5, 1.0) means 0.5x .. 2x
-    return [A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
-                          mask_interpolation=cv2.INTER_NEAREST, p=1.0)]
+    return [
+        A.RandomScale(
+            scale_limit=(lo - 1.0, hi - 1.0),
+            interpolation=cv2.INTER_LINEAR,
+            mask_interpolation=cv2.INTER_NEAREST,
+            p=1.0,
+        )
+    ]
 
 
 def _eval_steps(data: Any) -> list[Any]:
@@ -144,8 +169,7 @@ def _eval_steps(data: Any) -> list[Any]:
     if data.eval_size is None:
         return []
     eval_h, eval_w = _pair(data.eval_size, "data.eval_size")
-    return [A.Resize(height=eval_h, width=eval_w, interpolation=cv2.INTER_LINEAR,
-                     mask_interpolation=cv2.INTER_NEAREST)]
+    return [A.Resize(height=eval_h, width=eval_w, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST)]
 
 
 def normalize(image: np.ndarray) -> torch.Tensor:

@@ -50,8 +50,7 @@ def parse_duration(value: Any, key: str = "train.time_budget") -> float | None:
         elif text and match and any(match.groups()):
             seconds = sum(float(g) * _UNITS[u] for g, u in zip(match.groups(), "hms") if g)
         else:
-            raise ResegError(f"{key} is {value!r}; expected a duration such as 90s, 10m, 1h30m or a number of "
-                             f"seconds")
+            raise ResegError(f"{key} is {value!r}; expected a duration such as 90s, 10m, 1h30m or a number of seconds")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ResegError(f"{key} is {value!r}; expected a positive duration")
     return seconds
@@ -88,9 +87,16 @@ class TimeBudget:
     `clock` is injectable so that tests drive time by hand (no timed tests).
     """
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic, warmup_iters: int = 5,
-                 calibration_iters: int = 20, margin: float = 0.05, replan_fraction: float = 0.25,
-                 replan_margin: float = 0.02) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        warmup_iters: int = 5,
+        calibration_iters: int = 20,
+        margin: float = 0.05,
+        replan_fraction: float = 0.25,
+        replan_margin: float = 0.02,
+    ) -> None:
         self.seconds = float(seconds)
         self.clock = clock
         self.warmup_iters = warmup_iters
@@ -142,14 +148,14 @@ class TimeBudget:
             return False
         if iterations_this_session == self.warmup_iters:
             self._calib_start = (done_iters, self.clock())
-        ready = (self._calib_start is not None
-                 and iterations_this_session >= self.warmup_iters + self.calibration_iters)
+        ready = self._calib_start is not None and iterations_this_session >= self.warmup_iters + self.calibration_iters
         if ready:
             self._calib_end = (done_iters, self.clock())
         return ready
 
-    def fix_length(self, done_iters: int, val_s: float, val_interval: int, upper_bound: int | None,
-                   images_per_iter: int) -> BudgetPlan:
+    def fix_length(
+        self, done_iters: int, val_s: float, val_interval: int, upper_bound: int | None, images_per_iter: int
+    ) -> BudgetPlan:
         """The run length that fits what is left: iterations plus a validation every `val_interval`
         (and the final one). `val_s` is the measured cost of one full validation."""
         start_iters, start_t = self._calib_start or (0, self._t0 or self.clock())
@@ -166,8 +172,14 @@ class TimeBudget:
         # steady steps to measure; none when the run would end first
         to_go = self.replan_fraction * self.seconds - self.spent()
         replan_at = done_iters + max(self.calibration_iters, math.ceil(to_go / per_iter) if to_go > 0 else 0)
-        self.plan = BudgetPlan(self.seconds, planned, iter_s, val_s, images_per_iter / iter_s,
-                               replan_at=replan_at if replan_at < planned else None)
+        self.plan = BudgetPlan(
+            self.seconds,
+            planned,
+            iter_s,
+            val_s,
+            images_per_iter / iter_s,
+            replan_at=replan_at if replan_at < planned else None,
+        )
         self._steady_start, self._steady_val_s = (done_iters, self.spent()), 0.0
         return self.plan
 
@@ -186,8 +198,7 @@ class TimeBudget:
             return False
         return self._steady_start is not None and done_iters > self._steady_start[0]
 
-    def replan(self, done_iters: int, val_interval: int, upper_bound: int | None,
-               images_per_iter: int) -> BudgetPlan:
+    def replan(self, done_iters: int, val_interval: int, upper_bound: int | None, images_per_iter: int) -> BudgetPlan:
         """Fix the length again from the steady pace and the measured validation cost."""
         assert self.plan is not None and self._steady_start is not None
         start_iters, start_spent = self._steady_start
@@ -199,8 +210,14 @@ class TimeBudget:
         planned = done_iters + (max(0, int(usable // per_iter)) if usable > 0 else 0)
         if upper_bound is not None:
             planned = min(planned, upper_bound)
-        self.plan = replace(self.plan, planned_iters=max(planned, done_iters), iter_s=iter_s, val_s=val_s,
-                            img_s=images_per_iter / iter_s, replanned_at=done_iters)
+        self.plan = replace(
+            self.plan,
+            planned_iters=max(planned, done_iters),
+            iter_s=iter_s,
+            val_s=val_s,
+            img_s=images_per_iter / iter_s,
+            replanned_at=done_iters,
+        )
         return self.plan
 
     def must_stop(self, reserve_s: float = 0.0) -> bool:
@@ -211,10 +228,18 @@ class TimeBudget:
     def state_dict(self) -> dict[str, Any]:
         steady = None
         if self._steady_start is not None:
-            steady = {"start_iter": self._steady_start[0], "start_spent": self._steady_start[1],
-                      "val_s": self._steady_val_s}
-        return {"seconds": self.seconds, "spent": self.spent(), "plan": asdict(self.plan) if self.plan else None,
-                "steady": steady, "measured_val_s": self._measured_val_s}
+            steady = {
+                "start_iter": self._steady_start[0],
+                "start_spent": self._steady_start[1],
+                "val_s": self._steady_val_s,
+            }
+        return {
+            "seconds": self.seconds,
+            "spent": self.spent(),
+            "plan": asdict(self.plan) if self.plan else None,
+            "steady": steady,
+            "measured_val_s": self._measured_val_s,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue a budgeted run: what it already spent is charged, its length stays fixed, and a re-plan

@@ -45,17 +45,23 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise CheckpointError(f"checkpoint not found: {path}")
     size = path.stat().st_size
     if size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was never written completely. "
-                              f"Use another checkpoint (e.g. best.pt or last.pt of the run)")
+        raise CheckpointError(
+            f"checkpoint {path} is empty (0 bytes); it was never written completely. "
+            f"Use another checkpoint (e.g. best.pt or last.pt of the run)"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for damaged files, some with no message at all
         detail = " ".join(str(err).split())[:200] or "no detail"
-        raise CheckpointError(f"checkpoint {path} ({size} bytes) is truncated, damaged or not a PyTorch file "
-                              f"({type(err).__name__}: {detail})") from None
+        raise CheckpointError(
+            f"checkpoint {path} ({size} bytes) is truncated, damaged or not a PyTorch file "
+            f"({type(err).__name__}: {detail})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a reseg checkpoint (expected a dict with format={FORMAT!r}, "
-                              f"model, config and class_names; train one with `reseg train`)")
+        raise CheckpointError(
+            f"{path} is not a reseg checkpoint (expected a dict with format={FORMAT!r}, "
+            f"model, config and class_names; train one with `reseg train`)"
+        )
     for key in ("model", "config", "class_names"):
         if key not in state:
             raise CheckpointError(f"checkpoint {path} lacks the key {key!r}; it may be truncated or from another tool")
@@ -80,7 +86,7 @@ def strip_wrapper_prefix(key: str) -> str:
     """Weights saved from DDP (`module.`) or torch.compile (`_orig_mod.`) wrappers load into the bare model."""
     for prefix in ("module.", "_orig_mod."):
         while key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
     return key
 
 
@@ -126,9 +132,11 @@ class Checkpoint:
                 model.load_state_dict(weights, strict=True)
         except RuntimeError as err:
             detail = " ".join(str(err).split())[:400]
-            raise CheckpointError(f"checkpoint {self.path} does not match the model its config describes "
-                                  f"({self.config.model.name}, {self.config.model.num_classes} classes): "
-                                  f"{detail}") from None
+            raise CheckpointError(
+                f"checkpoint {self.path} does not match the model its config describes "
+                f"({self.config.model.name}, {self.config.model.num_classes} classes): "
+                f"{detail}"
+            ) from None
         return model.eval()
 
 
@@ -160,10 +168,15 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> None:
     own = model.state_dict()
     problems = [f"missing {k}" for k in own if k not in weights]
     problems += [f"unexpected {k}" for k in weights if k not in own]
-    problems += [f"{k}: {tuple(weights[k].shape)} in the checkpoint, {tuple(v.shape)} here"
-                 for k, v in own.items() if k in weights and weights[k].shape != v.shape]
+    problems += [
+        f"{k}: {tuple(weights[k].shape)} in the checkpoint, {tuple(v.shape)} here"
+        for k, v in own.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
     if problems:
-        raise CheckpointError(f"train.init_from {path}: its weights do not fit this model ({'; '.join(problems[:4])}"
-                              f"{'; ...' if len(problems) > 4 else ''}); it must have the same model.* settings "
-                              "and class count")
+        raise CheckpointError(
+            f"train.init_from {path}: its weights do not fit this model ({'; '.join(problems[:4])}"
+            f"{'; ...' if len(problems) > 4 else ''}); it must have the same model.* settings "
+            "and class count"
+        )
     model.load_state_dict(weights)

@@ -16,9 +16,9 @@ import datetime
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -80,7 +80,9 @@ def dist_timeout() -> datetime.timedelta:
     except ValueError:
         seconds = float("nan")
     if not seconds > 0 or seconds == float("inf"):
-        raise ResegError(f"{TIMEOUT_ENV}={raw!r}: expected a positive number of seconds (default {DEFAULT_TIMEOUT_S:.0f})")
+        raise ResegError(
+            f"{TIMEOUT_ENV}={raw!r}: expected a positive number of seconds (default {DEFAULT_TIMEOUT_S:.0f})"
+        )
     return datetime.timedelta(seconds=seconds)
 
 
@@ -161,6 +163,7 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 # ---------------------------------------------------------------- failures
 
+
 def describe_error(err: BaseException) -> str:
     """One line for an error as another rank should read it; a bad sample says it was in this rank's shard.
 
@@ -219,8 +222,18 @@ def _looks_collective(err: BaseException) -> bool:
     if isinstance(err, getattr(dist, "DistError", ())):
         return True
     text = str(err)
-    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "timed out",
-                                   "Timed out", "NCCL", "gloo", "Broken pipe"))
+    return any(
+        s in text
+        for s in (
+            "Connection closed by peer",
+            "Connection reset by peer",
+            "timed out",
+            "Timed out",
+            "NCCL",
+            "gloo",
+            "Broken pipe",
+        )
+    )
 
 
 @contextlib.contextmanager
@@ -249,7 +262,8 @@ def failures_end_the_job() -> Iterator[None]:
             raise PeerFailedError(
                 f"rank {me} of {world}: a collective operation failed ({describe_error(err)}); another rank died "
                 f"or stopped answering without leaving an error (see its log; collectives wait at most "
-                f"{dist_timeout().total_seconds():.0f} s, {TIMEOUT_ENV})") from None
+                f"{dist_timeout().total_seconds():.0f} s, {TIMEOUT_ENV})"
+            ) from None
         text = describe_error(err)
         announce_failure(text)
         if isinstance(err, ResegError):

@@ -97,8 +97,11 @@ class MetricsLog:
 
         if not self.path.exists():
             return
-        lines = [(n, ln) for n, ln in enumerate(self.path.read_text(encoding="utf-8", errors="replace")
-                                                 .splitlines(), 1) if ln.strip()]
+        lines = [
+            (n, ln)
+            for n, ln in enumerate(self.path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+            if ln.strip()
+        ]
         kept, torn = [], 0
         for number, line in lines:
             try:
@@ -178,6 +181,7 @@ class _TqdmHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             from tqdm.auto import tqdm
+
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # pragma: no cover - logging must never kill training
             self.handleError(record)

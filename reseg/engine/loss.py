@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 class SegLoss(nn.Module):
     """Cross-entropy (ignore 255, optional class weights, optional label smoothing) + optional Dice and Lovasz
     terms from smp.
@@ -14,8 +15,15 @@ class SegLoss(nn.Module):
     and spreads eps over all classes; ignored pixels still add nothing.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, class_weights: torch.Tensor | None = None,
-                 dice_weight: float = 0.0, lovasz_weight: float = 0.0, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int = 255,
+        class_weights: torch.Tensor | None = None,
+        dice_weight: float = 0.0,
+        lovasz_weight: float = 0.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
@@ -24,6 +32,7 @@ class SegLoss(nn.Module):
         self.dice = self.lovasz = None
         if dice_weight > 0 or lovasz_weight > 0:
             from segmentation_models_pytorch.losses import DiceLoss, LovaszLoss
+
             if dice_weight > 0:
                 self.dice = DiceLoss(mode="multiclass", ignore_index=ignore_index)
             if lovasz_weight > 0:
@@ -36,21 +45,26 @@ class SegLoss(nn.Module):
             return valid.sum().float()
         return self.weight[target[valid]].sum()
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                denominator: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, denominator: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Loss of a batch. `denominator` replaces this batch's own CE denominator: under DDP the trainer
         passes (global denominator / world size), so the averaged gradients equal one process's on the
         whole global batch even when ranks hold different numbers of labelled pixels."""
         logits = logits.float()
         if denominator is None:
             denominator = self.ce_denominator(target)
-        ce_sum = F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
-                                 reduction="sum", label_smoothing=self.label_smoothing)
+        ce_sum = F.cross_entropy(
+            logits,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction="sum",
+            label_smoothing=self.label_smoothing,
+        )
         loss = ce_sum / denominator.clamp_min(1e-6)  # a batch with no labelled pixel adds nothing
         if self.dice is not None:
             loss = loss + self.dice_weight * self.dice(logits, target)
         if self.lovasz is not None:
             loss = loss + self.lovasz_weight * self.lovasz(logits, target)
         return loss
-
-

@@ -13,6 +13,7 @@ from reseg.config import Config
 from reseg.errors import ResegError
 from reseg.models.base import SegmentationModel
 
+
 def param_groups(model: nn.Module, lr: float, encoder_lr_mult: float) -> list[dict[str, Any]]:
     """A SegmentationModel's own groups (encoder at lr*mult, frozen parameters absent); for any other module
     all its trainable parameters at lr."""
@@ -31,8 +32,9 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     o = cfg.optim
     groups = param_groups(model, o.lr, o.encoder_lr_mult)
     if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                               weight_decay=o.weight_decay)
+        return torch.optim.SGD(
+            groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay
+        )
     if o.name == "adam":
         return torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
     if o.name == "adamw":
@@ -125,9 +127,8 @@ def lr_factor(cfg: Config, total_iters: int | RunLength, iters_per_epoch: int) -
     return factor
 
 
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_iters: int | RunLength,
-                    iters_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    cfg: Config, optimizer: torch.optim.Optimizer, total_iters: int | RunLength, iters_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR stepped once per iteration (epoch-based schedules change value only at epoch ends)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, total_iters, iters_per_epoch))
-
-

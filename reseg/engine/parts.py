@@ -61,8 +61,9 @@ class RunContext:
 def run_context(cfg: Config, dist: dist_utils.DistInfo, device: torch.device) -> RunContext:
     """The AMP type and memory format train.amp and train.channels_last ask for on `device`."""
     # None when AMP is off, or asked for on a CPU without native bf16 (amp_dtype warns then)
-    return RunContext(dist, device, amp_dtype(bool(cfg.train.amp), device, training=True),
-                      memory_format(cfg.train.channels_last))
+    return RunContext(
+        dist, device, amp_dtype(bool(cfg.train.amp), device, training=True), memory_format(cfg.train.channels_last)
+    )
 
 
 def start_process(cfg: Config) -> RunContext:
@@ -107,34 +108,52 @@ def _settle_num_classes(cfg: Config, names: list[str]) -> None:
     if cfg.model.num_classes is None:
         cfg.model.num_classes = n
     elif cfg.model.num_classes != n:
-        raise ResegError(f"model.num_classes is {cfg.model.num_classes} but dataset {cfg.data.dataset!r} has "
-                         f"{n} classes ({', '.join(names[:5])}...); remove model.num_classes or make them agree")
+        raise ResegError(
+            f"model.num_classes is {cfg.model.num_classes} but dataset {cfg.data.dataset!r} has "
+            f"{n} classes ({', '.join(names[:5])}...); remove model.num_classes or make them agree"
+        )
 
 
 def _epoch_sampler(cfg: Config, length: int, dist: dist_utils.DistInfo) -> EpochBatchSampler:
-    sampler = EpochBatchSampler(length, cfg.data.batch_size, seed=cfg.train.seed, shuffle=True, rank=dist.rank,
-                                world_size=dist.world_size)
+    sampler = EpochBatchSampler(
+        length, cfg.data.batch_size, seed=cfg.train.seed, shuffle=True, rank=dist.rank, world_size=dist.world_size
+    )
     if sampler.batches_per_epoch() == 0:
-        raise ResegError(f"the {cfg.data.train_split!r} split has {length} images, fewer than one global batch "
-                         f"of {sampler.global_batch()} (data.batch_size x processes)")
+        raise ResegError(
+            f"the {cfg.data.train_split!r} split has {length} images, fewer than one global batch "
+            f"of {sampler.global_batch()} (data.batch_size x processes)"
+        )
     return sampler
 
 
 def build_data(cfg: Config, run: RunContext) -> TrainData:
     """Both splits, the sampler and the loader; sets cfg.model.num_classes from the dataset when unset."""
     # rank 0 first, and the only one that may generate the synthetic set (no other writer)
-    train_set = dist_utils.main_first(lambda: _build_dataset(cfg, cfg.data.train_split, run.main),
-                                      "building the training set")
+    train_set = dist_utils.main_first(
+        lambda: _build_dataset(cfg, cfg.data.train_split, run.main), "building the training set"
+    )
     # validation reads full-size images and labels, like `reseg evaluate`
     val_set = _build_dataset(cfg, cfg.data.val_split, run.main, transform=None)
     classes = train_set.classes
     names = list(classes.names)
     _settle_num_classes(cfg, names)
     sampler = _epoch_sampler(cfg, len(train_set), run.dist)
-    loader = build_loader(SeededView(train_set), cfg, train=True, batch_sampler=sampler,
-                          generator=torch.Generator().manual_seed(cfg.train.seed))
-    return TrainData(train_set, val_set, names, [list(map(int, c)) for c in classes.palette], sampler, loader,
-                     list(ShardSampler(len(val_set), run.dist.rank, run.dist.world_size)))
+    loader = build_loader(
+        SeededView(train_set),
+        cfg,
+        train=True,
+        batch_sampler=sampler,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+    )
+    return TrainData(
+        train_set,
+        val_set,
+        names,
+        [list(map(int, c)) for c in classes.palette],
+        sampler,
+        loader,
+        list(ShardSampler(len(val_set), run.dist.rank, run.dist.world_size)),
+    )
 
 
 def loss_class_weights(cfg: Config, train_set: Dataset, cache_dir: Path, progress: bool) -> torch.Tensor | None:
@@ -145,8 +164,11 @@ def loss_class_weights(cfg: Config, train_set: Dataset, cache_dir: Path, progres
     from reseg.data.balance import class_weights
 
     # rank 0 computes and caches; the others receive its weights (or its error, named)
-    weights = torch.tensor(dist_utils.run_on_main(
-        lambda: class_weights(train_set, method, cache_dir, progress=progress).tolist(), "class statistics"))
+    weights = torch.tensor(
+        dist_utils.run_on_main(
+            lambda: class_weights(train_set, method, cache_dir, progress=progress).tolist(), "class statistics"
+        )
+    )
     LOG.info("class weights (%s): %s", method, ", ".join(f"{w:.3f}" for w in weights.tolist()))
     return weights.float()
 
@@ -176,10 +198,12 @@ def time_budget(cfg: Config, clock: Callable[[], float]) -> TimeBudget | None:
 def plan_budget(cfg: Config, iters_per_epoch: int, time: TimeBudget | None) -> RunBudget:
     """The config's length in iterations; a time budget with no such bound starts at NO_LIMIT."""
     t = cfg.train
-    upper_bound = (t.epochs * iters_per_epoch if t.epochs is not None
-                   else int(t.max_iters) if t.max_iters is not None else None)
-    length = RunLength(upper_bound if upper_bound is not None else NO_LIMIT,
-                       iters_per_epoch if cfg.sched.by_epoch else 1)
+    upper_bound = (
+        t.epochs * iters_per_epoch if t.epochs is not None else int(t.max_iters) if t.max_iters is not None else None
+    )
+    length = RunLength(
+        upper_bound if upper_bound is not None else NO_LIMIT, iters_per_epoch if cfg.sched.by_epoch else 1
+    )
     return RunBudget(iters_per_epoch, upper_bound, length, time)
 
 
@@ -215,8 +239,9 @@ def build_train_model(cfg: Config, run: RunContext, resuming: bool = False) -> n
     return dist_utils.maybe_sync_bn(model, cfg.model.sync_bn)
 
 
-def build_optimisation(cfg: Config, run: RunContext, model: nn.Module, budget: RunBudget,
-                       class_weights: torch.Tensor | None) -> Optimisation:
+def build_optimisation(
+    cfg: Config, run: RunContext, model: nn.Module, budget: RunBudget, class_weights: torch.Tensor | None
+) -> Optimisation:
     """DDP's wrapper, the weight average, optimiser, schedule (over budget.length), grad scaler and loss."""
     wrapped = dist_utils.wrap_ddp(model, run.device)
     # after DDP's wrap: every rank's average starts from the same (rank 0's) weights
@@ -224,7 +249,13 @@ def build_optimisation(cfg: Config, run: RunContext, model: nn.Module, budget: R
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, budget.length, budget.iters_per_epoch)
     scaler = torch.amp.GradScaler(run.device.type, enabled=run.amp_dtype == torch.float16)
-    criterion = SegLoss(cfg.model.num_classes, cfg.loss.ignore_index, class_weights, cfg.loss.dice_weight,
-                        cfg.loss.lovasz_weight, cfg.loss.label_smoothing).to(run.device)
+    criterion = SegLoss(
+        cfg.model.num_classes,
+        cfg.loss.ignore_index,
+        class_weights,
+        cfg.loss.dice_weight,
+        cfg.loss.lovasz_weight,
+        cfg.loss.label_smoothing,
+    ).to(run.device)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     return Optimisation(wrapped, model, optimizer, scheduler, scaler, criterion, params, ema)

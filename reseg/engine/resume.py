@@ -42,12 +42,19 @@ class LoopState:
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any]) -> LoopState:
         iteration = int(state["iteration"])
-        return cls(iteration, state.get("best_metric"), state.get("best_iteration"), int(state.get("bad_evals", 0)),
-                   state.get("last_val"), last_saved=iteration)
+        return cls(
+            iteration,
+            state.get("best_metric"),
+            state.get("best_iteration"),
+            int(state.get("bad_evals", 0)),
+            state.get("last_val"),
+            last_saved=iteration,
+        )
 
 
-def checkpoint_state(cfg: Config, opt: Optimisation, data: TrainData, budget: RunBudget,
-                     loop: LoopState, run_device: Any = "cpu") -> dict[str, Any]:
+def checkpoint_state(
+    cfg: Config, opt: Optimisation, data: TrainData, budget: RunBudget, loop: LoopState, run_device: Any = "cpu"
+) -> dict[str, Any]:
     """Everything needed to continue exactly (see the checkpoint format in DESIGN.md); collective (RNG states
     are gathered from every rank)."""
     rng = dist_utils.all_gather_object(get_rng_state())
@@ -83,23 +90,31 @@ def read_resume(path: Path) -> tuple[dict[str, Any], Path]:
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
-        raise ResegError(f"nothing to resume: {path} not found (train without --resume first, or pass the "
-                         f"checkpoint path: --resume PATH)")
+        raise ResegError(
+            f"nothing to resume: {path} not found (train without --resume first, or pass the "
+            f"checkpoint path: --resume PATH)"
+        )
     return load_checkpoint(path), path
 
 
 def check_compatible(state: dict[str, Any], path: Path, model_cfg: Any, class_names: list[str]) -> None:
     """Refuse a checkpoint of another architecture or class set, saying exactly what differs."""
     old_model = (state.get("config") or {}).get("model", {})
-    diffs = [f"model.{k}: checkpoint {old_model.get(k)!r}, config {getattr(model_cfg, k)!r}"
-             for k in ARCH_KEYS if k in old_model and old_model.get(k) != getattr(model_cfg, k, None)]
+    diffs = [
+        f"model.{k}: checkpoint {old_model.get(k)!r}, config {getattr(model_cfg, k)!r}"
+        for k in ARCH_KEYS
+        if k in old_model and old_model.get(k) != getattr(model_cfg, k, None)
+    ]
     old_names = list(state.get("class_names") or [])
     if old_names and old_names != class_names:
-        diffs.append(f"classes: checkpoint {len(old_names)} ({', '.join(old_names[:4])}...), "
-                     f"dataset {len(class_names)} ({', '.join(class_names[:4])}...)")
+        diffs.append(
+            f"classes: checkpoint {len(old_names)} ({', '.join(old_names[:4])}...), "
+            f"dataset {len(class_names)} ({', '.join(class_names[:4])}...)"
+        )
     if diffs:
-        raise ResegError(f"cannot resume from {path}: it was trained with a different model or classes; "
-                         + "; ".join(diffs))
+        raise ResegError(
+            f"cannot resume from {path}: it was trained with a different model or classes; " + "; ".join(diffs)
+        )
 
 
 def restore_weights(opt: Optimisation, state: dict[str, Any], path: Path) -> None:
@@ -111,12 +126,12 @@ def restore_weights(opt: Optimisation, state: dict[str, Any], path: Path) -> Non
         if opt.ema is not None and averaged:
             opt.ema.load(state["model"], state.get("ema"))
     except RuntimeError as err:
-        raise ResegError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0][:300]} ...") \
-            from None
+        raise ResegError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0][:300]} ...") from None
     if opt.ema is not None and not averaged:
         opt.ema.restart_from(opt.model_bare)
-        LOG.info("train.ema_decay=%g: %s holds no weight average; the average starts from its weights",
-                 opt.ema.decay, path)
+        LOG.info(
+            "train.ema_decay=%g: %s holds no weight average; the average starts from its weights", opt.ema.decay, path
+        )
     elif averaged and opt.ema is None:
         LOG.info("train.ema_decay is 0: continuing from the trained weights in %s; its average is dropped", path)
 
@@ -126,8 +141,10 @@ def restore_optimisation(opt: Optimisation, state: dict[str, Any], path: Path) -
     try:
         opt.optimizer.load_state_dict(state["optimizer"])
     except (ValueError, KeyError) as err:
-        raise ResegError(f"optimizer state in {path} does not match this config's optimizer/parameter groups "
-                         f"({err}); were optim.name or model.freeze_encoder changed?") from None
+        raise ResegError(
+            f"optimizer state in {path} does not match this config's optimizer/parameter groups "
+            f"({err}); were optim.name or model.freeze_encoder changed?"
+        ) from None
     opt.scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
         opt.scaler.load_state_dict(state["scaler"])
@@ -143,9 +160,12 @@ def restore_budget(budget: RunBudget, saved: dict[str, Any] | None, run_length: 
             budget.length.load_state_dict(run_length)
         else:  # a checkpoint from before the knots were saved
             budget.length.change(0, budget.time.plan.planned_iters)
-        LOG.info("time budget %s: %s already spent; the run keeps its length of %d iterations",
-                 format_duration(budget.time.seconds), format_duration(budget.time.spent_before),
-                 budget.total_iters)
+        LOG.info(
+            "time budget %s: %s already spent; the run keeps its length of %d iterations",
+            format_duration(budget.time.seconds),
+            format_duration(budget.time.spent_before),
+            budget.total_iters,
+        )
 
 
 def restore_rng(rng: Any, dist: dist_utils.DistInfo) -> None:
@@ -161,5 +181,7 @@ def warn_if_order_differs(saved: dict[str, Any], sampler: EpochBatchSampler) -> 
     now = sampler.state_dict()
     differs = [k for k in ("seed", "length", "batch_size", "world_size") if k in saved and saved[k] != now[k]]
     if differs:
-        LOG.warning("data order differs from the checkpoint's (%s): the resumed run is not an exact "
-                    "continuation", ", ".join(f"{k} {saved[k]} -> {now[k]}" for k in differs))
+        LOG.warning(
+            "data order differs from the checkpoint's (%s): the resumed run is not an exact continuation",
+            ", ".join(f"{k} {saved[k]} -> {now[k]}" for k in differs),
+        )

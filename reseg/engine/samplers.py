@@ -29,8 +29,9 @@ class EpochBatchSampler(Sampler[list]):
     (on resume).
     """
 
-    def __init__(self, length: int, batch_size: int, seed: int = 0, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, length: int, batch_size: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.length = int(length)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -61,15 +62,21 @@ class EpochBatchSampler(Sampler[list]):
         perm = self.order(self.epoch)
         gb = self.global_batch()
         for b in range(self.start_batch, self.batches_per_epoch()):
-            chunk = perm[b * gb + self.rank * self.batch_size: b * gb + (self.rank + 1) * self.batch_size]
+            chunk = perm[b * gb + self.rank * self.batch_size : b * gb + (self.rank + 1) * self.batch_size]
             yield [(i, sample_seed(self.seed, self.epoch, i)) for i in chunk]
 
     def __len__(self) -> int:
         return max(0, self.batches_per_epoch() - self.start_batch)
 
     def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "epoch": self.epoch, "start_batch": self.start_batch, "length": self.length,
-                "batch_size": self.batch_size, "world_size": self.world_size}
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "start_batch": self.start_batch,
+            "length": self.length,
+            "batch_size": self.batch_size,
+            "world_size": self.world_size,
+        }
 
 
 class ShardSampler(Sampler[int]):

@@ -14,8 +14,9 @@ from reseg.engine.parts import Optimisation, RunContext
 from reseg.runtime import autocast
 
 
-def forward_loss(model: nn.Module, criterion: SegLoss, batch: dict[str, Any],
-                 run: RunContext) -> tuple[torch.Tensor, float]:
+def forward_loss(
+    model: nn.Module, criterion: SegLoss, batch: dict[str, Any], run: RunContext
+) -> tuple[torch.Tensor, float]:
     """The loss of `batch` under autocast, a mean over every labelled pixel of the global batch, and its value
     (the same on every rank)."""
     images = batch["image"].to(run.device, non_blocking=True, memory_format=run.memory_format)

@@ -42,11 +42,32 @@ from reseg.engine import distributed as dist_utils
 from reseg.engine.budget import BudgetPlan, TimeBudget, format_duration
 from reseg.engine.checkpoint import save_checkpoint
 from reseg.engine.logger import MetricLogger, RunRecords, close_logging, hms, jsonable, setup_logging
-from reseg.engine.parts import (NO_LIMIT, Optimisation, RunBudget, RunContext, TrainData, build_data,
-                                build_optimisation, build_train_model, loss_class_weights, plan_budget,
-                                run_context, start_process, time_budget)
-from reseg.engine.resume import (LoopState, check_compatible, checkpoint_state, read_resume, restore_budget,
-                                 restore_optimisation, restore_rng, restore_weights, warn_if_order_differs)
+from reseg.engine.parts import (
+    NO_LIMIT,
+    Optimisation,
+    RunBudget,
+    RunContext,
+    TrainData,
+    build_data,
+    build_optimisation,
+    build_train_model,
+    loss_class_weights,
+    plan_budget,
+    run_context,
+    start_process,
+    time_budget,
+)
+from reseg.engine.resume import (
+    LoopState,
+    check_compatible,
+    checkpoint_state,
+    read_resume,
+    restore_budget,
+    restore_optimisation,
+    restore_rng,
+    restore_weights,
+    warn_if_order_differs,
+)
 from reseg.engine.step import backward_and_step, forward_loss
 from reseg.errors import ResegError
 from reseg.evaluation import evaluate_split
@@ -67,8 +88,10 @@ def check_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
     check_output_dir(work_dir, "--work-dir")
     held = [name for name in RUN_FILES if (work_dir / name).exists()]
     if held and not resume and not overwrite:
-        raise ResegError(f"{work_dir} already holds a run ({', '.join(held)}); continue it with --resume, "
-                         f"start again there with --overwrite, or pick another --work-dir")
+        raise ResegError(
+            f"{work_dir} already holds a run ({', '.join(held)}); continue it with --resume, "
+            f"start again there with --overwrite, or pick another --work-dir"
+        )
 
 
 def _clear_work_dir(work_dir: Path, earlier_run: bool) -> None:
@@ -104,16 +127,19 @@ def kept_message(work_dir: Path, last_saved: int | None) -> str:
     """What a stopped run leaves to continue from, and what to change first."""
     last = work_dir / "last.pt"
     if last_saved is not None and last.exists():
-        return (f"The last good checkpoint is {last} (iteration {last_saved}); lower optim.lr, set "
-                f"optim.grad_clip or check the data, then resume with --resume.")
+        return (
+            f"The last good checkpoint is {last} (iteration {last_saved}); lower optim.lr, set "
+            f"optim.grad_clip or check the data, then resume with --resume."
+        )
     return "No checkpoint was written yet; lower optim.lr, set optim.grad_clip or check the data."
 
 
 # ================================================================ small pieces of the loop
 def weights_finite(model: nn.Module, device: torch.device) -> bool:
     """True when every rank's weights are finite."""
-    ok = torch.tensor(all(bool(torch.isfinite(p).all()) for p in model.parameters()), dtype=torch.float32,
-                      device=device)
+    ok = torch.tensor(
+        all(bool(torch.isfinite(p).all()) for p in model.parameters()), dtype=torch.float32, device=device
+    )
     return bool(dist_utils.all_reduce_sum(1 - ok).item() == 0)
 
 
@@ -149,9 +175,15 @@ class Trainer:
     budget: RunBudget
     opt: Optimisation
 
-    def __init__(self, cfg: Config, work_dir: str | Path, resume: str | Path | None = None,
-                 progress: bool | None = None, overwrite: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        work_dir: str | Path,
+        resume: str | Path | None = None,
+        progress: bool | None = None,
+        overwrite: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.cfg = copy.deepcopy(cfg)
         self.work_dir = Path(work_dir)
         self.resume = resume
@@ -223,8 +255,12 @@ class Trainer:
         restore_budget(self.budget, state.get("budget"), state.get("run_length"))
         restore_rng(state.get("rng"), self.run.dist)
         warn_if_order_differs(state.get("sampler") or {}, self.data.sampler)
-        LOG.info("resumed from %s at iteration %d (epoch %d)", path, self.state.iteration,
-                 self.state.iteration // self.budget.iters_per_epoch)
+        LOG.info(
+            "resumed from %s at iteration %d (epoch %d)",
+            path,
+            self.state.iteration,
+            self.state.iteration // self.budget.iters_per_epoch,
+        )
 
     def _stop_workers(self) -> None:
         """Stop the persistent data-loader workers now, while the interpreter is whole.
@@ -243,8 +279,10 @@ class Trainer:
     def save(self, name: str = "last.pt") -> None:
         """Collective (RNG states are gathered); rank 0 writes atomically."""
         if not weights_finite(self.opt.model_bare, self.run.device):
-            raise NonFiniteLossError(f"the weights became non-finite by iteration {self.state.iteration}; not "
-                                     f"saving. {kept_message(self.work_dir, self.state.last_saved)}")
+            raise NonFiniteLossError(
+                f"the weights became non-finite by iteration {self.state.iteration}; not "
+                f"saving. {kept_message(self.work_dir, self.state.last_saved)}"
+            )
         state = self.state_dict()
         if self.run.main:
             save_checkpoint(state, self.work_dir / name)
@@ -257,9 +295,11 @@ class Trainer:
         loss, value = forward_loss(self.opt.model, self.opt.criterion, batch, self.run)
         if not math.isfinite(value):
             it = self.state.iteration
-            raise NonFiniteLossError(f"the loss became {value} at iteration {it + 1} (epoch "
-                                     f"{it // self.budget.iters_per_epoch}); stopping before it reaches the "
-                                     f"weights. " + kept_message(self.work_dir, self.state.last_saved))
+            raise NonFiniteLossError(
+                f"the loss became {value} at iteration {it + 1} (epoch "
+                f"{it // self.budget.iters_per_epoch}); stopping before it reaches the "
+                f"weights. " + kept_message(self.work_dir, self.state.last_saved)
+            )
         backward_and_step(self.opt, loss, self.cfg.optim.grad_clip)
         return value
 
@@ -267,21 +307,32 @@ class Trainer:
     def _predictor(self) -> Any:
         from reseg.predictor import Predictor
 
-        return Predictor.from_config(self.opt.eval_model, self.cfg, self.data.class_names, self.data.palette,
-                                     self.run.device, amp=self.run.amp_dtype or False,
-                                     channels_last=self.cfg.train.channels_last)
+        return Predictor.from_config(
+            self.opt.eval_model,
+            self.cfg,
+            self.data.class_names,
+            self.data.palette,
+            self.run.device,
+            amp=self.run.amp_dtype or False,
+            channels_last=self.cfg.train.channels_last,
+        )
 
     def validate(self, indices: list[int] | None = None, workers: int | None = None) -> dict[str, Any]:
         """Scores of this split through reseg.evaluation, the path `reseg evaluate` takes (all ranks summed)."""
         data, model = self.data, self.opt.model_bare
         was_training = model.training
         try:
-            result = evaluate_split(self._predictor(), data.val_set,
-                                    indices=data.val_indices if indices is None else indices,
-                                    workers=self.cfg.data.num_workers if workers is None else workers,
-                                    batch_size=self.cfg.data.val_batch_size,
-                                    progress=self._show_bar(), dataset_name=self.cfg.data.dataset,
-                                    class_names=data.class_names, quiet=True)
+            result = evaluate_split(
+                self._predictor(),
+                data.val_set,
+                indices=data.val_indices if indices is None else indices,
+                workers=self.cfg.data.num_workers if workers is None else workers,
+                batch_size=self.cfg.data.val_batch_size,
+                progress=self._show_bar(),
+                dataset_name=self.cfg.data.dataset,
+                class_names=data.class_names,
+                quiet=True,
+            )
         finally:
             model.train(was_training)
         return result.metrics
@@ -293,13 +344,19 @@ class Trainer:
         metrics = self.validate()
         it = self.state.iteration
         self.state.last_val = jsonable(metrics)
-        self._record({"type": "val", "iter": it, "epoch": it // self.budget.iters_per_epoch, **self.state.last_val},
-                     scalars(metrics))
+        self._record(
+            {"type": "val", "iter": it, "epoch": it // self.budget.iters_per_epoch, **self.state.last_val},
+            scalars(metrics),
+        )
         LOG.info("val @ %d: %s", it, summary_line(metrics))
         if self.run.main:
-            LOG.info("  per-class IoU: %s", "  ".join(
-                f"{k} {v['IoU']:.3f}" if v.get("IoU") is not None else f"{k} -"
-                for k, v in (metrics.get("per_class") or {}).items()))
+            LOG.info(
+                "  per-class IoU: %s",
+                "  ".join(
+                    f"{k} {v['IoU']:.3f}" if v.get("IoU") is not None else f"{k} -"
+                    for k, v in (metrics.get("per_class") or {}).items()
+                ),
+            )
         return metrics
 
     def _track_best(self, miou: float | None) -> bool:
@@ -313,8 +370,12 @@ class Trainer:
         s.bad_evals += 1
         patience = self.cfg.train.early_stop_patience
         if patience and s.bad_evals >= patience:
-            LOG.info("early stop: no mIoU gain in %d validations (best %.4f at iteration %s)",
-                     s.bad_evals, s.best_metric or 0.0, s.best_iteration)
+            LOG.info(
+                "early stop: no mIoU gain in %d validations (best %.4f at iteration %s)",
+                s.bad_evals,
+                s.best_metric or 0.0,
+                s.best_iteration,
+            )
             return True
         return False
 
@@ -338,21 +399,46 @@ class Trainer:
         self.validate(sample, workers=0)  # no worker start-up in the sample: it would be scaled up
         val_s = (self.clock() - t0) * len(indices) / max(1, len(sample))
         budget = self.budget.time
-        plan = self._adopt(budget.fix_length(self.state.iteration, val_s, self._val_every(), self.budget.upper_bound,
-                                             self.data.sampler.global_batch()))
-        LOG.info("time budget %s: %d iterations at %.1f img/s (%.2f s each; one validation %.1f s, every %d); "
-                 "%s spent calibrating%s", format_duration(budget.seconds), plan.planned_iters, plan.img_s,
-                 plan.iter_s, plan.val_s, self.cfg.train.val_interval, format_duration(budget.spent()),
-                 f"; it re-plans at iteration {plan.replan_at}" if plan.replan_at is not None else "")
+        plan = self._adopt(
+            budget.fix_length(
+                self.state.iteration,
+                val_s,
+                self._val_every(),
+                self.budget.upper_bound,
+                self.data.sampler.global_batch(),
+            )
+        )
+        LOG.info(
+            "time budget %s: %d iterations at %.1f img/s (%.2f s each; one validation %.1f s, every %d); "
+            "%s spent calibrating%s",
+            format_duration(budget.seconds),
+            plan.planned_iters,
+            plan.img_s,
+            plan.iter_s,
+            plan.val_s,
+            self.cfg.train.val_interval,
+            format_duration(budget.spent()),
+            f"; it re-plans at iteration {plan.replan_at}" if plan.replan_at is not None else "",
+        )
 
     def _replan(self) -> None:
         """Fix a budgeted run's length again from its steady pace (see reseg.engine.budget)."""
         budget, before, it = self.budget.time, self.total_iters, self.state.iteration
-        plan = self._adopt(budget.replan(it, self._val_every(), self.budget.upper_bound,
-                                         self.data.sampler.global_batch()))
-        LOG.info("time budget %s re-planned at iteration %d: %d iterations instead of %d (steady pace %.1f img/s, "
-                 "%.2f s each; one validation %.1f s); %s spent", format_duration(budget.seconds), it,
-                 plan.planned_iters, before, plan.img_s, plan.iter_s, plan.val_s, format_duration(budget.spent()))
+        plan = self._adopt(
+            budget.replan(it, self._val_every(), self.budget.upper_bound, self.data.sampler.global_batch())
+        )
+        LOG.info(
+            "time budget %s re-planned at iteration %d: %d iterations instead of %d (steady pace %.1f img/s, "
+            "%.2f s each; one validation %.1f s); %s spent",
+            format_duration(budget.seconds),
+            it,
+            plan.planned_iters,
+            before,
+            plan.img_s,
+            plan.iter_s,
+            plan.val_s,
+            format_duration(budget.spent()),
+        )
 
     def _adopt(self, plan: BudgetPlan) -> BudgetPlan:
         """Rank 0's plan on every rank (all run the same number of iterations), and the schedule follows it."""
@@ -378,8 +464,11 @@ class Trainer:
     def _length_text(self) -> str:
         budget = self.budget
         if budget.time is not None and budget.time.plan is None:
-            return (f"time budget {format_duration(budget.time.seconds)} (length fixed after calibrating"
-                    + (f", at most {budget.upper_bound}" if budget.upper_bound else "") + ")")
+            return (
+                f"time budget {format_duration(budget.time.seconds)} (length fixed after calibrating"
+                + (f", at most {budget.upper_bound}" if budget.upper_bound else "")
+                + ")"
+            )
         return f"{self.total_iters} iterations"
 
     def _log_start(self) -> None:
@@ -388,12 +477,24 @@ class Trainer:
         cfg, data, model = self.cfg, self.data, self.opt.model_bare
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        LOG.info("work dir %s | device %s x%d | %s: %d train / %d val images, %d classes | model %s "
-                 "(%.2fM params, %.2fM trainable) | %s (%d per epoch), global batch %d%s",
-                 self.work_dir, self.run.device, self.run.dist.world_size, cfg.data.dataset, len(data.train_set),
-                 len(data.val_set), data.num_classes, cfg.model.name, total / 1e6, trainable / 1e6,
-                 self._length_text(), self.budget.iters_per_epoch, data.sampler.global_batch(),
-                 f" | AMP {self.run.amp_dtype}" if self.run.amp_dtype is not None else "")
+        LOG.info(
+            "work dir %s | device %s x%d | %s: %d train / %d val images, %d classes | model %s "
+            "(%.2fM params, %.2fM trainable) | %s (%d per epoch), global batch %d%s",
+            self.work_dir,
+            self.run.device,
+            self.run.dist.world_size,
+            cfg.data.dataset,
+            len(data.train_set),
+            len(data.val_set),
+            data.num_classes,
+            cfg.model.name,
+            total / 1e6,
+            trainable / 1e6,
+            self._length_text(),
+            self.budget.iters_per_epoch,
+            data.sampler.global_batch(),
+            f" | AMP {self.run.amp_dtype}" if self.run.amp_dtype is not None else "",
+        )
 
     def _record(self, rec: dict[str, Any], scalars: dict[str, Any]) -> None:
         if self.records is not None:
@@ -414,22 +515,41 @@ class Trainer:
         """Every train.log_interval iterations: a metrics.jsonl record, TensorBoard scalars, a log line."""
         it, total = self.state.iteration, self.total_iters
         lr = max(g["lr"] for g in self.opt.optimizer.param_groups)
-        rec = {"type": "train", "iter": it, "epoch": it // self.budget.iters_per_epoch,
-               "loss": meters.avg("loss"), "lr": lr, "img_per_s": meters.img_per_s(),
-               "data_wait": meters.data_wait(), "time": time.time()}
+        rec = {
+            "type": "train",
+            "iter": it,
+            "epoch": it // self.budget.iters_per_epoch,
+            "loss": meters.avg("loss"),
+            "lr": lr,
+            "img_per_s": meters.img_per_s(),
+            "data_wait": meters.data_wait(),
+            "time": time.time(),
+        }
         self._record(rec, {k: rec[k] for k in ("loss", "lr", "img_per_s", "data_wait")})
-        LOG.info("iter %d/%s  epoch %d  loss %.4f  lr %.3e  %.1f img/s  data %.0f%%  eta %s", it,
-                 total if total != NO_LIMIT else "?", rec["epoch"], rec["loss"], lr, rec["img_per_s"],
-                 100 * rec["data_wait"], hms(self._eta(started)))
+        LOG.info(
+            "iter %d/%s  epoch %d  loss %.4f  lr %.3e  %.1f img/s  data %.0f%%  eta %s",
+            it,
+            total if total != NO_LIMIT else "?",
+            rec["epoch"],
+            rec["loss"],
+            lr,
+            rec["img_per_s"],
+            100 * rec["data_wait"],
+            hms(self._eta(started)),
+        )
 
     def _status(self) -> str:
-        """"finished", "time budget reached" or "running"."""
+        """ "finished", "time budget reached" or "running"."""
         if self.state.iteration >= self.total_iters:
             return "finished"
         if out_of_time(self.budget.time):
-            LOG.warning("time budget %s reached at iteration %d of %d: the schedule was cut short (the machine "
-                        "ran slower than planned)", format_duration(self.budget.time.seconds),
-                        self.state.iteration, self.total_iters)
+            LOG.warning(
+                "time budget %s reached at iteration %d of %d: the schedule was cut short (the machine "
+                "ran slower than planned)",
+                format_duration(self.budget.time.seconds),
+                self.state.iteration,
+                self.total_iters,
+            )
             return "time budget reached"
         return "running"
 
@@ -441,7 +561,8 @@ class Trainer:
         status = self._status()
         epoch_iters = self.budget.iters_per_epoch if t.by_epoch else None
         if status != "running" or interval_ends(it, t.val_interval, epoch_iters):
-            if self._validate_and_track() and status == "running":
+            stop_early = self._validate_and_track()
+            if stop_early and status == "running":
                 status = "early stopped"
         if status != "running" or interval_ends(it, t.checkpoint_interval, epoch_iters):
             self.save("last.pt")
@@ -450,19 +571,28 @@ class Trainer:
     def _loop(self) -> dict[str, Any]:
         self._log_start()
         if self.state.iteration >= self.total_iters:
-            LOG.info("nothing to do: the checkpoint is at iteration %d of %d", self.state.iteration,
-                     self.total_iters)
+            LOG.info("nothing to do: the checkpoint is at iteration %d of %d", self.state.iteration, self.total_iters)
             return self._result("already finished")
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.total_iters if self.total_iters != NO_LIMIT else None, initial=self.state.iteration,
-                   desc="train", disable=not self._show_bar(), dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(
+            total=self.total_iters if self.total_iters != NO_LIMIT else None,
+            initial=self.state.iteration,
+            desc="train",
+            disable=not self._show_bar(),
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
         try:
             status = self._train(bar)
         except KeyboardInterrupt:
-            LOG.warning("interrupted at iteration %d; %s", self.state.iteration,
-                        f"--resume continues from {self.work_dir / 'last.pt'} (iteration {self.state.last_saved})"
-                        if self.state.last_saved is not None else "no checkpoint was written yet")
+            LOG.warning(
+                "interrupted at iteration %d; %s",
+                self.state.iteration,
+                f"--resume continues from {self.work_dir / 'last.pt'} (iteration {self.state.last_saved})"
+                if self.state.last_saved is not None
+                else "no checkpoint was written yet",
+            )
             raise
         finally:
             bar.close()
@@ -483,8 +613,12 @@ class Trainer:
                 loss = self.train_one_step(batch)
                 self.state.iteration += 1
                 session_iters += 1
-                meters.update(batch["image"].shape[0] * self.run.dist.world_size, loss=loss, data_time=data_time,
-                              step_time=time.perf_counter() - tic)
+                meters.update(
+                    batch["image"].shape[0] * self.run.dist.world_size,
+                    loss=loss,
+                    data_time=data_time,
+                    step_time=time.perf_counter() - tic,
+                )
                 self._show_step(bar, meters, loss, started)
                 status = self._end_of_iteration(session_iters)
                 if bar.total != self.total_iters and self.total_iters != NO_LIMIT:
@@ -496,25 +630,46 @@ class Trainer:
     def _show_step(self, bar: Any, meters: MetricLogger, loss: float, started: tuple[float, int]) -> None:
         """The bar's count and figures; every train.log_interval iterations, the logged record."""
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{meters.img_per_s():.1f}",
-                        data=f"{100 * meters.data_wait():.0f}%", refresh=False)
+        bar.set_postfix(
+            loss=f"{loss:.4f}",
+            img_s=f"{meters.img_per_s():.1f}",
+            data=f"{100 * meters.data_wait():.0f}%",
+            refresh=False,
+        )
         interval = self.cfg.train.log_interval
         if interval > 0 and self.state.iteration % interval == 0:
             self._log_train(meters, started)
 
     def _result(self, status: str) -> dict[str, Any]:
         s = self.state
-        result = {"status": status, "work_dir": str(self.work_dir), "iteration": s.iteration,
-                  "total_iters": self.total_iters, "best_mIoU": s.best_metric,
-                  "best_iteration": s.best_iteration, "last_val": s.last_val}
+        result = {
+            "status": status,
+            "work_dir": str(self.work_dir),
+            "iteration": s.iteration,
+            "total_iters": self.total_iters,
+            "best_mIoU": s.best_metric,
+            "best_iteration": s.best_iteration,
+            "last_val": s.last_val,
+        }
         if self.budget.time is not None:
             result["time_spent_s"] = self.budget.time.spent()
-        LOG.info("%s at iteration %d; best val mIoU %s (iteration %s); outputs in %s", status, s.iteration,
-                 f"{s.best_metric:.4f}" if s.best_metric is not None else "-", s.best_iteration, self.work_dir)
+        LOG.info(
+            "%s at iteration %d; best val mIoU %s (iteration %s); outputs in %s",
+            status,
+            s.iteration,
+            f"{s.best_metric:.4f}" if s.best_metric is not None else "-",
+            s.best_iteration,
+            self.work_dir,
+        )
         return result
 
 
-def train(cfg: Config, work_dir: str | Path, resume: str | Path | None = None, progress: bool | None = None,
-          overwrite: bool = False) -> dict[str, Any]:
+def train(
+    cfg: Config,
+    work_dir: str | Path,
+    resume: str | Path | None = None,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Train `cfg` into `work_dir` (resuming from a checkpoint when given); returns a summary dict."""
     return Trainer(cfg, work_dir, resume=resume, progress=progress, overwrite=overwrite).fit()

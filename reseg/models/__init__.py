@@ -42,9 +42,12 @@ def _smp(arch: str) -> Callable[[Any, int], nn.Module]:
         from reseg.models.baselines import SmpBaseline  # imports segmentation_models_pytorch: only when asked
 
         if m.encoder_width != 1:
-            raise ResegError(f"model.encoder_width={m.encoder_width:g} applies to model.name=reseg only; "
-                             f"smp's VGG encoder of model.name={m.name} has a fixed width (use 1.0)")
+            raise ResegError(
+                f"model.encoder_width={m.encoder_width:g} applies to model.name=reseg only; "
+                f"smp's VGG encoder of model.name={m.name} has a fixed width (use 1.0)"
+            )
         return SmpBaseline(arch, classes, **config_kwargs(SmpBaseline, m))
+
     return build
 
 

@@ -31,8 +31,15 @@ class SmpBaseline(SegmentationModel):
     """An smp architecture on VGG-16; inputs are padded to a multiple of 32 (16 for DeepLabV3+), what smp's
     decoders need. `decoder_dropout` acts between smp's decoder and its segmentation head."""
 
-    def __init__(self, arch: str, num_classes: int, encoder: str = "vgg16", encoder_weights: str | None = None,
-                 freeze_encoder: bool = False, decoder_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        encoder: str = "vgg16",
+        encoder_weights: str | None = None,
+        freeze_encoder: bool = False,
+        decoder_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         smp_weights = "imagenet" if encoder_weights == "imagenet" else None
         kwargs = {"encoder_name": encoder, "encoder_weights": smp_weights, "classes": num_classes}

@@ -123,14 +123,21 @@ def _build() -> ModuleType | None:
             log.warning("removing a stale build lock %s (a build was interrupted)", lock)
             lock.unlink(missing_ok=True)
         if not (folder / f"{name}.so").exists():
-            print(f"reseg: building the C++ ReNet loops for this machine in {folder} (once, about 30 s; "
-                  f"RESEG_CPP_LOOPS=0 skips this)", file=sys.stderr, flush=True)
+            print(
+                f"reseg: building the C++ ReNet loops for this machine in {folder} (once, about 30 s; "
+                f"RESEG_CPP_LOOPS=0 skips this)",
+                file=sys.stderr,
+                flush=True,
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = cpp_ext.load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(folder), verbose=False)
         _write_stamp(folder / f"{name}.stamp", stamp)
         return module
     except Exception as err:  # no compiler, no ninja, or a failed build: the TorchScript loops still work
-        log.warning("ReNet: C++ GRU loops unavailable (%s: %s); using the TorchScript loops",
-                    type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
+        log.warning(
+            "ReNet: C++ GRU loops unavailable (%s: %s); using the TorchScript loops",
+            type(err).__name__,
+            str(err).splitlines()[0][:200] if str(err) else "",
+        )
         return None

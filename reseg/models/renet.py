@@ -27,6 +27,7 @@ at every input size (dynamic exports, TorchScript). Inside `static_export()` the
 unrolled instead (scan.mingru_unrolled: plain ops, no Loop, valid at the traced size only), for ONNX
 exports whose input size is fixed, where ONNX Runtime would otherwise run the Loop one step at a time.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,14 +36,13 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reseg.errors import ResegError
 import reseg.models.gru_ext as gru_ext
+from reseg.errors import ResegError
 from reseg.models.scan import mingru_loop, mingru_scan, mingru_unrolled
 
 _STATIC_EXPORT = contextvars.ContextVar("reseg_static_export", default=False)
@@ -162,8 +162,9 @@ def _init_rnn(rnn: nn.RNNBase) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _dir_view(buf: Tensor, s: int, T: int, t_stride: int, b_size: int, b_stride: int,
-              width: int) -> tuple[Tensor, bool]:
+def _dir_view(
+    buf: Tensor, s: int, T: int, t_stride: int, b_size: int, b_stride: int, width: int
+) -> tuple[Tensor, bool]:
     fwd = s * t_stride
     bwd = (T - 1 - s) * t_stride + width
     base = buf.storage_offset()
@@ -172,8 +173,20 @@ def _dir_view(buf: Tensor, s: int, T: int, t_stride: int, b_size: int, b_stride:
     return buf.as_strided([2, b_size, width], [fwd - bwd, b_stride, 1], base + bwd), True
 
 
-def _gru_forward_loop(G: Tensor, whhT: Tensor, bhh: Tensor, out: Tensor, ghn_buf: Optional[Tensor],
-                      T: int, tsg: int, bsg: int, tso: int, bso: int, B: int, hs: int) -> None:
+def _gru_forward_loop(
+    G: Tensor,
+    whhT: Tensor,
+    bhh: Tensor,
+    out: Tensor,
+    ghn_buf: Tensor | None,
+    T: int,
+    tsg: int,
+    bsg: int,
+    tso: int,
+    bso: int,
+    B: int,
+    hs: int,
+) -> None:
     """G: input projections (n rows pre-scaled by 2), overwritten with the gates r, z, n; out: hidden states."""
     whhT_sw, bhh_sw = whhT.flip(0), bhh.flip(0)
     h = torch.zeros([2, B, hs], dtype=G.dtype, device=G.device)
@@ -191,18 +204,29 @@ def _gru_forward_loop(G: Tensor, whhT: Tensor, bhh: Tensor, out: Tensor, ghn_buf
             torch.baddbmm(bhh, h, whhT, out=gh)
         rz = gi[:, :, : 2 * hs]
         rz.add_(gh[:, :, : 2 * hs]).sigmoid_()
-        gn = gi[:, :, 2 * hs:]
-        gn.addcmul_(rz[:, :, :hs], gh[:, :, 2 * hs:]).sigmoid_().mul_(2.0).sub_(1.0)  # tanh
+        gn = gi[:, :, 2 * hs :]
+        gn.addcmul_(rz[:, :, :hs], gh[:, :, 2 * hs :]).sigmoid_().mul_(2.0).sub_(1.0)  # tanh
         torch.lerp(gn, h, rz[:, :, hs:], out=hv)
         if ghn_buf is not None:
             gv, _ = _dir_view(ghn_buf, s, T, tso, B, bso, hs)
-            gv.copy_(gh[:, :, 2 * hs:])
+            gv.copy_(gh[:, :, 2 * hs :])
         h = hv
 
 
-def _gru_backward_loop(dY: Tensor, G: Tensor, ghn_buf: Tensor, out: Tensor, whhT: Tensor,
-                       T: int, tsg: int, bsg: int, tso: int, bso: int, B: int,
-                       hs: int) -> tuple[Tensor, Tensor, Tensor]:
+def _gru_backward_loop(
+    dY: Tensor,
+    G: Tensor,
+    ghn_buf: Tensor,
+    out: Tensor,
+    whhT: Tensor,
+    T: int,
+    tsg: int,
+    bsg: int,
+    tso: int,
+    bso: int,
+    B: int,
+    hs: int,
+) -> tuple[Tensor, Tensor, Tensor]:
     """Backprop through time. Returns d(G), d(whhT) and d(bhh) for the pre-scaled weights."""
     g3 = 3 * hs
     dG = torch.empty_like(G)
@@ -225,7 +249,7 @@ def _gru_backward_loop(dY: Tensor, G: Tensor, ghn_buf: Tensor, out: Tensor, whhT
         dyv, _ = _dir_view(dY, s, T, tso, B, bso, hs)
         ghn, _ = _dir_view(ghn_buf, s, T, tso, B, bso, hs)
         dgv, _ = _dir_view(dG, s, T, tsg, B, bsg, g3)
-        r, z, n = gv[:, :, :hs], gv[:, :, hs: 2 * hs], gv[:, :, 2 * hs:]
+        r, z, n = gv[:, :, :hs], gv[:, :, hs : 2 * hs], gv[:, :, 2 * hs :]
         dh = dyv + carry
         dhz = dh * z
         dn = dh - dhz
@@ -233,17 +257,17 @@ def _gru_backward_loop(dY: Tensor, G: Tensor, ghn_buf: Tensor, out: Tensor, whhT
             hp, swp = _dir_view(out, s - 1, T, tso, B, bso, hs)
             if swp != sw:
                 hp = hp.flip(0)
-            torch.mul(dh, hp - n, out=scratch[:, :, hs: 2 * hs])
+            torch.mul(dh, hp - n, out=scratch[:, :, hs : 2 * hs])
         else:
-            torch.mul(dh, n, out=scratch[:, :, hs: 2 * hs]).neg_()
+            torch.mul(dh, n, out=scratch[:, :, hs : 2 * hs]).neg_()
         # n = 2*sigmoid(a') - 1 with a' the pre-scaled pre-activation: dn/da' = (1 - n^2) / 2
         da = torch.addcmul(dn * 0.5, dn, n * n, value=-0.5)
         torch.mul(da, ghn, out=scratch[:, :, :hs])
         rz = gv[:, :, : 2 * hs]
         scratch[:, :, : 2 * hs].mul_(torch.addcmul(rz, rz, rz, value=-1.0))
-        torch.mul(da, r, out=scratch[:, :, 2 * hs:])
+        torch.mul(da, r, out=scratch[:, :, 2 * hs :])
         dgv[:, :, : 2 * hs].copy_(scratch[:, :, : 2 * hs])
-        dgv[:, :, 2 * hs:].copy_(da)
+        dgv[:, :, 2 * hs :].copy_(da)
         if s > 0:
             dghv, swd = _dir_view(dgh_buf, s - 1, T, tsg, B, bsg, g3)
             dghv.copy_(scratch.flip(0) if swd != sw else scratch)
@@ -256,8 +280,9 @@ def _gru_backward_loop(dY: Tensor, G: Tensor, ghn_buf: Tensor, out: Tensor, whhT
     return dG, dwhhT, dbhh.unsqueeze(1)
 
 
-def _lstm_forward_loop(G: Tensor, whhT: Tensor, out: Tensor,
-                       T: int, tsg: int, bsg: int, tso: int, bso: int, B: int, hs: int) -> None:
+def _lstm_forward_loop(
+    G: Tensor, whhT: Tensor, out: Tensor, T: int, tsg: int, bsg: int, tso: int, bso: int, B: int, hs: int
+) -> None:
     """Inference-only LSTM sweep; the g rows of the weights are pre-scaled by 2 (tanh via sigmoid)."""
     whhT_sw = whhT.flip(0)
     h = torch.zeros([2, B, hs], dtype=G.dtype, device=G.device)
@@ -274,9 +299,9 @@ def _lstm_forward_loop(G: Tensor, whhT: Tensor, out: Tensor,
         else:
             gi.baddbmm_(h, whhT)
         gi.sigmoid_()  # b_hh is folded into G's bias
-        g = gi[:, :, 2 * hs: 3 * hs].mul_(2.0).sub_(1.0)
-        c = torch.addcmul(c * gi[:, :, hs: 2 * hs], gi[:, :, :hs], g)
-        torch.mul(gi[:, :, 3 * hs:], torch.sigmoid(c * 2.0).mul_(2.0).sub_(1.0), out=hv)
+        g = gi[:, :, 2 * hs : 3 * hs].mul_(2.0).sub_(1.0)
+        c = torch.addcmul(c * gi[:, :, hs : 2 * hs], gi[:, :, :hs], g)
+        torch.mul(gi[:, :, 3 * hs :], torch.sigmoid(c * 2.0).mul_(2.0).sub_(1.0), out=hv)
         h = hv
 
 
@@ -301,8 +326,9 @@ def _cpp_loops(t: Tensor):
     return gru_ext.load() if t.device.type == "cpu" else None
 
 
-def _run_gru_forward(G: Tensor, whhT: Tensor, bhh: Tensor, out: Tensor, ghn: Optional[Tensor],
-                     geom: tuple[int, ...], hs: int) -> None:
+def _run_gru_forward(
+    G: Tensor, whhT: Tensor, bhh: Tensor, out: Tensor, ghn: Tensor | None, geom: tuple[int, ...], hs: int
+) -> None:
     """The C++ step loop where it is built (CPU), else the TorchScript one: same buffers, same results."""
     ext = _cpp_loops(G)
     if ext is not None:
@@ -311,8 +337,9 @@ def _run_gru_forward(G: Tensor, whhT: Tensor, bhh: Tensor, out: Tensor, ghn: Opt
         _gru_forward_loop(G, whhT, bhh, out, ghn, *geom, hs)
 
 
-def _run_gru_backward(dY: Tensor, G: Tensor, ghn: Tensor, out: Tensor, whhT: Tensor, geom: tuple[int, ...],
-                      hs: int) -> tuple[Tensor, Tensor, Tensor]:
+def _run_gru_backward(
+    dY: Tensor, G: Tensor, ghn: Tensor, out: Tensor, whhT: Tensor, geom: tuple[int, ...], hs: int
+) -> tuple[Tensor, Tensor, Tensor]:
     ext = _cpp_loops(G)
     if ext is not None:
         return tuple(ext.gru_backward(dY, G, ghn, out, whhT, *geom, hs))
@@ -331,8 +358,15 @@ class _FusedGRUSweep(torch.autograd.Function):
     """One bidirectional GRU sweep over (M, C) rows: (M, C) -> (M, 2*hidden)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, w_ih: Tensor, b_ih: Tensor, whhT: Tensor, bhh: Tensor,  # type: ignore[override]
-                geom: tuple[int, ...]) -> Tensor:
+    def forward(
+        ctx,
+        x: Tensor,
+        w_ih: Tensor,
+        b_ih: Tensor,
+        whhT: Tensor,
+        bhh: Tensor,  # type: ignore[override]
+        geom: tuple[int, ...],
+    ) -> Tensor:
         hs = whhT.shape[1]
         G = torch.addmm(b_ih, x, w_ih.t())
         out = x.new_empty(x.shape[0], 2 * hs)
@@ -355,7 +389,7 @@ def _stacked(rnn: nn.RNNBase, gates: int, scaled_gate: int) -> tuple[Tensor, Ten
     hs = rnn.hidden_size
     p = rnn.weight_ih_l0
     scale = torch.ones(gates * hs, dtype=p.dtype, device=p.device)
-    scale[scaled_gate * hs: (scaled_gate + 1) * hs] = 2.0
+    scale[scaled_gate * hs : (scaled_gate + 1) * hs] = 2.0
     w_ih = torch.cat([rnn.weight_ih_l0, rnn.weight_ih_l0_reverse]) * scale.repeat(2)[:, None]
     b_ih = torch.cat([rnn.bias_ih_l0, rnn.bias_ih_l0_reverse]) * scale.repeat(2)
     whhT = (torch.stack([rnn.weight_hh_l0, rnn.weight_hh_l0_reverse]) * scale[:, None]).transpose(1, 2)
@@ -390,15 +424,19 @@ def clear_workspace() -> None:
     _WORKSPACE.__dict__.pop("buffers", None)
 
 
-def _fused_sweep(rnn: nn.RNNBase, x: Tensor, geom: tuple[int, ...], lstm: bool, out: Optional[Tensor]) -> Tensor:
+def _fused_sweep(rnn: nn.RNNBase, x: Tensor, geom: tuple[int, ...], lstm: bool, out: Tensor | None) -> Tensor:
     """One sweep; `out` is where inference writes its result (None: a new tensor)."""
     hs = rnn.hidden_size
     train = torch.is_grad_enabled() and (x.requires_grad or rnn.weight_ih_l0.requires_grad)
     if lstm or not train:
         with torch.no_grad():
             w_ih, b_ih, whhT, bhh = _stacked(rnn, 4 if lstm else 3, 2)
-            G = torch.addmm(b_ih + bhh.flatten() if lstm else b_ih, x, w_ih.t(),
-                            out=_workspace("gates", (x.shape[0], w_ih.shape[0]), x))
+            G = torch.addmm(
+                b_ih + bhh.flatten() if lstm else b_ih,
+                x,
+                w_ih.t(),
+                out=_workspace("gates", (x.shape[0], w_ih.shape[0]), x),
+            )
             out = x.new_empty(x.shape[0], 2 * hs) if out is None else out
             if lstm:
                 _lstm_forward_loop(G, whhT.contiguous(), out, *geom, hs)
@@ -418,8 +456,9 @@ class ReNet(nn.Module):
     where it runs the equal step loop, or inside `static_export()` the equal unrolled scan.
     """
 
-    def __init__(self, in_channels: int, hidden_size: int, patch_size: int = 1, cell: str = "gru",
-                 impl: str = "auto") -> None:
+    def __init__(
+        self, in_channels: int, hidden_size: int, patch_size: int = 1, cell: str = "gru", impl: str = "auto"
+    ) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ResegError(f"unknown ReNet cell {cell!r}; valid choices: {', '.join(CELLS)}")
@@ -455,11 +494,18 @@ class ReNet(nn.Module):
         """Whether this call takes the fused CPU GRU/LSTM path (minGRU has its own)."""
         if self.impl == "rnn" or self.cell == "mingru":
             return False
-        if (torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-                or torch.compiler.is_compiling()):
+        if (
+            torch.jit.is_scripting()
+            or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_compiling()
+        ):
             return False
-        if self.cell == "lstm" and torch.is_grad_enabled() and (
-                x.requires_grad or any(p.requires_grad for p in self.parameters())):
+        if (
+            self.cell == "lstm"
+            and torch.is_grad_enabled()
+            and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        ):
             return False  # no fused LSTM backward: LSTM training takes nn.LSTM
         if self.impl == "fused":
             return True
@@ -479,8 +525,9 @@ class ReNet(nn.Module):
         On the CPU a large batch runs a few images at a time: every sequence lies within one image, and
         the scan's passes are memory-bound once a chunk's states outgrow the cache."""
         n, c, h, w = x.shape
-        loop = (self.impl == "rnn" or torch.jit.is_scripting() or torch.jit.is_tracing()
-                or torch.onnx.is_in_onnx_export())
+        loop = (
+            self.impl == "rnn" or torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        )
         per_chunk = max(1, MINGRU_CHUNK_POSITIONS // max(1, h * w))
         if not loop and x.device.type == "cpu" and n > per_chunk:
             return torch.cat([self._mingru_sweeps(part, False) for part in x.split(per_chunk)], 0)
@@ -520,7 +567,6 @@ class ReNet(nn.Module):
             rows = rows.reshape(h * n * w, c)
             mid = _workspace("mid", (h * n * w, self.out_channels), x) if infer else None
             mid = _fused_sweep(self.vertical, rows, _geometry(n, h, w, True, gates, self.hidden_size), lstm, mid)
-            out = _fused_sweep(self.horizontal, mid, _geometry(n, h, w, False, gates, self.hidden_size), lstm,
-                               None)
+            out = _fused_sweep(self.horizontal, mid, _geometry(n, h, w, False, gates, self.hidden_size), lstm, None)
         # A strided NCHW view of the (H, N, W, C) rows; call .contiguous() if a dense tensor is needed.
         return out.view(h, n, w, self.out_channels).permute(1, 3, 0, 2)

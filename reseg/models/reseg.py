@@ -26,8 +26,9 @@ def _per_layer(value: int | Sequence[int], layers: int, name: str) -> list[int]:
         return [value] * layers
     values = list(value)
     if len(values) != layers:
-        raise ResegError(f"model.{name} has {len(values)} entries but there are {layers} ReNet layers "
-                         f"(model.renet_layers)")
+        raise ResegError(
+            f"model.{name} has {len(values)} entries but there are {layers} ReNet layers (model.renet_layers)"
+        )
     return values
 
 
@@ -38,8 +39,11 @@ class SkipBlock(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for c_in in (in_channels + skip_channels, out_channels):
-            layers += [nn.Conv2d(c_in, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
-                       nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, out_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            ]
         self.fuse = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -71,11 +75,14 @@ def _check_skips(encoder: VGGEncoder, skip_layers: Sequence[str], widths: Sequen
     strides = [s for _, s in taps]
     if any(a <= b for a, b in zip(strides, strides[1:])):
         order = sorted(skip_layers, key=lambda n: -encoder.tap(n)[1])
-        raise ResegError(f"model.skip_layers {list(skip_layers)} must go from deep to shallow, each layer once "
-                         f"(e.g. {order})")
+        raise ResegError(
+            f"model.skip_layers {list(skip_layers)} must go from deep to shallow, each layer once (e.g. {order})"
+        )
     if len(widths) != len(skip_layers) or min(widths, default=1) <= 0:
-        raise ResegError(f"model.decoder_channels {list(widths)} needs one positive width per skip layer "
-                         f"({len(skip_layers)}: {list(skip_layers)})")
+        raise ResegError(
+            f"model.decoder_channels {list(widths)} needs one positive width per skip layer "
+            f"({len(skip_layers)}: {list(skip_layers)})"
+        )
     return [c for c, _ in taps]
 
 
@@ -86,13 +93,24 @@ class ReSeg(SegmentationModel):
     drops whole decoder feature maps before the classifier while training.
     """
 
-    def __init__(self, num_classes: int, encoder: str = "vgg16", encoder_cut: str = "conv3_3",
-                 encoder_weights: str | None = None, freeze_encoder: bool = False, renet_layers: int = 2,
-                 renet_hidden: int | Sequence[int] = 100, renet_patch: int | Sequence[int] = 1,
-                 cell: str = "gru", decoder_filters: Sequence[int] = (50, 50), decoder: str = "deconv",
-                 skip_layers: Sequence[str] = ("conv2_2", "conv1_2"),
-                 decoder_channels: Sequence[int] = (64, 32), encoder_width: float = 1.0,
-                 decoder_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        encoder: str = "vgg16",
+        encoder_cut: str = "conv3_3",
+        encoder_weights: str | None = None,
+        freeze_encoder: bool = False,
+        renet_layers: int = 2,
+        renet_hidden: int | Sequence[int] = 100,
+        renet_patch: int | Sequence[int] = 1,
+        cell: str = "gru",
+        decoder_filters: Sequence[int] = (50, 50),
+        decoder: str = "deconv",
+        skip_layers: Sequence[str] = ("conv2_2", "conv1_2"),
+        decoder_channels: Sequence[int] = (64, 32),
+        encoder_width: float = 1.0,
+        decoder_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if decoder not in DECODERS:
             raise ResegError(f"unknown model.decoder {decoder!r}; valid choices: {', '.join(DECODERS)}")

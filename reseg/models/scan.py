@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Optional
 
 import numpy as np
 import torch
@@ -41,12 +40,12 @@ def chunk_len(T: int) -> int:
         cost = 2 * L + T // L + T % L
         if cost < best_cost:
             best, best_cost = L, cost
-        if 2 * L > best_cost:
+        if best_cost < 2 * L:
             break
     return best
 
 
-def _scan_dir(x: Tensor, y: Tensor, out: Tensor, reverse: bool, gated: bool, h0: Optional[Tensor] = None) -> None:
+def _scan_dir(x: Tensor, y: Tensor, out: Tensor, reverse: bool, gated: bool, h0: Tensor | None = None) -> None:
     """One direction over (P, T, R, hs) views; h before the first step is h0 or 0.
 
     gated=False: x, y = a, b and h_t = a_t h_{t-1} + b_t (out may be b).
@@ -56,10 +55,10 @@ def _scan_dir(x: Tensor, y: Tensor, out: Tensor, reverse: bool, gated: bool, h0:
     L = chunk_len(T)
     K, r = divmod(T, L)
     s0 = r if reverse else 0  # full blocks cover [s0, s0 + K*L); the r leftover steps run last
-    X = x[:, s0:s0 + K * L].unflatten(1, (K, L))
+    X = x[:, s0 : s0 + K * L].unflatten(1, (K, L))
     Xs = X.unbind(2)
-    Ys = y[:, s0:s0 + K * L].unflatten(1, (K, L)).unbind(2)
-    Os = out[:, s0:s0 + K * L].unflatten(1, (K, L)).unbind(2)
+    Ys = y[:, s0 : s0 + K * L].unflatten(1, (K, L)).unbind(2)
+    Os = out[:, s0 : s0 + K * L].unflatten(1, (K, L)).unbind(2)
     steps = list(range(L - 1, -1, -1) if reverse else range(L))
     end, decay = _block_ends(X, Xs, Ys, steps, gated)
     S = _block_entries(X, end, decay, reverse, h0)
@@ -69,7 +68,7 @@ def _scan_dir(x: Tensor, y: Tensor, out: Tensor, reverse: bool, gated: bool, h0:
         _step(h, Xs[l], Ys[l], Os[l], gated)
         h = Os[l]
     c = S[:, 0] if reverse else S[:, K]
-    for t in (range(r - 1, -1, -1) if reverse else range(K * L, T)):  # the leftover steps
+    for t in range(r - 1, -1, -1) if reverse else range(K * L, T):  # the leftover steps
         _step(c, x[:, t], y[:, t], out[:, t], gated)
         c = out[:, t]
 
@@ -82,8 +81,9 @@ def _step(h: Tensor, xs: Tensor, ys: Tensor, into: Tensor, gated: bool) -> None:
         torch.addcmul(ys, xs, h, out=into)
 
 
-def _block_ends(X: Tensor, Xs: tuple[Tensor, ...], Ys: tuple[Tensor, ...], steps: list[int],
-                gated: bool) -> tuple[Tensor, Tensor]:
+def _block_ends(
+    X: Tensor, Xs: tuple[Tensor, ...], Ys: tuple[Tensor, ...], steps: list[int], gated: bool
+) -> tuple[Tensor, Tensor]:
     """1. Each block's end value from a zero state, and the product of its a's (its decay): (P, K, R, hs) each."""
     first = steps[0]
     if gated:
@@ -100,7 +100,7 @@ def _block_ends(X: Tensor, Xs: tuple[Tensor, ...], Ys: tuple[Tensor, ...], steps
     return end, decay
 
 
-def _block_entries(X: Tensor, end: Tensor, decay: Tensor, reverse: bool, h0: Optional[Tensor]) -> Tensor:
+def _block_entries(X: Tensor, end: Tensor, decay: Tensor, reverse: bool, h0: Tensor | None) -> Tensor:
     """2. The state entering each block, (P, K + 1, R, hs): S[k+1] = end[k] + decay[k] * S[k], from h0 or 0.
 
     Reversed, the chain runs down from S[K] and block k is entered with S[k+1]."""
@@ -109,12 +109,12 @@ def _block_entries(X: Tensor, end: Tensor, decay: Tensor, reverse: bool, h0: Opt
     Ss, ends, decays = S.unbind(1), end.unbind(1), decay.unbind(1)
     start = Ss[K] if reverse else Ss[0]
     start.zero_() if h0 is None else start.copy_(h0)
-    for k in (range(K - 1, -1, -1) if reverse else range(K)):
+    for k in range(K - 1, -1, -1) if reverse else range(K):
         torch.addcmul(ends[k], decays[k], Ss[k + 1] if reverse else Ss[k], out=Ss[k] if reverse else Ss[k + 1])
     return S
 
 
-def _both(x: Tensor, y: Tensor, out: Optional[Tensor], gated: bool) -> Tensor:
+def _both(x: Tensor, y: Tensor, out: Tensor | None, gated: bool) -> Tensor:
     out = torch.empty_like(x) if out is None else out
     if x.shape[1] > 0:
         _scan_dir(x[..., 0, :], y[..., 0, :], out[..., 0, :], False, gated)
@@ -122,12 +122,12 @@ def _both(x: Tensor, y: Tensor, out: Optional[Tensor], gated: bool) -> Tensor:
     return out
 
 
-def scan(a: Tensor, b: Tensor, out: Optional[Tensor] = None) -> Tensor:
+def scan(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     """h_t = a_t h_{t-1} + b_t over (P, T, R, 2, hs) tensors (direction 0 forward in time, 1 backward), into out (may be b)."""
     return _both(a, b, out, gated=False)
 
 
-def scan_gated(z: Tensor, c: Tensor, out: Optional[Tensor] = None) -> Tensor:
+def scan_gated(z: Tensor, c: Tensor, out: Tensor | None = None) -> Tensor:
     """h_t = (1 - z_t) h_{t-1} + z_t c_t over (P, T, R, 2, hs) tensors, directions as in `scan`."""
     return _both(z, c, out, gated=True)
 

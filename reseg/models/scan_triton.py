@@ -80,8 +80,7 @@ if triton is not None:
             carry = tl.sum(tl.where((steps == BLOCK_T - 1)[:, None], h, 0.0), axis=0)
 
     @triton.jit
-    def _sweep_bwd(G, H, dH, dG, T, R, HS, stride_g, stride_h, stride_dh,
-                   BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    def _sweep_bwd(G, H, dH, dG, T, R, HS, stride_g, stride_h, stride_dh, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
         s = tl.program_id(0)
         cb = tl.program_id(1)
         DIR = tl.program_id(2)
@@ -152,8 +151,10 @@ def _interpreting(kernel) -> bool:
 
 def _check_device(kernel, t: Tensor) -> None:
     if t.device.type != "cuda" and not _interpreting(kernel):
-        raise RuntimeError(f"the Triton minGRU scan needs CUDA tensors (got {t.device.type}); on the CPU it runs "
-                           "only in Triton's interpreter: set TRITON_INTERPRET=1 before triton is imported")
+        raise RuntimeError(
+            f"the Triton minGRU scan needs CUDA tensors (got {t.device.type}); on the CPU it runs "
+            "only in Triton's interpreter: set TRITON_INTERPRET=1 before triton is imported"
+        )
 
 
 def _launcher(kernel, t: Tensor):
@@ -179,8 +180,9 @@ def _forward(G: Tensor, P: int, T: int, R: int, launch) -> Tensor:
     hs = G.shape[1] // 4
     H = torch.empty((G.shape[0], 2 * hs), dtype=G.dtype, device=G.device)
     block_t, block_c, warps = _tiles("fwd", T, hs)
-    launch(_sweep_fwd, G)[_grid(P, R, hs, block_c)](G, H, T, R, hs, G.stride(0), H.stride(0),
-                                                      BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
+    launch(_sweep_fwd, G)[_grid(P, R, hs, block_c)](
+        G, H, T, R, hs, G.stride(0), H.stride(0), BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps
+    )
     return H
 
 
@@ -188,9 +190,21 @@ def _backward_gates(G: Tensor, H: Tensor, dH: Tensor, P: int, T: int, R: int, la
     hs = G.shape[1] // 4
     dG = torch.empty_like(G)
     block_t, block_c, warps = _tiles("bwd", T, hs)
-    launch(_sweep_bwd, G)[_grid(P, R, hs, block_c)](G, H, dH, dG, T, R, hs, G.stride(0), H.stride(0),
-                                                      dH.stride(0), BLOCK_T=block_t, BLOCK_C=block_c,
-                                                      num_warps=warps)
+    launch(_sweep_bwd, G)[_grid(P, R, hs, block_c)](
+        G,
+        H,
+        dH,
+        dG,
+        T,
+        R,
+        hs,
+        G.stride(0),
+        H.stride(0),
+        dH.stride(0),
+        BLOCK_T=block_t,
+        BLOCK_C=block_c,
+        num_warps=warps,
+    )
     return dG
 
 
@@ -249,8 +263,9 @@ def mingru_scan_fused(G: Tensor, shape: tuple[int, int, int]) -> Tensor:
     EAGER_DIRECT off) they go through the reseg::mingru_scan custom op, which the compiler traces."""
     P, T, R = shape
     if G.shape[0] != P * T * R or G.shape[1] % 4:
-        raise ValueError(f"gate pre-activations of shape {tuple(G.shape)} do not fit sequences {shape} "
-                         "(expected (P*T*R, 4*hidden))")
+        raise ValueError(
+            f"gate pre-activations of shape {tuple(G.shape)} do not fit sequences {shape} (expected (P*T*R, 4*hidden))"
+        )
     if EAGER_DIRECT and not torch.compiler.is_compiling():
         return _EagerScan.apply(G.contiguous(), P, T, R)
     return mingru_scan_triton(G.contiguous(), P, T, R)

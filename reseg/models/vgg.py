@@ -16,8 +16,13 @@ from torch import nn
 from reseg.errors import ResegError
 
 # The last conv (after its ReLU) of each block: block, channels, stride.
-LAYERS = {"conv1_2": (1, 64, 1), "conv2_2": (2, 128, 2), "conv3_3": (3, 256, 4), "conv4_3": (4, 512, 8),
-          "conv5_3": (5, 512, 16)}
+LAYERS = {
+    "conv1_2": (1, 64, 1),
+    "conv2_2": (2, 128, 2),
+    "conv3_3": (3, 256, 4),
+    "conv4_3": (4, 512, 8),
+    "conv5_3": (5, 512, 16),
+}
 CUTS = {k: LAYERS[k] for k in ("conv3_3", "conv4_3", "conv5_3")}  # where the encoder may end
 ARCHS = ("vgg16", "vgg16_bn")
 WIDTHS = (0.125, 1.0)  # the range of `width`: a multiplier of every conv's channel count
@@ -80,7 +85,8 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
             f"could not download the ImageNet weights for {arch} ({type(err).__name__}: {err}). "
             f"torchvision looks for them at {cached} (set TORCH_HOME to move the cache). "
             f"Put the file {cached.name} from {_weights(arch).url} there, or pass a local weights file path "
-            f"(model.encoder_weights=/path/to/{arch}.pth)") from None
+            f"(model.encoder_weights=/path/to/{arch}.pth)"
+        ) from None
 
 
 def _cached_state_dict(cached: Path, arch: str) -> dict[str, torch.Tensor]:
@@ -96,14 +102,17 @@ def _cached_state_dict(cached: Path, arch: str) -> dict[str, torch.Tensor]:
     raise ResegError(
         f"the cached ImageNet weights {cached} are damaged ({' '.join(reason.split())[:200]}). "
         f"Delete the file so that it is downloaded again, or replace it with {cached.name} "
-        f"from {_weights(arch).url}") from None
+        f"from {_weights(arch).url}"
+    ) from None
 
 
 def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
     file = Path(path)
     if not file.is_file():
-        raise ResegError(f"encoder weights file not found: {file} (expected a torchvision {ARCHS} state dict, "
-                         f"or use encoder_weights=imagenet or none)")
+        raise ResegError(
+            f"encoder weights file not found: {file} (expected a torchvision {ARCHS} state dict, "
+            f"or use encoder_weights=imagenet or none)"
+        )
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -122,22 +131,29 @@ class VGGEncoder(nn.Module):
     0.5 on a CPU); pretrained weights exist only for the full width.
     """
 
-    def __init__(self, arch: str = "vgg16", cut: str = "conv3_3", weights: str | None = None,
-                 freeze: bool = False, width: float = 1.0) -> None:
+    def __init__(
+        self,
+        arch: str = "vgg16",
+        cut: str = "conv3_3",
+        weights: str | None = None,
+        freeze: bool = False,
+        width: float = 1.0,
+    ) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ResegError(f"unknown encoder {arch!r}; valid choices: {', '.join(ARCHS)}")
         if cut not in CUTS:
             raise ResegError(f"unknown encoder cut layer {cut!r}; valid choices: {', '.join(CUTS)}")
         if not isinstance(width, (int, float)) or not WIDTHS[0] <= width <= WIDTHS[1]:
-            raise ResegError(f"model.encoder_width must be a number in [{WIDTHS[0]:g}, {WIDTHS[1]:g}], "
-                             f"got {width!r}")
+            raise ResegError(f"model.encoder_width must be a number in [{WIDTHS[0]:g}, {WIDTHS[1]:g}], got {width!r}")
         if isinstance(weights, str) and weights.lower() in ("none", "null", ""):
             weights = None
         if weights is not None and width != 1:
-            raise ResegError(f"model.encoder_weights={weights} needs model.encoder_width=1 (got {width:g}): "
-                             f"pretrained VGG weights exist only at full width; use model.encoder_weights=null "
-                             f"to train a narrower encoder from scratch")
+            raise ResegError(
+                f"model.encoder_weights={weights} needs model.encoder_width=1 (got {width:g}): "
+                f"pretrained VGG weights exist only at full width; use model.encoder_weights=null "
+                f"to train a narrower encoder from scratch"
+            )
         self.width = float(width)
         block, self.stride = CUTS[cut][0], CUTS[cut][2]
         self.out_channels = scaled_channels(CUTS[cut][1], width)
@@ -170,21 +186,26 @@ class VGGEncoder(nn.Module):
             state, source = _file_state_dict(weights), weights
         else:
             raise ResegError(f"unknown encoder weights {weights!r}; valid choices: none, imagenet, or a file path")
-        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        feats = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
         if not feats:
             feats = {k: v for k, v in state.items() if k.split(".")[0].isdigit()}
         own = self.features.state_dict()
         missing = [k for k in own if k not in feats]
-        wrong = [f"{k} {tuple(feats[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-                 if k in feats and feats[k].shape != v.shape]
+        wrong = [
+            f"{k} {tuple(feats[k].shape)} != {tuple(v.shape)}"
+            for k, v in own.items()
+            if k in feats and feats[k].shape != v.shape
+        ]
         if missing or wrong:
             first = (missing + wrong)[:5]
-            raise ResegError(f"encoder weights {source} do not match {self.arch} up to {self.cut}: "
-                             f"first mismatched keys: {', '.join(first)} (expected torchvision's "
-                             f"'features.N.weight' names; file keys start with {list(state)[:3]})")
+            raise ResegError(
+                f"encoder weights {source} do not match {self.arch} up to {self.cut}: "
+                f"first mismatched keys: {', '.join(first)} (expected torchvision's "
+                f"'features.N.weight' names; file keys start with {list(state)[:3]})"
+            )
         self.features.load_state_dict({k: feats[k] for k in own})
 
-    def train(self, mode: bool = True) -> "VGGEncoder":
+    def train(self, mode: bool = True) -> VGGEncoder:
         """A frozen encoder stays in eval mode so its batch-norm statistics never move."""
         return super().train(mode and not self.frozen)
 
@@ -192,8 +213,10 @@ class VGGEncoder(nn.Module):
         """(channels, stride) of an intermediate output; only layers before the cut are available."""
         if name not in self.tap_ends or LAYERS[name][2] >= self.stride:
             usable = [n for n in self.tap_ends if LAYERS[n][2] < self.stride]
-            raise ResegError(f"model.skip_layers: {name!r} is not an encoder layer before the cut "
-                             f"model.encoder_cut={self.cut}; valid choices: {', '.join(usable)}")
+            raise ResegError(
+                f"model.skip_layers: {name!r} is not an encoder layer before the cut "
+                f"model.encoder_cut={self.cut}; valid choices: {', '.join(usable)}"
+            )
         return scaled_channels(LAYERS[name][1], self.width), LAYERS[name][2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,15 +16,33 @@ from torch import nn
 
 from reseg.io import atomic_path
 from reseg.onnx.session import OnnxSession, SessionError, onnxruntime_module
-from reseg.onnx.trace import (DEFAULT_TOLERANCE, ExportError, ExportWrapper, check_sizes, check_tolerance, compare,
-                              reference, rnn_path, trace_input, valid_tolerance)
+from reseg.onnx.trace import (
+    DEFAULT_TOLERANCE,
+    ExportError,
+    ExportWrapper,
+    check_sizes,
+    check_tolerance,
+    compare,
+    reference,
+    rnn_path,
+    trace_input,
+    valid_tolerance,
+)
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
-def export_onnx(model: nn.Module, out: str | Path, size: tuple[int, int] = (64, 96), dynamic: bool = True,
-                opset: int = 17, check_size: tuple[int, int] | None = None, tolerance: float = DEFAULT_TOLERANCE,
-                metadata: Mapping[str, str] | None = None, batch: int = 1) -> dict[str, Any]:
+def export_onnx(
+    model: nn.Module,
+    out: str | Path,
+    size: tuple[int, int] = (64, 96),
+    dynamic: bool = True,
+    opset: int = 17,
+    check_size: tuple[int, int] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    metadata: Mapping[str, str] | None = None,
+    batch: int = 1,
+) -> dict[str, Any]:
     """Write an ONNX file (any batch, height and width unless `dynamic=False`), checked with onnxruntime;
     `metadata` goes into the file's metadata (a cache recognises its files by it).
 
@@ -42,15 +60,32 @@ def export_onnx(model: nn.Module, out: str | Path, size: tuple[int, int] = (64, 
         with warnings.catch_warnings(), torch.no_grad(), rnn_path(model):
             warnings.simplefilter("ignore")
             # The TorchScript-based exporter needs no extra dependency and maps nn.GRU/LSTM to ONNX GRU/LSTM.
-            torch.onnx.export(wrapper, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes=axes if dynamic else None, opset_version=opset, dynamo=False)
+            torch.onnx.export(
+                wrapper,
+                (x,),
+                str(tmp),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes=axes if dynamic else None,
+                opset_version=opset,
+                dynamo=False,
+            )
         if metadata is not None:
             save_onnx(tmp, tmp, metadata)
-        checks = [verify_onnx(tmp, model, s, b) for s, b in check_sizes(size, wrapper.multiple, dynamic, check_size,
-                                                                                 int(batch))]
+        checks = [
+            verify_onnx(tmp, model, s, b)
+            for s, b in check_sizes(size, wrapper.multiple, dynamic, check_size, int(batch))
+        ]
         summary = check_tolerance(checks, tolerance, "ONNX")
-    return {"path": str(out), "format": "onnx", "trace_size": list(size), "trace_batch": int(batch),
-            "dynamic": dynamic, "opset": opset, **summary}
+    return {
+        "path": str(out),
+        "format": "onnx",
+        "trace_size": list(size),
+        "trace_batch": int(batch),
+        "dynamic": dynamic,
+        "opset": opset,
+        **summary,
+    }
 
 
 def verify_onnx(path: str | Path, model: nn.Module, size: tuple[int, int], batch: int = 1) -> dict[str, Any]:

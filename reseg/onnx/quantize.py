@@ -24,8 +24,9 @@ from reseg.onnx.export import INPUT_NAME, save_onnx
 from reseg.onnx.session import OnnxSession, onnxruntime_module
 
 
-def quantize_int8(fp32: str | Path, out: str | Path, inputs: Iterable[np.ndarray],
-                  metadata: Mapping[str, str] | None = None) -> Path:
+def quantize_int8(
+    fp32: str | Path, out: str | Path, inputs: Iterable[np.ndarray], metadata: Mapping[str, str] | None = None
+) -> Path:
     """Static int8 quantisation of the convolutions and weight products (QOperator QLinearConv and QGemm,
     per-channel int8 weights with reduce_range, uint8 activations from min/max calibration on `inputs`),
     classifier and recurrences left fp32.
@@ -41,8 +42,13 @@ def quantize_int8(fp32: str | Path, out: str | Path, inputs: Iterable[np.ndarray
     """
     onnxruntime_module("it quantises the model")
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
-        quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     batches = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
@@ -64,10 +70,19 @@ def quantize_int8(fp32: str | Path, out: str | Path, inputs: Iterable[np.ndarray
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         keep_fp32 = fp32_nodes(onnx.load(str(pre), load_external_data=False).graph)
         quantized = Path(tmp) / "int8.onnx"
-        quantize_static(str(pre), str(quantized), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=keep_fp32,
-                        calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(pre),
+            str(quantized),
+            Reader(),
+            quant_format=QuantFormat.QOperator,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            nodes_to_exclude=keep_fp32,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
         save_onnx(quantized, out, metadata)
     return out
 
@@ -81,8 +96,11 @@ def fp32_nodes(graph: Any) -> list[str]:
     constants = {t.name for t in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     convs = [n.name for n in graph.node if n.op_type == "Conv"]
-    products = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")
-                and (len(n.input) < 2 or n.input[1] not in constants)]
+    products = [
+        n.name
+        for n in graph.node
+        if n.op_type in ("Gemm", "MatMul") and (len(n.input) < 2 or n.input[1] not in constants)
+    ]
     return convs[-1:] + products
 
 

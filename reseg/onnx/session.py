@@ -55,8 +55,10 @@ class OnnxSession:
         try:
             return self.session.run(None, {self.input_name: arr})[0]
         except Exception as err:  # onnxruntime raises its own types for shape mismatches
-            raise SessionError(f"onnxruntime cannot run {self.path} on a {'x'.join(map(str, arr.shape))} input: "
-                               f"{' '.join(str(err).split())[:300]}") from None
+            raise SessionError(
+                f"onnxruntime cannot run {self.path} on a {'x'.join(map(str, arr.shape))} input: "
+                f"{' '.join(str(err).split())[:300]}"
+            ) from None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":

@@ -67,8 +67,9 @@ def second_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
     return h + multiple + 1, (w - multiple + 3 if w > multiple + 3 else w + 2 * multiple + 3)
 
 
-def check_sizes(size: tuple[int, int], multiple: int, dynamic: bool,
-                check_size: tuple[int, int] | None, batch: int = 1) -> list[tuple[tuple[int, int], int]]:
+def check_sizes(
+    size: tuple[int, int], multiple: int, dynamic: bool, check_size: tuple[int, int] | None, batch: int = 1
+) -> list[tuple[tuple[int, int], int]]:
     """(size, batch) pairs to check: the trace size and batch, then (dynamic) another size at batch 2; a static
     file only at the size and batch it was traced at (it accepts no other)."""
     if not dynamic:
@@ -94,10 +95,15 @@ def reference(model: nn.Module, size: tuple[int, int], batch: int) -> tuple[torc
 def compare(got: np.ndarray, ref: np.ndarray, size: tuple[int, int], what: str) -> dict[str, Any]:
     """The max abs difference of an exported file's logits from PyTorch's, and PyTorch's logit range."""
     if got.shape != ref.shape:
-        raise ExportError(f"the {what} model gives shape {tuple(got.shape)} at {size[0]}x{size[1]}, "
-                          f"PyTorch {tuple(ref.shape)}")
-    return {"size": list(size), "batch": int(ref.shape[0]), "max_abs_diff": float(np.abs(got - ref).max()),
-            "logit_range": float(ref.max() - ref.min())}
+        raise ExportError(
+            f"the {what} model gives shape {tuple(got.shape)} at {size[0]}x{size[1]}, PyTorch {tuple(ref.shape)}"
+        )
+    return {
+        "size": list(size),
+        "batch": int(ref.shape[0]),
+        "max_abs_diff": float(np.abs(got - ref).max()),
+        "logit_range": float(ref.max() - ref.min()),
+    }
 
 
 def valid_tolerance(tolerance: float) -> float:
@@ -115,7 +121,13 @@ def check_tolerance(checks: list[dict[str, Any]], tolerance: float, what: str) -
                 f"the {what} export differs from PyTorch by {c['max_abs_diff']:.3g} at {c['size'][0]}x{c['size'][1]}, "
                 f"{c['max_abs_diff'] / c['allowed_abs_diff']:.1f}x the allowed {c['allowed_abs_diff']:.3g} "
                 f"({tolerance:g} of the logit range {c['logit_range']:.3g}); nothing was written. "
-                f"Raise --tolerance to accept it")
+                f"Raise --tolerance to accept it"
+            )
     worst = max(checks, key=lambda c: c["max_abs_diff"] / c["allowed_abs_diff"])
-    return {"checks": checks, "tolerance": tolerance, "check_size": checks[-1]["size"],
-            "max_abs_diff": max(c["max_abs_diff"] for c in checks), "allowed_abs_diff": worst["allowed_abs_diff"]}
+    return {
+        "checks": checks,
+        "tolerance": tolerance,
+        "check_size": checks[-1]["size"],
+        "max_abs_diff": max(c["max_abs_diff"] for c in checks),
+        "allowed_abs_diff": worst["allowed_abs_diff"],
+    }

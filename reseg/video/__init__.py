@@ -11,13 +11,38 @@ Measuring it (end-to-end against model-only FPS on a generated clip) is reseg.be
 
 from reseg.video.overlay import colorize_tensor, lut_tensor, overlay_tensor
 from reseg.video.pipeline import VideoOptions, check_outputs, format_summary, run_video, write_stats_json
-from reseg.video.sources import (DECODERS, ArraySource, Frame, FrameSource, Source, TorchCodecSource,
-                                 TorchCodecUnavailable, open_source)
+from reseg.video.sources import (
+    DECODERS,
+    ArraySource,
+    Frame,
+    FrameSource,
+    Source,
+    TorchCodecSource,
+    TorchCodecUnavailable,
+    open_source,
+)
 from reseg.video.timing import STAGES, StageTimes
 from reseg.video.writer import VideoFile, codec_candidates
 
 __all__ = [
-    "DECODERS", "STAGES", "ArraySource", "Frame", "FrameSource", "Source", "StageTimes", "TorchCodecSource",
-    "TorchCodecUnavailable", "VideoFile", "VideoOptions", "check_outputs", "codec_candidates", "colorize_tensor",
-    "format_summary", "lut_tensor", "open_source", "overlay_tensor", "run_video", "write_stats_json",
+    "DECODERS",
+    "STAGES",
+    "ArraySource",
+    "Frame",
+    "FrameSource",
+    "Source",
+    "StageTimes",
+    "TorchCodecSource",
+    "TorchCodecUnavailable",
+    "VideoFile",
+    "VideoOptions",
+    "check_outputs",
+    "codec_candidates",
+    "colorize_tensor",
+    "format_summary",
+    "lut_tensor",
+    "open_source",
+    "overlay_tensor",
+    "run_video",
+    "write_stats_json",
 ]

@@ -26,14 +26,15 @@ def colorize_tensor(masks: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     return lut[masks.long()]
 
 
-def overlay_tensor(images: torch.Tensor, masks: torch.Tensor, lut: torch.Tensor, opacity: float = 0.5
-                   ) -> torch.Tensor:
+def overlay_tensor(images: torch.Tensor, masks: torch.Tensor, lut: torch.Tensor, opacity: float = 0.5) -> torch.Tensor:
     """(N, H, W, 3) uint8 images and (N, H, W) uint8 masks -> (N, H, W, 3) uint8 overlays, as `viz.overlay`."""
     if not 0.0 <= opacity <= 1.0:
         raise ResegError(f"opacity must be in [0, 1], got {opacity}")
     if images.shape[:-1] != masks.shape or images.shape[-1] != 3:
-        raise ResegError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} do not match "
-                         f"(expected (N, H, W, 3) and (N, H, W))")
+        raise ResegError(
+            f"images {tuple(images.shape)} and masks {tuple(masks.shape)} do not match "
+            f"(expected (N, H, W, 3) and (N, H, W))"
+        )
     alpha = float(np.float32(1.0 - opacity))
     beta = float(np.float32(opacity))
     color = colorize_tensor(masks, lut)

@@ -93,12 +93,15 @@ def check_outputs(spec: str, output: str | None, opts: VideoOptions, stats_json:
             except ResegError:
                 if target == Path(path):
                     raise
-                raise ResegError(f"{flag} {path} would be written as {target} (the fallback when no MP4 encoder "
-                                 f"opens), which would write into the input; choose another name") from None
+                raise ResegError(
+                    f"{flag} {path} would be written as {target} (the fallback when no MP4 encoder "
+                    f"opens), which would write into the input; choose another name"
+                ) from None
             key = target.resolve()
             if key in taken:
-                raise ResegError(f"{flag} {path} and {taken[key]} name the same file {target}; give each "
-                                 f"output its own name")
+                raise ResegError(
+                    f"{flag} {path} and {taken[key]} name the same file {target}; give each output its own name"
+                )
             taken[key] = f"{flag} {path}"
     if opts.masks_dir:
         check_output_dir(opts.masks_dir, "--masks-dir")
@@ -196,8 +199,15 @@ class Reader(threading.Thread):
 class Segmenter:
     """One batch through upload, normalise, model, argmax/smoothing (and the device overlay), copy back."""
 
-    def __init__(self, predictor: Any, smooth: float, times: StageTimes, lut: np.ndarray | None = None,
-                 opacity: float = 0.5, keep_frames: bool = True) -> None:
+    def __init__(
+        self,
+        predictor: Any,
+        smooth: float,
+        times: StageTimes,
+        lut: np.ndarray | None = None,
+        opacity: float = 0.5,
+        keep_frames: bool = True,
+    ) -> None:
         self.predictor = predictor
         self.device = torch.device(getattr(predictor, "device", "cpu"))
         self.normalize = Normalizer(self.device)
@@ -247,8 +257,9 @@ class Segmenter:
         """(N, H, W, 3) uint8 on the device: one stacked host buffer, pinned and copied without blocking."""
         if all(isinstance(im, torch.Tensor) for im in images):
             return torch.stack(images).to(self.device, non_blocking=True)
-        host = torch.from_numpy(np.stack([im.cpu().numpy() if isinstance(im, torch.Tensor) else np.asarray(im)
-                                          for im in images]))
+        host = torch.from_numpy(
+            np.stack([im.cpu().numpy() if isinstance(im, torch.Tensor) else np.asarray(im) for im in images])
+        )
         if self.device.type == "cuda":
             return host.pin_memory().to(self.device, non_blocking=True)
         return host.to(self.device)
@@ -286,8 +297,13 @@ def _to_host(t: torch.Tensor | None) -> torch.Tensor | None:
 # ---------------------------------------------------------------------- the run
 
 
-def run_video(source: str | Source, predictor: Any, output: str | None, options: VideoOptions | None = None,
-              stats_json: str | None = None) -> dict[str, Any]:
+def run_video(
+    source: str | Source,
+    predictor: Any,
+    output: str | None,
+    options: VideoOptions | None = None,
+    stats_json: str | None = None,
+) -> dict[str, Any]:
     """Segment every frame of `source`, write the overlay video (and masks), return the run's stats.
 
     Stats keys: frames_in (decoded), frames_out (in the output), dropped (failed to decode; each named with
@@ -303,8 +319,13 @@ def run_video(source: str | Source, predictor: Any, output: str | None, options:
     batch = 1 if opts.realtime else opts.batch
     if opts.realtime and opts.batch > 1:
         log(f"note: --realtime runs batch 1 (not {opts.batch}) so that no frame waits for others")
-    src = source if isinstance(source, Source) else open_source(
-        spec, opts.decoder, fps=opts.fps, max_frames=opts.max_frames, device=getattr(predictor, "device", "cpu"))
+    src = (
+        source
+        if isinstance(source, Source)
+        else open_source(
+            spec, opts.decoder, fps=opts.fps, max_frames=opts.max_frames, device=getattr(predictor, "device", "cpu")
+        )
+    )
     try:
         return _run(src, predictor, output, opts, batch)
     finally:
@@ -321,12 +342,19 @@ def _run(src: Source, predictor: Any, output: str | None, opts: VideoOptions, ba
     t_start = time.perf_counter()
     files = _open_outputs(output if opts.overlay else None, opts, src.fps, panel)
     queue_size = 1 if opts.realtime else max(2 * batch, opts.queue_size)
-    draw = DrawOptions(opacity=opts.opacity, legend=opts.legend, side_by_side=opts.side_by_side,
-                       panel_size=panel, show=opts.show)
+    draw = DrawOptions(
+        opacity=opts.opacity, legend=opts.legend, side_by_side=opts.side_by_side, panel_size=panel, show=opts.show
+    )
     writer = Writer(files[0], files[1], opts.masks_dir, draw, lut, names, palette, times, queue_size)
     on_device = _overlay_on_device(predictor, opts, writer, panel == (src.width, src.height))
-    segment = Segmenter(predictor, opts.smooth, times, lut if on_device else None, opts.opacity,
-                        keep_frames=not on_device or opts.side_by_side)
+    segment = Segmenter(
+        predictor,
+        opts.smooth,
+        times,
+        lut if on_device else None,
+        opts.opacity,
+        keep_frames=not on_device or opts.side_by_side,
+    )
     reader = Reader(src, queue_size, times, realtime=opts.realtime)
     _announce(files[0], output, src)
     bar = _progress(src, opts.progress)
@@ -337,8 +365,9 @@ def _run(src: Source, predictor: Any, output: str | None, opts: VideoOptions, ba
         raise
     frames_out = _commit(files, writer.frames_out, interrupted)
     wall = time.perf_counter() - t_start
-    return _stats(src, opts, batch, (wall, t_pipe), times, writer, segment, reader, frames_out, files,
-                  interrupted, on_device)
+    return _stats(
+        src, opts, batch, (wall, t_pipe), times, writer, segment, reader, frames_out, files, interrupted, on_device
+    )
 
 
 def _overlay_on_device(predictor: Any, opts: VideoOptions, writer: Writer, native_size: bool) -> bool:
@@ -348,8 +377,9 @@ def _overlay_on_device(predictor: Any, opts: VideoOptions, writer: Writer, nativ
     return bool(on_device and writer.needs_overlay and native_size)
 
 
-def _run_threads(src: Source, reader: Reader, writer: Writer, segment: Segmenter, times: StageTimes, batch: int,
-                 bar: Any) -> tuple[float, bool]:
+def _run_threads(
+    src: Source, reader: Reader, writer: Writer, segment: Segmenter, times: StageTimes, batch: int, bar: Any
+) -> tuple[float, bool]:
     """Reader and writer threads around the inference loop until the source ends or Ctrl-C.
 
     Returns the threads' seconds and whether the run was interrupted; a writer's error is raised here."""
@@ -384,8 +414,9 @@ def _discard(files: Sequence[VideoFile | None], err: BaseException) -> None:
             f.discard(err)
 
 
-def _open_outputs(output: str | None, opts: VideoOptions, fps: float, panel: tuple[int, int]
-                  ) -> tuple[VideoFile | None, VideoFile | None]:
+def _open_outputs(
+    output: str | None, opts: VideoOptions, fps: float, panel: tuple[int, int]
+) -> tuple[VideoFile | None, VideoFile | None]:
     video = mask_video = None
     try:
         if output is not None:
@@ -404,8 +435,7 @@ def _open_outputs(output: str | None, opts: VideoOptions, fps: float, panel: tup
 def _announce(video: VideoFile | None, output: str | None, src: Source) -> None:
     if video is None:
         return
-    log(f"writing {video.path} with fourcc {video.fourcc} at {src.fps:g} fps (under a temporary name until "
-        f"the end)")
+    log(f"writing {video.path} with fourcc {video.fourcc} at {src.fps:g} fps (under a temporary name until the end)")
     if video.fourcc == "MJPG" and Path(str(output)).suffix.lower() != ".avi":
         log(f"note: no MP4 encoder (avc1, mp4v) could be opened; writing MJPG in {video.path} instead of {output}")
 
@@ -443,11 +473,13 @@ def _commit(files: tuple[VideoFile | None, VideoFile | None], encoded: int, inte
         try:
             held = f.commit()
         except BaseException as err:  # e.g. the disk filled up: leave no temporary file behind
-            _discard(files[k + 1:], err)
+            _discard(files[k + 1 :], err)
             raise
         if held < f.written:
-            log(f"warning: {f.path} holds {held} frames but {f.written} were encoded (disk full, or an encoder "
-                f"failure); counting {held} as written")
+            log(
+                f"warning: {f.path} holds {held} frames but {f.written} were encoded (disk full, or an encoder "
+                f"failure); counting {held} as written"
+            )
         if k == 0 or files[0] is None:
             frames_out = min(encoded, held)
         if interrupted:
@@ -455,23 +487,36 @@ def _commit(files: tuple[VideoFile | None, VideoFile | None], encoded: int, inte
     return frames_out
 
 
-def _stats(src: Source, opts: VideoOptions, batch: int, walls: tuple[float, float], times: StageTimes,
-           writer: Writer, segment: Segmenter, reader: Reader, frames_out: int,
-           files: tuple[VideoFile | None, VideoFile | None], interrupted: bool, on_device: bool) -> dict[str, Any]:
+def _stats(
+    src: Source,
+    opts: VideoOptions,
+    batch: int,
+    walls: tuple[float, float],
+    times: StageTimes,
+    writer: Writer,
+    segment: Segmenter,
+    reader: Reader,
+    frames_out: int,
+    files: tuple[VideoFile | None, VideoFile | None],
+    interrupted: bool,
+    on_device: bool,
+) -> dict[str, Any]:
     """The run's stats, in the order `run_video` documents and the stats JSON keeps."""
     stats: dict[str, Any] = {"input": src.spec, "kind": src.kind, "decoder": src.decoder, "decoder_note": src.note}
     stats.update(_frame_counts(src, reader, files, frames_out))
     stats.update(_speeds(src, walls, times, writer, segment, frames_out))
-    stats.update({
-        "overlay_on": "device" if on_device else "host",
-        "realtime": opts.realtime,
-        "input_fps": src.input_fps,
-        "output_fps": src.fps,
-        "frame_size": [src.width, src.height],
-        "output_size": list(writer.draw.panel_size[::-1]),  # H, W
-        "batch": batch,
-        "smooth": float(opts.smooth),
-    })
+    stats.update(
+        {
+            "overlay_on": "device" if on_device else "host",
+            "realtime": opts.realtime,
+            "input_fps": src.input_fps,
+            "output_fps": src.fps,
+            "frame_size": [src.width, src.height],
+            "output_size": list(writer.draw.panel_size[::-1]),  # H, W
+            "batch": batch,
+            "smooth": float(opts.smooth),
+        }
+    )
     stats.update(_output_paths(files, opts))
     stats["interrupted"] = interrupted
     if opts.realtime:
@@ -479,8 +524,9 @@ def _stats(src: Source, opts: VideoOptions, batch: int, walls: tuple[float, floa
     return stats
 
 
-def _frame_counts(src: Source, reader: Reader, files: tuple[VideoFile | None, VideoFile | None],
-                  frames_out: int) -> dict[str, Any]:
+def _frame_counts(
+    src: Source, reader: Reader, files: tuple[VideoFile | None, VideoFile | None], frames_out: int
+) -> dict[str, Any]:
     """Frames read, written and lost on the way, each loss named by frame index."""
     return {
         "frames_in": src.frames_in,
@@ -493,15 +539,17 @@ def _frame_counts(src: Source, reader: Reader, files: tuple[VideoFile | None, Vi
     }
 
 
-def _speeds(src: Source, walls: tuple[float, float], times: StageTimes, writer: Writer, segment: Segmenter,
-            frames_out: int) -> dict[str, Any]:
+def _speeds(
+    src: Source, walls: tuple[float, float], times: StageTimes, writer: Writer, segment: Segmenter, frames_out: int
+) -> dict[str, Any]:
     """End-to-end and model-only frames per second, flicker, and where the threads' time went.
 
     `wall` is the whole run (opening and closing the files too); `pipeline` the threads' time, against
     which each thread's busy share is measured."""
     wall, pipeline = walls
-    timing = times.report(pipeline, {"reader": src.frames_in + src.dropped, "inference": segment.frames,
-                                     "writer": writer.frames_out})
+    timing = times.report(
+        pipeline, {"reader": src.frames_in + src.dropped, "inference": segment.frames, "writer": writer.frames_out}
+    )
     timing["wall_seconds"] = pipeline
     inference = sum(times.stage.get(s, 0.0) for s in ("h2d", "preprocess", "model", "postprocess", "d2h"))
     return {
@@ -530,8 +578,16 @@ def _latencies(writer: Writer, segment: Segmenter) -> dict[str, Any]:
     lat = np.asarray(writer.latencies) * 1000.0
     fwd = np.asarray(segment.forward_seconds) * 1000.0
     return {
-        "latency_ms": ({"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90)),
-                        "max": float(lat.max()), "frames": int(lat.size)} if lat.size else None),
+        "latency_ms": (
+            {
+                "median": float(np.median(lat)),
+                "p90": float(np.percentile(lat, 90)),
+                "max": float(lat.max()),
+                "frames": int(lat.size),
+            }
+            if lat.size
+            else None
+        ),
         "model_ms_median": float(np.median(fwd)) if fwd.size else None,
     }
 
@@ -559,19 +615,28 @@ def format_summary(stats: dict[str, Any]) -> str:
     if stats.get("realtime"):
         lat = stats.get("latency_ms")
         model = stats.get("model_ms_median")
-        lines.append("realtime: capture-to-output latency " + (
-            f"median {lat['median']:.1f} ms, p90 {lat['p90']:.1f} ms, max {lat['max']:.1f} ms" if lat else "n/a")
-            + (f"; model forward median {model:.1f} ms" if model is not None else ""))
+        lines.append(
+            "realtime: capture-to-output latency "
+            + (f"median {lat['median']:.1f} ms, p90 {lat['p90']:.1f} ms, max {lat['max']:.1f} ms" if lat else "n/a")
+            + (f"; model forward median {model:.1f} ms" if model is not None else "")
+        )
     else:
-        lines.append(f"end-to-end {stats['fps_end_to_end']:.2f} FPS, model-only {stats['fps_model']:.2f} FPS "
-                     f"(batch {stats['batch']})")
-    lines.append(f"decoder {stats['decoder']}" + (f" ({stats['decoder_note']})" if stats.get("decoder_note") else "")
-                 + f"; overlay drawn on the {stats.get('overlay_on', 'host')}")
+        lines.append(
+            f"end-to-end {stats['fps_end_to_end']:.2f} FPS, model-only {stats['fps_model']:.2f} FPS "
+            f"(batch {stats['batch']})"
+        )
+    lines.append(
+        f"decoder {stats['decoder']}"
+        + (f" ({stats['decoder_note']})" if stats.get("decoder_note") else "")
+        + f"; overlay drawn on the {stats.get('overlay_on', 'host')}"
+    )
     lines += format_stages(stats["timing"], stats["timing"].get("wall_seconds", stats["seconds"]))
     lines.append(f"flicker {flicker}" + (f" with smoothing {stats['smooth']:g}" if stats.get("smooth") else ""))
     if stats.get("output"):
-        lines.append(f"overlay video: {stats['output']} ({stats['fourcc']} in .{stats['container']}, "
-                     f"{stats['output_fps']:g} fps)")
+        lines.append(
+            f"overlay video: {stats['output']} ({stats['fourcc']} in .{stats['container']}, "
+            f"{stats['output_fps']:g} fps)"
+        )
     if stats.get("mask_video"):
         lines.append(f"mask video: {stats['mask_video']}")
     if stats.get("masks_dir"):

@@ -32,10 +32,10 @@ _MAX_WARNINGS = 10
 class Frame:
     """One decoded frame on its way through the pipeline."""
 
-    index: int          # position in the input: frame number, or place in the sorted file list
-    name: str           # frame_000012 for videos; the path below the folder (no suffix) for image files
-    image: Any          # RGB uint8 HxWx3: a numpy array, or a torch tensor (torchcodec, maybe on the GPU)
-    captured: float     # time.perf_counter() when the frame became available (latency in --realtime)
+    index: int  # position in the input: frame number, or place in the sorted file list
+    name: str  # frame_000012 for videos; the path below the folder (no suffix) for image files
+    image: Any  # RGB uint8 HxWx3: a numpy array, or a torch tensor (torchcodec, maybe on the GPU)
+    captured: float  # time.perf_counter() when the frame became available (latency in --realtime)
 
 
 def log(message: str) -> None:
@@ -145,8 +145,10 @@ class Source:
 
     def _resize(self, frame: Frame) -> Any:
         if not self._warned_resize:
-            log(f"warning: frame {frame.name} is {frame.image.shape[1]}x{frame.image.shape[0]}, not "
-                f"{self.width}x{self.height}; resizing frames to the first frame's size")
+            log(
+                f"warning: frame {frame.name} is {frame.image.shape[1]}x{frame.image.shape[0]}, not "
+                f"{self.width}x{self.height}; resizing frames to the first frame's size"
+            )
             self._warned_resize = True
         image = frame.image
         if not isinstance(image, np.ndarray):
@@ -165,8 +167,9 @@ class Source:
 class FrameSource(Source):
     """Frames decoded by OpenCV: video files, camera indices, URLs, and image files, folders or globs."""
 
-    def __init__(self, spec: str, fps: float | None = None, max_frames: int | None = None,
-                 max_failures: int = 8) -> None:
+    def __init__(
+        self, spec: str, fps: float | None = None, max_frames: int | None = None, max_failures: int = 8
+    ) -> None:
         super().__init__(spec, fps, max_frames)
         self.max_failures = max_failures
         self.files: list[tuple[Path, str]] | None = None
@@ -182,14 +185,17 @@ class FrameSource(Source):
             self._finish_open(len(self.files or ()), None)
             return
         if kind == "missing":
-            raise ResegError(f"input not found: {spec} (expected a video file, camera index, URL, frame folder "
-                             f"or glob)")
+            raise ResegError(
+                f"input not found: {spec} (expected a video file, camera index, URL, frame folder or glob)"
+            )
         self.cap = cv2.VideoCapture(int(spec) if kind == "camera" else spec)
         if not self.cap.isOpened():
-            raise ResegError({
-                "camera": f"cannot open camera {spec} (no such device, or it is in use)",
-                "stream": f"cannot open stream {spec} (unreachable, or a format OpenCV's FFmpeg cannot read)",
-            }.get(kind, f"cannot open video {spec}: not a video OpenCV can decode, or damaged"))
+            raise ResegError(
+                {
+                    "camera": f"cannot open camera {spec} (no such device, or it is in use)",
+                    "stream": f"cannot open stream {spec} (unreachable, or a format OpenCV's FFmpeg cannot read)",
+                }.get(kind, f"cannot open video {spec}: not a video OpenCV can decode, or damaged")
+            )
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self._header_count = count if count > 0 and kind == "file" else 0
         self._finish_open(self._header_count or None, float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0))
@@ -261,12 +267,13 @@ class TorchCodecSource(Source):
     Frames are torch tensors (HxWx3 uint8); CPU frames are handed on as numpy views of them.
     """
 
-    def __init__(self, spec: str, fps: float | None = None, max_frames: int | None = None,
-                 device: str = "cpu") -> None:
+    def __init__(self, spec: str, fps: float | None = None, max_frames: int | None = None, device: str = "cpu") -> None:
         super().__init__(spec, fps, max_frames)
         if self.kind not in ("file", "stream"):
-            raise ResegError(f"--decoder torchcodec reads video files and URLs, and {spec} is a "
-                             f"{'missing path' if self.kind == 'missing' else self.kind}; use --decoder opencv")
+            raise ResegError(
+                f"--decoder torchcodec reads video files and URLs, and {spec} is a "
+                f"{'missing path' if self.kind == 'missing' else self.kind}; use --decoder opencv"
+            )
         self.device = device
         self._dec = _torchcodec_decoder(self.spec, device)
         meta = self._dec.metadata
@@ -299,17 +306,20 @@ def _torchcodec_decoder(spec: str, device: str) -> Any:
     try:
         from torchcodec.decoders import VideoDecoder
     except ImportError as err:
-        raise TorchCodecUnavailable(f"torchcodec is not installed ({err}); `pip install 'reseg[video]'` "
-                                    f"and FFmpeg's shared libraries (FFmpeg 4 or newer) add it") from None
+        raise TorchCodecUnavailable(
+            f"torchcodec is not installed ({err}); `pip install 'reseg[video]'` "
+            f"and FFmpeg's shared libraries (FFmpeg 4 or newer) add it"
+        ) from None
     last: Exception | None = None
     for mode in ("approximate", "exact"):
         try:
             dec = VideoDecoder(spec, device=device, dimension_order="NHWC", seek_mode=mode)
         except Exception as err:  # torchcodec raises RuntimeError/ValueError with FFmpeg's words
             if "libtorchcodec" in str(err) or isinstance(err, (OSError, ImportError)):
-                raise TorchCodecUnavailable(f"torchcodec cannot load FFmpeg's shared libraries (install FFmpeg "
-                                            f"4 or newer with its libav* libraries): {str(err).splitlines()[0]}"
-                                            ) from None
+                raise TorchCodecUnavailable(
+                    f"torchcodec cannot load FFmpeg's shared libraries (install FFmpeg "
+                    f"4 or newer with its libav* libraries): {str(err).splitlines()[0]}"
+                ) from None
             last = err
             continue
         if mode == "exact" or dec.metadata.num_frames:
@@ -321,8 +331,13 @@ def _torchcodec_decoder(spec: str, device: str) -> Any:
 class ArraySource(Source):
     """Frames already in memory (the benchmark's model-only baseline, tests, and callers with their own decoder)."""
 
-    def __init__(self, frames: Sequence[np.ndarray], fps: float | None = None, max_frames: int | None = None,
-                 name: str = "<memory>") -> None:
+    def __init__(
+        self,
+        frames: Sequence[np.ndarray],
+        fps: float | None = None,
+        max_frames: int | None = None,
+        name: str = "<memory>",
+    ) -> None:
         super().__init__(name, fps, max_frames)
         self.kind = "memory"
         self.decoder = "memory"
@@ -338,8 +353,9 @@ class ArraySource(Source):
         return Frame(i, f"frame_{i:06d}", np.asarray(self._frames[i]), time.perf_counter())
 
 
-def open_source(spec: str, decoder: str = "auto", fps: float | None = None, max_frames: int | None = None,
-                device: Any = "cpu") -> Source:
+def open_source(
+    spec: str, decoder: str = "auto", fps: float | None = None, max_frames: int | None = None, device: Any = "cpu"
+) -> Source:
     """The source for `spec` read by `decoder`.
 
     'auto' takes torchcodec for video files when it works (decoding on the GPU when `device` is one and
@@ -392,5 +408,17 @@ def frame_files_root(spec: str) -> list[Path]:
     return []
 
 
-__all__ = ["ArraySource", "DECODERS", "DEFAULT_FPS", "Frame", "FrameSource", "Source", "TorchCodecSource",
-           "TorchCodecUnavailable", "frame_files_root", "input_kind", "log", "open_source"]
+__all__ = [
+    "ArraySource",
+    "DECODERS",
+    "DEFAULT_FPS",
+    "Frame",
+    "FrameSource",
+    "Source",
+    "TorchCodecSource",
+    "TorchCodecUnavailable",
+    "frame_files_root",
+    "input_kind",
+    "log",
+    "open_source",
+]

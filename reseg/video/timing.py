@@ -70,10 +70,15 @@ class StageTimes:
         stages = {}
         for name, thread in STAGES.items():
             sec = self.stage.get(name, 0.0)
-            stages[name] = {"thread": thread, "seconds": round(sec, 6),
-                            "ms_per_frame": round(1000 * sec / max(1, frames.get(thread, 0)), 4)}
-        threads = {name: {"busy_seconds": round(sec, 6), "busy_share": round(sec / wall, 4) if wall > 0 else 0.0}
-                   for name, sec in self.thread.items()}
+            stages[name] = {
+                "thread": thread,
+                "seconds": round(sec, 6),
+                "ms_per_frame": round(1000 * sec / max(1, frames.get(thread, 0)), 4),
+            }
+        threads = {
+            name: {"busy_seconds": round(sec, 6), "busy_share": round(sec / wall, 4) if wall > 0 else 0.0}
+            for name, sec in self.thread.items()
+        }
         waits = {name: round(self.wait.get(name, 0.0), 6) for name in WAITS}
         return {"stages": stages, "threads": threads, "waits": waits, "bound": bound(self.stage, self.thread, wall)}
 
@@ -85,8 +90,12 @@ def bound(stage: dict[str, float], thread: dict[str, float], wall: float) -> dic
     name = max(thread, key=lambda t: thread[t])
     own = {s: stage.get(s, 0.0) for s, t in STAGES.items() if t == name}
     top = max(own, key=lambda s: own[s]) if own else name
-    return {"thread": name, "stage": top, "busy_seconds": round(thread[name], 6),
-            "busy_share": round(thread[name] / wall, 4) if wall > 0 else 0.0}
+    return {
+        "thread": name,
+        "stage": top,
+        "busy_seconds": round(thread[name], 6),
+        "busy_share": round(thread[name] / wall, 4) if wall > 0 else 0.0,
+    }
 
 
 class Clock:
@@ -126,17 +135,21 @@ def format_stages(report: dict[str, Any], wall: float) -> list[str]:
     stages = report["stages"]
     parts = []
     for thread in ("reader", "inference", "writer"):
-        row = [f"{s} {stages[s]['ms_per_frame']:.2f}" for s, t in STAGES.items()
-               if t == thread and stages[s]["seconds"] > 0]
+        row = [
+            f"{s} {stages[s]['ms_per_frame']:.2f}"
+            for s, t in STAGES.items()
+            if t == thread and stages[s]["seconds"] > 0
+        ]
         if row:
             parts.append(f"{thread}: " + ", ".join(row))
     lines = ["ms per frame, " + " | ".join(parts)] if parts else []
     b = report.get("bound")
     if b:
-        lines.append(f"bound by {b['stage']} ({b['thread']} thread busy {100 * b['busy_share']:.0f}% "
-                     f"of the {wall:.2f} s wall time)")
-    waits = [WAITS[w].replace("waited", f"waited {sec:.2f} s", 1) for w, sec in report["waits"].items()
-             if sec >= 0.01]
+        lines.append(
+            f"bound by {b['stage']} ({b['thread']} thread busy {100 * b['busy_share']:.0f}% "
+            f"of the {wall:.2f} s wall time)"
+        )
+    waits = [WAITS[w].replace("waited", f"waited {sec:.2f} s", 1) for w, sec in report["waits"].items() if sec >= 0.01]
     if waits:
         lines.append("waits: " + "; ".join(waits))
     return lines

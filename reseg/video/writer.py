@@ -115,8 +115,10 @@ class VideoFile:
                 return
             writer.release()
             _close_guard(guard, ResegError(f"no {fourcc} encoder"))
-        raise ResegError(f"could not open a video writer for {path} (tried "
-                         f"{', '.join(f'{c} in {t.suffix}' for c, t in candidates)}); check the folder is writable")
+        raise ResegError(
+            f"could not open a video writer for {path} (tried "
+            f"{', '.join(f'{c} in {t.suffix}' for c, t in candidates)}); check the folder is writable"
+        )
 
     def write(self, bgr: np.ndarray) -> bool:
         """Encode one BGR frame; False (and counted in `failed`) when the encoder refused it."""
@@ -190,9 +192,18 @@ class DrawOptions:
 class Writer(threading.Thread):
     """Draws and encodes segmented frames in order, off the inference thread; errors are handed back to it."""
 
-    def __init__(self, video: VideoFile | None, mask_video: VideoFile | None, masks_dir: str | None,
-                 draw: DrawOptions, lut: np.ndarray, class_names: Sequence[str], palette: Sequence[Sequence[int]],
-                 times: StageTimes, queue_size: int) -> None:
+    def __init__(
+        self,
+        video: VideoFile | None,
+        mask_video: VideoFile | None,
+        masks_dir: str | None,
+        draw: DrawOptions,
+        lut: np.ndarray,
+        class_names: Sequence[str],
+        palette: Sequence[Sequence[int]],
+        times: StageTimes,
+        queue_size: int,
+    ) -> None:
         super().__init__(name="reseg-video-writer", daemon=True)
         self.video, self.mask_video, self.masks_dir = video, mask_video, masks_dir
         self.draw = draw
@@ -207,8 +218,11 @@ class Writer(threading.Thread):
         self.error: BaseException | None = None
         self.stop_requested = False
         self._show = draw.show
-        if self._show and sys.platform.startswith("linux") and not (
-                os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        if (
+            self._show
+            and sys.platform.startswith("linux")
+            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        ):
             log("warning: --show ignored: no display found (DISPLAY is not set)")
             self._show = False
 
@@ -293,8 +307,10 @@ class Writer(threading.Thread):
             if self.video is not None:
                 ok = self.video.write(bgr)
                 if not ok and self.video.failed == 1:
-                    log(f"warning: the encoder refused frame {frame.name} of {self.video.path}; refused frames "
-                        f"are not counted as written")
+                    log(
+                        f"warning: the encoder refused frame {frame.name} of {self.video.path}; refused frames "
+                        f"are not counted as written"
+                    )
             if self._show:
                 self._display(bgr)
         if self.mask_video is not None and color is not None:

@@ -34,7 +34,21 @@ from reseg.data.synthetic.scene import Street
 from reseg.data.synthetic.video import drive_frames, make_synthetic_video
 
 __all__ = [
-    "DIFFICULTIES", "GENERATOR_VERSION", "META_FILE", "SPLITS", "SYNTHETIC_KEYS", "Camera", "Difficulty", "Street",
-    "drive_frames", "ensure_synthetic", "get_difficulty", "make_street", "make_synthetic", "make_synthetic_video",
-    "mismatch_warning", "render", "synth_sample",
+    "DIFFICULTIES",
+    "GENERATOR_VERSION",
+    "META_FILE",
+    "SPLITS",
+    "SYNTHETIC_KEYS",
+    "Camera",
+    "Difficulty",
+    "Street",
+    "drive_frames",
+    "ensure_synthetic",
+    "get_difficulty",
+    "make_street",
+    "make_synthetic",
+    "make_synthetic_video",
+    "mismatch_warning",
+    "render",
+    "synth_sample",
 ]

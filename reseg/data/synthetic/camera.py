@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-Z_NEAR = 0.5        # metres in front of the camera where geometry is clipped
+Z_NEAR = 0.5  # metres in front of the camera where geometry is clipped
 
 Point3 = tuple[float, float, float]
 

@@ -41,9 +41,17 @@ class _Chunk:
     difficulty: str
 
 
-def make_synthetic(out_dir: str | Path = "datasets/synthetic", train: int = 300, val: int = 60, test: int = 60,
-                   seed: int = 0, size: tuple[int, int] = (360, 480), workers: int | None = None,
-                   progress: bool = False, difficulty: str = "standard") -> Path:
+def make_synthetic(
+    out_dir: str | Path = "datasets/synthetic",
+    train: int = 300,
+    val: int = 60,
+    test: int = 60,
+    seed: int = 0,
+    size: tuple[int, int] = (360, 480),
+    workers: int | None = None,
+    progress: bool = False,
+    difficulty: str = "standard",
+) -> Path:
     """Write a synthetic dataset in the CamVid SegNet layout and return its root.
 
     Layout: train/ trainannot/ val/ valannot/ test/ testannot/ + train.txt val.txt test.txt
@@ -69,8 +77,14 @@ def make_synthetic(out_dir: str | Path = "datasets/synthetic", train: int = 300,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("synthetic dataset (%d images, %dx%d) written to %s in %.1f s", sum(counts.values()), h, w, out,
-             time.perf_counter() - start)
+    log.info(
+        "synthetic dataset (%d images, %dx%d) written to %s in %.1f s",
+        sum(counts.values()),
+        h,
+        w,
+        out,
+        time.perf_counter() - start,
+    )
     return out
 
 
@@ -84,13 +98,16 @@ def _check_request(out: Path, counts: dict[str, int], size: tuple[int, int], dif
     if h < 16 or w < 16:
         raise ResegError(f"synthetic image size must be at least 16x16, got {h}x{w}")
     if out.exists() and any(out.iterdir()) and not (out / META_FILE).is_file():
-        raise ResegError(f"{out} exists and is not a synthetic dataset (no {META_FILE}); refusing to overwrite it; "
-                         f"choose another --out")
+        raise ResegError(
+            f"{out} exists and is not a synthetic dataset (no {META_FILE}); refusing to overwrite it; "
+            f"choose another --out"
+        )
     return h, w
 
 
-def _draw_splits(root: Path, counts: dict[str, int], seed: int, size: tuple[int, int], difficulty: str,
-                 workers: int | None) -> None:
+def _draw_splits(
+    root: Path, counts: dict[str, int], seed: int, size: tuple[int, int], difficulty: str, workers: int | None
+) -> None:
     """Every split's images and labels under `root`, in worker processes for a large set."""
     for split in SPLITS:
         (root / split).mkdir()
@@ -100,10 +117,13 @@ def _draw_splits(root: Path, counts: dict[str, int], seed: int, size: tuple[int,
     chunks = []
     for split, n in counts.items():
         step = max(1, math.ceil(n / max(1, workers * 4)))  # ~4 chunks per worker balance the load
-        chunks += [_Chunk(str(root), seed, split, list(range(a, min(n, a + step))), size, difficulty)
-                   for a in range(0, n, step)]
+        chunks += [
+            _Chunk(str(root), seed, split, list(range(a, min(n, a + step))), size, difficulty)
+            for a in range(0, n, step)
+        ]
     if workers > 1 and len(chunks) > 1:
         import multiprocessing as mp
+
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
             list(pool.map(_write_chunk, chunks))
     else:
@@ -125,12 +145,21 @@ def _write_chunk(chunk: _Chunk) -> list[str]:
     return names
 
 
-def _write_meta(root: Path, seed: int, counts: dict[str, int], size: tuple[int, int], difficulty: str,
-                seconds: float) -> None:
+def _write_meta(
+    root: Path, seed: int, counts: dict[str, int], size: tuple[int, int], difficulty: str, seconds: float
+) -> None:
     """synthetic.json: how the set was made, so a later run can tell whether it fits its config."""
-    meta = {"generator": "reseg.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
-            "sizes": counts, "size": list(size), "difficulty": difficulty, "classes": list(CAMVID.names),
-            "void_label": VOID, "seconds": seconds}
+    meta = {
+        "generator": "reseg.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "sizes": counts,
+        "size": list(size),
+        "difficulty": difficulty,
+        "classes": list(CAMVID.names),
+        "void_label": VOID,
+        "seconds": seconds,
+    }
     (root / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 

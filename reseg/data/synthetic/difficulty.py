@@ -15,26 +15,38 @@ class Difficulty:
     images); other levels change only these numbers.
     """
 
-    person_far: float = 60.0        # metres: farthest pedestrian / cyclist / crossing person
+    person_far: float = 60.0  # metres: farthest pedestrian / cyclist / crossing person
     cyclist_far: float = 55.0
     crossing_far: float = 40.0
     car_far: float = 90.0
-    pole_far: float = 1e9           # poles and signs are placed up to this distance
-    pole_gap: float = 1.0           # multiplier of the spacing between poles
-    thin_scale: float = 1.0         # multiplier of pole width, sign size and fence height
-    crowd: float = 1.0              # multiplier of the number of pedestrians
-    cyclists: float = 1.0           # multiplier of the number of cyclists
-    fence_p: float = 0.35           # chance of a fence along each side
-    max_noise: float = 7.0          # sensor noise (std of 8-bit values) is drawn from [1, max_noise]
-    texture: float = 1.0            # multiplier of surface texture
-    effects: bool = True            # haze, blur, vignette, camera roll, car bonnet
+    pole_far: float = 1e9  # poles and signs are placed up to this distance
+    pole_gap: float = 1.0  # multiplier of the spacing between poles
+    thin_scale: float = 1.0  # multiplier of pole width, sign size and fence height
+    crowd: float = 1.0  # multiplier of the number of pedestrians
+    cyclists: float = 1.0  # multiplier of the number of cyclists
+    fence_p: float = 0.35  # chance of a fence along each side
+    max_noise: float = 7.0  # sensor noise (std of 8-bit values) is drawn from [1, max_noise]
+    texture: float = 1.0  # multiplier of surface texture
+    effects: bool = True  # haze, blur, vignette, camera roll, car bonnet
 
 
 DIFFICULTIES: dict[str, Difficulty] = {
     "standard": Difficulty(),
-    "easy": Difficulty(person_far=22.0, cyclist_far=24.0, crossing_far=20.0, car_far=45.0, pole_far=45.0,
-                       pole_gap=0.6, thin_scale=2.2, crowd=2.0, cyclists=2.5, fence_p=0.7, max_noise=3.0,
-                       texture=0.6, effects=False),
+    "easy": Difficulty(
+        person_far=22.0,
+        cyclist_far=24.0,
+        crossing_far=20.0,
+        car_far=45.0,
+        pole_far=45.0,
+        pole_gap=0.6,
+        thin_scale=2.2,
+        crowd=2.0,
+        cyclists=2.5,
+        fence_p=0.7,
+        max_noise=3.0,
+        texture=0.6,
+        effects=False,
+    ),
 }
 
 

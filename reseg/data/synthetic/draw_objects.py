@@ -26,6 +26,7 @@ def draw_object(cv: Canvas, obj: Placed, z: float) -> None:
 
 # --------------------------------------------------------------------------- cars
 
+
 def _draw_car(cv: Canvas, car: Car, z: float) -> None:
     if z - cv.cam.z < Z_NEAR + 0.3:
         return
@@ -33,8 +34,14 @@ def _draw_car(cv: Canvas, car: Car, z: float) -> None:
         _draw_car_side(cv, car, z)
     _draw_car_face(cv, car, z)
     x0, x1 = car.x - car.w / 2, car.x + car.w / 2
-    cv.shadow_quad([(x0 - 0.1, 0.0, z - 0.2), (x1 + 0.1, 0.0, z - 0.2), (x1 + 0.1, 0.0, z + car.length),
-                    (x0 - 0.1, 0.0, z + car.length)])
+    cv.shadow_quad(
+        [
+            (x0 - 0.1, 0.0, z - 0.2),
+            (x1 + 0.1, 0.0, z - 0.2),
+            (x1 + 0.1, 0.0, z + car.length),
+            (x0 - 0.1, 0.0, z + car.length),
+        ]
+    )
 
 
 def _cabin(car: Car, zn: float) -> tuple[float, float, float]:
@@ -57,13 +64,28 @@ def _draw_car_side(cv: Canvas, car: Car, zn: float) -> None:
     cv.quad3d([(xs, 0.3, zn), (xs, hb, zn), (xs, hb, zf), (xs, 0.3, zf)], dark, CAR)
     if car.boxy:
         cv.quad3d([(xs, hb, zn), (xs, h, zn), (xs, h, zf), (xs, hb, zf)], dark, CAR)
-        cv.quad3d([(xs, hb + 0.1, zn + 0.3), (xs, h - 0.2, zn + 0.3), (xs, h - 0.2, zn + 0.3 + 0.35 * length),
-                   (xs, hb + 0.1, zn + 0.3 + 0.35 * length)], glass, None)
+        cv.quad3d(
+            [
+                (xs, hb + 0.1, zn + 0.3),
+                (xs, h - 0.2, zn + 0.3),
+                (xs, h - 0.2, zn + 0.3 + 0.35 * length),
+                (xs, hb + 0.1, zn + 0.3 + 0.35 * length),
+            ],
+            glass,
+            None,
+        )
     else:
-        cv.quad3d([(xs, hb, zn + 0.1 * length), (xi, h, cab0), (xi, h, cab1), (xs, hb, zf - 0.05 * length)],
-                  dark, CAR)
-        cv.quad3d([(xs, hb + 0.05, zn + 0.17 * length), (xi, h - 0.08, cab0 + 0.05),
-                   (xi, h - 0.08, cab1 - 0.05), (xs, hb + 0.05, zf - 0.12 * length)], glass, None)
+        cv.quad3d([(xs, hb, zn + 0.1 * length), (xi, h, cab0), (xi, h, cab1), (xs, hb, zf - 0.05 * length)], dark, CAR)
+        cv.quad3d(
+            [
+                (xs, hb + 0.05, zn + 0.17 * length),
+                (xi, h - 0.08, cab0 + 0.05),
+                (xi, h - 0.08, cab1 - 0.05),
+                (xs, hb + 0.05, zf - 0.12 * length),
+            ],
+            glass,
+            None,
+        )
     r = car.wheel
     for zw in (zn + 0.18 * length, zf - 0.18 * length):
         ring = [(xs, r + r * math.sin(a), zw + r * math.cos(a)) for a in np.linspace(0, 2 * math.pi, 12, False)]
@@ -80,50 +102,92 @@ def _draw_car_face(cv: Canvas, car: Car, zn: float) -> None:
     top: list[Point3] = [(x0 + inset, h, roof_z), (x1 - inset, h, roof_z)]
     cv.quad3d([(x0, hb, zn), (x1, hb, zn), top[1], top[0]], car.color, CAR)
     g = 0.12 * w
-    cv.quad3d([(x0 + g, hb + 0.06, zn), (x1 - g, hb + 0.06, zn),
-               (top[1][0] - g * 0.5, h - 0.1, top[1][2]), (top[0][0] + g * 0.5, h - 0.1, top[0][2])], car.glass, None)
+    cv.quad3d(
+        [
+            (x0 + g, hb + 0.06, zn),
+            (x1 - g, hb + 0.06, zn),
+            (top[1][0] - g * 0.5, h - 0.1, top[1][2]),
+            (top[0][0] + g * 0.5, h - 0.1, top[0][2]),
+        ],
+        car.glass,
+        None,
+    )
     for xa, xb in ((x0, x0 + 0.28), (x1 - 0.28, x1)):
-        cv.quad3d([(xa, 0.0, zn + 0.05), (xb, 0.0, zn + 0.05), (xb, 0.32, zn + 0.05), (xa, 0.32, zn + 0.05)],
-                  _TYRE, CAR)
+        cv.quad3d(
+            [(xa, 0.0, zn + 0.05), (xb, 0.0, zn + 0.05), (xb, 0.32, zn + 0.05), (xa, 0.32, zn + 0.05)], _TYRE, CAR
+        )
     light = (255, 250, 225) if car.oncoming else (200, 25, 20)
     ly = hb - 0.22
     for xa, xb in ((x0 + 0.05, x0 + 0.3), (x1 - 0.3, x1 - 0.05)):
         cv.quad3d([(xa, ly, zn), (xb, ly, zn), (xb, ly + 0.12, zn), (xa, ly + 0.12, zn)], light, None)
-    cv.quad3d([(car.x - 0.25, 0.42, zn), (car.x + 0.25, 0.42, zn), (car.x + 0.25, 0.54, zn),
-               (car.x - 0.25, 0.54, zn)], car.plate, None)
+    cv.quad3d(
+        [(car.x - 0.25, 0.42, zn), (car.x + 0.25, 0.42, zn), (car.x + 0.25, 0.54, zn), (car.x - 0.25, 0.54, zn)],
+        car.plate,
+        None,
+    )
 
 
 # --------------------------------------------------------------------------- people and cyclists
+
 
 def _person_shape(cv: Canvas, u: float, v: float, s: float, look: Look, label: int, legs: bool = True) -> None:
     """A standing or walking person whose feet are at (u, v); s = pixels per metre."""
     h = look.h * s
     head_r = 0.115 * look.h / 1.75 * s
-    sh = v - 0.82 * h              # shoulder row
+    sh = v - 0.82 * h  # shoulder row
     hip = v - 0.5 * h
     half_sh, half_hip = 0.2 * look.h / 1.75 * s * look.bulk, 0.15 * look.h / 1.75 * s * look.bulk
     limb = max(1.0, 0.11 * s * look.bulk)
     if legs:
         stride = look.stride * 0.5 * h
-        cv.line((u - half_hip * 0.5, hip), (u - half_hip * 0.4 - stride * 0.35, v - limb * 0.5), limb * 1.1,
-                look.legs, label)
-        cv.line((u + half_hip * 0.5, hip), (u + half_hip * 0.4 + stride * 0.35, v - limb * 0.5), limb * 1.1,
-                look.legs, label)
+        cv.line(
+            (u - half_hip * 0.5, hip),
+            (u - half_hip * 0.4 - stride * 0.35, v - limb * 0.5),
+            limb * 1.1,
+            look.legs,
+            label,
+        )
+        cv.line(
+            (u + half_hip * 0.5, hip),
+            (u + half_hip * 0.4 + stride * 0.35, v - limb * 0.5),
+            limb * 1.1,
+            look.legs,
+            label,
+        )
     swing = look.stride * 0.3 * h
-    cv.line((u - half_sh * 0.9, sh + limb * 0.5), (u - half_sh * 1.05 + swing * 0.4, hip + 0.04 * h), limb * 0.9,
-            look.top, label)
-    cv.line((u + half_sh * 0.9, sh + limb * 0.5), (u + half_sh * 1.05 - swing * 0.4, hip + 0.04 * h), limb * 0.9,
-            look.top, label)
+    cv.line(
+        (u - half_sh * 0.9, sh + limb * 0.5),
+        (u - half_sh * 1.05 + swing * 0.4, hip + 0.04 * h),
+        limb * 0.9,
+        look.top,
+        label,
+    )
+    cv.line(
+        (u + half_sh * 0.9, sh + limb * 0.5),
+        (u + half_sh * 1.05 - swing * 0.4, hip + 0.04 * h),
+        limb * 0.9,
+        look.top,
+        label,
+    )
     coat = look.coat
     bottom = hip + (0.22 * h if coat else 0.02 * h)
-    cv.poly([(u - half_sh, sh), (u + half_sh, sh), (u + half_hip * (1.4 if coat else 1.0), bottom),
-             (u - half_hip * (1.4 if coat else 1.0), bottom)], look.top, label)
+    cv.poly(
+        [
+            (u - half_sh, sh),
+            (u + half_sh, sh),
+            (u + half_hip * (1.4 if coat else 1.0), bottom),
+            (u - half_hip * (1.4 if coat else 1.0), bottom),
+        ],
+        look.top,
+        label,
+    )
     cv.line((u, sh), (u, sh - 0.04 * h), max(1.0, head_r * 0.7), look.skin, label)
     cv.ellipse((u, sh - 0.04 * h - head_r * 0.9), (head_r * 0.85, head_r), 0, look.skin, label)
     cv.ellipse((u, sh - 0.04 * h - head_r * 1.25), (head_r * 0.85, head_r * 0.6), 0, look.hair, label)
     if look.bag:
-        cv.poly(rect(u + half_sh * 0.9, hip - 0.05 * h, u + half_sh * 0.9 + 0.18 * s, hip + 0.12 * h),
-                look.bag_color, label)
+        cv.poly(
+            rect(u + half_sh * 0.9, hip - 0.05 * h, u + half_sh * 0.9 + 0.18 * s, hip + 0.12 * h), look.bag_color, label
+        )
 
 
 def _draw_person(cv: Canvas, person: Person, z: float) -> None:
@@ -152,8 +216,7 @@ def _draw_cyclist(cv: Canvas, cyclist: Cyclist, z: float) -> None:
     else:  # seen from behind: a thin wheel, a wide rider
         r = 0.34 * s
         cv.poly(rect(u - 0.04 * s, v - 2 * r, u + 0.04 * s, v), _WHEEL, BICYCLIST)
-        cv.line((u - 0.3 * s, v - 1.05 * s), (u + 0.3 * s, v - 1.05 * s), max(1.0, 0.05 * s), cyclist.frame,
-                BICYCLIST)
+        cv.line((u - 0.3 * s, v - 1.05 * s), (u + 0.3 * s, v - 1.05 * s), max(1.0, 0.05 * s), cyclist.frame, BICYCLIST)
         _person_shape(cv, u, v - 0.3 * s, s, _riding(cyclist.look, 0.9), BICYCLIST)
 
 
@@ -169,8 +232,14 @@ def _draw_cyclist_side_on(cv: Canvas, cyclist: Cyclist, u: float, v: float, s: f
     bars = (u + d * 0.75, v - 1.05 * s)
     crank = (u, v - r)
     head_tube = (u + d * 0.7, v - 0.9 * s)
-    tubes: list[tuple[Point2, Point2]] = [(wb, crank), (crank, seat), (seat, wb), (crank, head_tube), (bars, wf),
-                                          (head_tube, seat)]
+    tubes: list[tuple[Point2, Point2]] = [
+        (wb, crank),
+        (crank, seat),
+        (seat, wb),
+        (crank, head_tube),
+        (bars, wf),
+        (head_tube, seat),
+    ]
     for a, b in tubes:
         cv.line(a, b, max(1.0, 0.05 * s), cyclist.frame, BICYCLIST)
     rider = _riding(look, 0.62)
@@ -183,6 +252,7 @@ def _draw_cyclist_side_on(cv: Canvas, cyclist: Cyclist, u: float, v: float, s: f
 
 
 # --------------------------------------------------------------------------- poles and signs
+
 
 def _draw_pole(cv: Canvas, pole: Pole, z: float) -> None:
     s = cv.cam.scale(z)
@@ -208,8 +278,11 @@ def _draw_lamp_head(cv: Canvas, pole: Pole, z: float, u: float, top: float, s: f
     tip = cv.cam.uv(pole.x - pole.side * pole.arm, pole.h, z)
     cv.line((u, top), tip, max(1.0, pole.w * 0.6 * s), pole.color, POLE)
     cv.poly(rect(tip[0] - 0.25 * s, tip[1], tip[0] + 0.25 * s, tip[1] + 0.15 * s), (60, 60, 60), POLE)
-    cv.poly(rect(tip[0] - 0.2 * s, tip[1] + 0.12 * s, tip[0] + 0.2 * s, tip[1] + 0.18 * s),
-            (250, 245, 200) if pole.lit else (190, 190, 180), POLE)
+    cv.poly(
+        rect(tip[0] - 0.2 * s, tip[1] + 0.12 * s, tip[0] + 0.2 * s, tip[1] + 0.18 * s),
+        (250, 245, 200) if pole.lit else (190, 190, 180),
+        POLE,
+    )
 
 
 def _draw_circle_sign(cv: Canvas, sign: Sign, u: float, cy: float, r: float) -> None:
@@ -247,12 +320,16 @@ def _draw_rect_sign(cv: Canvas, sign: Sign, u: float, cy: float, r: float) -> No
 
 
 _SIGN_DRAWERS: dict[str, Callable[[Canvas, Sign, float, float, float], None]] = {
-    "circle": _draw_circle_sign, "triangle": _draw_triangle_sign, "octagon": _draw_octagon_sign,
-    "light": _draw_traffic_light, "rect": _draw_rect_sign,
+    "circle": _draw_circle_sign,
+    "triangle": _draw_triangle_sign,
+    "octagon": _draw_octagon_sign,
+    "light": _draw_traffic_light,
+    "rect": _draw_rect_sign,
 }
 
 
 # --------------------------------------------------------------------------- trees and clutter
+
 
 def _draw_tree(cv: Canvas, tree: Tree, z: float) -> None:
     s = cv.cam.scale(z)
@@ -260,8 +337,16 @@ def _draw_tree(cv: Canvas, tree: Tree, z: float) -> None:
         return
     u, v = cv.cam.uv(tree.x, 0.0, z)
     tw = max(1.0, tree.trunk_w * s)
-    cv.poly([(u - tw / 2, v), (u + tw / 2, v), (u + tw * 0.35, v - tree.trunk_h * s * 1.1),
-             (u - tw * 0.35, v - tree.trunk_h * s * 1.1)], tree.bark, TREE)
+    cv.poly(
+        [
+            (u - tw / 2, v),
+            (u + tw / 2, v),
+            (u + tw * 0.35, v - tree.trunk_h * s * 1.1),
+            (u - tw * 0.35, v - tree.trunk_h * s * 1.1),
+        ],
+        tree.bark,
+        TREE,
+    )
     cy = v - (tree.trunk_h + tree.crown * 0.5) * s
     for b in tree.blobs:
         cv.ellipse((u + b.dx * s, cy + b.dy * s), (b.rx * s, b.ry * s), 0, b.color, TREE)
@@ -281,6 +366,10 @@ def _draw_clutter(cv: Canvas, thing: Clutter, z: float) -> None:
 
 
 _DRAW: dict[type, Callable[[Canvas, Any, float], None]] = {
-    Car: _draw_car, Person: _draw_person, Cyclist: _draw_cyclist, Pole: _draw_pole, Tree: _draw_tree,
+    Car: _draw_car,
+    Person: _draw_person,
+    Cyclist: _draw_cyclist,
+    Pole: _draw_pole,
+    Tree: _draw_tree,
     Clutter: _draw_clutter,
 }

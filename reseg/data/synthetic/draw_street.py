@@ -31,6 +31,7 @@ def draw_scenery(cv: Canvas, st: Street) -> None:
 
 # --------------------------------------------------------------------------- sky and backdrop
 
+
 def _draw_sky(cv: Canvas, st: Street) -> None:
     h = cv.h
     hz = max(1.0, st.cam.horizon)
@@ -49,8 +50,16 @@ def _draw_clouds(cv: Canvas, st: Street, hz: float) -> None:
     q = 4
     layer = np.zeros((sky_rows // q + 1, w // q + 1), np.uint8)
     for cx, cy, rx, ry in st.sky.clouds:
-        cv2.ellipse(layer, (int(cx * w / q), int(cy * hz * 0.9 / q)),
-                    (int(rx * w / q) + 1, int(ry * h / q) + 1), 0, 0, 360, 255, -1)
+        cv2.ellipse(
+            layer,
+            (int(cx * w / q), int(cy * hz * 0.9 / q)),
+            (int(rx * w / q) + 1, int(ry * h / q) + 1),
+            0,
+            0,
+            360,
+            255,
+            -1,
+        )
     layer = cv2.GaussianBlur(layer, (0, 0), max(1.0, w / 60 / q))
     a = cv2.resize(layer, (w, sky_rows), interpolation=cv2.INTER_LINEAR).astype(np.float32)[..., None]
     a *= 0.85 / 255.0
@@ -96,12 +105,14 @@ def _draw_end_wall(cv: Canvas, st: Street, ze: float) -> None:
         wins = []
         for yy in np.arange(3.0, b.end_h - 1.5, 3.2):
             for xx in np.arange(-60, 60, 3.0):
-                wins.append(cv.project([(xx, yy, ze), (xx + 1.3, yy, ze), (xx + 1.3, yy + 1.4, ze),
-                                        (xx, yy + 1.4, ze)]))
+                wins.append(
+                    cv.project([(xx, yy, ze), (xx + 1.3, yy, ze), (xx + 1.3, yy + 1.4, ze), (xx, yy + 1.4, ze)])
+                )
         cv.polys(wins, shade(b.end_color, 0.45), None)
 
 
 # --------------------------------------------------------------------------- ground
+
 
 def _draw_ground(cv: Canvas, st: Street) -> None:
     cam, c = cv.cam, st.colors
@@ -112,8 +123,11 @@ def _draw_ground(cv: Canvas, st: Street) -> None:
         _draw_sidewalk(cv, st, side)
     cv.quad3d([(-rw, 0, zc), (rw, 0, zc), (rw, 0, zf), (-rw, 0, zf)], c.road, ROAD)
     for p in st.patches:
-        cv.quad3d([(p.x0, 0, p.z0), (p.x0 + p.w, 0, p.z0), (p.x0 + p.w, 0, p.z0 + p.length),
-                   (p.x0, 0, p.z0 + p.length)], p.color, None)
+        cv.quad3d(
+            [(p.x0, 0, p.z0), (p.x0 + p.w, 0, p.z0), (p.x0 + p.w, 0, p.z0 + p.length), (p.x0, 0, p.z0 + p.length)],
+            p.color,
+            None,
+        )
     quads = _center_line_quads(cv, st) + _edge_line_quads(cv, st) + _crossing_quads(cv, st)
     cv.polys([q for q in quads if q], c.marking, None)
 
@@ -135,8 +149,7 @@ def _draw_sidewalk(cv: Canvas, st: Street, side: int) -> None:
         lines.append((cam.uv(side * rw, 0, zz), cam.uv(xo, 0, zz)))
     for a, b in lines:
         cv.line(a, b, 1, c.tile, None)
-    cv.quad3d([(side * rw, 0, zc), (side * rw, 0.14, zc), (side * rw, 0.14, zf), (side * rw, 0, zf)],
-              c.curb, PAVEMENT)
+    cv.quad3d([(side * rw, 0, zc), (side * rw, 0.14, zc), (side * rw, 0.14, zf), (side * rw, 0, zf)], c.curb, PAVEMENT)
 
 
 def _center_line_quads(cv: Canvas, st: Street) -> list[list[Point2]]:
@@ -156,8 +169,16 @@ def _center_line_quads(cv: Canvas, st: Street) -> list[list[Point2]]:
                 continue
             if cam.scale(zz + m.dash) * mw < 0.15:
                 break
-            quads.append(cv.project([(x - mw / 2, 0, zz), (x + mw / 2, 0, zz), (x + mw / 2, 0, zz + m.dash),
-                                     (x - mw / 2, 0, zz + m.dash)]))
+            quads.append(
+                cv.project(
+                    [
+                        (x - mw / 2, 0, zz),
+                        (x + mw / 2, 0, zz),
+                        (x + mw / 2, 0, zz + m.dash),
+                        (x - mw / 2, 0, zz + m.dash),
+                    ]
+                )
+            )
     return quads
 
 
@@ -178,11 +199,14 @@ def _crossing_quads(cv: Canvas, st: Street) -> list[list[Point2]]:
     if zz is None or zz <= cv.cam.z + 1:
         return []
     rw = st.road_w
-    return [cv.project([(x, 0, zz), (x + 0.5, 0, zz), (x + 0.5, 0, zz + 3.0), (x, 0, zz + 3.0)])
-            for x in np.arange(-rw + 0.5, rw - 0.5, 1.0)]
+    return [
+        cv.project([(x, 0, zz), (x + 0.5, 0, zz), (x + 0.5, 0, zz + 3.0), (x, 0, zz + 3.0)])
+        for x in np.arange(-rw + 0.5, rw - 0.5, 1.0)
+    ]
 
 
 # --------------------------------------------------------------------------- buildings
+
 
 def _draw_building_shadows(cv: Canvas, st: Street) -> None:
     """Buildings on the side away from the sun shade a strip of the ground in front of them."""
@@ -211,8 +235,9 @@ def _draw_building(cv: Canvas, st: Street, b: Building) -> None:
         _draw_shop_and_sign(cv, b, k)
 
 
-def _window_quads(cv: Canvas, x: float, z_a: np.ndarray, z_b: np.ndarray, y_a: np.ndarray,
-                  y_b: np.ndarray) -> np.ndarray:
+def _window_quads(
+    cv: Canvas, x: float, z_a: np.ndarray, z_b: np.ndarray, y_a: np.ndarray, y_b: np.ndarray
+) -> np.ndarray:
     """N x 4 x 2 pixel corners of facade rectangles (all windows at once, in NumPy)."""
     cam = cv.cam
     zs = np.stack([z_a, z_a, z_b, z_b], 1) - cam.z
@@ -246,18 +271,25 @@ def _draw_shop_and_sign(cv: Canvas, b: Building, k: float) -> None:
     """A dark shop window on the ground floor and a shop sign above it."""
     x, z0, z1, side = b.x, b.z0, b.z1, b.side
     if b.shop:
-        cv.quad3d([(x, 0.2, z0 + 0.8), (x, 2.6, z0 + 0.8), (x, 2.6, z1 - 0.8), (x, 0.2, z1 - 0.8)],
-                  shade(b.shop_color, 0.35 * k), None)
+        cv.quad3d(
+            [(x, 0.2, z0 + 0.8), (x, 2.6, z0 + 0.8), (x, 2.6, z1 - 0.8), (x, 0.2, z1 - 0.8)],
+            shade(b.shop_color, 0.35 * k),
+            None,
+        )
     if b.sign:
         zm = z0 + (z1 - z0) * 0.2
         ln = min(6.0, (z1 - z0) * 0.6)
         xs = x - side * 0.05
         cv.quad3d([(xs, 2.8, zm), (xs, 3.6, zm), (xs, 3.6, zm + ln), (xs, 2.8, zm + ln)], b.sign_color, SIGN)
-        cv.quad3d([(xs, 3.0, zm + 0.4), (xs, 3.4, zm + 0.4), (xs, 3.4, zm + ln * 0.7), (xs, 3.0, zm + ln * 0.7)],
-                  b.sign_text, None)
+        cv.quad3d(
+            [(xs, 3.0, zm + 0.4), (xs, 3.4, zm + 0.4), (xs, 3.4, zm + ln * 0.7), (xs, 3.0, zm + ln * 0.7)],
+            b.sign_text,
+            None,
+        )
 
 
 # --------------------------------------------------------------------------- fences and hedges
+
 
 def _draw_fence(cv: Canvas, f: Fence) -> None:
     z0 = max(f.z0, cv.cam.z + Z_NEAR)

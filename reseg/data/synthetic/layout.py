@@ -13,14 +13,30 @@ from reseg.data.synthetic.camera import Camera
 from reseg.data.synthetic.difficulty import DIFFICULTIES, Difficulty
 from reseg.data.synthetic.palette import Color, any_color, building_color, foliage, hsv, mix, shade
 from reseg.data.synthetic.population import populate
-from reseg.data.synthetic.scene import (Backdrop, Building, Fence, GroundColors, Hedge, Lighting, Markings, Patch,
-                                        Sky, Street, side_x, walk_width)
+from reseg.data.synthetic.scene import (
+    Backdrop,
+    Building,
+    Fence,
+    GroundColors,
+    Hedge,
+    Lighting,
+    Markings,
+    Patch,
+    Sky,
+    Street,
+    side_x,
+    walk_width,
+)
 
 FAR = 160.0  # metres of street ahead of a still camera
 
 
-def make_street(rng: np.random.Generator, size: tuple[int, int], length: float = 0.0,
-                difficulty: Difficulty = DIFFICULTIES["standard"]) -> Street:
+def make_street(
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    length: float = 0.0,
+    difficulty: Difficulty = DIFFICULTIES["standard"],
+) -> Street:
     """Lay out a random street; `length` extra metres ahead leave room for a moving camera."""
     h, w = size
     road_w = float(rng.uniform(3.0, 7.5))
@@ -37,8 +53,9 @@ def make_street(rng: np.random.Generator, size: tuple[int, int], length: float =
     fences, hedges = _fences_and_hedges(rng, road_w, walk_w, length, difficulty)
     objects = populate(rng, road_w, walk_w, lane_centers, cam, far, difficulty)
     light = _lighting(rng, road_w, sky.kind, difficulty)
-    return Street(cam, road_w, walk_w, sky, colors, buildings, backdrop, fences, hedges, markings, patches,
-                  objects, light)
+    return Street(
+        cam, road_w, walk_w, sky, colors, buildings, backdrop, fences, hedges, markings, patches, objects, light
+    )
 
 
 def _lane_centers(road_w: float) -> list[float]:
@@ -51,9 +68,13 @@ def _lane_centers(road_w: float) -> list[float]:
 def _camera(rng: np.random.Generator, h: int, w: int, lane_centers: list[float]) -> Camera:
     """A camera of random focal length, centre, horizon and height, in a lane right of the centre line."""
     cam_lane = [c for c in lane_centers if c > 0] or lane_centers
-    return Camera(f=float(w * rng.uniform(0.65, 1.15)), cx=float(w * rng.uniform(0.32, 0.68)),
-                  horizon=float(h * rng.uniform(0.34, 0.55)), height=float(rng.uniform(1.1, 2.3)),
-                  x=float(rng.choice(cam_lane) + rng.uniform(-0.6, 0.6)))
+    return Camera(
+        f=float(w * rng.uniform(0.65, 1.15)),
+        cx=float(w * rng.uniform(0.32, 0.68)),
+        horizon=float(h * rng.uniform(0.34, 0.55)),
+        height=float(rng.uniform(1.1, 2.3)),
+        x=float(rng.choice(cam_lane) + rng.uniform(-0.6, 0.6)),
+    )
 
 
 _SKY_COLORS = {  # kind: (hue, saturation, value) ranges of the top and of the bottom of the sky
@@ -69,8 +90,15 @@ def _sky(rng: np.random.Generator) -> Sky:
     top_hsv, bottom_hsv = _SKY_COLORS[kind]
     top = hsv(rng, *top_hsv)
     bottom = hsv(rng, *bottom_hsv)
-    clouds = [(float(rng.uniform(0, 1)), float(rng.uniform(0, 1)), float(rng.uniform(0.05, 0.25)),
-               float(rng.uniform(0.02, 0.07))) for _ in range(int(rng.integers(0, 8)))]
+    clouds = [
+        (
+            float(rng.uniform(0, 1)),
+            float(rng.uniform(0, 1)),
+            float(rng.uniform(0.05, 0.25)),
+            float(rng.uniform(0.02, 0.07)),
+        )
+        for _ in range(int(rng.integers(0, 8)))
+    ]
     cloud = mix(bottom, (250, 250, 250), float(rng.uniform(0.3, 0.9)))
     return Sky(kind=kind, top=top, bottom=bottom, clouds=clouds, cloud=cloud)
 
@@ -104,34 +132,57 @@ def _building(rng: np.random.Generator, side: int, road_w: float, walk: float, z
     color = building_color(rng)
     floors = int(rng.integers(1, 8))
     return Building(
-        side=side, x=side_x(road_w, side, walk + float(rng.uniform(0, 2.5)) if rng.random() < 0.5 else walk),
-        z0=z, z1=z + seg, h=floors * float(rng.uniform(2.8, 3.6)) + float(rng.uniform(0, 2)),
-        color=color, floor_h=float(rng.uniform(2.8, 3.6)), win_w=float(rng.uniform(0.8, 1.8)),
-        win_gap=float(rng.uniform(1.0, 3.0)), win_h=float(rng.uniform(1.0, 1.8)),
-        win_color=hsv(rng, (0.5, 0.7), (0.0, 0.4), (0.05, 0.45)) if rng.random() < 0.7
+        side=side,
+        x=side_x(road_w, side, walk + float(rng.uniform(0, 2.5)) if rng.random() < 0.5 else walk),
+        z0=z,
+        z1=z + seg,
+        h=floors * float(rng.uniform(2.8, 3.6)) + float(rng.uniform(0, 2)),
+        color=color,
+        floor_h=float(rng.uniform(2.8, 3.6)),
+        win_w=float(rng.uniform(0.8, 1.8)),
+        win_gap=float(rng.uniform(1.0, 3.0)),
+        win_h=float(rng.uniform(1.0, 1.8)),
+        win_color=hsv(rng, (0.5, 0.7), (0.0, 0.4), (0.05, 0.45))
+        if rng.random() < 0.7
         else hsv(rng, (0.5, 0.65), (0.05, 0.3), (0.6, 0.95)),
-        lit_share=float(rng.uniform(0, 0.3)), shop=bool(rng.random() < 0.45),
-        shop_color=any_color(rng), sign=bool(rng.random() < 0.5), sign_color=any_color(rng),
-        sign_text=any_color(rng), trim=shade(color, float(rng.uniform(0.6, 1.3))),
+        lit_share=float(rng.uniform(0, 0.3)),
+        shop=bool(rng.random() < 0.45),
+        shop_color=any_color(rng),
+        sign=bool(rng.random() < 0.5),
+        sign_color=any_color(rng),
+        sign_text=any_color(rng),
+        trim=shade(color, float(rng.uniform(0.6, 1.3))),
     )
 
 
 def _backdrop(rng: np.random.Generator, length: float) -> Backdrop:
     return Backdrop(
         end=float(rng.uniform(50, 150)) + length if rng.random() < 0.35 else None,
-        end_h=float(rng.uniform(8, 35)), end_color=building_color(rng),
-        back_rows=[(building_color(rng), float(rng.uniform(6, 30)) if rng.random() < 0.7 else 0.0)
-                   for _ in range(12)],
-        treeline=bool(rng.random() < 0.35), tree_color=foliage(rng, bool(rng.random() < 0.15)),
-        skyline=[(float(rng.uniform(-1, 1)), float(rng.uniform(0.02, 0.12)), float(rng.uniform(0.01, 0.08)),
-                  building_color(rng)) for _ in range(int(rng.integers(0, 10)))],
+        end_h=float(rng.uniform(8, 35)),
+        end_color=building_color(rng),
+        back_rows=[(building_color(rng), float(rng.uniform(6, 30)) if rng.random() < 0.7 else 0.0) for _ in range(12)],
+        treeline=bool(rng.random() < 0.35),
+        tree_color=foliage(rng, bool(rng.random() < 0.15)),
+        skyline=[
+            (
+                float(rng.uniform(-1, 1)),
+                float(rng.uniform(0.02, 0.12)),
+                float(rng.uniform(0.01, 0.08)),
+                building_color(rng),
+            )
+            for _ in range(int(rng.integers(0, 10)))
+        ],
     )
 
 
 def _markings(rng: np.random.Generator, lane_centers: list[float]) -> Markings:
     return Markings(
-        center=bool(rng.random() < 0.8), dash=float(rng.uniform(1.5, 4)), period=float(rng.uniform(6, 12)),
-        phase=float(rng.uniform(0, 10)), edge=bool(rng.random() < 0.6), lanes=lane_centers,
+        center=bool(rng.random() < 0.8),
+        dash=float(rng.uniform(1.5, 4)),
+        period=float(rng.uniform(6, 12)),
+        phase=float(rng.uniform(0, 10)),
+        edge=bool(rng.random() < 0.6),
+        lanes=lane_centers,
         lane_lines=bool(rng.random() < 0.5),
         crossing=float(rng.uniform(6, 35)) if rng.random() < 0.3 else None,
         width=float(rng.uniform(0.1, 0.2)),
@@ -143,13 +194,21 @@ def _patches(rng: np.random.Generator, road_w: float, asphalt: Color) -> list[Pa
     for _ in range(int(rng.integers(0, 6))):
         x0 = float(rng.uniform(-road_w, road_w - 1))
         z0 = float(rng.uniform(3, 60))
-        patches.append(Patch(x0=x0, z0=z0, w=float(rng.uniform(0.5, 3)), length=float(rng.uniform(1, 8)),
-                             color=shade(asphalt, float(rng.uniform(0.7, 1.3)))))
+        patches.append(
+            Patch(
+                x0=x0,
+                z0=z0,
+                w=float(rng.uniform(0.5, 3)),
+                length=float(rng.uniform(1, 8)),
+                color=shade(asphalt, float(rng.uniform(0.7, 1.3))),
+            )
+        )
     return patches
 
 
-def _fences_and_hedges(rng: np.random.Generator, road_w: float, walk_w: tuple[float, float], length: float,
-                       difficulty: Difficulty) -> tuple[list[Fence], list[Hedge]]:
+def _fences_and_hedges(
+    rng: np.random.Generator, road_w: float, walk_w: tuple[float, float], length: float, difficulty: Difficulty
+) -> tuple[list[Fence], list[Hedge]]:
     fences, hedges = [], []
     for side in (-1, 1):
         walk = walk_width(walk_w, side)
@@ -160,32 +219,45 @@ def _fences_and_hedges(rng: np.random.Generator, road_w: float, walk_w: tuple[fl
     return fences, hedges
 
 
-def _fence(rng: np.random.Generator, side: int, road_w: float, walk: float, length: float,
-           thin_scale: float) -> Fence:
+def _fence(rng: np.random.Generator, side: int, road_w: float, walk: float, length: float, thin_scale: float) -> Fence:
     z0 = float(rng.uniform(-5, 40))
-    return Fence(side=side, x=side_x(road_w, side, walk if rng.random() < 0.7 else 0.25),
-                 z0=z0, z1=z0 + float(rng.uniform(8, 60)) + length,
-                 h=float(rng.uniform(0.8, 1.8)) * thin_scale ** 0.5,
-                 kind=str(rng.choice(["rail", "picket", "panel"])),
-                 color=any_color(rng) if rng.random() < 0.5 else hsv(rng, (0, 1), (0, 0.1), (0.1, 0.8)),
-                 post_gap=float(rng.uniform(1.5, 3.0)))
+    return Fence(
+        side=side,
+        x=side_x(road_w, side, walk if rng.random() < 0.7 else 0.25),
+        z0=z0,
+        z1=z0 + float(rng.uniform(8, 60)) + length,
+        h=float(rng.uniform(0.8, 1.8)) * thin_scale**0.5,
+        kind=str(rng.choice(["rail", "picket", "panel"])),
+        color=any_color(rng) if rng.random() < 0.5 else hsv(rng, (0, 1), (0, 0.1), (0.1, 0.8)),
+        post_gap=float(rng.uniform(1.5, 3.0)),
+    )
 
 
 def _hedge(rng: np.random.Generator, side: int, road_w: float, walk: float, length: float) -> Hedge:
     z0 = float(rng.uniform(-5, 40))
-    return Hedge(side=side, x=side_x(road_w, side, walk - 0.3), z0=z0,
-                 z1=z0 + float(rng.uniform(5, 30)) + length, h=float(rng.uniform(0.6, 1.6)),
-                 color=foliage(rng, False), bumps=rng.uniform(-0.2, 0.2, 64).tolist())
+    return Hedge(
+        side=side,
+        x=side_x(road_w, side, walk - 0.3),
+        z0=z0,
+        z1=z0 + float(rng.uniform(5, 30)) + length,
+        h=float(rng.uniform(0.6, 1.6)),
+        color=foliage(rng, False),
+        bumps=rng.uniform(-0.2, 0.2, 64).tolist(),
+    )
 
 
 def _lighting(rng: np.random.Generator, road_w: float, sky_kind: str, difficulty: Difficulty) -> Lighting:
     effects = difficulty.effects
     return Lighting(
-        sun=int(rng.choice([-1, 1])), sun_shade=float(rng.uniform(0.55, 0.9)),
-        shadow=bool(rng.random() < 0.5) and sky_kind != "overcast", shadow_w=float(rng.uniform(2, 2 * road_w + 4)),
+        sun=int(rng.choice([-1, 1])),
+        sun_shade=float(rng.uniform(0.55, 0.9)),
+        shadow=bool(rng.random() < 0.5) and sky_kind != "overcast",
+        shadow_w=float(rng.uniform(2, 2 * road_w + 4)),
         shadow_k=float(rng.uniform(0.3, 0.6)),
-        gain=float(rng.uniform(0.65, 1.25)), gamma=float(rng.uniform(0.75, 1.35)),
-        cast=rng.uniform(0.88, 1.12, 3).tolist(), noise=float(rng.uniform(1.0, difficulty.max_noise)),
+        gain=float(rng.uniform(0.65, 1.25)),
+        gamma=float(rng.uniform(0.75, 1.35)),
+        cast=rng.uniform(0.88, 1.12, 3).tolist(),
+        noise=float(rng.uniform(1.0, difficulty.max_noise)),
         texture=float(rng.uniform(0.5, 1.6)) * difficulty.texture,
         blur=float(rng.uniform(0.4, 1.3)) if rng.random() < 0.35 and effects else 0.0,
         haze=float(rng.uniform(0.2, 0.6)) if rng.random() < 0.25 and effects else 0.0,

@@ -28,19 +28,19 @@ def mix(a: Color, b: Color, t: float) -> Color:
 def building_color(rng: np.random.Generator) -> Color:
     family = rng.integers(5)
     if family == 0:
-        return hsv(rng, (0.0, 0.06), (0.35, 0.7), (0.3, 0.7))      # brick
+        return hsv(rng, (0.0, 0.06), (0.35, 0.7), (0.3, 0.7))  # brick
     if family == 1:
         return hsv(rng, (0.07, 0.15), (0.12, 0.45), (0.55, 0.92))  # sandstone / beige
     if family == 2:
-        return hsv(rng, (0.0, 1.0), (0.0, 0.08), (0.3, 0.92))      # concrete grey / white
+        return hsv(rng, (0.0, 1.0), (0.0, 0.08), (0.3, 0.92))  # concrete grey / white
     if family == 3:
-        return hsv(rng, (0.0, 1.0), (0.12, 0.35), (0.6, 0.95))     # painted pastel
-    return hsv(rng, (0.0, 1.0), (0.0, 0.3), (0.15, 0.35))          # dark
+        return hsv(rng, (0.0, 1.0), (0.12, 0.35), (0.6, 0.95))  # painted pastel
+    return hsv(rng, (0.0, 1.0), (0.0, 0.3), (0.15, 0.35))  # dark
 
 
 def vehicle_color(rng: np.random.Generator) -> Color:
     if rng.random() < 0.45:
-        return hsv(rng, (0.0, 1.0), (0.0, 0.08), (0.08, 0.95))     # black, greys, silver, white
+        return hsv(rng, (0.0, 1.0), (0.0, 0.08), (0.08, 0.95))  # black, greys, silver, white
     return hsv(rng, (0.0, 1.0), (0.35, 0.95), (0.2, 0.85))
 
 

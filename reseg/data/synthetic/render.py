@@ -20,8 +20,9 @@ from reseg.data.synthetic.scene import Lighting, Street
 _TEXTURE = np.array([1.5, 7, 3, 9, 10, 20, 3, 6, 4, 5, 5, 8] + [0] * 244, np.float32)
 
 
-def render(st: Street, size: tuple[int, int], rng: np.random.Generator, cam_z: float = 0.0,
-           t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def render(
+    st: Street, size: tuple[int, int], rng: np.random.Generator, cam_z: float = 0.0, t: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw the street from camera depth `cam_z` at time `t` (s): RGB uint8 image, SegNet ids (11 = void)."""
     h, w = size
     cam = Camera(st.cam.f, st.cam.cx, st.cam.horizon, st.cam.height, st.cam.x, cam_z)
@@ -37,8 +38,9 @@ def render(st: Street, size: tuple[int, int], rng: np.random.Generator, cam_z: f
     return img, lab
 
 
-def synth_sample(seed: int, split: str, index: int, size: tuple[int, int] = (360, 480),
-                 difficulty: str = "standard") -> tuple[np.ndarray, np.ndarray]:
+def synth_sample(
+    seed: int, split: str, index: int, size: tuple[int, int] = (360, 480), difficulty: str = "standard"
+) -> tuple[np.ndarray, np.ndarray]:
     """One image and its SegNet-id label (11 = void); depends only on (seed, split, index, size, difficulty)."""
     split_id = {"train": 1, "val": 2, "test": 3}.get(split, 4 + sum(map(ord, split)))
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), split_id, int(index)]))
@@ -57,8 +59,18 @@ def _draw_bonnet(cv: Canvas, hood: float, rng: np.random.Generator) -> None:
     """Our own car's bonnet across the bottom of the image: void, as in CamVid."""
     h, w = cv.h, cv.w
     hh = hood * h
-    cv.poly([(-5, h + 5), (-5, h - hh * 0.6), (w * 0.25, h - hh), (w * 0.75, h - hh), (w + 5, h - hh * 0.6),
-             (w + 5, h + 5)], shade(any_color(rng), 0.5), VOID)
+    cv.poly(
+        [
+            (-5, h + 5),
+            (-5, h - hh * 0.6),
+            (w * 0.25, h - hh),
+            (w * 0.75, h - hh),
+            (w + 5, h - hh * 0.6),
+            (w + 5, h + 5),
+        ],
+        shade(any_color(rng), 0.5),
+        VOID,
+    )
 
 
 def _roll(img: np.ndarray, lab: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +83,7 @@ def _roll(img: np.ndarray, lab: np.ndarray, degrees: float) -> tuple[np.ndarray,
 
 
 # --------------------------------------------------------------------------- the camera's look
+
 
 def _post_process(cv: Canvas, st: Street, rng: np.random.Generator) -> np.ndarray:
     """Lighting, shadows, haze, texture, noise, blur: the same label, a different look."""
@@ -106,8 +119,9 @@ def _add_texture(img: np.ndarray, lab: np.ndarray, L: Lighting, rng: np.random.G
     fine = np.empty((h // 2 + 1, w // 2 + 1), np.float32)
     cv2.randn(fine, 0.0, 1.0)
     fine = cv2.resize(fine, (w, h), interpolation=cv2.INTER_LINEAR)
-    blotch = cv2.resize(rng.standard_normal((h // 16 + 2, w // 16 + 2), dtype=np.float32), (w, h),
-                        interpolation=cv2.INTER_CUBIC)
+    blotch = cv2.resize(
+        rng.standard_normal((h // 16 + 2, w // 16 + 2), dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
     img += ((fine + 0.8 * blotch) * amp[lab])[..., None]
     return noise_seed
 
@@ -129,8 +143,8 @@ def _haze(img: np.ndarray, haze: float, horizon: float, sky_bottom: tuple[int, i
 
 def _vignette(img: np.ndarray, strength: float) -> None:
     h, w = img.shape[:2]
-    yy, xx = np.ogrid[-1:1:complex(0, h), -1:1:complex(0, w)]
-    img *= (1 - strength * (xx ** 2 + yy ** 2) / 2).astype(np.float32)[..., None]
+    yy, xx = np.ogrid[-1 : 1 : complex(0, h), -1 : 1 : complex(0, w)]
+    img *= (1 - strength * (xx**2 + yy**2) / 2).astype(np.float32)[..., None]
 
 
 def _sensor_noise(img: np.ndarray, std: float, seed: int) -> None:

@@ -20,9 +20,14 @@ SYNTHETIC_KEYS = ("synthetic_sizes", "synthetic_size", "synthetic_seed", "synthe
 _WARNED: set[tuple[str, str]] = set()  # (root, message): a warning is given once per process
 
 
-def ensure_synthetic(root: str | Path, sizes: list[int] | tuple[int, ...] = (300, 60, 60), seed: int = 0,
-                     size: tuple[int, int] = (360, 480), difficulty: str = "standard",
-                     asked: Collection[str] | None = None) -> Path:
+def ensure_synthetic(
+    root: str | Path,
+    sizes: list[int] | tuple[int, ...] = (300, 60, 60),
+    seed: int = 0,
+    size: tuple[int, int] = (360, 480),
+    difficulty: str = "standard",
+    asked: Collection[str] | None = None,
+) -> Path:
     """Generate the synthetic dataset at `root` unless a dataset is already there.
 
     An existing one made otherwise than the config asks (only the keys in `asked` count; None: all
@@ -40,8 +45,9 @@ def ensure_synthetic(root: str | Path, sizes: list[int] | tuple[int, ...] = (300
     return make_synthetic(root, *sizes, seed=seed, size=size, difficulty=difficulty)
 
 
-def _warn_if_made_otherwise(root: Path, sizes: Any, seed: Any, size: Any, difficulty: Any,
-                            asked: Collection[str] | None) -> None:
+def _warn_if_made_otherwise(
+    root: Path, sizes: Any, seed: Any, size: Any, difficulty: Any, asked: Collection[str] | None
+) -> None:
     try:
         meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -53,8 +59,9 @@ def _warn_if_made_otherwise(root: Path, sizes: Any, seed: Any, size: Any, diffic
         log.warning("%s", message)
 
 
-def mismatch_warning(root: str | Path, meta: dict[str, Any], want: dict[str, Any],
-                     asked: Collection[str] | None = None) -> str | None:
+def mismatch_warning(
+    root: str | Path, meta: dict[str, Any], want: dict[str, Any], asked: Collection[str] | None = None
+) -> str | None:
     """The warning for a synthetic set made otherwise than the config asks, or None when it fits.
 
     Only the keys in `asked` (the data.* keys the user's config gave; None: all) count. The suggested
@@ -67,24 +74,36 @@ def mismatch_warning(root: str | Path, meta: dict[str, Any], want: dict[str, Any
         return None
     target = {k: (want[k] if k in keys or made[k] is None else made[k]) for k in SYNTHETIC_KEYS}
     sizes, (h, w) = target["synthetic_sizes"], target["synthetic_size"]
-    command = (f"reseg make-synthetic --out {shlex.quote(str(root))} --train {sizes['train']} --val {sizes['val']} "
-               f"--test {sizes['test']} --seed {target['synthetic_seed']} --size {h} {w} "
-               f"--difficulty {target['synthetic_difficulty']}")
+    command = (
+        f"reseg make-synthetic --out {shlex.quote(str(root))} --train {sizes['train']} --val {sizes['val']} "
+        f"--test {sizes['test']} --seed {target['synthetic_seed']} --size {h} {w} "
+        f"--difficulty {target['synthetic_difficulty']}"
+    )
     what = "; ".join(f"data.{k} asks for {_show(want[k])}, it has {_show(made[k])}" for k in differ)
-    return (f"the synthetic dataset at {root} was made otherwise than the config asks ({what}); using it as it "
-            f"is. To make it as the config asks: {command}")
+    return (
+        f"the synthetic dataset at {root} was made otherwise than the config asks ({what}); using it as it "
+        f"is. To make it as the config asks: {command}"
+    )
 
 
 def _recipe(sizes: Any, seed: Any, size: Any, difficulty: Any) -> dict[str, Any]:
     """The generation settings as synthetic.json records them, keyed by their data.* config key."""
-    return {"synthetic_sizes": dict(zip(SPLITS, map(int, sizes))), "synthetic_size": [int(v) for v in size],
-            "synthetic_seed": int(seed), "synthetic_difficulty": str(difficulty)}
+    return {
+        "synthetic_sizes": dict(zip(SPLITS, map(int, sizes))),
+        "synthetic_size": [int(v) for v in size],
+        "synthetic_seed": int(seed),
+        "synthetic_difficulty": str(difficulty),
+    }
 
 
 def _recorded(meta: dict[str, Any]) -> dict[str, Any]:
     """The settings synthetic.json holds (older files lack size and difficulty: unknown size, standard)."""
-    return {"synthetic_sizes": meta.get("sizes"), "synthetic_size": meta.get("size"),
-            "synthetic_seed": meta.get("seed"), "synthetic_difficulty": meta.get("difficulty", "standard")}
+    return {
+        "synthetic_sizes": meta.get("sizes"),
+        "synthetic_size": meta.get("size"),
+        "synthetic_seed": meta.get("seed"),
+        "synthetic_difficulty": meta.get("difficulty", "standard"),
+    }
 
 
 def _show(value: Any) -> str:

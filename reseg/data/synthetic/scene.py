@@ -9,8 +9,8 @@ import numpy as np
 from reseg.data.synthetic.camera import Camera
 from reseg.data.synthetic.palette import Color
 
-
 # --------------------------------------------------------------------------- things on the ground
+
 
 @dataclass(kw_only=True)
 class Placed:
@@ -32,12 +32,12 @@ class Car(Placed):
     w: float
     length: float
     h: float
-    hb: float            # height of the bonnet / window line
+    hb: float  # height of the bonnet / window line
     boxy: bool
-    oncoming: bool       # we see its front (headlights), not its rear
+    oncoming: bool  # we see its front (headlights), not its rear
     color: Color
     glass: Color
-    wheel: float         # wheel radius
+    wheel: float  # wheel radius
     plate: Color
 
 
@@ -51,7 +51,7 @@ class Look:
     hair: Color
     top: Color
     legs: Color
-    stride: float        # signed fraction of the height between the feet (0: standing)
+    stride: float  # signed fraction of the height between the feet (0: standing)
     coat: bool
     bag: bool
     bag_color: Color
@@ -67,30 +67,30 @@ class Person(Placed):
 class Cyclist(Placed):
     look: Look
     frame: Color
-    side_on: bool        # seen from the side (two wheels) rather than from behind
-    dir: int             # -1 / +1: which way a side-on bicycle points
+    side_on: bool  # seen from the side (two wheels) rather than from behind
+    dir: int  # -1 / +1: which way a side-on bicycle points
 
 
 @dataclass(frozen=True)
 class Sign:
     """A sign on a pole, `y` metres up; `back` shows its grey back plate only."""
 
-    shape: str           # circle, triangle, rect, octagon or light (a traffic light)
+    shape: str  # circle, triangle, rect, octagon or light (a traffic light)
     c1: Color
     c2: Color
     size: float
     y: float
-    down: bool           # a triangle standing on its tip
-    on: int              # the lit lamp of a traffic light: 0 red, 1 amber, 2 green
+    down: bool  # a triangle standing on its tip
+    on: int  # the lit lamp of a traffic light: 0 red, 1 amber, 2 green
     back: bool
 
 
 @dataclass(kw_only=True)
 class Pole(Placed):
-    kind: str            # "lamp" (with an arm and a head) or "post"
+    kind: str  # "lamp" (with an arm and a head) or "post"
     h: float
     w: float
-    side: int            # the street side it stands on; a lamp's arm reaches over the road
+    side: int  # the street side it stands on; a lamp's arm reaches over the road
     arm: float
     lit: bool
     signs: list[Sign]
@@ -129,12 +129,13 @@ class Clutter(Placed):
 
 # --------------------------------------------------------------------------- the street around them
 
+
 @dataclass
 class Sky:
-    kind: str            # clear, overcast, dusk or hazy
+    kind: str  # clear, overcast, dusk or hazy
     top: Color
     bottom: Color
-    clouds: list[tuple[float, float, float, float]]   # centre (fractions of width, of horizon), radii
+    clouds: list[tuple[float, float, float, float]]  # centre (fractions of width, of horizon), radii
     cloud: Color
 
 
@@ -145,7 +146,7 @@ class GroundColors:
     yard: Color
     curb: Color
     marking: Color
-    tile: Color          # paving joints
+    tile: Color  # paving joints
 
 
 @dataclass
@@ -163,7 +164,7 @@ class Building:
     win_gap: float
     win_h: float
     win_color: Color
-    lit_share: float     # the fraction of windows lit
+    lit_share: float  # the fraction of windows lit
     shop: bool
     shop_color: Color
     sign: bool
@@ -176,10 +177,10 @@ class Building:
 class Backdrop:
     """What lies behind the street: an end wall, a back row of buildings, a tree line, a skyline."""
 
-    end: float | None    # depth of a wall closing the street, if any
+    end: float | None  # depth of a wall closing the street, if any
     end_h: float
     end_color: Color
-    back_rows: list[tuple[Color, float]]              # colour, height (0: a gap)
+    back_rows: list[tuple[Color, float]]  # colour, height (0: a gap)
     treeline: bool
     tree_color: Color
     skyline: list[tuple[float, float, float, Color]]  # centre, half width, height (fractions of the image)
@@ -192,7 +193,7 @@ class Fence:
     z0: float
     z1: float
     h: float
-    kind: str            # rail, picket or panel
+    kind: str  # rail, picket or panel
     color: Color
     post_gap: float
 
@@ -205,7 +206,7 @@ class Hedge:
     z1: float
     h: float
     color: Color
-    bumps: list[float]   # height offsets along its top, repeating every 32 m
+    bumps: list[float]  # height offsets along its top, repeating every 32 m
 
 
 @dataclass
@@ -215,9 +216,9 @@ class Markings:
     period: float
     phase: float
     edge: bool
-    lanes: list[float]   # lane centres
+    lanes: list[float]  # lane centres
     lane_lines: bool
-    crossing: float | None   # depth of a zebra crossing, if any
+    crossing: float | None  # depth of a zebra crossing, if any
     width: float
 
 
@@ -236,23 +237,23 @@ class Patch:
 class Lighting:
     """The light and the camera's faults: everything the renderer changes without changing the label."""
 
-    sun: int             # the side the sun is on; facades on the other side are shaded
+    sun: int  # the side the sun is on; facades on the other side are shaded
     sun_shade: float
-    shadow: bool         # buildings on the shaded side cast a shadow over the road
+    shadow: bool  # buildings on the shaded side cast a shadow over the road
     shadow_w: float
     shadow_k: float
     gain: float
     gamma: float
-    cast: list[float]    # white balance, per channel
+    cast: list[float]  # white balance, per channel
     noise: float
     texture: float
     blur: float
     haze: float
     vignette: float
-    illumination: np.ndarray   # 3 x 4 brightness field, upsampled over the image
-    roll: float          # camera roll, degrees
-    hood: float          # height of our own car's bonnet, as a fraction of the image
-    texture_seed: int | None = None   # a video keeps one so surfaces do not flicker
+    illumination: np.ndarray  # 3 x 4 brightness field, upsampled over the image
+    roll: float  # camera roll, degrees
+    hood: float  # height of our own car's bonnet, as a fraction of the image
+    texture_seed: int | None = None  # a video keeps one so surfaces do not flicker
 
 
 @dataclass
@@ -260,8 +261,8 @@ class Street:
     """World layout of one scene (metres); images are renders of it from a camera."""
 
     cam: Camera
-    road_w: float        # half width: the road spans x in [-road_w, road_w]
-    walk_w: tuple[float, float]          # left, right sidewalk widths
+    road_w: float  # half width: the road spans x in [-road_w, road_w]
+    walk_w: tuple[float, float]  # left, right sidewalk widths
     sky: Sky
     colors: GroundColors
     buildings: list[Building]

@@ -16,9 +16,17 @@ from reseg.data.synthetic.scene import Street
 from reseg.errors import ResegError
 
 
-def make_synthetic_video(path: str | Path, frames: int = 90, size: tuple[int, int] = (360, 480), fps: float = 15.0,
-                         seed: int = 0, speed: float = 8.0, frames_dir: str | Path | None = None,
-                         labels_dir: str | Path | None = None, difficulty: str = "standard") -> Path:
+def make_synthetic_video(
+    path: str | Path,
+    frames: int = 90,
+    size: tuple[int, int] = (360, 480),
+    fps: float = 15.0,
+    seed: int = 0,
+    speed: float = 8.0,
+    frames_dir: str | Path | None = None,
+    labels_dir: str | Path | None = None,
+    difficulty: str = "standard",
+) -> Path:
     """Write a short street video: the camera drives forward at `speed` m/s, other cars move too.
 
     The codec follows the extension (reseg.video.writer: .avi -> MJPG, .mp4 -> mp4v, with its fallbacks) and
@@ -45,8 +53,14 @@ def make_synthetic_video(path: str | Path, frames: int = 90, size: tuple[int, in
     return write_video(images(), path, fps)
 
 
-def drive_frames(frames: int, size: tuple[int, int] = (360, 480), fps: float = 15.0, seed: int = 0,
-                 speed: float = 8.0, difficulty: str = "standard") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def drive_frames(
+    frames: int,
+    size: tuple[int, int] = (360, 480),
+    fps: float = 15.0,
+    seed: int = 0,
+    speed: float = 8.0,
+    difficulty: str = "standard",
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(RGB image, SegNet-id label) of each frame of a drive, in memory: frame k is rendered at time k / fps,
     `speed * t` metres along one street, with its own noise (what make_synthetic_video writes, and the clip
     the video benchmark times)."""
