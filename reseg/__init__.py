@@ -25,7 +25,7 @@ _LAZY = {
     "build_model": "reseg.api",
     "train": "reseg.api",
     "evaluate": "reseg.api",
-    "package": "reseg.api",
+    "package": "reseg.packaging",
     "ResegError": "reseg.errors",
 }
 

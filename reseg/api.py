@@ -266,22 +266,6 @@ def _source(source: str | Path) -> str | Path:
     return source if isinstance(source, str) and source.startswith("hf://") else Path(source)
 
 
-def package(
-    checkpoint: str | Path,
-    out: str | Path,
-    metrics: str | Path | None = None,
-    push: str | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write a shareable model folder (model.safetensors, config.yaml, classes.json, README.md model card)
-    from a training checkpoint; what `reseg package` runs. `metrics`: a `reseg evaluate` metrics.json for the
-    card; `push`: a Hub repo "user/repo" to upload to (needs `pip install 'reseg[hub]'` and a token).
-    `reseg.load(out)` and every `--checkpoint` then take the folder."""
-    from reseg.packaging import package as write_package
-
-    return write_package(checkpoint, out, metrics=metrics, push=push, overwrite=overwrite)
-
-
 def _check_names(given: Mapping[str, Any], valid: Sequence[str], what: str) -> None:
     from reseg.config import closest_keys
 

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reseg.api import package
+    from reseg.packaging import package
 
     out = package(args.checkpoint, args.out, metrics=args.metrics, push=args.push, overwrite=args.overwrite)
     print(f"wrote the model folder {out} (model.safetensors, config.yaml, classes.json, README.md)")
