@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e ".[onnx]"  # ONNX Runtime: the CPU fast paths that --backend auto weighs
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed

@@ -78,7 +78,11 @@ class Choice:
             and r["agreement"] < MIN_AGREEMENT
             and r["speedup"] > chosen.get("speedup", 0)
         ]
-        failed = [f"{name} unavailable" for name, r in self.results.items() if "error" in r]
+        reasons: dict[str, list[str]] = {}  # one reason, all the backends it rules out
+        for name, r in self.results.items():
+            if "error" in r:
+                reasons.setdefault(str(r["error"]).splitlines()[0], []).append(name)
+        failed = [f"{' and '.join(names)} unavailable: {reason}" for reason, names in reasons.items()]
         return f"backend auto -> {self.backend} ({'; '.join([why, *skipped, *failed, when])})"
 
 

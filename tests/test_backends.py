@@ -592,7 +592,7 @@ def test_auto_on_the_command_line_prints_its_choice(tiny_mingru, tmp_path, monke
         == 0
     )
     out = capsys.readouterr().out
-    assert "backend auto -> onnxruntime (2.50x eager" in out and "onnxruntime-int8 unavailable" in out
+    assert "backend auto -> onnxruntime (2.50x eager" in out and "onnxruntime-int8 unavailable: " in out
     assert (
         main(
             [
