@@ -597,96 +597,132 @@ def gpu_table(res: dict[str, Any], camvid: dict[str, Any] | None = None) -> str:
         "| figure | value |",
         "|---|---|",
     ]
-    row = lambda k, v: lines.append(f"| {k} | {v} |")  # noqa: E731
+    sections = (
+        _renet_rows(res),
+        _kernel_rows(res),
+        _share_rows(res),
+        _model_rows(res),
+        _video_rows(res),
+        _camvid_rows(camvid or {}),
+        _failure_rows(res),
+    )
+    lines += [f"| {figure} | {value} |" for rows in sections for figure, value in rows]
+    return "\n".join(lines)
+
+
+Rows = Iterator[tuple[str, str]]
+
+
+def _renet_rows(res: dict[str, Any]) -> Rows:
+    """Each ReNet layer shape: every implementation's times, Triton's speed-ups and its error."""
     for key, r in res.items():
-        if key.startswith("renet_") and key != "renet_share" and "fwd_ms" in r:
-            shape = "x".join(map(str, r["shape"]))
-            for impl in r["fwd_ms"]:
-                row(
-                    f"ReNet {shape}, {impl}: fwd / fwd+bwd ms (fwd+bwd peak MB)",
-                    f"{_f(r['fwd_ms'][impl], 2)} / {_f(r['fwdbwd_ms'][impl], 2)} ({_f(r['fwdbwd_peak_mb'][impl], 0)})",
+        if not (key.startswith("renet_") and key != "renet_share" and "fwd_ms" in r):
+            continue
+        shape = "x".join(map(str, r["shape"]))
+        for impl in r["fwd_ms"]:
+            yield (
+                f"ReNet {shape}, {impl}: fwd / fwd+bwd ms (fwd+bwd peak MB)",
+                f"{_f(r['fwd_ms'][impl], 2)} / {_f(r['fwdbwd_ms'][impl], 2)} ({_f(r['fwdbwd_peak_mb'][impl], 0)})",
+            )
+        for other in ("gru_cudnn", "mingru_blocked"):
+            if f"triton_vs_{other}_fwdbwd" in r:
+                yield (
+                    f"ReNet {shape}, Triton minGRU vs {other}: fwd / fwd+bwd",
+                    f"{_f(r[f'triton_vs_{other}_fwd'], 2)}x / {_f(r[f'triton_vs_{other}_fwdbwd'], 2)}x",
                 )
-            for other in ("gru_cudnn", "mingru_blocked"):
-                if f"triton_vs_{other}_fwdbwd" in r:
-                    row(
-                        f"ReNet {shape}, Triton minGRU vs {other}: fwd / fwd+bwd",
-                        f"{_f(r[f'triton_vs_{other}_fwd'], 2)}x / {_f(r[f'triton_vs_{other}_fwdbwd'], 2)}x",
-                    )
-            if "triton_vs_blocked_rel_err" in r:
-                row(f"ReNet {shape}, Triton vs blocked scan rel. error (fp32)", f"{r['triton_vs_blocked_rel_err']:.1e}")
+        if "triton_vs_blocked_rel_err" in r:
+            yield f"ReNet {shape}, Triton vs blocked scan rel. error (fp32)", f"{r['triton_vs_blocked_rel_err']:.1e}"
+
+
+def _kernel_rows(res: dict[str, Any]) -> Rows:
+    """The device's ceilings and the Triton kernels timed alone (per dtype, per tile)."""
     if "copy_gb_s" in res.get("ceilings", {}):
         c = res["ceilings"]
-        row(
+        yield (
             "ceilings: device copy GB/s (read + write), bf16 8192^3 matmul TFLOP/s",
             f"{_f(c['copy_gb_s'], 0)}, {_f(c['bf16_mm_tflop_s'], 0)}",
         )
-    for dtype, sa in res.get("triton_scan_alone", {}).items():
+    alone = res.get("triton_scan_alone", {})
+    for dtype, sa in alone.items():
         if isinstance(sa, dict) and "fwd_us" in sa:
-            row(
+            yield (
                 f"Triton scan kernels alone, {dtype}, vertical sweep of the first ReNet shape: fwd / bwd us (GB/s)",
                 f"{_f(sa['fwd_us'], 0)} ({_f(sa['fwd_gb_s'], 0)}) / {_f(sa['bwd_us'], 0)} ({_f(sa['bwd_gb_s'], 0)})",
             )
-    if "tiny_call_us" in res.get("triton_scan_alone", {}):
-        row(
-            "Triton scan, one eager call on a tiny input (host time) us",
-            _f(res["triton_scan_alone"]["tiny_call_us"], 0),
-        )
+    if "tiny_call_us" in alone:
+        yield "Triton scan, one eager call on a tiny input (host time) us", _f(alone["tiny_call_us"], 0)
     if "fwd_us" in res.get("triton_blocks", {}):
         tb = res["triton_blocks"]
-        row(
-            "Triton scan tiles (BLOCK_T x BLOCK_C x warps), bf16 kernels fwd / bwd us",
-            ", ".join(f"{k} {_f(tb['fwd_us'][k], 0)} / {_f(tb['bwd_us'][k], 0)}" for k in tb["fwd_us"])
-            + f"; best {tb['best']}",
-        )
+        tiles = ", ".join(f"{k} {_f(tb['fwd_us'][k], 0)} / {_f(tb['bwd_us'][k], 0)}" for k in tb["fwd_us"])
+        yield "Triton scan tiles (BLOCK_T x BLOCK_C x warps), bf16 kernels fwd / bwd us", f"{tiles}; best {tb['best']}"
+
+
+def _share_rows(res: dict[str, Any]) -> Rows:
+    """ReNet's share of minGRU ReSeg inference, per scan and precision."""
     share = res.get("renet_share", {})
     for k, v in share.items():
         if isinstance(v, dict) and "share" in v:
-            row(
+            yield (
                 f"ReNet share of minGRU ReSeg inference, {k} scan/precision, batch {share['batch']} "
                 f"{share['size'][0]}x{share['size'][1]}",
                 f"{100 * v['share']:.1f}% ({_f(v['renet_ms'], 2)} of {_f(v['model_ms'], 2)} ms)",
             )
+
+
+def _model_rows(res: dict[str, Any]) -> Rows:
+    """Whole models: speed and peak memory per variant, ratios against U-Net, torch.compile."""
     for key, r in res.items():
         if key.startswith("models_") and "infer_img_s" in r:
             at = f"batch {r['batch']} {r['size'][0]}x{r['size'][1]}"
             for kind in ("infer", "train"):
                 for variant, speeds in r[f"{kind}_img_s"].items():
                     peaks = r[f"{kind}_peak_mb"][variant]
-                    row(
+                    yield (
                         f"{kind} img/s (peak MB), {variant}, {at}",
                         ", ".join(f"{n} {_f(s)} ({_f(peaks[n], 0)})" for n, s in speeds.items()),
                     )
             for name, ratios in r["ratios_vs_unet"].items():
-                row(f"{name} vs {BASELINE}, {at}", ", ".join(f"{k} {_f(v, 2)}x" for k, v in ratios.items()))
+                yield f"{name} vs {BASELINE}, {at}", ", ".join(f"{k} {_f(v, 2)}x" for k, v in ratios.items())
         if key.startswith("compile_") and "infer_img_s" in r:
-            row(
+            yield (
                 f"torch.compile bf16 channels-last infer img/s (compile s), batch {r['batch']} "
                 f"{r['size'][0]}x{r['size'][1]}",
                 ", ".join(f"{n} {_f(s)} ({_f(r['compile_s'][n], 0)})" for n, s in r["infer_img_s"].items()),
             )
+
+
+def _video_rows(res: dict[str, Any]) -> Rows:
+    """`reseg video` end to end against the model alone, with the stage that bounds it."""
     for key, v in res.get("video", {}).items():
         if isinstance(v, dict) and "fps_end_to_end" in v:
             stages = v.get("timing", {}).get("stages", {})
             per = ", ".join(f"{n} {_f(s['ms_per_frame'], 2)}" for n, s in stages.items() if s.get("seconds", 0) > 0)
             bound = v.get("timing", {}).get("bound", {})
-            row(
+            yield (
                 f"reseg video {key}: end-to-end / model-only FPS",
                 f"{_f(v['fps_end_to_end'])} / {_f(v['fps_model_only'])} = {_f(v['ratio'], 2)}x; bound by "
                 f"{bound.get('stage', '-')}; ms/frame: {per}",
             )
-    for name, r in (camvid or {}).items():
-        row(
+
+
+def _camvid_rows(camvid: dict[str, Any]) -> Rows:
+    """The CamVid trainings on the GPU: their scores or their error."""
+    for name, r in camvid.items():
+        yield (
             f"CamVid on the GPU, {name}: val mIoU / aAcc %, iterations in {r.get('budget')}",
             r["error"] if "error" in r else f"{_f(r.get('miou'), 2)} / {_f(r.get('aacc'), 2)}, {r.get('iterations')}",
         )
+
+
+def _failure_rows(res: dict[str, Any]) -> Rows:
+    """Every step or figure that failed, and what a rehearsal skipped."""
     for key, r in res.items():
         if isinstance(r, dict) and "error" in r:
-            row(f"{key} FAILED", r["error"].replace("|", "/")[:300])
+            yield f"{key} FAILED", r["error"].replace("|", "/")[:300]
         for what, err in (r.get("errors") or {}).items() if isinstance(r, dict) else ():
-            row(f"{key}: {what} FAILED", err.replace("|", "/")[:300])
+            yield f"{key}: {what} FAILED", err.replace("|", "/")[:300]
     if res.get("skipped"):
-        row("skipped (rehearsal)", "; ".join(res["skipped"]))
-    return "\n".join(lines)
+        yield "skipped (rehearsal)", "; ".join(res["skipped"])
 
 
 def camvid_summary(work_dir: Path, eval_dir: Path, budget: str | None) -> dict[str, Any]:
