@@ -29,7 +29,7 @@ from reseg.config import Config, inference_settings
 from reseg.engine.checkpoint import read_checkpoint
 from reseg.errors import ResegError
 from reseg.models.padding import pad_bottom_right, pad_to_multiple
-from reseg.preprocess import Normalizer, rgb_batch, same_size_batches
+from reseg.preprocess import Normalizer, class_ids, rgb_batch, same_size_batches
 from reseg.runtime import amp_dtype, autocast, place_model, resolve_device
 from reseg.viz import resolve_palette
 
@@ -301,7 +301,7 @@ class Predictor:
 
     def masks(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, H, W) uint8 train ids on the device."""
-        return self.logits(batch).argmax(1).to(torch.uint8)
+        return class_ids(self.logits(batch))
 
     def predict(
         self, images: Sequence[np.ndarray], return_probs: bool = False, batch_size: int = 8
@@ -315,7 +315,7 @@ class Predictor:
             x = self.preprocess(chunk)
             if return_probs:
                 p = self.probs(x)
-                masks.extend(p.argmax(1).to(torch.uint8).cpu().numpy())
+                masks.extend(class_ids(p).cpu().numpy())
                 probs.extend(p.cpu().numpy())
             else:
                 masks.extend(self.masks(x).cpu().numpy())

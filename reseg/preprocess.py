@@ -78,3 +78,11 @@ def same_size_batches(items: Iterable[T], batch: int, shape: Callable[[T], Any])
         pending.append(item)
     if pending:
         yield pending
+
+
+def class_ids(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """The class of each pixel (the index of the largest logit along `dim`, the first on ties), as uint8.
+
+    `max(dim).indices` rather than `argmax(dim)`: on the CPU, argmax over the channels of an NCHW tensor
+    walks them with a stride and was about 13x slower (11x360x480 logits); the result is the same."""
+    return logits.max(dim).indices.to(torch.uint8)

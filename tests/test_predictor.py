@@ -289,3 +289,16 @@ def test_loading_a_checkpoint_skips_random_initialisation(tiny, monkeypatch):
     want, got = model.state_dict(), loaded.state_dict()
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_class_ids_is_argmax_with_first_index_on_ties(layout):
+    """The masks' one logits -> classes step equals argmax (first maximum on ties) in either memory layout."""
+    from reseg.preprocess import class_ids
+
+    logits = torch.randint(0, 3, (2, 11, 17, 23)).float()  # few values: many ties
+    if layout == "channels_last":
+        logits = logits.contiguous(memory_format=torch.channels_last)
+    ids = class_ids(logits)
+    assert ids.dtype == torch.uint8 and torch.equal(ids.long(), logits.argmax(1))
+    assert torch.equal(class_ids(logits[0], dim=0).long(), logits[0].argmax(0))

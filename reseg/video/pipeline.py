@@ -24,7 +24,7 @@ import torch
 
 from reseg.errors import ResegError
 from reseg.io import check_output_dir, check_output_file, refuse_overlap, write_json
-from reseg.preprocess import Normalizer
+from reseg.preprocess import Normalizer, class_ids
 from reseg.video.overlay import lut_tensor, overlay_tensor
 from reseg.video.sources import Frame, Source, frame_files_root, log, open_source
 from reseg.video.timing import Clock, StageTimes, format_stages
@@ -269,10 +269,10 @@ class Segmenter:
             smoothed = []
             for p in out:
                 self.ema = p.clone() if self.ema is None else self.ema.mul_(self.alpha).add_(p, alpha=1 - self.alpha)
-                smoothed.append(self.ema.argmax(0))
-            masks = torch.stack(smoothed).to(torch.uint8)
+                smoothed.append(class_ids(self.ema, dim=0))
+            masks = torch.stack(smoothed)
         else:
-            masks = out.argmax(1).to(torch.uint8)
+            masks = class_ids(out)
         for m in masks:
             if self.prev is not None:
                 self.flicker_sum += (m != self.prev).double().mean()
