@@ -273,7 +273,8 @@ def test_dump_config_round_trips_and_leaves_no_temp_files(tmp_path: Path) -> Non
     assert (tmp_path / "config.yaml").stat().st_mode & 0o777 == 0o644
 
 
-LEVER_KEYS = {"data.augment", "train.ema_decay", "loss.label_smoothing", "model.decoder_dropout"}
+REGULARISERS = {"data.augment", "train.ema_decay", "loss.label_smoothing", "model.decoder_dropout"}
+LEVER_KEYS = {*REGULARISERS, "train.init_from"}  # the _all configs combine the regularisers
 LEVERS = sorted(p.name for p in (REPO / "configs" / "levers").glob("*.yaml"))
 
 
@@ -292,7 +293,7 @@ def test_lever_configs_differ_from_their_recipe_only_in_levers(name: str) -> Non
     lever, base = _flat(load_config(path)), _flat(load_config(path.parent / recipe))
     changed = {k for k in lever if lever[k] != base[k]}
     assert changed and changed <= LEVER_KEYS, changed
-    assert (changed == LEVER_KEYS) == name.endswith("_all.yaml")
+    assert (changed == REGULARISERS) == name.endswith("_all.yaml")
     assert lever["data.val_sequences"] == ["0006R0"]
 
 
@@ -317,11 +318,20 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
         check=True,
         timeout=60,
     ).stdout.splitlines()
-    trained = [line.split()[5] for line in dry if " -m reseg train " in line]
+    trains = [line for line in dry if " -m reseg train " in line]
     expected = {"reseg_skip_camvid_cpu_unseen.yaml", "unet_vgg16_camvid_cpu_unseen.yaml", *LEVERS}
-    assert sorted(Path(c).name for c in trained) == sorted(expected)
-    assert all("--set data.root=/data/camvid train.time_budget=15m" in line for line in dry if " train " in line)
+    pretrain = "reseg_skip_synthetic_pretrain.yaml"  # the synthetic lever's first stage, not a screened run
+    assert sorted(Path(line.split()[5]).name for line in trains) == sorted([*expected, pretrain])
+    staged = {Path(line.split()[5]).name: line for line in trains if "synth" in line.split()[5]}
+    assert all("--set data.root=/data/camvid train.time_budget=15m" in line for line in trains if line not in staged.values())
+    # the two stages share the 15 minutes: a quarter pretraining, the rest fine-tuning from the first's best.pt
+    assert staged[pretrain].endswith("--set train.time_budget=225s")
+    assert staged["reseg_skip_unseen_synthinit.yaml"].endswith(
+        f"--set data.root=/data/camvid train.time_budget=675s train.init_from={out}/{Path(pretrain).stem}/best.pt"
+    )
+    assert trains.index(staged[pretrain]) + 1 == trains.index(staged["reseg_skip_unseen_synthinit.yaml"])
     assert sum(" -m reseg evaluate --checkpoint " in line for line in dry) == len(expected)
+    trained = [line.split()[5] for line in trains if pretrain not in line]
 
     for i, config in enumerate(trained):  # what a finished run leaves behind
         run = out / Path(config).stem
@@ -346,3 +356,4 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
         "| reseg_skip_unseen_all | reseg | augment strong, ema 0.99, smoothing 0.1, dropout 0.1 | 180 | 100 |" in table
     )
     assert "| reseg_skip_camvid_cpu_unseen | reseg | - | 180 | 100 | 30.00 | 80.00 |" in table
+    assert "| reseg_skip_unseen_synthinit | reseg | from reseg_skip_synthetic_pretrain | 180 | 100 |" in table

@@ -12,6 +12,11 @@
 # stopped. DRY_RUN=1 prints the commands instead of running them; TABLE_ONLY=1 only redoes the table from
 # the runs in OUT; ONLY="name ..." keeps only the runs of those config names (in this order); PYTHON picks
 # the interpreter. Each run's log, with the machine's load average every minute, is OUT/NAME.log.
+#
+# The synthetic-pretraining lever (levers/reseg_skip_unseen_synthinit.yaml) runs in two stages inside the one
+# budget: configs/reseg_skip_synthetic_pretrain.yaml trains on the generated streets for a quarter of BUDGET
+# (OUT/reseg_skip_synthetic_pretrain; generating its scenes the first time is not charged to the budget), then
+# the unseen-drive recipe fine-tunes from that run's best.pt for the rest.
 set -euo pipefail
 
 ROOT=${1:?usage: tools/screen_levers.sh CAMVID_ROOT [OUT] [BUDGET]}
@@ -21,8 +26,12 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug ema smooth dropout all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug ema smooth dropout synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_all.yaml)
+
+stage_seconds() {  # BUDGET split into the pretraining quarter and the fine-tuning rest, in seconds
+    "$PY" -c 'import sys; from reseg.engine.budget import parse_duration; s = round(parse_duration(sys.argv[1])); print(s // 4, s - s // 4)' "$1"
+}
 
 run() {
     echo "+ $*"
@@ -55,8 +64,18 @@ for config in "${CONFIGS[@]}"; do
         (while sleep 60; do echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at $(date +%T)"; done) >> "$log" &
         monitor=$!
     fi
+    budget=("train.time_budget=$BUDGET")
+    if [[ "$name" == *_synthinit ]]; then  # two stages sharing the budget: pretrain, then fine-tune from it
+        read -r pre rest < <(stage_seconds "$BUDGET")
+        pretrain="$OUT/reseg_skip_synthetic_pretrain"
+        pre_resume=()
+        [[ -f "$pretrain/last.pt" ]] && pre_resume=(--resume)
+        run "$PY" -m reseg train "$CONFIGS_DIR/reseg_skip_synthetic_pretrain.yaml" --work-dir "$pretrain" \
+            --no-progress "${pre_resume[@]}" --set "train.time_budget=${pre}s" >> "$log" 2>&1
+        budget=("train.time_budget=${rest}s" "train.init_from=$pretrain/best.pt")
+    fi
     run "$PY" -m reseg train "$config" --work-dir "$work" --no-progress "${resume[@]}" \
-        --set "data.root=$ROOT" "train.time_budget=$BUDGET" >> "$log" 2>&1
+        --set "data.root=$ROOT" "${budget[@]}" >> "$log" 2>&1
     run "$PY" -m reseg evaluate --checkpoint "$work/best.pt" --out "$work/eval_best" >> "$log" 2>&1
     [[ "${DRY_RUN:-0}" != 1 ]] && kill "$monitor"
 done
@@ -78,7 +97,8 @@ for run in runs:
     levers = [f"augment {cfg['data']['augment']}" if cfg["data"]["augment"] != "standard" else "",
               f"ema {cfg['train']['ema_decay']:g}" if cfg["train"]["ema_decay"] else "",
               f"smoothing {cfg['loss']['label_smoothing']:g}" if cfg["loss"]["label_smoothing"] else "",
-              f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else ""]
+              f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else "",
+              f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else ""]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     vals = [r for r in records if r.get("type") == "val"]
     best = max(vals, key=lambda r: r["mIoU"]) if vals else {}
