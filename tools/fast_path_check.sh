@@ -4,7 +4,9 @@
 #   (a) `reseg video VIDEO` end to end with --backend eager, onnxruntime, onnxruntime --int8 and auto
 #       (at VIDEO's own frame size: the demo drive is 240x320);
 #   (b) Predictor.from_checkpoint, built as `reseg predict` builds it, eager vs onnxruntime vs int8 at
-#       360x480, batch 1 (VIDEO's first frames resized), with the masks' agreement with eager.
+#       360x480, batch 1 (VIDEO's first frames resized), with the masks' agreement with eager;
+#   (c) `reseg benchmark --only predictor --checkpoint CKPT` at VIDEO's frame size beside (a)'s model-only
+#       FPS per backend: the benchmark is meant to time what `reseg video` runs (the issue's 10% bar).
 # Every candidate first runs once untimed in an empty ONNX cache (its export, calibration and auto's
 # measurement; that first-run time is shown), then ROUNDS timed rounds of eager, ort, int8(, auto), ...
 #
@@ -139,4 +141,33 @@ for name in flags:
     agree = np.mean([np.mean(a == b) for a, b in zip(masks[name], masks["eager"])])
     print(f"| {name} | {img_s[name]:.2f} | {img_s[name] / img_s['eager']:.2f}x | {100 * agree:.2f}% | "
           f"{first[name]:.1f} |")
+PYEOF
+
+# ---------------------------------------------------------------------------- (c) the benchmark against (a)
+read -r H W < <("$PY" -c 'import json, sys; w, h = json.load(open(sys.argv[1]))["frame_size"]; print(h, w)' \
+    "$WORK/video_eager_0.json")
+echo "(c) reseg benchmark --only predictor --checkpoint $CKPT --sizes $H $W" >&2
+"$PY" -m reseg benchmark --only predictor --checkpoint "$CKPT" --sizes "$H" "$W" --repeats "$ROUNDS" \
+    --json "$WORK/benchmark.json" > "$WORK/benchmark.log" 2>&1 || { cat "$WORK/benchmark.log" >&2; exit 1; }
+"$PY" - "$WORK" "$ROUNDS" "$H" "$W" <<'PYEOF'
+import json
+import statistics
+import sys
+from pathlib import Path
+
+work, rounds, size = Path(sys.argv[1]), int(sys.argv[2]), [int(sys.argv[3]), int(sys.argv[4])]
+bench = json.loads((work / "benchmark.json").read_text())
+run = next(r for r in bench["predictor"]["runs"] if r["size"] == size)
+print(f"\n(c) reseg benchmark --only predictor at {size[0]}x{size[1]}, batch 1 vs (a)'s reseg video model-only FPS")
+print("| backend | benchmark img/s | reseg video model-only FPS | benchmark / video |")
+print("|---|---|---|---|")
+for name in ("eager", "onnxruntime", "onnxruntime-int8"):
+    if name not in run["paths"]:
+        print(f"| {name} | unavailable: {run['errors'].get(name, '?')[:80]} | | |")
+        continue
+    video = statistics.median(
+        json.loads((work / f"video_{name}_{r}.json").read_text())["fps_model"] for r in range(1, rounds + 1)
+    )
+    print(f"| {name} | {run['paths'][name]:.2f} | {video:.2f} | {run['paths'][name] / video:.2f} |")
+print(f"benchmark's fastest: {run['fast_path']} ({run['speedup']:.2f}x eager)")
 PYEOF
