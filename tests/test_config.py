@@ -357,3 +357,47 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     )
     assert "| reseg_skip_camvid_cpu_unseen | reseg | - | 180 | 100 | 30.00 | 80.00 |" in table
     assert "| reseg_skip_unseen_synthinit | reseg | from reseg_skip_synthetic_pretrain | 180 | 100 |" in table
+
+
+def test_screen_levers_seeds_train_each_config_per_seed_and_report_mean_and_spread(tmp_path: Path) -> None:
+    """SEEDS="0 1": one run per seed in its own work dir with train.seed set, then each config's mean and
+    spread over its seeds under the table."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    script = REPO / "tools" / "screen_levers.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "0 1", "ONLY": "reseg_skip_unseen_all"}
+    out = tmp_path / "final"
+    dry = subprocess.run(
+        ["bash", str(script), "/data/camvid", str(out), "60m"],
+        env={**env, "DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.splitlines()
+    trains = [line for line in dry if " -m reseg train " in line]
+    assert [line.split()[7] for line in trains] == [str(out / f"reseg_skip_unseen_all_seed{s}") for s in (0, 1)]
+    assert [line.split()[-1] for line in trains] == ["train.seed=0", "train.seed=1"]
+
+    config = REPO / "configs" / "levers" / "reseg_skip_unseen_all.yaml"
+    for seed, miou in ((0, 0.40), (1, 0.44)):
+        run = out / f"reseg_skip_unseen_all_seed{seed}"
+        (run / "eval_best").mkdir(parents=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(load_config(config).to_dict()))
+        (run / "metrics.jsonl").write_text(json.dumps({"type": "val", "iter": 300, "mIoU": miou}))
+        (run / "eval_best" / "metrics.json").write_text(json.dumps({"mIoU": miou, "aAcc": 0.8}))
+    table = subprocess.run(
+        ["bash", str(script), "/data/camvid", str(out), "60m"],
+        env={**env, "TABLE_ONLY": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "| reseg_skip_unseen_all_seed1 | reseg |" in table
+    assert "| reseg_skip_unseen_all | 2 | 42.00 | 40.00 to 44.00 | 2.83 |" in table

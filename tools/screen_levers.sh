@@ -10,8 +10,9 @@
 # anything else running beside it changes the runs, not only their speed. A run whose work dir already
 # holds last.pt is resumed (a finished one is left as it is), so a screening cut short continues where it
 # stopped. DRY_RUN=1 prints the commands instead of running them; TABLE_ONLY=1 only redoes the table from
-# the runs in OUT; ONLY="name ..." keeps only the runs of those config names (in this order); PYTHON picks
-# the interpreter. Each run's log, with the machine's load average every minute, is OUT/NAME.log.
+# the runs in OUT; ONLY="name ..." keeps only the runs of those config names (in this order); SEEDS="0 1"
+# trains each config once per seed (OUT/NAME_seedS, train.seed=S; without SEEDS, OUT/NAME with the config's
+# own seed) and adds each config's mean and spread over its seeds to the table; PYTHON picks the interpreter. Each run's log, with the machine's load average every minute, is OUT/NAME.log.
 #
 # The synthetic-pretraining lever (levers/reseg_skip_unseen_synthinit.yaml) runs in two stages inside the one
 # budget: configs/reseg_skip_synthetic_pretrain.yaml trains on the generated streets for a quarter of BUDGET
@@ -51,7 +52,10 @@ fi
 
 RUNS=()
 for config in "${CONFIGS[@]}"; do
+  for seed in ${SEEDS:--}; do
     name=$(basename "$config" .yaml)
+    seeding=()
+    [[ "$seed" != - ]] && { name="${name}_seed$seed"; seeding=("train.seed=$seed"); }
     work="$OUT/$name"
     RUNS+=("$work")
     [[ "${TABLE_ONLY:-0}" == 1 ]] && continue
@@ -65,25 +69,29 @@ for config in "${CONFIGS[@]}"; do
         monitor=$!
     fi
     budget=("train.time_budget=$BUDGET")
-    if [[ "$name" == *_synthinit ]]; then  # two stages sharing the budget: pretrain, then fine-tune from it
+    if [[ "$config" == *_synthinit.yaml ]]; then  # two stages sharing the budget: pretrain, then fine-tune from it
         read -r pre rest < <(stage_seconds "$BUDGET")
-        pretrain="$OUT/reseg_skip_synthetic_pretrain"
+        pretrain="$OUT/reseg_skip_synthetic_pretrain${name#*_synthinit}"
         pre_resume=()
         [[ -f "$pretrain/last.pt" ]] && pre_resume=(--resume)
         run "$PY" -m reseg train "$CONFIGS_DIR/reseg_skip_synthetic_pretrain.yaml" --work-dir "$pretrain" \
-            --no-progress "${pre_resume[@]}" --set "train.time_budget=${pre}s" >> "$log" 2>&1
+            --no-progress "${pre_resume[@]}" --set "train.time_budget=${pre}s" "${seeding[@]}" >> "$log" 2>&1
         budget=("train.time_budget=${rest}s" "train.init_from=$pretrain/best.pt")
     fi
     run "$PY" -m reseg train "$config" --work-dir "$work" --no-progress "${resume[@]}" \
-        --set "data.root=$ROOT" "${budget[@]}" >> "$log" 2>&1
+        --set "data.root=$ROOT" "${budget[@]}" "${seeding[@]}" >> "$log" 2>&1
     run "$PY" -m reseg evaluate --checkpoint "$work/best.pt" --out "$work/eval_best" >> "$log" 2>&1
     [[ "${DRY_RUN:-0}" != 1 ]] && kill "$monitor"
+  done
 done
 
 [[ "${DRY_RUN:-0}" == 1 ]] && exit 0
 "$PY" - "$OUT/levers.md" "$BUDGET" "${RUNS[@]}" <<'EOF'
-"""One markdown table: each run's levers, length and unseen-drive scores of best.pt."""
+"""One markdown table: each run's levers, length and unseen-drive scores of best.pt; with several seeds of
+a config, its mean and spread."""
 import json
+import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -106,6 +114,16 @@ for run in runs:
     rows.append(f"| {run.name} | {cfg['model']['name']} | {', '.join(x for x in levers if x) or '-'} | "
                 f"{vals[-1]['iter'] if vals else '-'} | {best.get('iter', '-')} | {100 * scores['mIoU']:.2f} | "
                 f"{100 * scores['aAcc']:.2f} |")
+by_config = {}
+for run in runs:
+    by_config.setdefault(re.sub(r"_seed\d+$", "", run.name), []).append(run)
+several = {name: group for name, group in by_config.items() if len(group) > 1}
+if several:
+    rows += ["", "| config | seeds | mean mIoU | spread (min to max) | standard deviation |", "|:--|--:|--:|--:|--:|"]
+    for name, group in several.items():
+        m = [100 * json.loads((run / "eval_best" / "metrics.json").read_text())["mIoU"] for run in group]
+        rows.append(f"| {name} | {len(m)} | {statistics.mean(m):.2f} | {min(m):.2f} to {max(m):.2f} | "
+                    f"{statistics.stdev(m):.2f} |")
 out.write_text("\n".join(rows) + "\n")
 print("\n".join(rows))
 EOF
