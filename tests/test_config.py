@@ -323,7 +323,9 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     pretrain = "reseg_skip_synthetic_pretrain.yaml"  # the synthetic lever's first stage, not a screened run
     assert sorted(Path(line.split()[5]).name for line in trains) == sorted([*expected, pretrain])
     staged = {Path(line.split()[5]).name: line for line in trains if "synth" in line.split()[5]}
-    assert all("--set data.root=/data/camvid train.time_budget=15m" in line for line in trains if line not in staged.values())
+    assert all(
+        "--set data.root=/data/camvid train.time_budget=15m" in line for line in trains if line not in staged.values()
+    )
     # the two stages share the 15 minutes: a quarter pretraining, the rest fine-tuning from the first's best.pt
     assert staged[pretrain].endswith("--set train.time_budget=225s")
     assert staged["reseg_skip_unseen_synthinit.yaml"].endswith(
