@@ -27,7 +27,7 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug ema smooth dropout synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug ema smooth dropout synthinit fullwidth all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_all.yaml)
 
 stage_seconds() {  # BUDGET split into the pretraining quarter and the fine-tuning rest, in seconds
@@ -106,7 +106,9 @@ for run in runs:
               f"ema {cfg['train']['ema_decay']:g}" if cfg["train"]["ema_decay"] else "",
               f"smoothing {cfg['loss']['label_smoothing']:g}" if cfg["loss"]["label_smoothing"] else "",
               f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else "",
-              f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else ""]
+              f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else "",
+              # the ReSeg recipes' encoder is half width
+              f"width {cfg['model']['encoder_width']:g}" if cfg["model"]["name"] == "reseg" and cfg["model"]["encoder_width"] != 0.5 else ""]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     vals = [r for r in records if r.get("type") == "val"]
     best = max(vals, key=lambda r: r["mIoU"]) if vals else {}
