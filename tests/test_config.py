@@ -355,15 +355,17 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     rows = [line for line in table.splitlines() if line.startswith("| reseg") or line.startswith("| unet")]
     assert len(rows) == len(expected)
     assert (
-        "| reseg_skip_unseen_all | reseg | augment strong, ema 0.99, smoothing 0.1, dropout 0.1 | 180 | 100 |" in table
+        "| reseg_skip_unseen_all | reseg | augment strong, ema 0.99, smoothing 0.1, dropout 0.1 | unseen drive 0006R0 "
+        "| 180 | 100 |" in table
     )
-    assert "| reseg_skip_camvid_cpu_unseen | reseg | - | 180 | 100 | 30.00 | 80.00 |" in table
-    assert "| reseg_skip_unseen_synthinit | reseg | from reseg_skip_synthetic_pretrain | 180 | 100 |" in table
+    assert "| reseg_skip_camvid_cpu_unseen | reseg | - | unseen drive 0006R0 | 180 | 100 | 30.00 | 80.00 |" in table
+    assert "| reseg_skip_unseen_synthinit | reseg | from reseg_skip_synthetic_pretrain | unseen drive 0006R0 |" in table
 
 
-def test_screen_levers_seeds_train_each_config_per_seed_and_report_mean_and_spread(tmp_path: Path) -> None:
-    """SEEDS="0 1": one run per seed in its own work dir with train.seed set, then each config's mean and
-    spread over its seeds under the table."""
+def test_screen_levers_seeds_and_validations_give_mean_spread_and_both_drives(tmp_path: Path) -> None:
+    """SEEDS="0 1" VALIDATION="unseen same-drive": one run per seed and validation in its own work dir (train.seed
+    set; data.val_sequences=null for the same drive), then each config's mean and spread over its seeds and
+    the two validations side by side."""
     import json
     import os
     import subprocess
@@ -372,7 +374,13 @@ def test_screen_levers_seeds_train_each_config_per_seed_and_report_mean_and_spre
     import yaml
 
     script = REPO / "tools" / "screen_levers.sh"
-    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "0 1", "ONLY": "reseg_skip_unseen_all"}
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "SEEDS": "0 1",
+        "VALIDATION": "unseen same-drive",
+        "ONLY": "reseg_skip_unseen_all",
+    }
     out = tmp_path / "final"
     dry = subprocess.run(
         ["bash", str(script), "/data/camvid", str(out), "60m"],
@@ -382,15 +390,23 @@ def test_screen_levers_seeds_train_each_config_per_seed_and_report_mean_and_spre
         check=True,
         timeout=60,
     ).stdout.splitlines()
-    trains = [line for line in dry if " -m reseg train " in line]
-    assert [line.split()[7] for line in trains] == [str(out / f"reseg_skip_unseen_all_seed{s}") for s in (0, 1)]
-    assert [line.split()[-1] for line in trains] == ["train.seed=0", "train.seed=1"]
+    trains = [line.split() for line in dry if " -m reseg train " in line]
+    names = ["reseg_skip_unseen_all_seed0", "reseg_skip_unseen_all_seed1"]
+    names += ["reseg_skip_unseen_all_samedrive_seed0", "reseg_skip_unseen_all_samedrive_seed1"]
+    assert [line[7] for line in trains] == [str(out / name) for name in names]
+    assert [line[line.index("--set") + 3 :] for line in trains] == [
+        ["train.seed=0"],
+        ["train.seed=1"],
+        ["train.seed=0", "data.val_sequences=null"],
+        ["train.seed=1", "data.val_sequences=null"],
+    ]
 
     config = REPO / "configs" / "levers" / "reseg_skip_unseen_all.yaml"
-    for seed, miou in ((0, 0.40), (1, 0.44)):
-        run = out / f"reseg_skip_unseen_all_seed{seed}"
+    for name, miou in zip(names, (0.40, 0.44, 0.60, 0.62)):
+        run = out / name
         (run / "eval_best").mkdir(parents=True)
-        (run / "config.yaml").write_text(yaml.safe_dump(load_config(config).to_dict()))
+        overrides = ["data.val_sequences=null"] if "samedrive" in name else []
+        (run / "config.yaml").write_text(yaml.safe_dump(load_config(config, overrides).to_dict()))
         (run / "metrics.jsonl").write_text(json.dumps({"type": "val", "iter": 300, "mIoU": miou}))
         (run / "eval_best" / "metrics.json").write_text(json.dumps({"mIoU": miou, "aAcc": 0.8}))
     table = subprocess.run(
@@ -401,5 +417,8 @@ def test_screen_levers_seeds_train_each_config_per_seed_and_report_mean_and_spre
         check=True,
         timeout=60,
     ).stdout
-    assert "| reseg_skip_unseen_all_seed1 | reseg |" in table
-    assert "| reseg_skip_unseen_all | 2 | 42.00 | 40.00 to 44.00 | 2.83 |" in table
+    assert "| reseg_skip_unseen_all_samedrive_seed1 | reseg | " in table
+    assert "| same drive (CamVid val) | 300 | 300 | 62.00 | 80.00 |" in table
+    assert "| reseg_skip_unseen_all | unseen drive 0006R0 | 2 | 42.00 | 40.00 to 44.00 | 2.83 |" in table
+    assert "| reseg_skip_unseen_all | same drive (CamVid val) | 2 | 61.00 | 60.00 to 62.00 | 1.41 |" in table
+    assert "| reseg_skip_unseen_all | 61.00 | 42.00 | 19.00 |" in table

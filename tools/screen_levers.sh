@@ -12,7 +12,10 @@
 # stopped. DRY_RUN=1 prints the commands instead of running them; TABLE_ONLY=1 only redoes the table from
 # the runs in OUT; ONLY="name ..." keeps only the runs of those config names (in this order); SEEDS="0 1"
 # trains each config once per seed (OUT/NAME_seedS, train.seed=S; without SEEDS, OUT/NAME with the config's
-# own seed) and adds each config's mean and spread over its seeds to the table; PYTHON picks the interpreter. Each run's log, with the machine's load average every minute, is OUT/NAME.log.
+# own seed) and adds each config's mean and spread over its seeds to the table; VALIDATION="unseen same-drive"
+# also trains each config validated on CamVid's own val split (OUT/NAME_samedrive, data.val_sequences=null:
+# the same-drive protocol, trained on the train split) and puts the two validations side by side; PYTHON picks
+# the interpreter. Each run's log, with the machine's load average every minute, is OUT/NAME.log.
 #
 # The synthetic-pretraining lever (levers/reseg_skip_unseen_synthinit.yaml) runs in two stages inside the one
 # budget: configs/reseg_skip_synthetic_pretrain.yaml trains on the generated streets for a quarter of BUDGET
@@ -52,10 +55,19 @@ fi
 
 RUNS=()
 for config in "${CONFIGS[@]}"; do
+  for validation in ${VALIDATION:-unseen}; do
   for seed in ${SEEDS:--}; do
     name=$(basename "$config" .yaml)
     seeding=()
-    [[ "$seed" != - ]] && { name="${name}_seed$seed"; seeding=("train.seed=$seed"); }
+    validating=()
+    seed_suffix=""
+    [[ "$seed" != - ]] && { seed_suffix="_seed$seed"; seeding=("train.seed=$seed"); }
+    case "$validation" in
+        unseen) ;;
+        same-drive) name="${name}_samedrive"; validating=("data.val_sequences=null") ;;
+        *) echo "VALIDATION: unseen or same-drive, got $validation" >&2; exit 2 ;;
+    esac
+    name="$name$seed_suffix"
     work="$OUT/$name"
     RUNS+=("$work")
     [[ "${TABLE_ONLY:-0}" == 1 ]] && continue
@@ -71,7 +83,7 @@ for config in "${CONFIGS[@]}"; do
     budget=("train.time_budget=$BUDGET")
     if [[ "$config" == *_synthinit.yaml ]]; then  # two stages sharing the budget: pretrain, then fine-tune from it
         read -r pre rest < <(stage_seconds "$BUDGET")
-        pretrain="$OUT/reseg_skip_synthetic_pretrain${name#*_synthinit}"
+        pretrain="$OUT/reseg_skip_synthetic_pretrain$seed_suffix"  # shared by both validations
         pre_resume=()
         [[ -f "$pretrain/last.pt" ]] && pre_resume=(--resume)
         run "$PY" -m reseg train "$CONFIGS_DIR/reseg_skip_synthetic_pretrain.yaml" --work-dir "$pretrain" \
@@ -79,16 +91,17 @@ for config in "${CONFIGS[@]}"; do
         budget=("train.time_budget=${rest}s" "train.init_from=$pretrain/best.pt")
     fi
     run "$PY" -m reseg train "$config" --work-dir "$work" --no-progress "${resume[@]}" \
-        --set "data.root=$ROOT" "${budget[@]}" "${seeding[@]}" >> "$log" 2>&1
+        --set "data.root=$ROOT" "${budget[@]}" "${seeding[@]}" "${validating[@]}" >> "$log" 2>&1
     run "$PY" -m reseg evaluate --checkpoint "$work/best.pt" --out "$work/eval_best" >> "$log" 2>&1
     [[ "${DRY_RUN:-0}" != 1 ]] && kill "$monitor"
+  done
   done
 done
 
 [[ "${DRY_RUN:-0}" == 1 ]] && exit 0
 "$PY" - "$OUT/levers.md" "$BUDGET" "${RUNS[@]}" <<'EOF'
-"""One markdown table: each run's levers, length and unseen-drive scores of best.pt; with several seeds of
-a config, its mean and spread."""
+"""The screening's tables: each run's levers, length and best.pt's scores on the drive it was validated on;
+with several seeds of a config, its mean and spread; with both validations of a config, the two side by side."""
 import json
 import re
 import statistics
@@ -98,34 +111,68 @@ from pathlib import Path
 import yaml
 
 out, budget, runs = Path(sys.argv[1]), sys.argv[2], [Path(r) for r in sys.argv[3:]]
-rows = [f"Unseen drive 0006R0, {budget} each, `reseg evaluate` on best.pt", "",
-        "| run | model | levers | iterations | best at | mIoU | aAcc |", "|:--|:--|:--|--:|--:|--:|--:|"]
+
+
+def levers(cfg: dict) -> str:
+    named = [
+        f"augment {cfg['data']['augment']}" if cfg["data"]["augment"] != "standard" else "",
+        f"ema {cfg['train']['ema_decay']:g}" if cfg["train"]["ema_decay"] else "",
+        f"smoothing {cfg['loss']['label_smoothing']:g}" if cfg["loss"]["label_smoothing"] else "",
+        f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else "",
+        f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else "",
+        # the ReSeg recipes' encoder is half width
+        f"width {cfg['model']['encoder_width']:g}"
+        if cfg["model"]["name"] == "reseg" and cfg["model"]["encoder_width"] != 0.5
+        else "",
+    ]
+    return ", ".join(x for x in named if x) or "-"
+
+
+def miou(run: Path) -> float:
+    return 100 * json.loads((run / "eval_best" / "metrics.json").read_text())["mIoU"]
+
+
+def config_name(run: Path) -> str:
+    return re.sub(r"(_samedrive)?(_seed\d+)?$", "", run.name)
+
+
+rows = [f"CamVid, {budget} each, `reseg evaluate` on best.pt (selected on the validation it names)", "",
+        "| run | model | levers | validated on | iterations | best at | mIoU | aAcc |",
+        "|:--|:--|:--|:--|--:|--:|--:|--:|"]
+validation = {}
 for run in runs:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    levers = [f"augment {cfg['data']['augment']}" if cfg["data"]["augment"] != "standard" else "",
-              f"ema {cfg['train']['ema_decay']:g}" if cfg["train"]["ema_decay"] else "",
-              f"smoothing {cfg['loss']['label_smoothing']:g}" if cfg["loss"]["label_smoothing"] else "",
-              f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else "",
-              f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else "",
-              # the ReSeg recipes' encoder is half width
-              f"width {cfg['model']['encoder_width']:g}" if cfg["model"]["name"] == "reseg" and cfg["model"]["encoder_width"] != 0.5 else ""]
+    sequences = cfg["data"].get("val_sequences")
+    validation[run] = f"unseen drive {'+'.join(sequences)}" if sequences else "same drive (CamVid val)"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     vals = [r for r in records if r.get("type") == "val"]
     best = max(vals, key=lambda r: r["mIoU"]) if vals else {}
     scores = json.loads((run / "eval_best" / "metrics.json").read_text())
-    rows.append(f"| {run.name} | {cfg['model']['name']} | {', '.join(x for x in levers if x) or '-'} | "
+    rows.append(f"| {run.name} | {cfg['model']['name']} | {levers(cfg)} | {validation[run]} | "
                 f"{vals[-1]['iter'] if vals else '-'} | {best.get('iter', '-')} | {100 * scores['mIoU']:.2f} | "
                 f"{100 * scores['aAcc']:.2f} |")
-by_config = {}
+
+groups = {}
 for run in runs:
-    by_config.setdefault(re.sub(r"_seed\d+$", "", run.name), []).append(run)
-several = {name: group for name, group in by_config.items() if len(group) > 1}
+    groups.setdefault((config_name(run), validation[run]), []).append(run)
+several = {key: group for key, group in groups.items() if len(group) > 1}
 if several:
-    rows += ["", "| config | seeds | mean mIoU | spread (min to max) | standard deviation |", "|:--|--:|--:|--:|--:|"]
-    for name, group in several.items():
-        m = [100 * json.loads((run / "eval_best" / "metrics.json").read_text())["mIoU"] for run in group]
-        rows.append(f"| {name} | {len(m)} | {statistics.mean(m):.2f} | {min(m):.2f} to {max(m):.2f} | "
+    rows += ["", "| config | validated on | seeds | mean mIoU | spread (min to max) | standard deviation |",
+             "|:--|:--|--:|--:|--:|--:|"]
+    for (name, where), group in several.items():
+        m = [miou(run) for run in group]
+        rows.append(f"| {name} | {where} | {len(m)} | {statistics.mean(m):.2f} | {min(m):.2f} to {max(m):.2f} | "
                     f"{statistics.stdev(m):.2f} |")
+side_by_side = []
+for name in dict.fromkeys(name for name, _ in groups):
+    same = [miou(r) for (n, where), g in groups.items() if n == name and where.startswith("same") for r in g]
+    unseen = [miou(r) for (n, where), g in groups.items() if n == name and where.startswith("unseen") for r in g]
+    if same and unseen:
+        a, b = statistics.mean(same), statistics.mean(unseen)
+        side_by_side.append(f"| {name} | {a:.2f} | {b:.2f} | {a - b:.2f} |")
+if side_by_side:
+    rows += ["", "| config | same drive (CamVid val) mIoU | unseen drive mIoU | gap |", "|:--|--:|--:|--:|",
+             *side_by_side]
 out.write_text("\n".join(rows) + "\n")
 print("\n".join(rows))
 EOF
