@@ -1,5 +1,5 @@
-"""`--backend auto`: the fastest of eager, onnxruntime and onnxruntime-int8 that keeps the masks, measured once
-per model, input shape and machine.
+"""`--backend auto`: the fastest of eager, onnxruntime, onnxruntime-int8 (and, on CPUs with native bf16, eager
+under bf16 autocast) that keeps the masks, measured once per model, input shape and machine.
 
 Which backend is fastest depends on the CPU (native bf16, VNNI), the thread count, the model (GRU or minGRU
 ReNet) and the input shape, so it is measured rather than guessed: the Predictor's first batch fixes the shape
@@ -8,8 +8,8 @@ that batch a few times, interleaved (one run of each in turn, so that load from 
 alike), and its masks are compared with eager's on agreement inputs (calibration images at that shape).
 
 The rule: a candidate whose masks give at least MIN_AGREEMENT of the pixels eager's class is kept; the fastest
-kept one wins, an ONNX Runtime one only when it beats eager by MIN_GAIN (eager needs no export, no cache and no
-onnxruntime, so a tie goes to it). The result is kept as a small JSON file beside the ONNX cache, keyed by the
+kept one wins, another than plain eager only when it beats eager by MIN_GAIN (eager needs no export, no cache, no
+onnxruntime and keeps float32, so a tie goes to it). The result is kept as a small JSON file beside the ONNX cache, keyed by the
 weights' digest, the shape and the machine (CPU model, torch threads, torch and onnxruntime versions), so every
 later run with that key reuses it without measuring.
 """
@@ -28,17 +28,17 @@ from typing import Any
 
 import torch
 
-from reseg.backend_names import BACKENDS
+from reseg.backend_names import AUTO_CANDIDATES
 from reseg.errors import ResegError
 from reseg.io import write_json
 from reseg.preprocess import class_ids
 from reseg.runtime import cpu_name
 
 MIN_AGREEMENT = 0.99  # share of pixels whose class must equal eager's
-MIN_GAIN = 1.05  # speed over eager an ONNX Runtime backend needs to be chosen
+MIN_GAIN = 1.05  # speed over eager another candidate needs to be chosen
 RUNS = 5  # timed runs per candidate (after one warm-up run), the median kept
 AGREEMENT_IMAGES = 8  # calibration images the masks are compared on
-FORMAT = 1  # bump when the rule or the record changes: older records are then measured again
+FORMAT = 2  # bump when the rule or the record changes: older records are then measured again
 
 Net = Callable[[torch.Tensor], torch.Tensor]
 
@@ -114,7 +114,7 @@ def load_choice(path: Path) -> Choice | None:
         choice = Choice(**{k: data[k] for k in ("backend", "shape", "results", "measured", "machine", "rule")})
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if choice.backend not in BACKENDS:
+    if choice.backend not in AUTO_CANDIDATES:
         return None
     choice.cached = True
     return choice

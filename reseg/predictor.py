@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from reseg import backends
+from reseg.backend_names import EAGER_BF16
 from reseg.backends import AUTO, ModelSource
 from reseg.config import Config, inference_settings
 from reseg.engine.checkpoint import read_checkpoint
 from reseg.errors import ResegError
 from reseg.models.padding import pad_bottom_right, pad_to_multiple
 from reseg.preprocess import Normalizer, class_ids, rgb_batch, same_size_batches
-from reseg.runtime import amp_dtype, autocast, place_model, resolve_device
+from reseg.runtime import amp_dtype, autocast, cpu_has_native_bf16, place_model, resolve_device
 from reseg.viz import resolve_palette
 
 
@@ -213,9 +214,21 @@ class Predictor:
                 return [x]
             return [torch.from_numpy(a) for a in arrays]
 
+        def eager_bf16() -> backend_choice.Net:  # its own copy: channels-last weights would change eager's timing
+            model = place_model(copy.deepcopy(self.model), self.device, channels_last=True).eval()
+            built[EAGER_BF16] = model
+
+            def run(t: torch.Tensor) -> torch.Tensor:
+                with autocast(self.device, torch.bfloat16):
+                    return model(t.contiguous(memory_format=torch.channels_last))
+
+            return run
+
         candidates = {"eager": eager, "onnxruntime": onnxruntime("onnxruntime")}
         if cal is not None:
             candidates["onnxruntime-int8"] = onnxruntime("onnxruntime-int8")
+        if self.amp_dtype is None and not compile and cpu_has_native_bf16():
+            candidates[EAGER_BF16] = eager_bf16
         folder = backends.writable_cache(Path(cache) if cache is not None else None)
         choice, _ = backend_choice.choose(source.digest, shape, candidates, x, agreement_inputs, folder)
         self.backend = choice.backend
@@ -223,7 +236,10 @@ class Predictor:
         if self._net is None:  # a stored choice: only the chosen backend is built
             candidates[choice.backend]()
             self._net = built[choice.backend]
-        if self.backend != "eager":
+        if self.backend == EAGER_BF16:  # eager with the options that make it so
+            self.backend, self._model = "eager", self._net
+            self.channels_last, self.amp_dtype = True, torch.bfloat16
+        elif self.backend != "eager":
             self.channels_last, self.amp_dtype = False, None  # eager-only options (check_settings)
         self.backend_choice = choice.summary()
         _say(self.backend_choice)
@@ -298,6 +314,18 @@ class Predictor:
     def probs(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) softmax probabilities averaged over the flips, scales and windows asked for."""
         return self._infer(batch, want="probs")
+
+    @property
+    def backend_pending(self) -> bool:
+        """`auto` before its first batch: which backend runs is not chosen yet."""
+        return self._net is None
+
+    def prepare(self, batch: torch.Tensor) -> None:
+        """Make `auto`'s one-off choice (exports, calibration, timing the candidates) on this batch now, as
+        logits() would on its first call, so that a caller timing its batches keeps that start-up apart from
+        the model's time; a no-op once a backend runs."""
+        if self._net is None:
+            self.logits(batch)
 
     def masks(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, H, W) uint8 train ids on the device."""

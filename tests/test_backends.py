@@ -422,8 +422,11 @@ def test_int8_quantises_renet_projections_and_keeps_the_classes(tiny_mingru):
 
 
 def _fake_times(monkeypatch, seconds):
-    """auto's timing replaced by fixed seconds per candidate (the nets still run for the mask comparison)."""
-    from reseg import backend_choice
+    """auto's timing replaced by fixed seconds per candidate (the nets still run for the mask comparison); eager
+    under bf16 is a candidate only when given a time (whatever this machine's CPU)."""
+    from reseg import backend_choice, predictor
+
+    monkeypatch.setattr(predictor, "cpu_has_native_bf16", lambda: "eager-bf16" in seconds)
 
     calls = []
 
@@ -561,6 +564,45 @@ def test_auto_predictor_runs_the_chosen_backend(tiny_mingru, tmp_path, monkeypat
     )
     slow.predict(images[:1])
     assert slow.backend == "eager" and slow.channels_last and slow.backend_choice.startswith("backend auto -> eager")
+
+
+def test_auto_weighs_eager_under_bf16_on_cpus_that_run_it_natively(tiny_mingru, tmp_path, monkeypatch):
+    """On a CPU with native bf16, auto also times eager under bf16 autocast with channels-last weights (a copy:
+    eager's own timing is left as asked); chosen, the predictor runs eager with those options, and a second
+    run builds only that."""
+    from reseg import backend_choice
+
+    model, _, _, _ = tiny_mingru
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(backend_choice, "masks_agreement", lambda net, reference, inputs: 0.995)
+    calls = _fake_times(monkeypatch, {"eager": 1.0, "onnxruntime": 0.9, "onnxruntime-int8": 0.8, "eager-bf16": 0.5})
+    layout = [(p.data_ptr(), p.stride()) for p in model.parameters()]
+    auto = Predictor(model, num_classes=len(NAMES), backend="auto", calibration=scenes(4, seed=1), backend_cache=cache)
+    images = scenes(2, seed=3)
+    masks = auto.predict(images)
+    assert calls == [["eager", "eager-bf16", "onnxruntime", "onnxruntime-int8"]]
+    assert auto.backend_choice.startswith("backend auto -> eager-bf16 (2.00x eager, 99.5% mask agreement")
+    assert auto.backend == "eager" and auto.amp_dtype == torch.bfloat16 and auto.channels_last
+    assert "backend=eager (auto)" in auto.describe() and "amp=bfloat16 channels_last" in auto.describe()
+    convs = [p for p in auto.model.parameters() if p.dim() == 4]
+    assert auto.model is not model and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert [(p.data_ptr(), p.stride()) for p in model.parameters()] == layout  # the caller's model is untouched
+    for got, want in zip(masks, Predictor(model).predict(images)):
+        assert np.mean(got == want) > 0.9
+    again = Predictor(model, num_classes=len(NAMES), backend="auto", calibration=scenes(4, seed=1), backend_cache=cache)
+    again.predict(images)
+    assert len(calls) == 1 and again.amp_dtype == torch.bfloat16 and again.backend_choice.endswith(", cached)")
+    # asked for autocast already, or on a CPU without native bf16: not a candidate
+    explicit = Predictor(
+        model,
+        num_classes=len(NAMES),
+        backend="auto",
+        calibration=scenes(4, seed=1),
+        amp="bf16",
+        backend_cache=tmp_path / "other",
+    )
+    explicit.predict(images[:1])
+    assert calls[-1] == ["eager", "onnxruntime", "onnxruntime-int8"]
 
 
 def test_auto_on_the_command_line_prints_its_choice(tiny_mingru, tmp_path, monkeypatch, capsys):

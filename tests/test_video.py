@@ -382,6 +382,38 @@ def test_auto_decoder_falls_back_to_opencv_and_says_why(tmp_path, monkeypatch):
     assert stats["decoder"] == "opencv" and stats["decoder_note"] == src.note
 
 
+class ChoosingPredictor(FakePredictor):
+    """Like `--backend auto`: the first batch first makes a slow one-off choice (prepare), then runs."""
+
+    def __init__(self, choice_seconds: float) -> None:
+        super().__init__()
+        self.choice_seconds, self.backend_pending, self.prepared_on = choice_seconds, True, None
+
+    def prepare(self, x: torch.Tensor) -> None:
+        time.sleep(self.choice_seconds)
+        self.backend_pending, self.prepared_on = False, tuple(x.shape)
+
+
+def test_the_backend_choice_is_start_up_not_model_time(tmp_path):
+    """auto's measurement on the first batch (seconds of exports and timing) is reported as start-up and left
+    out of both rates: model-only FPS is the model's, and the end-to-end rate the run's without it."""
+    from reseg.video import format_summary
+
+    path = write_video(synthetic_frames(6, H, W), tmp_path / "clip.avi", fps=10)
+    pred = ChoosingPredictor(choice_seconds=0.5)
+    stats = run_video(str(path), pred, None, VideoOptions(progress=False, overlay=False, batch=2))
+    assert pred.prepared_on == (2, 3, H, W) and not pred.backend_pending  # once, on the first real batch
+    assert stats["startup_seconds"] >= 0.5
+    inference = sum(
+        stats["timing"]["stages"][s]["seconds"] for s in ("h2d", "preprocess", "model", "postprocess", "d2h")
+    )
+    assert inference < 0.5 and stats["fps_model"] == pytest.approx(6 / inference, rel=1e-3)
+    assert stats["fps_end_to_end"] == pytest.approx(6 / (stats["seconds"] - stats["startup_seconds"]), rel=1e-6)
+    assert "start-up 0.5 s on the first batch (the backend choice), not counted" in format_summary(stats)
+    plain = run_video(str(path), FakePredictor(), None, VideoOptions(progress=False, overlay=False, batch=2))
+    assert plain["startup_seconds"] == 0.0 and "start-up" not in format_summary(plain)
+
+
 def test_device_overlay_equals_viz_overlay():
     rng = np.random.default_rng(0)
     for trial in range(60):
@@ -759,6 +791,7 @@ def test_video_with_backend_auto_says_what_it_chose(ckpt, tmp_path, monkeypatch,
     from reseg import backend_choice
 
     monkeypatch.setenv("RESEG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("reseg.predictor.cpu_has_native_bf16", lambda: False)  # the same candidates on any CPU
     monkeypatch.setattr(
         backend_choice,
         "time_nets",
