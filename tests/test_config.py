@@ -297,27 +297,41 @@ def test_lever_configs_differ_from_their_recipe_only_in_levers(name: str) -> Non
     assert lever["data.val_sequences"] == ["0006R0"]
 
 
-def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> None:
-    """tools/screen_levers.sh, without training: DRY_RUN lists a train + evaluate pair per config (every lever
-    config and both recipes, at the budget asked), TABLE_ONLY builds the table from the runs' files."""
-    import json
+def _screen(out: Path, budget: str, **env: str) -> str:
+    """tools/screen_levers.sh on /data/camvid into `out` with these environment variables; its stdout."""
     import os
     import subprocess
     import sys
 
-    import yaml
-
-    script = REPO / "tools" / "screen_levers.sh"
-    env = {**os.environ, "PYTHON": sys.executable}
-    out = tmp_path / "levers"
-    dry = subprocess.run(
-        ["bash", str(script), "/data/camvid", str(out), "15m"],
-        env={**env, "DRY_RUN": "1"},
+    return subprocess.run(
+        ["bash", str(REPO / "tools" / "screen_levers.sh"), "/data/camvid", str(out), budget],
+        env={**os.environ, "PYTHON": sys.executable, **env},
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
-    ).stdout.splitlines()
+    ).stdout
+
+
+def _finished_run(run: Path, config: Path | str, miou: float, overrides: list[str] | None = None) -> None:
+    """What a finished screening run leaves behind: its config, validations and best.pt's scores."""
+    import json
+
+    import yaml
+
+    (run / "eval_best").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(load_config(config, overrides).to_dict()))
+    (run / "metrics.jsonl").write_text(
+        "\n".join(json.dumps({"type": "val", "iter": it, "mIoU": m}) for it, m in ((100, miou), (180, miou - 0.1)))
+    )
+    (run / "eval_best" / "metrics.json").write_text(json.dumps({"mIoU": miou, "aAcc": 0.8}))
+
+
+def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> None:
+    """tools/screen_levers.sh, without training: DRY_RUN lists a train + evaluate pair per config (every lever
+    config and both recipes, at the budget asked), TABLE_ONLY builds the table from the runs' files."""
+    out = tmp_path / "levers"
+    dry = _screen(out, "15m", DRY_RUN="1").splitlines()
     trains = [line for line in dry if " -m reseg train " in line]
     expected = {"reseg_skip_camvid_cpu_unseen.yaml", "unet_vgg16_camvid_cpu_unseen.yaml", *LEVERS}
     pretrain = "reseg_skip_synthetic_pretrain.yaml"  # the synthetic lever's first stage, not a screened run
@@ -335,22 +349,9 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     assert sum(" -m reseg evaluate --checkpoint " in line for line in dry) == len(expected)
     trained = [line.split()[5] for line in trains if pretrain not in line]
 
-    for i, config in enumerate(trained):  # what a finished run leaves behind
-        run = out / Path(config).stem
-        (run / "eval_best").mkdir(parents=True)
-        (run / "config.yaml").write_text(yaml.safe_dump(load_config(config).to_dict()))
-        (run / "metrics.jsonl").write_text(
-            "\n".join(json.dumps({"type": "val", "iter": it, "mIoU": m}) for it, m in ((100, 0.3), (180, 0.2)))
-        )
-        (run / "eval_best" / "metrics.json").write_text(json.dumps({"mIoU": 0.3 + i / 1000, "aAcc": 0.8}))
-    table = subprocess.run(
-        ["bash", str(script), "/data/camvid", str(out), "15m"],
-        env={**env, "TABLE_ONLY": "1"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    for i, config in enumerate(trained):
+        _finished_run(out / Path(config).stem, config, 0.3 + i / 1000)
+    table = _screen(out, "15m", TABLE_ONLY="1")
     assert (out / "levers.md").read_text().strip() == table.strip()
     rows = [line for line in table.splitlines() if line.startswith("| reseg") or line.startswith("| unet")]
     assert len(rows) == len(expected)
@@ -366,30 +367,9 @@ def test_screen_levers_seeds_and_validations_give_mean_spread_and_both_drives(tm
     """SEEDS="0 1" VALIDATION="unseen same-drive": one run per seed and validation in its own work dir (train.seed
     set; data.val_sequences=null for the same drive), then each config's mean and spread over its seeds and
     the two validations side by side."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    import yaml
-
-    script = REPO / "tools" / "screen_levers.sh"
-    env = {
-        **os.environ,
-        "PYTHON": sys.executable,
-        "SEEDS": "0 1",
-        "VALIDATION": "unseen same-drive",
-        "ONLY": "reseg_skip_unseen_all",
-    }
+    env = {"SEEDS": "0 1", "VALIDATION": "unseen same-drive", "ONLY": "reseg_skip_unseen_all"}
     out = tmp_path / "final"
-    dry = subprocess.run(
-        ["bash", str(script), "/data/camvid", str(out), "60m"],
-        env={**env, "DRY_RUN": "1"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.splitlines()
+    dry = _screen(out, "60m", DRY_RUN="1", **env).splitlines()
     trains = [line.split() for line in dry if " -m reseg train " in line]
     names = ["reseg_skip_unseen_all_seed0", "reseg_skip_unseen_all_seed1"]
     names += ["reseg_skip_unseen_all_samedrive_seed0", "reseg_skip_unseen_all_samedrive_seed1"]
@@ -403,22 +383,10 @@ def test_screen_levers_seeds_and_validations_give_mean_spread_and_both_drives(tm
 
     config = REPO / "configs" / "levers" / "reseg_skip_unseen_all.yaml"
     for name, miou in zip(names, (0.40, 0.44, 0.60, 0.62)):
-        run = out / name
-        (run / "eval_best").mkdir(parents=True)
-        overrides = ["data.val_sequences=null"] if "samedrive" in name else []
-        (run / "config.yaml").write_text(yaml.safe_dump(load_config(config, overrides).to_dict()))
-        (run / "metrics.jsonl").write_text(json.dumps({"type": "val", "iter": 300, "mIoU": miou}))
-        (run / "eval_best" / "metrics.json").write_text(json.dumps({"mIoU": miou, "aAcc": 0.8}))
-    table = subprocess.run(
-        ["bash", str(script), "/data/camvid", str(out), "60m"],
-        env={**env, "TABLE_ONLY": "1"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+        _finished_run(out / name, config, miou, ["data.val_sequences=null"] if "samedrive" in name else [])
+    table = _screen(out, "60m", TABLE_ONLY="1", **env)
     assert "| reseg_skip_unseen_all_samedrive_seed1 | reseg | " in table
-    assert "| same drive (CamVid val) | 300 | 300 | 62.00 | 80.00 |" in table
+    assert "| same drive (CamVid val) | 180 | 100 | 62.00 | 80.00 |" in table
     assert "| reseg_skip_unseen_all | unseen drive 0006R0 | 2 | 42.00 | 40.00 to 44.00 | 2.83 |" in table
     assert "| reseg_skip_unseen_all | same drive (CamVid val) | 2 | 61.00 | 60.00 to 62.00 | 1.41 |" in table
     assert "| reseg_skip_unseen_all | 61.00 | 42.00 | 19.00 |" in table
