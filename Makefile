@@ -40,6 +40,8 @@ demo: $(VENV)/.installed
 	@echo "  report:        $(DEMO_DIR)/eval/report.md (metrics.json, per_class.csv)"
 	@echo "  sample grid:   $(DEMO_DIR)/eval/samples.png"
 	@echo "  overlay video: $(DEMO_DIR)/drive_overlay.mp4"
+	@echo "  from Python:   import reseg; seg = reseg.load('$(DEMO_DIR)/best.pt'); mask = seg(rgb_image)"
+	@echo "  to share it:   $(BIN)/reseg package --checkpoint $(DEMO_DIR)/best.pt --out $(DEMO_DIR)/model"
 
 ## The whole test suite (CPU only, no network, no ../shared).
 test: $(VENV)/.installed-dev
