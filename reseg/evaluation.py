@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from reseg.errors import ResegError
+from reseg.io import folder_problem
 
 Pick = tuple[int, float, np.ndarray]  # (dataset index, the image's own mIoU, its prediction)
 
@@ -251,8 +252,8 @@ def check_unique_stems(names: list[str], dataset: Any, why: str) -> None:
 def index_predictions(folder: str | Path) -> dict[str, Path]:
     """stem -> path of every *.png below `folder`; a stem found twice is an error."""
     root = Path(folder)
-    if not root.is_dir():
-        raise ResegError(f"predictions folder {root} does not exist or is not a folder")
+    if problem := folder_problem(root):
+        raise ResegError(f"predictions folder {root} {problem}")
     found: dict[str, Path] = {}
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.suffix.lower() == ".png":

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reseg.errors import ResegError
+from reseg.io import folder_problem
 
 
 def checkpoint_config(
@@ -140,9 +141,9 @@ def evaluate_predictions(
     from reseg.data import build_dataset
     from reseg.evaluation import match_predictions, score_predictions
 
-    if not Path(data_root).is_dir():
+    if problem := folder_problem(data_root):
         hint = " (make one with `reseg make-synthetic`)" if dataset == "synthetic" else ""
-        raise ResegError(f"dataset root {data_root} does not exist or is not a folder{hint}")
+        raise ResegError(f"dataset root {data_root} {problem}{hint}")
     cfg = load_config(None, base={"data": {"dataset": dataset, "classes_file": classes_file, "root": str(data_root)}})
     split = split or "val"
     data = build_dataset(cfg, split, transform=None)

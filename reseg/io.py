@@ -135,6 +135,19 @@ def refuse_overlap(output: str | Path, inputs: Iterable[str | Path], output_flag
             )
 
 
+def folder_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be read as a folder ("does not exist", "is a file, not a folder"), or None if it is one.
+
+    One wording for every "root" a user names, so a typo and a wrong file read differently.
+    """
+    folder = Path(path)
+    if folder.is_dir():
+        return None
+    if folder.exists():
+        return "is a file, not a folder" if folder.is_file() else "is not a folder"
+    return "does not exist"
+
+
 def check_output_dir(path: str | Path, flag: str) -> Path:
     """An output folder must be a folder (or not exist yet) and writable; checked before any work starts."""
     folder = Path(path)

@@ -4,6 +4,7 @@ killed with SIGKILL and resumed ends bit-identical to one that never stopped."""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -112,8 +113,25 @@ def test_checkpoint_gets_the_users_umask(tmp_path: Path) -> None:
 def test_damaged_or_foreign_files_are_named(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="bad.pt"):
+    with pytest.raises(CheckpointError, match=r"bad\.pt is not a PyTorch checkpoint \(it is text, starting 'not a c"):
         load_checkpoint(bad)
+    pickled = tmp_path / "pickled.pt"
+    pickled.write_bytes(pickle.dumps({"weights": [1.0]}))
+    with pytest.raises(CheckpointError, match=r"pickled\.pt is not a PyTorch checkpoint \(it is a plain Python pickle"):
+        load_checkpoint(pickled)
+    truncated = tmp_path / "truncated.pt"
+    save_checkpoint(state(1), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match=r"truncated\.pt \(300 bytes\) is truncated or damaged"):
+        load_checkpoint(truncated)
+    for legacy in (False, True):  # both torch.save formats, holding an object weights_only refuses to build
+        code = tmp_path / f"code_{legacy}.pt"
+        torch.save({"format": "reseg", "hook": Path("x")}, code, _use_new_zipfile_serialization=not legacy)
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(code)
+        message = str(err.value)
+        assert code.name in message and "weights_only=True" in message, message
+        assert "In PyTorch 2.6" not in message and "truncated or damaged" not in message, message
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(CheckpointError, match="not a reseg checkpoint"):

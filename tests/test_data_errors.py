@@ -52,7 +52,22 @@ def test_missing_root_names_path_and_layout(tmp_path: Path, dataset: str) -> Non
     with pytest.raises(DatasetLayoutError) as err:
         build_dataset(cfg, "train")
     msg = str(err.value)
-    assert str(tmp_path / "no_such_dir") in msg and "expected" in msg and "layout" in msg
+    assert str(tmp_path / "no_such_dir") + " does not exist" in msg and "expected" in msg and "layout" in msg
+
+
+@pytest.mark.parametrize("dataset", ["camvid", "cityscapes", "folder", "synthetic"])
+def test_a_file_given_as_root_is_called_a_file(tmp_path: Path, dataset: str, capsys: pytest.CaptureFixture) -> None:
+    file = tmp_path / "camvid.zip"
+    file.write_bytes(b"PK")
+    cfg = Config()
+    cfg.data.dataset, cfg.data.root = dataset, str(file)
+    with pytest.raises(ResegError) as err:
+        build_dataset(cfg, "train", generate=True) if dataset == "synthetic" else build_dataset(cfg, "train")
+    msg = str(err.value)
+    assert f"{file} is a file, not a folder" in msg and "does not exist" not in msg, msg
+    assert file.read_bytes() == b"PK"  # the user's file is untouched
+    assert main(["evaluate", "--preds", str(tmp_path), "--dataset", dataset, "--data-root", str(file)]) == 2
+    assert f"{file} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_wrong_layout_names_path_and_layout(tmp_path: Path) -> None:

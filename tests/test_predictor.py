@@ -262,7 +262,7 @@ def test_damaged_or_foreign_checkpoints_give_clear_errors(tiny, tmp_path):
     for file, words in (
         (truncated, "damaged"),
         (foreign, "not a reseg checkpoint"),
-        (garbage, "damaged"),
+        (garbage, "not a PyTorch checkpoint (it is text"),
         (mismatch, "does not match"),
         (bad_config, "config"),
         (tmp_path / "missing.pt", "not found"),

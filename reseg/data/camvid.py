@@ -30,6 +30,7 @@ from reseg.data.classes import (
     IGNORE_INDEX,
     camvid32_train_id,
 )
+from reseg.io import folder_problem
 
 CAMVID_LAYOUT = """expected CamVid layout (SegNet tutorial):
   <root>/train/*.png        <root>/trainannot/*.png   (one uint8 channel: 0..10 classes, 11 void)
@@ -92,8 +93,8 @@ class CamVidDataset(SegmentationDataset):
             raise DatasetError(f"CamVid label_format must be one of {', '.join(LABEL_FORMATS)}, got {label_format!r}")
         self.label_format = label_format
         root = self.root
-        if not root.is_dir():
-            raise DatasetLayoutError(f"CamVid root {root} does not exist or is not a folder\n{CAMVID_LAYOUT}")
+        if problem := folder_problem(root):
+            raise DatasetLayoutError(f"CamVid root {root} {problem}\n{CAMVID_LAYOUT}")
         colors_file = root / "label_colors.txt"
         table = (
             read_label_colors(colors_file)

@@ -22,6 +22,7 @@ from reseg.data.base import (
     map_values,
 )
 from reseg.data.classes import CITYSCAPES, CITYSCAPES_ID_TO_TRAIN_ID, CITYSCAPES_VALID_IDS, IGNORE_INDEX
+from reseg.io import folder_problem
 
 log = logging.getLogger("reseg.data")
 
@@ -95,8 +96,8 @@ class CityscapesDataset(SegmentationDataset):
     def _image_dir(self) -> Path:
         """leftImg8bit/<split>, or an error naming the splits that are there."""
         root, split = self.root, self.split
-        if not root.is_dir():
-            raise DatasetLayoutError(f"Cityscapes root {root} does not exist or is not a folder\n{CITYSCAPES_LAYOUT}")
+        if problem := folder_problem(root):
+            raise DatasetLayoutError(f"Cityscapes root {root} {problem}\n{CITYSCAPES_LAYOUT}")
         image_dir = root / "leftImg8bit" / split
         if not image_dir.is_dir():
             found = (

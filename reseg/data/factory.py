@@ -21,6 +21,7 @@ from reseg.data.classes import CLASS_TABLES, ClassInfo
 from reseg.data.folder import FolderDataset, load_folder_classes
 from reseg.data.synthetic import SYNTHETIC_KEYS, ensure_synthetic
 from reseg.data.transforms import build_transforms
+from reseg.io import folder_problem
 
 log = logging.getLogger("reseg.data")
 
@@ -40,11 +41,13 @@ def _synthetic(cfg: Any, split: str, generate: bool, **kwargs: Any) -> Segmentat
         )
     else:
         root = Path(data.root)
-        if not root.is_dir():
-            raise DatasetError(
-                f"synthetic dataset root {root} (data.root) does not exist; only `reseg train` and "
-                f"`reseg make-synthetic --out {root}` generate one (check the path for a typo)"
+        if problem := folder_problem(root):
+            hint = (
+                f"; only `reseg train` and `reseg make-synthetic --out {root}` generate one (check the path for a typo)"
+                if problem == "does not exist"
+                else "; expected the folder of a generated dataset"
             )
+            raise DatasetError(f"synthetic dataset root {root} {problem} (data.root){hint}")
     return CamVidDataset(root, split, label_format="segnet", **kwargs)
 
 

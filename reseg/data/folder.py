@@ -27,6 +27,7 @@ from reseg.data.base import (
     map_values,
 )
 from reseg.data.classes import IGNORE_INDEX, ClassInfo, default_palette
+from reseg.io import folder_problem
 
 log = logging.getLogger("reseg.data")
 
@@ -178,8 +179,8 @@ class FolderDataset(SegmentationDataset):
         require_labels: bool = True,
     ) -> None:
         root = Path(root)
-        if not root.is_dir():
-            raise DatasetLayoutError(f"dataset root {root} does not exist or is not a folder\n{FOLDER_LAYOUT}")
+        if problem := folder_problem(root):
+            raise DatasetLayoutError(f"dataset root {root} {problem}\n{FOLDER_LAYOUT}")
         if classes_file is None:
             classes_file = next(
                 (root / n for n in ("classes.yaml", "classes.yml") if (root / n).is_file()), root / "classes.yaml"

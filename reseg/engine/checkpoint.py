@@ -7,6 +7,8 @@ need (the config, the class names, the model rebuilt with the weights), so no ot
 from __future__ import annotations
 
 import itertools
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,14 +51,26 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             f"checkpoint {path} is empty (0 bytes); it was never written completely. "
             f"Use another checkpoint (e.g. best.pt or last.pt of the run)"
         )
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for damaged files, some with no message at all
-        detail = " ".join(str(err).split())[:200] or "no detail"
+    not_torch = _not_a_torch_file(path)
+    if not_torch:
         raise CheckpointError(
-            f"checkpoint {path} ({size} bytes) is truncated, damaged or not a PyTorch file "
-            f"({type(err).__name__}: {detail})"
+            f"checkpoint {path} is not a PyTorch checkpoint ({not_torch}); expected a file written by "
+            f"`reseg train` (e.g. a run's best.pt) or a model folder from `reseg package`"
+        )
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing with its own text
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower():
+            raise _damaged(path, size, err) from None
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects other than tensors and plain containers; reseg reads "
+            f"checkpoints with weights_only=True so that opening one cannot run code from it (expected a "
+            f"checkpoint written by `reseg train`)"
         ) from None
+    except Exception as err:  # torch raises many types for damaged files, some with no message at all
+        raise _damaged(path, size, err) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a reseg checkpoint (expected a dict with format={FORMAT!r}, "
@@ -66,6 +80,33 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         if key not in state:
             raise CheckpointError(f"checkpoint {path} lacks the key {key!r}; it may be truncated or from another tool")
     return state
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+_LEGACY_MAGIC = (
+    b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # older torch.save: its magic number, pickled
+)
+
+
+def _not_a_torch_file(path: Path) -> str | None:
+    """What the file looks like instead, when its first bytes are neither of torch.save's formats."""
+    with path.open("rb") as fh:
+        head = fh.read(len(_LEGACY_MAGIC))
+    if head.startswith(_ZIP_MAGIC) or head == _LEGACY_MAGIC or len(head) < len(_ZIP_MAGIC):
+        return None
+    if head[:1] == b"\x80":
+        return "it is a plain Python pickle"
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return f"it is text, starting {head.decode('ascii')!r}"
+    return f"it starts with the bytes {head[:8].hex(' ')}"
+
+
+def _damaged(path: Path, size: int, err: Exception) -> CheckpointError:
+    detail = " ".join(str(err).split())[:200] or "no detail"
+    return CheckpointError(
+        f"checkpoint {path} ({size} bytes) is truncated or damaged ({type(err).__name__}: {detail}); "
+        f"use another checkpoint of the run (best.pt or last.pt)"
+    )
 
 
 def read_model_source(source: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

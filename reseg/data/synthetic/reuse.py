@@ -12,6 +12,7 @@ from typing import Any
 
 from reseg.data.synthetic.dataset import META_FILE, SPLITS, make_synthetic
 from reseg.errors import ResegError
+from reseg.io import folder_problem
 
 log = logging.getLogger("reseg.data")
 
@@ -34,6 +35,8 @@ def ensure_synthetic(
     four) is used as it is, with one warning per process (on rank 0 of a torchrun job).
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ResegError(f"synthetic dataset root {root} {folder_problem(root)} (data.root expects a folder)")
     if (root / META_FILE).is_file():
         _warn_if_made_otherwise(root, sizes, seed, size, difficulty, asked)
         return root
