@@ -97,11 +97,15 @@ def legend_panel(
 def draw_legend(
     image: np.ndarray, class_names: Sequence[str], palette: Palette, corner: str = "top-left", alpha: float = 0.6
 ) -> np.ndarray:
-    """A copy of `image` with a semi-transparent legend box in a corner (keeps the frame size)."""
+    """A copy of `image` with a semi-transparent legend box in a corner (keeps the frame size).
+
+    The box is at most half the frame's height, so on small frames (a 240x320 drive) it keeps to a
+    corner (about an eighth of the frame) instead of hiding the scene.
+    """
     img = np.ascontiguousarray(image).copy()
     h, w = img.shape[:2]
     n = max(1, len(class_names))
-    row_h = max(6, min(22, (h - 4) // n))
+    row_h = max(6, min(22, (h // 2 - 4) // n))
     scale = _text_scale(row_h)
     longest = max((cv2.getTextSize(str(c), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for c in class_names), default=0)
     box_w = min(w, row_h + 12 + longest)

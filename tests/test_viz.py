@@ -56,6 +56,16 @@ def test_legend_panel_and_in_frame_legend():
     assert side_by_side(frame, drawn).shape == (120, 320, 3)
 
 
+@pytest.mark.parametrize(("size", "most"), [((240, 320), 0.15), ((360, 480), 0.13), ((720, 1280), 0.05)])
+def test_the_legend_keeps_to_a_corner_of_the_frame(size, most):
+    frame = np.full((*size, 3), 200, np.uint8)
+    drawn = draw_legend(frame, list(CAMVID.names), CAMVID.palette)
+    covered = np.any(drawn != frame, axis=2)
+    rows, cols = np.nonzero(covered)
+    assert covered.mean() <= most and rows.max() < size[0] // 2, covered.mean()
+    assert rows.min() < 5 and cols.min() < 5  # top-left, as asked
+
+
 def test_palettes_come_from_checkpoint_or_class_table():
     assert resolve_palette(["a", "b"], [[1, 2, 3], [4, 5, 6]]) == [(1, 2, 3), (4, 5, 6)]
     assert resolve_palette(list(CAMVID.names)) == [tuple(c) for c in CAMVID.palette]
