@@ -191,12 +191,29 @@ INFERENCE_KEYS: dict[str, str] = {
 }
 
 
+# An image may hold this many times the pixels of the frame area one training crop covers before it
+# runs downscaled: Cityscapes' full 1024x2048 frames (4x a 512x1024 crop at scale 1) still run as they are.
+TRAINED_AREA_MARGIN = 4
+
+
+def trained_max_pixels(cfg: Config) -> int | None:
+    """Most pixels an image runs at when data.eval_size is unset: TRAINED_AREA_MARGIN x the original-frame
+    area one training crop covers (crop area / the geometric mean of data.scale_range, squared)."""
+    if cfg.data.eval_size or not cfg.data.crop_size:
+        return None
+    low, high = cfg.data.scale_range or (1.0, 1.0)
+    crop_h, crop_w = cfg.data.crop_size
+    return round(TRAINED_AREA_MARGIN * crop_h * crop_w / (low * high))
+
+
 def inference_settings(cfg: Config) -> dict[str, Any]:
-    """The Predictor arguments a config's INFERENCE_KEYS give (Predictor argument name -> value)."""
+    """The Predictor arguments a config's INFERENCE_KEYS give (Predictor argument name -> value), and
+    the image size above which inference runs at the trained scale (`trained_max_pixels`)."""
     settings = {}
     for key, argument in INFERENCE_KEYS.items():
         section, name = key.split(".")
         settings[argument] = getattr(getattr(cfg, section), name)
+    settings["max_pixels"] = trained_max_pixels(cfg)
     return settings
 
 

@@ -96,6 +96,7 @@ def check_outputs(out_dir: Path, inputs: Sequence[str], items: Sequence[tuple[Pa
 class PredictResult:
     written: int = 0
     skipped: list[str] = field(default_factory=list)
+    resized: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)  # image size -> size run at
 
 
 def predict_files(
@@ -130,6 +131,9 @@ def predict_files(
     try:
         for chunk in same_size_batches(readable(), batch, lambda item: item[1].shape):
             masks = predictor.predict([image for _, image in chunk], batch_size=batch)
+            size = chunk[0][1].shape[:2]
+            if predictor.run_size(*size) != size:
+                result.resized[size] = predictor.run_size(*size)
             for (name, image), mask in zip(chunk, masks):
                 write_outputs(out_dir, name, image, mask, predictor.palette, opacity, overlay_ext)
             result.written += len(chunk)

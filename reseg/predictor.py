@@ -77,6 +77,7 @@ class Predictor:
         size_divisor: int = 32,
         pad_mode: str = "constant",
         infer_size: Sequence[int] | None = None,
+        max_pixels: int | None = None,
         compile: bool = False,
         class_names: Sequence[str] | None = None,
         palette: Sequence[Sequence[int]] | None = None,
@@ -116,6 +117,7 @@ class Predictor:
         self.size_divisor = int(size_divisor or 0)
         self.pad_mode = pad_mode
         self.infer_size = _pair(infer_size, "infer_size")
+        self.max_pixels = int(max_pixels) if max_pixels else None
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names is not None else None
         self.palette = [tuple(int(c) for c in rgb) for rgb in palette] if palette is not None else None
@@ -351,6 +353,17 @@ class Predictor:
 
     __call__ = predict
 
+    def run_size(self, h: int, w: int) -> tuple[int, int]:
+        """The size an HxW image runs at: infer_size if set, else the image's own size, scaled down (aspect
+        kept) to `max_pixels` when larger, so a 12-megapixel photo runs at the scale the model was trained
+        at, in bounded memory, instead of at a size it never saw. Outputs are resized back to HxW."""
+        if self.infer_size:
+            return self.infer_size
+        if self.max_pixels and h * w > self.max_pixels:
+            scale = math.sqrt(self.max_pixels / (h * w))
+            return max(1, round(h * scale)), max(1, round(w * scale))
+        return h, w
+
     def describe(self) -> str:
         """One line for logs: where and how inference runs."""
         chosen = self.backend_choice is not None and self.backend != AUTO
@@ -367,6 +380,8 @@ class Predictor:
             parts.append(f"scales={list(self.scales)}")
         if self.infer_size:
             parts.append(f"infer_size={list(self.infer_size)}")
+        elif self.max_pixels:
+            parts.append(f"max_pixels={self.max_pixels}")
         if self.amp_dtype is not None:
             parts.append(f"amp={str(self.amp_dtype).replace('torch.', '')}")
         if self.channels_last:
@@ -431,7 +446,7 @@ class Predictor:
             x = batch if batch.dim() == 4 else batch.unsqueeze(0)
             x = x.to(self.device, dtype=torch.float32, non_blocking=True)
             h, w = x.shape[-2:]
-            base_h, base_w = self.infer_size or (h, w)
+            base_h, base_w = self.run_size(h, w)
             passes = [(s, f) for s in self.scales for f in ((False, True) if self.flip else (False,))]
             total: torch.Tensor | None = None
             for scale, flip in passes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -302,3 +304,44 @@ def test_class_ids_is_argmax_with_first_index_on_ties(layout):
     ids = class_ids(logits)
     assert ids.dtype == torch.uint8 and torch.equal(ids.long(), logits.argmax(1))
     assert torch.equal(class_ids(logits[0], dim=0).long(), logits[0].argmax(0))
+
+
+def test_large_images_run_at_the_trained_scale_unless_a_size_is_given(tiny, tmp_path):
+    from reseg.mask_files import predict_files
+
+    model, _, _ = tiny
+    seen: list[tuple[int, int]] = []
+    model.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+    image = (np.random.default_rng(0).random((128, 256, 3)) * 255).astype(np.uint8)
+    capped = Predictor(model, device="cpu", max_pixels=64 * 64, size_divisor=1, class_names=NAMES, palette=PALETTE)
+    assert capped.run_size(128, 256) == (45, 91) and capped.run_size(40, 60) == (40, 60)
+    mask = capped.predict([image])[0]
+    assert seen[-1] == (45, 91) and mask.shape == (128, 256)
+    # the same as asking for that size explicitly, which wins over the cap
+    explicit = Predictor(model, device="cpu", infer_size=(45, 91), max_pixels=10, size_divisor=1)
+    assert np.array_equal(explicit.predict([image])[0], mask)
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(tmp_path / "big.png"), image)
+    result = predict_files(capped, [(tmp_path / "big.png", "big")], tmp_path / "out", progress=False)
+    assert result.resized == {(128, 256): (45, 91)}
+    model._forward_pre_hooks.clear()
+
+
+@pytest.mark.parametrize(
+    ("config", "frame", "runs_at"),
+    [
+        ("reseg_synthetic.yaml", (3000, 4000), (240, 320)),  # the demo: 120x160 scenes, a phone photo
+        ("reseg_synthetic.yaml", (120, 160), (120, 160)),
+        ("reseg_skip_cityscapes.yaml", (1024, 2048), (1024, 2048)),  # full Cityscapes frames run as they are
+        ("reseg_skip_camvid_cpu.yaml", (3000, 4000), (192, 256)),  # data.eval_size decides
+    ],
+)
+def test_the_default_run_size_follows_the_training_config(config, frame, runs_at):
+    from reseg.config import inference_settings
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / config)
+    settings = inference_settings(cfg)
+    predictor = Predictor(
+        nn.Conv2d(3, 2, 1), device="cpu", infer_size=settings["infer_size"], max_pixels=settings["max_pixels"]
+    )
+    assert predictor.run_size(*frame) == runs_at

@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {result.written} mask(s) (<name>.png train ids, <name>_color.png, "
         f"<name>_overlay.{args.overlay_format}) to {out_dir.resolve()}"
     )
+    for (h, w), (run_h, run_w) in result.resized.items():
+        print(
+            f"images of {h}x{w} ran at {run_h}x{run_w} (the model's trained scale; --infer-size H W to choose), masks at {h}x{w}"
+        )
     if predictor.backend_choice:
         print(predictor.backend_choice)
     if result.skipped:
