@@ -42,7 +42,7 @@ def _demo_layout(root: Path) -> None:
         size=tuple(cfg.data.synthetic_size),
         difficulty=cfg.data.synthetic_difficulty,
     )
-    cfg.model.renet_hidden, cfg.model.decoder_filters, cfg.model.num_classes = 8, [8, 8], CAMVID.num_classes
+    cfg.model.renet_hidden, cfg.model.decoder_channels, cfg.model.num_classes = 8, [8, 8], CAMVID.num_classes
     torch.manual_seed(0)
     model = build_model(cfg)
     (root / "work_dirs" / "demo").mkdir(parents=True)
