@@ -3,8 +3,9 @@
 # slows them alike (read the ratios):
 #   (a) `reseg video VIDEO` end to end with --backend eager, onnxruntime, onnxruntime --int8 and auto
 #       (at VIDEO's own frame size: the demo drive is 240x320);
-#   (b) Predictor.from_checkpoint, built as `reseg predict` builds it, eager vs onnxruntime vs int8 at
-#       360x480, batch 1 (VIDEO's first frames resized), with the masks' agreement with eager;
+#   (b) Predictor.from_checkpoint, built as `reseg predict` builds it, eager vs onnxruntime vs int8 vs auto
+#       at 360x480 (--infer-size 360 480: a checkpoint trained on smaller frames would otherwise run them at
+#       its trained scale), batch 1 (VIDEO's first frames resized), with the masks' agreement with eager;
 #   (c) `reseg benchmark --only predictor --checkpoint CKPT` at VIDEO's frame size beside (a)'s model-only
 #       FPS per backend: the benchmark is meant to time what `reseg video` runs (the issue's 10% bar).
 # Every candidate first runs once untimed in an empty ONNX cache (its export, calibration and auto's
@@ -116,8 +117,11 @@ while len(frames) < 8:
 cap.release()
 if not frames:
     sys.exit(f"cannot read frames from {video}")
+at_360x480 = ["--infer-size", "360", "480"]  # run at this size, not the checkpoint's trained scale
 flags = {"eager": ["--backend", "eager"], "onnxruntime": ["--backend", "onnxruntime"],
-         "onnxruntime-int8": ["--backend", "onnxruntime", "--int8", *calibration]}
+         "onnxruntime-int8": ["--backend", "onnxruntime", "--int8", *calibration],
+         "auto": ["--backend", "auto", *calibration]}
+flags = {name: [*f, *at_360x480] for name, f in flags.items()}
 preds, first = {}, {}
 for name, f in flags.items():
     t0 = time.perf_counter()
@@ -141,6 +145,7 @@ for name in flags:
     agree = np.mean([np.mean(a == b) for a, b in zip(masks[name], masks["eager"])])
     print(f"| {name} | {img_s[name]:.2f} | {img_s[name] / img_s['eager']:.2f}x | {100 * agree:.2f}% | "
           f"{first[name]:.1f} |")
+print(f"auto: {preds['auto'].backend_choice}")
 PYEOF
 
 # ---------------------------------------------------------------------------- (c) the benchmark against (a)
