@@ -30,7 +30,7 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug ema smooth dropout synthinit fullwidth all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug ema smooth dropout synthinit ema_synthinit fullwidth all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_all.yaml)
 
 stage_seconds() {  # BUDGET split into the pretraining quarter and the fine-tuning rest, in seconds
