@@ -187,6 +187,9 @@ class _ThresholdPredictor:
         self.batches.append(len(images))
         return [(im[..., 0] > 127).astype(np.uint8) for im in images]
 
+    def run_size(self, h: int, w: int) -> tuple[int, int]:
+        return h, w  # every image runs at its own size
+
 
 def test_predict_files_keeps_relative_names_and_skips_damaged(tmp_path: Path, capsys) -> None:
     from reseg.mask_files import predict_files
