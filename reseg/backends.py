@@ -47,7 +47,7 @@ from reseg.models.renet import ReNet, static_export
 from reseg.onnx.export import export_onnx
 from reseg.onnx.quantize import quantize_int8
 from reseg.onnx.session import OnnxSession, SessionError, onnxruntime_module
-from reseg.preprocess import Normalizer, rgb_batch
+from reseg.preprocess import Normalizer, rgb_batch, run_size
 
 log = logging.getLogger("reseg.backends")
 
@@ -320,9 +320,11 @@ def calibration_inputs(
     size_divisor: int = 0,
     infer_size: tuple[int, int] | None = None,
     crop: tuple[int, int] | None = None,
+    max_pixels: int | None = None,
 ) -> list[np.ndarray]:
-    """Normalised (1, 3, H, W) float32 arrays as the network sees them: resized to `infer_size`, a centred
-    `crop` window (sliding-window inference), padded to `size_divisor`."""
+    """Normalised (1, 3, H, W) float32 arrays as the network sees them: resized as inference resizes them
+    (`preprocess.run_size`: `infer_size`, or down to `max_pixels`), a centred `crop` window (sliding-window
+    inference), padded to `size_divisor`."""
     normalize = Normalizer("cpu")
     out = []
     for i, im in enumerate(images):
@@ -330,8 +332,9 @@ def calibration_inputs(
             x = normalize(torch.from_numpy(rgb_batch([im])))
         except ResegError as err:
             raise BackendError(f"calibration image {i}: {err}") from None
-        if infer_size is not None and tuple(x.shape[-2:]) != tuple(infer_size):
-            x = F.interpolate(x, size=tuple(infer_size), mode="bilinear", align_corners=False)
+        size = run_size(*x.shape[-2:], infer_size, max_pixels)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         if crop is not None:
             h, w = x.shape[-2:]
             ch, cw = min(crop[0], h), min(crop[1], w)

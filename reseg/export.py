@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from reseg.backends import Calibration, as_calibration, calibration_inputs
-from reseg.config import Config
+from reseg.config import Config, trained_max_pixels
 from reseg.engine.checkpoint import read_checkpoint
 from reseg.errors import ResegError
 from reseg.io import atomic_path
@@ -123,6 +123,7 @@ def export_onnx_int8(
             calibration.load(),
             int(cfg.data.size_divisor or 0),
             tuple(cfg.data.eval_size) if cfg.data.eval_size else None,
+            max_pixels=trained_max_pixels(cfg),
         )
         quantize_int8(fp32, out, inputs)
         res["int8"] = {"calibration_images": len(inputs), **int8_agreement(fp32, out, inputs)}

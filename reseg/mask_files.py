@@ -132,8 +132,9 @@ def predict_files(
         for chunk in same_size_batches(readable(), batch, lambda item: item[1].shape):
             masks = predictor.predict([image for _, image in chunk], batch_size=batch)
             size = chunk[0][1].shape[:2]
-            if predictor.run_size(*size) != size:
-                result.resized[size] = predictor.run_size(*size)
+            ran = predictor.run_size(*size)
+            if ran != size:
+                result.resized[size] = ran
             for (name, image), mask in zip(chunk, masks):
                 write_outputs(out_dir, name, image, mask, predictor.palette, opacity, overlay_ext)
             result.written += len(chunk)

@@ -30,7 +30,7 @@ from reseg.config import Config, inference_settings
 from reseg.engine.checkpoint import read_checkpoint
 from reseg.errors import ResegError
 from reseg.models.padding import pad_bottom_right, pad_to_multiple
-from reseg.preprocess import Normalizer, class_ids, rgb_batch, same_size_batches
+from reseg.preprocess import Normalizer, class_ids, rgb_batch, run_size, same_size_batches
 from reseg.runtime import amp_dtype, autocast, cpu_has_native_bf16, place_model, resolve_device
 from reseg.viz import resolve_palette
 
@@ -150,11 +150,11 @@ class Predictor:
     def _calibration_inputs(
         self, cal: backends.Calibration, shape: backends.Shape | None, count: int | None = None
     ) -> list[np.ndarray]:
-        """Calibration images as this predictor feeds the network (resized to infer_size, windows, padding);
+        """Calibration images as this predictor feeds the network (resized to run_size, windows, padding);
         for a fixed shape (batch, height, width), resized to it and stacked in batches."""
         images = cal.load()[:count]
         crop = self.crop if self.mode == "slide" else None
-        inputs = backends.calibration_inputs(images, self.size_divisor, self.infer_size, crop)
+        inputs = backends.calibration_inputs(images, self.size_divisor, self.infer_size, crop, self.max_pixels)
         return inputs if shape is None else backends.calibration_batches(inputs, shape)
 
     def _onnxruntime_backend(self, name: str, calibration: Any, cache: str | Path | None) -> Any:
@@ -173,7 +173,9 @@ class Predictor:
             assert cal is not None
             return self._calibration_inputs(cal, shape)
 
-        cal_key = None if cal is None else json.dumps([cal.key, self.size_divisor, self.infer_size, crop])
+        cal_key = (
+            None if cal is None else json.dumps([cal.key, self.size_divisor, self.infer_size, crop, self.max_pixels])
+        )
         return backends.OnnxRuntimeBackend(
             name,
             source,
@@ -354,15 +356,8 @@ class Predictor:
     __call__ = predict
 
     def run_size(self, h: int, w: int) -> tuple[int, int]:
-        """The size an HxW image runs at: infer_size if set, else the image's own size, scaled down (aspect
-        kept) to `max_pixels` when larger, so a 12-megapixel photo runs at the scale the model was trained
-        at, in bounded memory, instead of at a size it never saw. Outputs are resized back to HxW."""
-        if self.infer_size:
-            return self.infer_size
-        if self.max_pixels and h * w > self.max_pixels:
-            scale = math.sqrt(self.max_pixels / (h * w))
-            return max(1, round(h * scale)), max(1, round(w * scale))
-        return h, w
+        """The size an HxW image runs at (preprocess.run_size); outputs are resized back to HxW."""
+        return run_size(h, w, self.infer_size, self.max_pixels)
 
     def describe(self) -> str:
         """One line for logs: where and how inference runs."""

@@ -652,3 +652,16 @@ def test_auto_on_the_command_line_prints_its_choice(tiny_mingru, tmp_path, monke
         == 2
     )
     assert "--backend auto chooses" in capsys.readouterr().err
+
+
+def test_int8_calibration_sizes_images_as_inference_does():
+    from reseg.backends import calibration_inputs
+    from reseg.preprocess import run_size
+
+    image = np.zeros((128, 256, 3), np.uint8)
+    (capped,) = calibration_inputs([image], size_divisor=0, max_pixels=64 * 64)
+    assert capped.shape[-2:] == run_size(128, 256, None, 64 * 64) == (45, 91)
+    (fixed,) = calibration_inputs([image], size_divisor=0, infer_size=(32, 48), max_pixels=64 * 64)
+    assert fixed.shape[-2:] == (32, 48)
+    (small,) = calibration_inputs([image[:40, :60]], size_divisor=0, max_pixels=64 * 64)
+    assert small.shape[-2:] == (40, 60)

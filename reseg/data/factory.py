@@ -44,7 +44,7 @@ def _synthetic(cfg: Any, split: str, generate: bool, **kwargs: Any) -> Segmentat
         if problem := folder_problem(root):
             hint = (
                 f"; only `reseg train` and `reseg make-synthetic --out {root}` generate one (check the path for a typo)"
-                if problem == "does not exist"
+                if not root.exists()
                 else "; expected the folder of a generated dataset"
             )
             raise DatasetError(f"synthetic dataset root {root} {problem} (data.root){hint}")
