@@ -69,7 +69,7 @@ def rgb_batch(images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
 
 def run_size(h: int, w: int, infer_size: Sequence[int] | None, max_pixels: int | None) -> tuple[int, int]:
     """The size an HxW image runs at: `infer_size` if set, else its own size, scaled down (aspect kept) to
-    `max_pixels` when larger, so a 12-megapixel photo runs at the scale the model was trained at, in bounded
+    `max_pixels` when larger, so a 12-megapixel photo runs at the scale the model was trained at, in far less
     memory, instead of at a size it never saw. Inference and int8 calibration both size images here."""
     if infer_size:
         return int(infer_size[0]), int(infer_size[1])
