@@ -26,6 +26,7 @@ from torch import nn
 from reseg import backends
 from reseg.backend_names import EAGER_BF16
 from reseg.backends import AUTO, ModelSource
+from reseg.banded import resize_rows, row_bands
 from reseg.config import Config, inference_settings
 from reseg.engine.checkpoint import read_checkpoint
 from reseg.errors import ResegError
@@ -332,25 +333,30 @@ class Predictor:
             self.logits(batch)
 
     def masks(self, batch: torch.Tensor) -> torch.Tensor:
-        """(N, H, W) uint8 train ids on the device."""
-        return class_ids(self.logits(batch))
+        """(N, H, W) uint8 train ids on the device; the scores at the batch's size exist a band at a time."""
+        with torch.inference_mode():
+            x = self._as_input(batch)
+            h, w = x.shape[-2:]
+            outputs = self._pass_outputs(lambda size: resize_rows(x, size), h, w)
+            return self._banded(outputs, h, w, keep_probs=False)[0]
 
     def predict(
         self, images: Sequence[np.ndarray], return_probs: bool = False, batch_size: int = 8
     ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
-        """RGB uint8 images (any sizes) -> HxW uint8 train-id masks (and CxHxW float32 probabilities)."""
+        """RGB uint8 images (any sizes) -> HxW uint8 train-id masks (and CxHxW float32 probabilities).
+
+        An image that runs smaller than it is (`run_size`) is shrunk from its uint8 pixels and its scores
+        grown back a band of rows at a time, so a large photo's working memory stays that of the size it
+        runs at; only the probabilities, when asked for, are whole float arrays at the image's size."""
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
         masks: list[np.ndarray] = []
         probs: list[np.ndarray] = []
         for chunk in same_size_batches(images, max(1, int(batch_size)), lambda im: np.shape(im)[:2]):
-            x = self.preprocess(chunk)
-            if return_probs:
-                p = self.probs(x)
-                masks.extend(class_ids(p).cpu().numpy())
+            m, p = self._predict_batch(chunk, keep_probs=return_probs)
+            masks.extend(m.cpu().numpy())
+            if p is not None:
                 probs.extend(p.cpu().numpy())
-            else:
-                masks.extend(self.masks(x).cpu().numpy())
         return (masks, probs) if return_probs else masks
 
     __call__ = predict
@@ -436,31 +442,69 @@ class Predictor:
     def _single(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward_slide(x) if self.mode == "slide" else self._forward_padded(x)
 
+    def _predict_batch(
+        self, images: Sequence[np.ndarray], keep_probs: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Same-size uint8 images -> class ids (and probabilities), the network input resized from the uint8
+        pixels and the scores grown back in bands."""
+        with torch.inference_mode():
+            pixels = torch.from_numpy(rgb_batch(images)).to(self.device).permute(0, 3, 1, 2)
+            h, w = pixels.shape[-2:]
+            outputs = self._pass_outputs(lambda size: self._normalize.scale(resize_rows(pixels, size)), h, w)
+            return self._banded(outputs, h, w, keep_probs)
+
+    def _as_input(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch if batch.dim() == 4 else batch.unsqueeze(0)
+        return x.to(self.device, dtype=torch.float32, non_blocking=True)
+
+    def _pass_outputs(
+        self, network_input: Callable[[tuple[int, int]], torch.Tensor], h: int, w: int
+    ) -> list[torch.Tensor]:
+        """The model's output for each flip and scale of an HxW batch, at the size that pass ran at (flip
+        undone); `network_input(size)` gives the normalised batch at a size."""
+        base_h, base_w = self.run_size(h, w)
+        outputs = []
+        for scale in self.scales:
+            x = network_input((max(1, round(base_h * scale)), max(1, round(base_w * scale))))
+            for flip in (False, True) if self.flip else (False,):
+                y = self._single(x.flip(-1) if flip else x)
+                outputs.append(y.flip(-1) if flip else y)
+        return outputs
+
+    @staticmethod
+    def _combine(
+        outputs: list[torch.Tensor], h: int, w: int, want: str, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """Rows start..stop-1 of the passes' outputs at HxW: logits of one pass, or averaged probabilities."""
+        ys = [resize_rows(y, (h, w), start, stop) for y in outputs]
+        if len(ys) == 1:
+            return ys[0] if want == "logits" else ys[0].softmax(1)
+        total = ys[0].softmax(1)
+        for y in ys[1:]:
+            total.add_(y.softmax(1))
+        total /= len(ys)
+        return total if want == "probs" else total.clamp_min_(1e-12).log_()
+
+    def _banded(
+        self, outputs: list[torch.Tensor], h: int, w: int, keep_probs: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(N, H, W) class ids (and, with keep_probs, the probabilities) made a band of rows at a time."""
+        n, c = outputs[0].shape[:2]
+        masks = torch.empty((n, h, w), dtype=torch.uint8, device=outputs[0].device)
+        probs = torch.empty((n, c, h, w), device=outputs[0].device) if keep_probs else None
+        want = "probs" if keep_probs or len(outputs) > 1 else "logits"
+        for start, stop in row_bands(h, n * c * w * 4 * (len(outputs) + 2)):
+            band = self._combine(outputs, h, w, want, start, stop)
+            masks[:, start:stop] = class_ids(band)
+            if probs is not None:
+                probs[:, :, start:stop] = band
+        return masks, probs
+
     def _infer(self, batch: torch.Tensor, want: str) -> torch.Tensor:
         with torch.inference_mode():
-            x = batch if batch.dim() == 4 else batch.unsqueeze(0)
-            x = x.to(self.device, dtype=torch.float32, non_blocking=True)
+            x = self._as_input(batch)
             h, w = x.shape[-2:]
-            base_h, base_w = self.run_size(h, w)
-            passes = [(s, f) for s in self.scales for f in ((False, True) if self.flip else (False,))]
-            total: torch.Tensor | None = None
-            for scale, flip in passes:
-                size = (max(1, round(base_h * scale)), max(1, round(base_w * scale)))
-                xi = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-                if flip:
-                    xi = xi.flip(-1)
-                y = self._single(xi)
-                if flip:
-                    y = y.flip(-1)
-                if y.shape[-2:] != (h, w):
-                    y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
-                if len(passes) == 1:
-                    return y if want == "logits" else y.softmax(1)
-                p = y.softmax(1)
-                total = p if total is None else total.add_(p)
-            assert total is not None
-            total /= len(passes)
-            return total if want == "probs" else total.clamp_min_(1e-12).log_()
+            return self._combine(self._pass_outputs(lambda size: resize_rows(x, size), h, w), h, w, want)
 
 
 def _say(message: str) -> None:

@@ -37,7 +37,11 @@ class Normalizer:
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        return self.scale(images.permute(0, 3, 1, 2).float())
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float RGB on the 0..255 scale (e.g. a uint8 image already resized) -> normalised."""
+        return (x - self.mean) / self.std
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -64,13 +68,16 @@ def rgb_batch(images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     shape = arrays[0].shape
     if any(a.shape != shape for a in arrays):
         raise ResegError(f"a batch needs images of one size, got {sorted({a.shape for a in arrays})}")
+    if len(arrays) == 1:  # a view, not a copy: one large photo is held once
+        return np.ascontiguousarray(arrays[0][None])
     return np.ascontiguousarray(np.stack(arrays))
 
 
 def run_size(h: int, w: int, infer_size: Sequence[int] | None, max_pixels: int | None) -> tuple[int, int]:
     """The size an HxW image runs at: `infer_size` if set, else its own size, scaled down (aspect kept) to
-    `max_pixels` when larger, so a 12-megapixel photo runs at the scale the model was trained at, in far less
-    memory, instead of at a size it never saw. Inference and int8 calibration both size images here."""
+    `max_pixels` when larger, so a 12-megapixel photo runs at the scale the model was trained at instead of
+    at a size it never saw (and, resized in bands by reseg.banded, in bounded memory). Inference and int8
+    calibration both size images here."""
     if infer_size:
         return int(infer_size[0]), int(infer_size[1])
     if max_pixels and h * w > max_pixels:

@@ -80,7 +80,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise UnreadableImageError(
             f"image file {path} is truncated, damaged or not an image ({data.size} bytes could not be decoded)"
         )
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)  # in place: a large photo is held once
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
