@@ -103,22 +103,9 @@ def test_a_large_image_runs_banded_and_gives_the_unbanded_result(monkeypatch, fl
 
 def test_the_memory_tool_reports_each_size(tmp_path):
     """tools/predict_memory.py, which measures the bound, runs end to end (tiny sizes, tiny model)."""
-    from reseg.engine.checkpoint import save_checkpoint
-    from tests.test_predictor import NAMES, PALETTE, tiny_model
+    from tests.test_predictor import save_tiny_checkpoint, tiny_model
 
-    model, cfg = tiny_model()
-    ckpt = tmp_path / "tiny.pt"
-    save_checkpoint(
-        {
-            "config": cfg.to_dict(),
-            "model": model.state_dict(),
-            "class_names": NAMES,
-            "palette": PALETTE,
-            "epoch": 1,
-            "iteration": 1,
-        },
-        ckpt,
-    )
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", *tiny_model())
     proc = subprocess.run(
         [
             sys.executable,

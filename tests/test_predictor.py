@@ -37,22 +37,17 @@ def tiny_model(seed: int = 0) -> tuple[nn.Module, object]:
     return model.eval(), cfg
 
 
+def save_tiny_checkpoint(path: Path, model: nn.Module, cfg: object) -> Path:
+    """A checkpoint as `reseg train` writes one, for the tiny model."""
+    state = {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES, "palette": PALETTE}
+    save_checkpoint({**state, "epoch": 1, "iteration": 10}, path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     model, cfg = tiny_model()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(
-        {
-            "config": cfg.to_dict(),
-            "model": model.state_dict(),
-            "class_names": NAMES,
-            "palette": PALETTE,
-            "epoch": 1,
-            "iteration": 10,
-        },
-        path,
-    )
-    return model, cfg, path
+    return model, cfg, save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, cfg)
 
 
 def rand_batch(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
