@@ -43,6 +43,9 @@ class DataConfig:
     # "strong" adds what changes between drives and cameras (reseg.data.transforms): exposure, white balance,
     # blur, sensor noise, JPEG, a wider scale range, small rotations and perspective
     augment: str = "standard"
+    # ClassMix (reseg.data.mixing): the probability that a training image gets half the classes of another
+    # image of its batch pasted over it
+    class_mix: float = 0.0
     eval_size: list[int] | None = None
     size_divisor: int = 32
     label_format: str = "auto"
@@ -550,6 +553,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "data.hflip": _ANY_BOOL,
     "data.color_jitter": _FRACTION,
     "data.augment": _choices("standard", "strong"),
+    "data.class_mix": _FRACTION,
     "data.eval_size": _optional(_SIZE),
     "data.size_divisor": _int_at_least(1),
     "data.label_format": _choices("auto", "segnet", "camvid32", "labelIds", "labelTrainIds"),

@@ -274,7 +274,7 @@ def test_dump_config_round_trips_and_leaves_no_temp_files(tmp_path: Path) -> Non
 
 
 REGULARISERS = {"data.augment", "train.ema_decay", "loss.label_smoothing", "model.decoder_dropout"}
-LEVER_KEYS = {*REGULARISERS, "train.init_from", "model.encoder_width"}  # the _all configs combine the regularisers
+LEVER_KEYS = {*REGULARISERS, "train.init_from", "model.encoder_width", "data.class_mix"}  # _all: the regularisers
 LEVERS = sorted(p.name for p in (REPO / "configs" / "levers").glob("*.yaml"))
 
 

@@ -30,8 +30,8 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug ema smooth dropout synthinit ema_synthinit fullwidth all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
-CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_all.yaml)
+for lever in strongaug ema smooth dropout synthinit ema_synthinit fullwidth classmix all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_classmix.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_all.yaml)
 
 stage_seconds() {  # BUDGET split into the pretraining quarter and the fine-tuning rest, in seconds
     "$PY" -c 'import sys; from reseg.engine.budget import parse_duration; s = round(parse_duration(sys.argv[1])); print(s // 4, s - s // 4)' "$1"
@@ -116,6 +116,7 @@ out, budget, runs = Path(sys.argv[1]), sys.argv[2], [Path(r) for r in sys.argv[3
 def levers(cfg: dict) -> str:
     named = [
         f"augment {cfg['data']['augment']}" if cfg["data"]["augment"] != "standard" else "",
+        f"classmix {cfg['data'].get('class_mix', 0):g}" if cfg["data"].get("class_mix") else "",
         f"ema {cfg['train']['ema_decay']:g}" if cfg["train"]["ema_decay"] else "",
         f"smoothing {cfg['loss']['label_smoothing']:g}" if cfg["loss"]["label_smoothing"] else "",
         f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else "",

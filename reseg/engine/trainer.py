@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from reseg.config import Config, dump_config
+from reseg.data.mixing import class_mix
 from reseg.engine import distributed as dist_utils
 from reseg.engine.budget import BudgetPlan, TimeBudget, format_duration
 from reseg.engine.checkpoint import save_checkpoint
@@ -292,6 +293,9 @@ class Trainer:
     # ================================================================ one step
     def train_one_step(self, batch: dict[str, Any]) -> float:
         """Forward, loss (mean over every labelled pixel of the global batch), NaN guard, backward, step."""
+        if self.cfg.data.class_mix:
+            images, masks = class_mix(batch["image"], batch["mask"], self.cfg.data.class_mix)
+            batch = {**batch, "image": images, "mask": masks}
         loss, value = forward_loss(self.opt.model, self.opt.criterion, batch, self.run)
         if not math.isfinite(value):
             it = self.state.iteration
