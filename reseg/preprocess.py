@@ -68,7 +68,7 @@ def rgb_batch(images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     shape = arrays[0].shape
     if any(a.shape != shape for a in arrays):
         raise ResegError(f"a batch needs images of one size, got {sorted({a.shape for a in arrays})}")
-    if len(arrays) == 1:  # a view, not a copy: one large photo is held once
+    if len(arrays) == 1 and arrays[0].flags.writeable:  # a view, not a copy: a large photo is held once
         return np.ascontiguousarray(arrays[0][None])
     return np.ascontiguousarray(np.stack(arrays))
 

@@ -127,3 +127,20 @@ def test_the_memory_tool_reports_each_size(tmp_path):
         "60x80",
         "120x160",
     ]
+
+
+def test_a_read_only_photo_predicts_without_warnings_and_stays_as_it_was():
+    """The single-image batch is a view of the caller's array when it can be: never written to, and a
+    read-only array (a memory map, a frozen buffer) is copied instead of making torch warn."""
+    import warnings
+
+    model = torch.nn.Conv2d(3, 4, 1).eval()
+    predictor = Predictor(model, device="cpu", max_pixels=16 * 16, size_divisor=1)
+    image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    before = image.copy()
+    frozen = image.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        masks = predictor.predict([image, frozen], batch_size=1)
+    assert np.array_equal(masks[0], masks[1]) and np.array_equal(image, before)
