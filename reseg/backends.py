@@ -329,12 +329,10 @@ def calibration_inputs(
     out = []
     for i, im in enumerate(images):
         try:
-            x = normalize(torch.from_numpy(rgb_batch([im])))
+            pixels = torch.from_numpy(rgb_batch([im]))
         except ResegError as err:
             raise BackendError(f"calibration image {i}: {err}") from None
-        size = run_size(*x.shape[-2:], infer_size, max_pixels)
-        if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        x = normalize.at_size(pixels, run_size(*pixels.shape[1:3], infer_size, max_pixels))
         if crop is not None:
             h, w = x.shape[-2:]
             ch, cw = min(crop[0], h), min(crop[1], w)

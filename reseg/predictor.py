@@ -335,9 +335,7 @@ class Predictor:
     def masks(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, H, W) uint8 train ids on the device; the scores at the batch's size exist a band at a time."""
         with torch.inference_mode():
-            x = self._as_input(batch)
-            h, w = x.shape[-2:]
-            outputs = self._pass_outputs(lambda size: resize_rows(x, size), h, w)
+            outputs, (h, w) = self._batch_outputs(batch)
             return self._banded(outputs, h, w, keep_probs=False)[0]
 
     def predict(
@@ -448,14 +446,17 @@ class Predictor:
         """Same-size uint8 images -> class ids (and probabilities), the network input resized from the uint8
         pixels and the scores grown back in bands."""
         with torch.inference_mode():
-            pixels = torch.from_numpy(rgb_batch(images)).to(self.device).permute(0, 3, 1, 2)
-            h, w = pixels.shape[-2:]
-            outputs = self._pass_outputs(lambda size: self._normalize.scale(resize_rows(pixels, size)), h, w)
+            pixels = torch.from_numpy(rgb_batch(images)).to(self.device)
+            h, w = pixels.shape[1:3]
+            outputs = self._pass_outputs(lambda size: self._normalize.at_size(pixels, size), h, w)
             return self._banded(outputs, h, w, keep_probs)
 
-    def _as_input(self, batch: torch.Tensor) -> torch.Tensor:
+    def _batch_outputs(self, batch: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
+        """Each pass's output for a normalised batch (or one image), and the batch's size."""
         x = batch if batch.dim() == 4 else batch.unsqueeze(0)
-        return x.to(self.device, dtype=torch.float32, non_blocking=True)
+        x = x.to(self.device, dtype=torch.float32, non_blocking=True)
+        h, w = x.shape[-2:]
+        return self._pass_outputs(lambda size: resize_rows(x, size), h, w), (h, w)
 
     def _pass_outputs(
         self, network_input: Callable[[tuple[int, int]], torch.Tensor], h: int, w: int
@@ -502,9 +503,8 @@ class Predictor:
 
     def _infer(self, batch: torch.Tensor, want: str) -> torch.Tensor:
         with torch.inference_mode():
-            x = self._as_input(batch)
-            h, w = x.shape[-2:]
-            return self._combine(self._pass_outputs(lambda size: resize_rows(x, size), h, w), h, w, want)
+            outputs, (h, w) = self._batch_outputs(batch)
+            return self._combine(outputs, h, w, want)
 
 
 def _say(message: str) -> None:

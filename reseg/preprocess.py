@@ -43,6 +43,13 @@ class Normalizer:
         """(N, 3, H, W) float RGB on the 0..255 scale (e.g. a uint8 image already resized) -> normalised."""
         return (x - self.mean) / self.std
 
+    def at_size(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB -> normalised float32 (N, 3, h, w) at `size`, resized from the uint8 pixels
+        (reseg.banded) so a large photo never gets a float copy; inference and int8 calibration both use it."""
+        from reseg.banded import resize_rows
+
+        return self.scale(resize_rows(images.permute(0, 3, 1, 2), size))
+
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """An HxWx3 uint8 view of an RGB(A) or grey uint8 image; anything else is an error naming its shape/dtype."""
