@@ -541,8 +541,8 @@ def test_realtime_drops_and_counts_stale_frames(tmp_path):
 
 @pytest.mark.parametrize("slow", ["decode", "model", "encode"])
 def test_a_deliberately_slow_stage_is_named_as_the_bound(slow, monkeypatch, tmp_path):
-    frames = synthetic_frames(10, H, W)
-    pause = 0.02
+    frames = synthetic_frames(8, H, W)
+    pause = 0.08  # well above what the other stages take per frame even with a training sharing the cores
 
     class SlowSource(ArraySource):
         def _next_raw(self):
