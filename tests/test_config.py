@@ -274,7 +274,14 @@ def test_dump_config_round_trips_and_leaves_no_temp_files(tmp_path: Path) -> Non
 
 
 REGULARISERS = {"data.augment", "train.ema_decay", "loss.label_smoothing", "model.decoder_dropout"}
-LEVER_KEYS = {*REGULARISERS, "train.init_from", "model.encoder_width", "data.class_mix"}  # _all: the regularisers
+LEVER_KEYS = {  # _all: the regularisers
+    *REGULARISERS,
+    "train.init_from",
+    "model.encoder_width",
+    "data.class_mix",
+    "optim.weight_decay",
+    "loss.lovasz_weight",
+}
 LEVERS = sorted(p.name for p in (REPO / "configs" / "levers").glob("*.yaml"))
 
 
@@ -364,6 +371,8 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     )
     assert "| reseg_skip_camvid_cpu_unseen | reseg | - | unseen drive 0006R0 | 180 | 100 | 30.00 | 80.00 |" in table
     assert "| reseg_skip_unseen_synthinit | reseg | from reseg_skip_synthetic_pretrain | unseen drive 0006R0 |" in table
+    assert "| reseg_skip_unseen_wd | reseg | weight decay 0.05 | unseen drive 0006R0 |" in table
+    assert "| reseg_skip_unseen_lovasz | reseg | lovasz 0.5 | unseen drive 0006R0 |" in table
 
 
 def test_screen_levers_seeds_and_validations_give_mean_spread_and_both_drives(tmp_path: Path) -> None:

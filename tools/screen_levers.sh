@@ -30,7 +30,7 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug ema smooth dropout synthinit ema_synthinit fullwidth classmix all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug ema smooth dropout synthinit ema_synthinit fullwidth classmix wd lovasz all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_classmix.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_all.yaml)
 
 stage_seconds() {  # BUDGET split into the pretraining quarter and the fine-tuning rest, in seconds
@@ -111,6 +111,7 @@ from pathlib import Path
 import yaml
 
 out, budget, runs = Path(sys.argv[1]), sys.argv[2], [Path(r) for r in sys.argv[3:]]
+RECIPE_WEIGHT_DECAY = 1e-4  # the CPU recipes' (configs/_base_/schedules/adamw_cosine_cpu60.yaml)
 
 
 def levers(cfg: dict) -> str:
@@ -120,6 +121,8 @@ def levers(cfg: dict) -> str:
         f"ema {cfg['train']['ema_decay']:g}" if cfg["train"]["ema_decay"] else "",
         f"smoothing {cfg['loss']['label_smoothing']:g}" if cfg["loss"]["label_smoothing"] else "",
         f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else "",
+        f"weight decay {cfg['optim']['weight_decay']:g}" if cfg["optim"]["weight_decay"] != RECIPE_WEIGHT_DECAY else "",
+        f"lovasz {cfg['loss']['lovasz_weight']:g}" if cfg["loss"].get("lovasz_weight") else "",
         f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else "",
         # the ReSeg recipes' encoder is half width
         f"width {cfg['model']['encoder_width']:g}"
