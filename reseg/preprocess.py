@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from reseg.banded import resize_rows
 from reseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from reseg.errors import ResegError
 
@@ -46,8 +47,6 @@ class Normalizer:
     def at_size(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(N, H, W, 3) uint8 RGB -> normalised float32 (N, 3, h, w) at `size`, resized from the uint8 pixels
         (reseg.banded) so a large photo never gets a float copy; inference and int8 calibration both use it."""
-        from reseg.banded import resize_rows
-
         return self.scale(resize_rows(images.permute(0, 3, 1, 2), size))
 
 

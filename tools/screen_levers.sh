@@ -100,7 +100,7 @@ for config in "${CONFIGS[@]}"; do
 done
 
 [[ "${DRY_RUN:-0}" == 1 ]] && exit 0
-"$PY" - "$OUT/levers.md" "$BUDGET" "${RUNS[@]}" <<'EOF'
+"$PY" - "$OUT/levers.md" "$BUDGET" "$CONFIGS_DIR/_base_/schedules/adamw_cosine_cpu60.yaml" "${RUNS[@]}" <<'EOF'
 """The screening's tables: each run's levers, length and best.pt's scores on the drive it was validated on;
 with several seeds of a config, its mean and spread; with both validations of a config, the two side by side."""
 import json
@@ -111,8 +111,8 @@ from pathlib import Path
 
 import yaml
 
-out, budget, runs = Path(sys.argv[1]), sys.argv[2], [Path(r) for r in sys.argv[3:]]
-RECIPE_WEIGHT_DECAY = 1e-4  # the CPU recipes' (configs/_base_/schedules/adamw_cosine_cpu60.yaml)
+out, budget, schedule, runs = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), [Path(r) for r in sys.argv[4:]]
+RECIPE_WEIGHT_DECAY = yaml.safe_load(schedule.read_text())["optim"]["weight_decay"]  # the CPU recipes' schedule
 
 
 def levers(cfg: dict) -> str:
