@@ -30,7 +30,7 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_classmix.yaml)
 CONFIGS+=("$CONFIGS_DIR"/levers/unet_vgg16_unseen_classmix_ema.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_all.yaml)
 
@@ -100,7 +100,8 @@ for config in "${CONFIGS[@]}"; do
 done
 
 [[ "${DRY_RUN:-0}" == 1 ]] && exit 0
-"$PY" - "$OUT/levers.md" "$BUDGET" "$CONFIGS_DIR/_base_/schedules/adamw_cosine_cpu60.yaml" "${RUNS[@]}" <<'EOF'
+"$PY" - "$OUT/levers.md" "$BUDGET" "$CONFIGS_DIR/_base_/schedules/adamw_cosine_cpu60.yaml" \
+    "$CONFIGS_DIR/_base_/datasets/camvid_cpu.yaml" "${RUNS[@]}" <<'EOF'
 """The screening's tables: each run's levers, length and best.pt's scores on the drive it was validated on;
 with several seeds of a config, its mean and spread; with both validations of a config, the two side by side."""
 import json
@@ -111,8 +112,10 @@ from pathlib import Path
 
 import yaml
 
-out, budget, schedule, runs = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), [Path(r) for r in sys.argv[4:]]
+out, budget, schedule, dataset = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+runs = [Path(r) for r in sys.argv[5:]]
 RECIPE_WEIGHT_DECAY = yaml.safe_load(schedule.read_text())["optim"]["weight_decay"]  # the CPU recipes' schedule
+RECIPE_CLASS_WEIGHTS = yaml.safe_load(dataset.read_text())["data"]["class_weights"]  # and their CamVid data
 
 
 def levers(cfg: dict) -> str:
@@ -124,6 +127,7 @@ def levers(cfg: dict) -> str:
         f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else "",
         f"weight decay {cfg['optim']['weight_decay']:g}" if cfg["optim"]["weight_decay"] != RECIPE_WEIGHT_DECAY else "",
         f"lovasz {cfg['loss']['lovasz_weight']:g}" if cfg["loss"].get("lovasz_weight") else "",
+        f"{cfg['data']['class_weights']} weights" if cfg["data"]["class_weights"] != RECIPE_CLASS_WEIGHTS else "",
         f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else "",
         # the ReSeg recipes' encoder is half width
         f"width {cfg['model']['encoder_width']:g}"
