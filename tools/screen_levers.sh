@@ -100,8 +100,7 @@ for config in "${CONFIGS[@]}"; do
 done
 
 [[ "${DRY_RUN:-0}" == 1 ]] && exit 0
-"$PY" - "$OUT/levers.md" "$BUDGET" "$CONFIGS_DIR/_base_/schedules/adamw_cosine_cpu60.yaml" \
-    "$CONFIGS_DIR/_base_/datasets/camvid_cpu.yaml" "${RUNS[@]}" <<'EOF'
+"$PY" - "$OUT/levers.md" "$BUDGET" "$CONFIGS_DIR/reseg_skip_camvid_cpu_unseen.yaml" "${RUNS[@]}" <<'EOF'
 """The screening's tables: each run's levers, length and best.pt's scores on the drive it was validated on;
 with several seeds of a config, its mean and spread; with both validations of a config, the two side by side."""
 import json
@@ -111,11 +110,10 @@ import sys
 from pathlib import Path
 
 import yaml
+from reseg.config import load_config
 
-out, budget, schedule, dataset = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
-runs = [Path(r) for r in sys.argv[5:]]
-RECIPE_WEIGHT_DECAY = yaml.safe_load(schedule.read_text())["optim"]["weight_decay"]  # the CPU recipes' schedule
-RECIPE_CLASS_WEIGHTS = yaml.safe_load(dataset.read_text())["data"]["class_weights"]  # and their CamVid data
+out, budget, recipe, runs = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), [Path(r) for r in sys.argv[4:]]
+RECIPE = load_config(recipe).to_dict()  # what the levers change; the U-Net recipe shares its data and schedule
 
 
 def levers(cfg: dict) -> str:
@@ -125,9 +123,9 @@ def levers(cfg: dict) -> str:
         f"ema {cfg['train']['ema_decay']:g}" if cfg["train"]["ema_decay"] else "",
         f"smoothing {cfg['loss']['label_smoothing']:g}" if cfg["loss"]["label_smoothing"] else "",
         f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else "",
-        f"weight decay {cfg['optim']['weight_decay']:g}" if cfg["optim"]["weight_decay"] != RECIPE_WEIGHT_DECAY else "",
+        f"weight decay {cfg['optim']['weight_decay']:g}" if cfg["optim"]["weight_decay"] != RECIPE["optim"]["weight_decay"] else "",
         f"lovasz {cfg['loss']['lovasz_weight']:g}" if cfg["loss"].get("lovasz_weight") else "",
-        f"{cfg['data']['class_weights']} weights" if cfg["data"]["class_weights"] != RECIPE_CLASS_WEIGHTS else "",
+        f"{cfg['data']['class_weights']} weights" if cfg["data"]["class_weights"] != RECIPE["data"]["class_weights"] else "",
         f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else "",
         # the ReSeg recipes' encoder is half width
         f"width {cfg['model']['encoder_width']:g}"
