@@ -80,6 +80,7 @@ class ModelConfig:
     skip_layers: list[str] = field(default_factory=lambda: ["conv2_2", "conv1_2"])
     decoder_channels: list[int] = field(default_factory=lambda: [64, 32])
     decoder_dropout: float = 0.0  # Dropout2d on the decoder's features, before the classifier (every model)
+    ibn_blocks: int = 0  # VGG blocks (from the first) whose batch norms are half instance norm, IBN-a (every model)
     sync_bn: bool = False
 
 
@@ -482,6 +483,10 @@ def _int_at_least(low: int) -> tuple[Check, str]:
     return (lambda v: isinstance(v, int) and v >= low), f"an integer >= {low}"
 
 
+def _int_range(low: int, high: int) -> tuple[Check, str]:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high), f"an integer from {low} to {high}"
+
+
 def _number(
     low: float, high: float = float("inf"), low_open: bool = False, high_open: bool = False
 ) -> tuple[Check, str]:
@@ -582,6 +587,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "model.skip_layers": ((lambda v: isinstance(v, list) and all(_TEXT[0](x) for x in v)), "a list of layer names"),
     "model.decoder_channels": _list_of(_int_at_least(1)),
     "model.decoder_dropout": _number(0, 1, high_open=True),
+    "model.ibn_blocks": _int_range(0, 5),
     "model.sync_bn": _ANY_BOOL,
     "optim.name": _choices("sgd", "adam", "adamw", "adadelta"),
     "optim.lr": _POS,

@@ -282,6 +282,7 @@ LEVER_KEYS = {  # _all: the regularisers
     "optim.weight_decay",
     "loss.lovasz_weight",
     "data.class_weights",
+    "model.ibn_blocks",
 }
 LEVERS = sorted(p.name for p in (REPO / "configs" / "levers").glob("*.yaml"))
 
@@ -375,6 +376,8 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     assert "| reseg_skip_unseen_wd | reseg | weight decay 0.05 | unseen drive 0006R0 |" in table
     assert "| reseg_skip_unseen_lovasz | reseg | lovasz 0.5 | unseen drive 0006R0 |" in table
     assert "| reseg_skip_unseen_medfreq | reseg | median_frequency weights | unseen drive 0006R0 |" in table
+    assert "| reseg_skip_unseen_ibn | reseg | ibn 2 blocks | unseen drive 0006R0 |" in table
+    assert "| unet_vgg16_unseen_ibn | unet_vgg16 | ibn 2 blocks | unseen drive 0006R0 |" in table
 
 
 def test_screen_levers_seeds_and_validations_give_mean_spread_and_both_drives(tmp_path: Path) -> None:

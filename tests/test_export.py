@@ -49,8 +49,11 @@ def _ort_logits(path, x: torch.Tensor) -> np.ndarray:
     return sess.run(None, {"image": x.numpy()})[0]
 
 
+IBN = ["model.encoder=vgg16_bn", "model.ibn_blocks=2", *SKIP]  # half-instance norms export as InstanceNormalization
+
+
 @needs_ort
-@pytest.mark.parametrize("extra", [[], ["model.cell=lstm", "model.renet_patch=2"], SKIP])
+@pytest.mark.parametrize("extra", [[], ["model.cell=lstm", "model.renet_patch=2"], SKIP, IBN])
 def test_onnx_matches_pytorch_at_other_sizes(tmp_path, extra) -> None:
     model = _model(extra)
     res = export_onnx(model, tmp_path / "m.onnx", size=(32, 48))

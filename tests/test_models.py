@@ -502,3 +502,72 @@ def test_decoder_dropout_acts_before_the_classifier_of_every_model(name: str) ->
         assert 0 < dropped_maps.float().mean() < 1
         kept = ~dropped_maps
         assert torch.allclose(out[kept], 2 * feats[kept])
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_instance_batch_norm_is_instance_norm_then_batch_norm(momentum: float | None) -> None:
+    """IBN-a's norm against torch's own layers: the first half of the channels as InstanceNorm2d (with the
+    same affine weights), the rest as BatchNorm2d, running statistics included; a BatchNorm2d state loads."""
+    torch.manual_seed(0)
+    plain = nn.BatchNorm2d(7, momentum=momentum)
+    nn.init.uniform_(plain.weight, 0.5, 1.5)
+    nn.init.normal_(plain.bias)
+    ibn = vgg_module.InstanceBatchNorm2d(7, momentum=momentum)
+    ibn.load_state_dict(plain.state_dict())
+    k = 3  # 7 // 2 channels per image
+    per_image = nn.InstanceNorm2d(k, affine=True)
+    per_batch = nn.BatchNorm2d(7 - k, momentum=momentum)
+    with torch.no_grad():
+        per_image.weight.copy_(plain.weight[:k]), per_image.bias.copy_(plain.bias[:k])
+        per_batch.weight.copy_(plain.weight[k:]), per_batch.bias.copy_(plain.bias[k:])
+    for training in (True, True, False):
+        x = torch.randn(4, 7, 5, 6) * 3 + 2
+        for m in (ibn, per_image, per_batch):
+            m.train(training)
+        expected = torch.cat([per_image(x[:, :k]), per_batch(x[:, k:])], dim=1)
+        torch.testing.assert_close(ibn(x), expected)
+    torch.testing.assert_close(ibn.running_mean[k:], per_batch.running_mean)
+    torch.testing.assert_close(ibn.running_var[k:], per_batch.running_var)
+    assert int(ibn.num_batches_tracked) == 2
+    x = torch.randn(2, 7, 5, 6, requires_grad=True)
+    ibn.train()(x).square().sum().backward()
+    assert x.grad is not None and ibn.weight.grad is not None and ibn.weight.grad.abs().min() > 0
+
+
+def test_ibn_blocks_swap_the_first_blocks_norms_of_both_encoders() -> None:
+    """model.ibn_blocks=2 swaps the batch norms of VGG's first two blocks (two convs each) and no deeper one, in
+    ReSeg's encoder and in smp's U-Net encoder alike; the weights keep their names, so a plain model's load."""
+
+    def build(name: str, blocks: int) -> nn.Module:
+        torch.manual_seed(0)
+        overrides = [f"model.name={name}", "model.encoder=vgg16_bn", "model.encoder_weights=null"]
+        return build_model(load_config(None, [*overrides, f"model.ibn_blocks={blocks}"]), 5).eval()
+
+    for name in ("reseg", "unet_vgg16"):
+        plain, ibn = build(name, 0), build(name, 2)
+        norms = [m for m in ibn.encoder.modules() if isinstance(m, nn.BatchNorm2d)]
+        swapped = [isinstance(m, vgg_module.InstanceBatchNorm2d) for m in norms]
+        assert swapped[:4] == [True] * 4 and not any(swapped[4:]), (name, swapped)
+        ibn.load_state_dict(plain.state_dict())
+        x = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            assert not torch.allclose(ibn(x), plain(x))
+            # the instance half of the first norm ignores each image's own brightness and contrast
+            first = ibn.encoder.features[1] if name == "reseg" else ibn.net.encoder.features[1]
+            conv = ibn.encoder.features[0] if name == "reseg" else ibn.net.encoder.features[0]
+            y, y_scaled = first(conv(x)), first(conv(3 * x) - 2 * conv.bias.view(1, -1, 1, 1))
+            k = first.instance_channels
+            torch.testing.assert_close(y[:, :k], y_scaled[:, :k], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        (["model.encoder=vgg16", "model.ibn_blocks=2"], ["model.ibn_blocks=2", "vgg16_bn"]),
+        (["model.encoder=vgg16_bn", "model.ibn_blocks=6"], ["model.ibn_blocks", "0 to 5", "6"]),
+    ],
+)
+def test_ibn_blocks_errors_name_the_key(overrides: list[str], words: list[str]) -> None:
+    with pytest.raises(ResegError) as err:
+        build_model(load_config(None, ["model.encoder_weights=null", *overrides]), 5)
+    assert all(w in str(err.value) for w in words), str(err.value)

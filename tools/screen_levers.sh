@@ -30,9 +30,10 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_classmix.yaml)
-CONFIGS+=("$CONFIGS_DIR"/levers/unet_vgg16_unseen_classmix_ema.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_all.yaml)
+CONFIGS+=("$CONFIGS_DIR"/levers/unet_vgg16_unseen_classmix_ema.yaml "$CONFIGS_DIR"/levers/unet_vgg16_unseen_ibn.yaml)
+CONFIGS+=("$CONFIGS_DIR"/levers/unet_vgg16_unseen_all.yaml)
 
 stage_seconds() {  # BUDGET split into the pretraining quarter and the fine-tuning rest, in seconds
     "$PY" -c 'import sys; from reseg.engine.budget import parse_duration; s = round(parse_duration(sys.argv[1])); print(s // 4, s - s // 4)' "$1"
@@ -125,6 +126,7 @@ def levers(cfg: dict) -> str:
         f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else "",
         f"weight decay {cfg['optim']['weight_decay']:g}" if cfg["optim"]["weight_decay"] != RECIPE["optim"]["weight_decay"] else "",
         f"lovasz {cfg['loss']['lovasz_weight']:g}" if cfg["loss"].get("lovasz_weight") else "",
+        f"ibn {cfg['model']['ibn_blocks']} blocks" if cfg["model"].get("ibn_blocks") else "",
         f"{cfg['data']['class_weights']} weights" if cfg["data"]["class_weights"] != RECIPE["data"]["class_weights"] else "",
         f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else "",
         # the ReSeg recipes' encoder is half width

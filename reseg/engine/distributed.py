@@ -314,6 +314,10 @@ def main_first(fn: Callable[[], T], what: str) -> T:
 def maybe_sync_bn(model: nn.Module, enabled: bool) -> nn.Module:
     """Convert BatchNorm layers to SyncBatchNorm when asked and when there is more than one process."""
     if enabled and is_dist():
+        from reseg.models.vgg import InstanceBatchNorm2d
+
+        if any(isinstance(m, InstanceBatchNorm2d) for m in model.modules()):  # SyncBatchNorm would replace them
+            raise ResegError("model.sync_bn cannot keep model.ibn_blocks' half-instance norms: set one of them off")
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from reseg.models.base import SegmentationModel
-from reseg.models.vgg import VGGEncoder
+from reseg.models.vgg import VGGEncoder, use_instance_norm
 
 ARCHS = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus}
 
@@ -29,7 +29,8 @@ def _no_dilation():
 
 class SmpBaseline(SegmentationModel):
     """An smp architecture on VGG-16; inputs are padded to a multiple of 32 (16 for DeepLabV3+), what smp's
-    decoders need. `decoder_dropout` acts between smp's decoder and its segmentation head."""
+    decoders need. `decoder_dropout` acts between smp's decoder and its segmentation head; `ibn_blocks` swaps
+    the batch norms of the encoder's first blocks for IBN-a's, as ReSeg's encoder does."""
 
     def __init__(
         self,
@@ -39,6 +40,7 @@ class SmpBaseline(SegmentationModel):
         encoder_weights: str | None = None,
         freeze_encoder: bool = False,
         decoder_dropout: float = 0.0,
+        ibn_blocks: int = 0,
     ) -> None:
         super().__init__()
         smp_weights = "imagenet" if encoder_weights == "imagenet" else None
@@ -56,6 +58,7 @@ class SmpBaseline(SegmentationModel):
             # torchvision's key names load into smp's VGG encoder (it is a torchvision VGG subclass).
             probe = VGGEncoder(encoder, "conv5_3", encoder_weights)
             self.net.encoder.features[: len(probe.features)].load_state_dict(probe.features.state_dict())
+        use_instance_norm(self.net.encoder.features, ibn_blocks)  # after the weights: it keeps their state
         if freeze_encoder:
             for p in self.net.encoder.parameters():
                 p.requires_grad_(False)

@@ -90,7 +90,8 @@ class ReSeg(SegmentationModel):
     """Defaults are the paper's CamVid setting; `renet_layers=0` gives the conv-only ablation.
 
     `encoder_width` scales the VGG encoder's channels (the skip decoder's inputs follow it); `decoder_dropout`
-    drops whole decoder feature maps before the classifier while training.
+    drops whole decoder feature maps before the classifier while training; `ibn_blocks` gives the encoder's
+    first blocks half-instance norms (IBN-a), against the colour and contrast of one street.
     """
 
     def __init__(
@@ -110,12 +111,13 @@ class ReSeg(SegmentationModel):
         decoder_channels: Sequence[int] = (64, 32),
         encoder_width: float = 1.0,
         decoder_dropout: float = 0.0,
+        ibn_blocks: int = 0,
     ) -> None:
         super().__init__()
         if decoder not in DECODERS:
             raise ResegError(f"unknown model.decoder {decoder!r}; valid choices: {', '.join(DECODERS)}")
         self.num_classes = num_classes
-        self.encoder = VGGEncoder(encoder, encoder_cut, encoder_weights, freeze_encoder, encoder_width)
+        self.encoder = VGGEncoder(encoder, encoder_cut, encoder_weights, freeze_encoder, encoder_width, ibn_blocks)
         hidden = _per_layer(renet_hidden, renet_layers, "renet_hidden")
         patches = _per_layer(renet_patch, renet_layers, "renet_patch")
         layers, channels = [], self.encoder.out_channels

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reseg.errors import ResegError
@@ -50,6 +51,58 @@ def vgg_layers(plan: list, batch_norm: bool) -> nn.Sequential:
         layers.append(nn.ReLU(inplace=True))
         channels = v
     return nn.Sequential(*layers)
+
+
+class InstanceBatchNorm2d(nn.BatchNorm2d):
+    """IBN-a's normalisation (Pan et al., ECCV 2018): the first half of the channels normalised per image
+    (instance norm), the rest as batch norm.
+
+    Instance norm in the shallow layers removes each image's own contrast and colour cast, which is what
+    changes most between drives, while batch norm keeps what tells the classes apart. It is a BatchNorm2d
+    with the same parameters and buffers (the instance half keeps its affine weights, its running
+    statistics stay unused), so a batch-norm state dict, torchvision's ImageNet weights included, loads as it is.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.instance_channels = num_features // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.instance_channels
+        per_image = F.instance_norm(x[:, :k], weight=self.weight[:k], bias=self.bias[:k], eps=self.eps)
+        return torch.cat([per_image, self._batch_norm(x[:, k:], k)], dim=1)
+
+    def _batch_norm(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """BatchNorm2d's forward on channels k and up; F.batch_norm updates the running statistics' views in place."""
+        momentum = self.momentum
+        if self.training:
+            self.num_batches_tracked.add_(1)
+            if momentum is None:  # a cumulative average, as BatchNorm2d does
+                momentum = 1.0 / float(self.num_batches_tracked)
+        return F.batch_norm(
+            x, self.running_mean[k:], self.running_var[k:], self.weight[k:], self.bias[k:],
+            self.training, momentum or 0.0, self.eps,
+        )
+
+
+def use_instance_norm(features: nn.Sequential, blocks: int) -> None:
+    """Swap the batch norms of VGG's first `blocks` blocks (model.ibn_blocks) for InstanceBatchNorm2d (IBN-a),
+    keeping their state. Deeper blocks keep batch norm, as IBN-Net does."""
+    if not isinstance(blocks, int) or isinstance(blocks, bool) or not 0 <= blocks <= 5:
+        raise ResegError(f"model.ibn_blocks must be an integer from 0 to 5 (VGG-16's blocks), got {blocks!r}")
+    swapped, block = 0, 1
+    for i, layer in enumerate(features):
+        if isinstance(layer, nn.MaxPool2d):
+            block += 1
+        elif isinstance(layer, nn.BatchNorm2d) and block <= blocks:
+            ibn = InstanceBatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+            ibn.load_state_dict(layer.state_dict())
+            features[i] = ibn.to(layer.weight.device)
+            swapped += 1
+    if blocks and not swapped:
+        raise ResegError(
+            f"model.ibn_blocks={blocks} needs an encoder with batch norm to swap: use model.encoder=vgg16_bn"
+        )
 
 
 def _cut_index(features: nn.Sequential, block: int) -> int:
@@ -128,7 +181,8 @@ class VGGEncoder(nn.Module):
     """torchvision VGG-16(-BN) `features` up to a named layer; optionally frozen in eval mode.
 
     `width` scales every conv's channel count (for training from scratch where compute is scarce, e.g.
-    0.5 on a CPU); pretrained weights exist only for the full width.
+    0.5 on a CPU); pretrained weights exist only for the full width. `ibn_blocks` turns the batch norms of
+    the first blocks into IBN-a's half-instance norms (`InstanceBatchNorm2d`).
     """
 
     def __init__(
@@ -138,6 +192,7 @@ class VGGEncoder(nn.Module):
         weights: str | None = None,
         freeze: bool = False,
         width: float = 1.0,
+        ibn_blocks: int = 0,
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
@@ -167,6 +222,7 @@ class VGGEncoder(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        use_instance_norm(full, ibn_blocks)
         self.features = full[: _cut_index(full, block)]
         # Number of `features` layers that produce each tap (the outputs a skip decoder may ask for).
         self.tap_ends = {name: _cut_index(full, b) for name, (b, _, s) in LAYERS.items() if s <= self.stride}
