@@ -484,7 +484,9 @@ def _int_at_least(low: int) -> tuple[Check, str]:
 
 
 def _int_range(low: int, high: int) -> tuple[Check, str]:
-    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high), f"an integer from {low} to {high}"
+    return (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+    ), f"an integer from {low} to {high}"
 
 
 def _number(

@@ -80,8 +80,14 @@ class InstanceBatchNorm2d(nn.BatchNorm2d):
             if momentum is None:  # a cumulative average, as BatchNorm2d does
                 momentum = 1.0 / float(self.num_batches_tracked)
         return F.batch_norm(
-            x, self.running_mean[k:], self.running_var[k:], self.weight[k:], self.bias[k:],
-            self.training, momentum or 0.0, self.eps,
+            x,
+            self.running_mean[k:],
+            self.running_var[k:],
+            self.weight[k:],
+            self.bias[k:],
+            self.training,
+            momentum or 0.0,
+            self.eps,
         )
 
 
