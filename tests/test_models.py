@@ -553,8 +553,7 @@ def test_ibn_blocks_swap_the_first_blocks_norms_of_both_encoders() -> None:
         with torch.no_grad():
             assert not torch.allclose(ibn(x), plain(x))
             # the instance half of the first norm ignores each image's own brightness and contrast
-            first = ibn.encoder.features[1] if name == "reseg" else ibn.net.encoder.features[1]
-            conv = ibn.encoder.features[0] if name == "reseg" else ibn.net.encoder.features[0]
+            conv, first = ibn.encoder.features[0], ibn.encoder.features[1]  # the model contract's encoder
             y, y_scaled = first(conv(x)), first(conv(3 * x) - 2 * conv.bias.view(1, -1, 1, 1))
             k = first.instance_channels
             torch.testing.assert_close(y[:, :k], y_scaled[:, :k], atol=1e-4, rtol=1e-4)
