@@ -584,8 +584,8 @@ def test_auto_weighs_eager_under_bf16_on_cpus_that_run_it_natively(tiny_mingru, 
     assert auto.backend_choice.startswith("backend auto -> eager-bf16 (2.00x eager, 99.5% mask agreement")
     assert auto.backend == "eager" and auto.amp_dtype == torch.bfloat16 and auto.channels_last
     assert "backend=eager (auto)" in auto.describe() and "amp=bfloat16 channels_last" in auto.describe()
-    convs = [p for p in auto.model.parameters() if p.dim() == 4]
-    assert auto.model is not model and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    convs = [p for p in auto._net.parameters() if p.dim() == 4]  # what runs: a copy, channels-last
+    assert auto.model is model and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     assert [(p.data_ptr(), p.stride()) for p in model.parameters()] == layout  # the caller's model is untouched
     for got, want in zip(masks, Predictor(model).predict(images)):
         assert np.mean(got == want) > 0.9

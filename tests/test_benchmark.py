@@ -83,7 +83,13 @@ def test_quick_benchmark_json(tmp_path, capsys) -> None:
         assert res[f"renet_mingru_vs_gru_{key}"] == pytest.approx(
             cells["gru"][f"{key}_ms"] / cells["mingru"][f"{key}_ms"]
         )
-    assert res["sections"] == ["renet", "models", "head_to_head", "data", "evaluator", "predictor", "video"]
+    assert res["sections"] == ["renet", "models", "head_to_head", "bn_fold", "data", "evaluator", "predictor", "video"]
+    fold = res["bn_fold"]  # the recipe's model, batch 1, at --quick's size
+    assert fold["config"] == "reseg_skip_camvid_cpu.yaml" and {r["dtype"] for r in fold["runs"]} >= {"fp32"}
+    assert [r["size"] for r in fold["runs"] if r["dtype"] == "fp32"] == [[32, 48]]
+    for r in fold["runs"]:
+        assert r["speedup"] == pytest.approx(r["plain_ms"] / r["folded_ms"])
+        assert r["max_abs_logit_diff"] < (1e-4 if r["dtype"] == "fp32" else 0.1)
     assert res["data_samples_s_per_worker"] > 0 and res["confmat_pairs_s"] > 0
     assert res["predictor"]["fast_img_s"] > 0
     v = res["video"]

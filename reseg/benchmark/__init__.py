@@ -1,6 +1,6 @@
 """`reseg benchmark`: speed and memory of ReNet, the models, the data pipeline, the evaluator, inference, video.
 
-One module per section (renet, models: models and head_to_head, pipeline: data and evaluator, predictor, video); each gives `run_*(BenchOptions) -> dict` (merged into the results JSON) and
+One module per section (renet, models: models, head_to_head and bn_fold, pipeline: data and evaluator, predictor, video); each gives `run_*(BenchOptions) -> dict` (merged into the results JSON) and
 `*_rows(results) -> [(measure, value)]` (its lines of the markdown table). SECTIONS is the one list.
 """
 
@@ -30,6 +30,7 @@ SECTIONS: dict[str, Section] = {
     "renet": (renet.run_section, renet.table_rows),
     "models": (models.run_section, models.table_rows),
     "head_to_head": (models.run_head_to_head_section, models.head_to_head_rows),
+    "bn_fold": (models.run_bn_fold_section, models.bn_fold_rows),
     "data": (pipeline.run_data_section, pipeline.data_rows),
     "evaluator": (pipeline.run_evaluator_section, pipeline.evaluator_rows),
     "predictor": (predictor.run_predictor_section, predictor.predictor_rows),

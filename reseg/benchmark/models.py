@@ -131,6 +131,7 @@ def bench_renet_share(
 
 MODEL_NAMES = ("reseg", "reseg_mingru", "reseg_trainable", "reseg_skip", "unet_vgg16", "fpn_vgg16")
 CROP_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reseg_skip_cityscapes.yaml"
+RECIPE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reseg_skip_camvid_cpu.yaml"
 
 
 def crop_train_memory(o: BenchOptions, config: Path = CROP_CONFIG) -> dict[str, Any]:
@@ -208,3 +209,60 @@ def head_to_head_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
                 )
             )
     return rows
+
+
+def bench_bn_fold(o: BenchOptions, config: Path = RECIPE_CONFIG) -> dict[str, Any]:
+    """The eager backends' batch-norm folding (reseg.runtime.fold_batch_norms): the CamVid recipe's model at
+    batch 1, as `reseg video` runs it, with and without its norms folded, timed interleaved at the config's
+    inference size and at --size (--quick: at --size only), in float32 and, where the CPU has native bf16 (or on CUDA), under autocast
+    with channels-last weights; with the largest logit difference between the two."""
+    import copy
+
+    from reseg.models import build_model
+    from reseg.runtime import autocast, cpu_has_native_bf16, fold_batch_norms
+
+    cfg = load_config(config, ["model.encoder_weights=null"])
+    model = build_model(cfg, cfg.model.num_classes or 11).eval()
+    dev = torch.device(o.device)
+    sizes = [tuple(o.size)] if o.quick else [tuple(cfg.data.eval_size or o.size), tuple(o.size)]
+    dtypes: dict[str, torch.dtype | None] = {"fp32": None}
+    if dev.type == "cuda" or cpu_has_native_bf16():
+        dtypes["bf16"] = torch.bfloat16
+    out: dict[str, Any] = {"config": config.name, "runs": []}
+    for dtype_name, dtype in dtypes.items():
+        fmt = torch.channels_last if dtype is not None else torch.contiguous_format
+        plain = model.to(dev, memory_format=fmt)
+        folded = fold_batch_norms(copy.deepcopy(plain))
+        for h, w in dict.fromkeys(sizes):
+            x = torch.randn(1, 3, h, w, device=dev).contiguous(memory_format=fmt)
+            with torch.inference_mode(), autocast(dev, dtype):
+                diff = (plain(x).float() - folded(x).float()).abs().max().item()
+                fns = {"plain": lambda m=plain, x=x: m(x), "folded": lambda m=folded, x=x: m(x)}
+                t = time_interleaved(fns, o.repeats, 1, dev)
+            out["runs"].append(
+                {
+                    "dtype": dtype_name,
+                    "size": [h, w],
+                    "plain_ms": 1000 * t["plain"],
+                    "folded_ms": 1000 * t["folded"],
+                    "speedup": t["plain"] / t["folded"],
+                    "max_abs_logit_diff": diff,
+                }
+            )
+    return out
+
+
+def run_bn_fold_section(o: BenchOptions) -> dict[str, Any]:
+    """Batch norms folded into the convolutions, as the eager backends run them, against unfolded."""
+    return {"bn_fold": bench_bn_fold(o)}
+
+
+def bn_fold_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
+    fold = res["bn_fold"]
+    return [
+        (
+            f"{fold['config']} batch 1 {r['size'][0]}x{r['size'][1]} {r['dtype']}: unfolded / folded ms",
+            f"{r['plain_ms']:.1f} / {r['folded_ms']:.1f} ({r['speedup']:.2f}x, max logit diff {r['max_abs_logit_diff']:.1e})",
+        )
+        for r in fold["runs"]
+    ]

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="SECTION",
-        help="run only these sections: renet models head_to_head data evaluator predictor video",
+        help="run only these sections: renet models head_to_head bn_fold data evaluator predictor video",
     )
     parser.add_argument(
         "--skip-sequence-loop", action="store_true", help="leave out the per-sequence ReNet loop (minutes at full size)"
