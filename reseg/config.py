@@ -41,7 +41,8 @@ class DataConfig:
     hflip: bool = True
     color_jitter: float = 0.2
     # "strong" adds what changes between drives and cameras (reseg.data.transforms): exposure, white balance,
-    # blur, sensor noise, JPEG, a wider scale range, small rotations and perspective
+    # blur, sensor noise, JPEG, a wider scale range, small rotations and perspective; "photometric" is "strong"
+    # without the geometry
     augment: str = "standard"
     # ClassMix (reseg.data.mixing): the probability that a training image gets half the classes of another
     # image of its batch pasted over it
@@ -559,7 +560,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "data.scale_range": _list_of(_POS, 2, "[min, max] with min <= max"),
     "data.hflip": _ANY_BOOL,
     "data.color_jitter": _FRACTION,
-    "data.augment": _choices("standard", "strong"),
+    "data.augment": _choices("standard", "photometric", "strong"),
     "data.class_mix": _FRACTION,
     "data.eval_size": _optional(_SIZE),
     "data.size_divisor": _int_at_least(1),

@@ -189,3 +189,25 @@ def test_strong_preset_keeps_labels_valid_and_aligned_with_the_image() -> None:
         assert agree > 0.98, (seed, agree)
         changed += int(abs(dark - 40) > 3 or abs(light - 215) > 3)
     assert borders >= 5 and changed >= 20  # the warps and the photometric changes did happen
+
+
+def test_photometric_preset_is_strong_without_its_geometry() -> None:
+    """The photometric preset adds every image-only change of "strong" and none of its warps or its wider scale
+    range: the label comes out exactly as the standard preset's crop of it."""
+    kw = {"crop_size": [96, 128], "scale_range": [0.8, 1.2], "hflip": True, "color_jitter": 0.2}
+    photometric = build_transforms(_cfg(augment="photometric", **kw), train=True)
+    strong = build_transforms(_cfg(augment="strong", **kw), train=True)
+    standard = build_transforms(_cfg(augment="standard", **kw), train=True)
+    names = [type(s).__name__ for s in photometric.transforms]
+    strong_names = [type(s).__name__ for s in strong.transforms]
+    assert names == [n for n in strong_names if n not in ("Affine", "Perspective")]
+    assert photometric.transforms[0].scale_limit == pytest.approx(standard.transforms[0].scale_limit)
+    image, label = _two_tone_checkerboard()
+    changed = 0
+    for seed in range(10):
+        photometric.set_random_seed(seed)
+        standard.set_random_seed(seed)
+        a, b = photometric(image=image, mask=label), standard(image=image, mask=label)
+        assert torch.equal(a["mask"], b["mask"])  # same scale, crop and flip: the geometry is the standard one
+        changed += int(not torch.equal(a["image"], b["image"]))
+    assert changed >= 5

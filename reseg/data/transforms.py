@@ -8,6 +8,8 @@ data.augment picks a preset: "standard" (scale, crop, flip, colour jitter) or "s
 changes between drives and cameras, the gap a model meets on streets it never saw: exposure and tone
 curve, white balance and hue, contrast, lens and motion blur, sensor noise, JPEG compression, a wider
 scale range, small rotations (a camera mounted askew) and perspective (another mounting height or pitch).
+"photometric" is "strong" without its geometry (the standard scale range, no rotation or perspective): what
+another camera or another day changes, with the shapes the model sees left as in "standard".
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _pair(value: Any, name: str) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
-AUGMENT_PRESETS = ("standard", "strong")
+AUGMENT_PRESETS = ("standard", "photometric", "strong")
 STRONG_SCALE_WIDENING = 1.25  # "strong" scales from data.scale_range's min / 1.25 to its max * 1.25
 
 
@@ -99,7 +101,7 @@ def strong_photometric() -> list[Any]:
 
 def build_transforms(cfg: Any, train: bool) -> A.Compose:
     """Train: scale -> [strong: rotate, perspective] -> pad (image 0, mask 255) -> crop -> flip -> jitter ->
-    [strong: photometric] -> normalise -> tensor (data.augment names the preset).
+    [strong, photometric: photometric] -> normalise -> tensor (data.augment names the preset).
 
     Eval: optional resize to data.eval_size -> normalise -> tensor. No padding here: the
     predictor pads to data.size_divisor (mask fill 255) and crops back after prediction.
@@ -139,7 +141,7 @@ def _train_steps(data: Any) -> list[Any]:
         steps.append(
             A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=min(0.5, jitter / 4), p=0.8)
         )
-    if strong:
+    if strong or preset == "photometric":
         steps += strong_photometric()
     return steps
 
