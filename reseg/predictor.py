@@ -32,7 +32,7 @@ from reseg.engine.checkpoint import read_checkpoint
 from reseg.errors import ResegError
 from reseg.models.padding import pad_bottom_right, pad_to_multiple
 from reseg.preprocess import Normalizer, class_ids, rgb_batch, run_size, same_size_batches
-from reseg.runtime import amp_dtype, autocast, cpu_has_native_bf16, fold_batch_norms, place_model, resolve_device
+from reseg.runtime import amp_dtype, autocast, cpu_has_native_bf16, folded_copy, place_model, resolve_device
 from reseg.viz import resolve_palette
 
 
@@ -147,7 +147,7 @@ class Predictor:
         """The PyTorch model on the device (channels-last when asked), run as a copy with its batch norms folded
         into the convolutions (`model` stays as given), compiled when asked."""
         self._model = place_model(self.model, self.device, self.channels_last).eval()
-        net = _folded_copy(self._model)
+        net = folded_copy(self._model)
         return torch.compile(net, dynamic=True) if compile else net
 
     def _calibration_inputs(
@@ -222,7 +222,7 @@ class Predictor:
             return [torch.from_numpy(a) for a in arrays]
 
         def eager_bf16() -> backend_choice.Net:  # its own copy: channels-last weights would change eager's timing
-            model = place_model(_folded_copy(self.model), self.device, channels_last=True)
+            model = place_model(folded_copy(self.model), self.device, channels_last=True)
             built[EAGER_BF16] = model
 
             def run(t: torch.Tensor) -> torch.Tensor:
@@ -507,13 +507,6 @@ class Predictor:
         with torch.inference_mode():
             outputs, (h, w) = self._batch_outputs(batch)
             return self._combine(outputs, h, w, want)
-
-
-def _folded_copy(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of `model` with its batch norms folded into its convolutions: what the eager backends
-    run (one pass over each feature map fewer), so the model a caller passed in never changes."""
-    with torch.inference_mode(False), torch.no_grad():
-        return fold_batch_norms(copy.deepcopy(model).eval())
 
 
 def _say(message: str) -> None:

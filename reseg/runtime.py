@@ -156,3 +156,12 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
                 seq[i] = fuse_conv_bn_eval(conv, bn)
                 seq[i + 1] = nn.Identity()
     return model
+
+
+def folded_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` with its batch norms folded (fold_batch_norms): what the Predictor's eager
+    backends run, so the model a caller passed in never changes."""
+    import copy
+
+    with torch.inference_mode(False), torch.no_grad():
+        return fold_batch_norms(copy.deepcopy(model).eval())

@@ -212,14 +212,12 @@ def head_to_head_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def bench_bn_fold(o: BenchOptions, config: Path = RECIPE_CONFIG) -> dict[str, Any]:
-    """The eager backends' batch-norm folding (reseg.runtime.fold_batch_norms): the CamVid recipe's model at
-    batch 1, as `reseg video` runs it, with and without its norms folded, timed interleaved at the config's
-    inference size and at --size (--quick: at --size only), in float32 and, where the CPU has native bf16 (or on CUDA), under autocast
-    with channels-last weights; with the largest logit difference between the two."""
-    import copy
-
+    """The eager backends' batch-norm folding (reseg.runtime.folded_copy): the CamVid recipe's model at batch 1,
+    as `reseg video` runs it, with and without its norms folded, timed interleaved at the config's inference
+    size and at --size (--quick: at --size only), in float32 and, where the CPU has native bf16 (or on CUDA),
+    under autocast with channels-last weights; with the largest logit difference between the two."""
     from reseg.models import build_model
-    from reseg.runtime import autocast, cpu_has_native_bf16, fold_batch_norms
+    from reseg.runtime import autocast, cpu_has_native_bf16, folded_copy
 
     cfg = load_config(config, ["model.encoder_weights=null"])
     model = build_model(cfg, cfg.model.num_classes or 11).eval()
@@ -232,7 +230,7 @@ def bench_bn_fold(o: BenchOptions, config: Path = RECIPE_CONFIG) -> dict[str, An
     for dtype_name, dtype in dtypes.items():
         fmt = torch.channels_last if dtype is not None else torch.contiguous_format
         plain = model.to(dev, memory_format=fmt)
-        folded = fold_batch_norms(copy.deepcopy(plain))
+        folded = folded_copy(plain)
         for h, w in dict.fromkeys(sizes):
             x = torch.randn(1, 3, h, w, device=dev).contiguous(memory_format=fmt)
             with torch.inference_mode(), autocast(dev, dtype):

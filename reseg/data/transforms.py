@@ -141,7 +141,7 @@ def _train_steps(data: Any) -> list[Any]:
         steps.append(
             A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=min(0.5, jitter / 4), p=0.8)
         )
-    if strong or preset == "photometric":
+    if preset in ("photometric", "strong"):
         steps += strong_photometric()
     return steps
 
