@@ -406,4 +406,34 @@ def test_screen_levers_seeds_and_validations_give_mean_spread_and_both_drives(tm
     assert "| same drive (CamVid val) | 180 | 100 | 62.00 | 80.00 |" in table
     assert "| reseg_skip_unseen_all | unseen drive 0006R0 | 2 | 42.00 | 40.00 to 44.00 | 2.83 |" in table
     assert "| reseg_skip_unseen_all | same drive (CamVid val) | 2 | 61.00 | 60.00 to 62.00 | 1.41 |" in table
-    assert "| reseg_skip_unseen_all | 61.00 | 42.00 | 19.00 |" in table
+    assert "| reseg_skip_unseen_all | 0006R0 | 61.00 | 42.00 | 19.00 |" in table
+
+
+def test_screen_levers_leaves_a_named_drive_out(tmp_path: Path) -> None:
+    """VALIDATION="unseen drive-0016E5": a second run validated on drive 0016E5 (trained on the other drives), in
+    its own work dir, with its own row in the means and beside nothing it was not validated on; a drive the
+    script cannot name is refused."""
+    env = {"SEEDS": "0", "VALIDATION": "unseen drive-0016E5 same-drive", "ONLY": "reseg_skip_unseen_all"}
+    out = tmp_path / "lodo"
+    dry = _screen(out, "30m", DRY_RUN="1", **env).splitlines()
+    trains = [line.split() for line in dry if " -m reseg train " in line]
+    names = ["reseg_skip_unseen_all_seed0", "reseg_skip_unseen_all_drive0016E5_seed0"]
+    names.append("reseg_skip_unseen_all_samedrive_seed0")
+    assert [line[7] for line in trains] == [str(out / name) for name in names]
+    assert trains[1][trains[1].index("--set") + 3 :] == ["train.seed=0", "data.val_sequences=[0016E5]"]
+
+    config = REPO / "configs" / "levers" / "reseg_skip_unseen_all.yaml"
+    overrides = ([], ["data.val_sequences=[0016E5]"], ["data.val_sequences=null"])
+    for name, miou, extra in zip(names, (0.40, 0.30, 0.60), overrides):
+        _finished_run(out / name, config, miou, extra)
+    table = _screen(out, "30m", TABLE_ONLY="1", **env)
+    assert "| reseg_skip_unseen_all_drive0016E5_seed0 | reseg | " in table
+    assert "| unseen drive 0016E5 | 180 | 100 | 30.00 | 80.00 |" in table
+    assert "| reseg_skip_unseen_all | 0006R0 | 60.00 | 40.00 | 20.00 |" in table
+    assert "| reseg_skip_unseen_all | 0016E5 | 60.00 | 30.00 | 30.00 |" in table
+
+    import subprocess
+
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        _screen(out, "30m", DRY_RUN="1", VALIDATION="drive-")
+    assert "drive-SEQUENCE" in refused.value.stderr

@@ -14,8 +14,9 @@
 # trains each config once per seed (OUT/NAME_seedS, train.seed=S; without SEEDS, OUT/NAME with the config's
 # own seed) and adds each config's mean and spread over its seeds to the table; VALIDATION="unseen same-drive"
 # also trains each config validated on CamVid's own val split (OUT/NAME_samedrive, data.val_sequences=null:
-# the same-drive protocol, trained on the train split) and puts the two validations side by side; PYTHON picks
-# the interpreter. Each run's log, with the machine's load average every minute, is OUT/NAME.log.
+# the same-drive protocol, trained on the train split) and puts the two validations side by side; drive-SEQUENCE
+# (e.g. drive-0016E5, OUT/NAME_drive0016E5) validates on that whole drive instead, trained on the other drives of
+# train and val (leave one drive out: a second unseen drive besides 0006R0); PYTHON picks the interpreter. Each run's log, with the machine's load average every minute, is OUT/NAME.log.
 #
 # The synthetic-pretraining lever (levers/reseg_skip_unseen_synthinit.yaml) runs in two stages inside the one
 # budget: configs/reseg_skip_synthetic_pretrain.yaml trains on the generated streets for a quarter of BUDGET
@@ -67,7 +68,8 @@ for config in "${CONFIGS[@]}"; do
     case "$validation" in
         unseen) ;;
         same-drive) name="${name}_samedrive"; validating=("data.val_sequences=null") ;;
-        *) echo "VALIDATION: unseen or same-drive, got $validation" >&2; exit 2 ;;
+        drive-?*) name="${name}_drive${validation#drive-}"; validating=("data.val_sequences=[${validation#drive-}]") ;;
+        *) echo "VALIDATION: unseen, same-drive or drive-SEQUENCE (e.g. drive-0016E5), got $validation" >&2; exit 2 ;;
     esac
     name="$name$seed_suffix"
     work="$OUT/$name"
@@ -142,7 +144,7 @@ def miou(run: Path) -> float:
 
 
 def config_name(run: Path) -> str:
-    return re.sub(r"(_samedrive)?(_seed\d+)?$", "", run.name)
+    return re.sub(r"(_samedrive|_drive[0-9A-Za-z]+)?(_seed\d+)?$", "", run.name)
 
 
 rows = [f"CamVid, {budget} each, `reseg evaluate` on best.pt (selected on the validation it names)", "",
@@ -172,16 +174,16 @@ if several:
         m = [miou(run) for run in group]
         rows.append(f"| {name} | {where} | {len(m)} | {statistics.mean(m):.2f} | {min(m):.2f} to {max(m):.2f} | "
                     f"{statistics.stdev(m):.2f} |")
-side_by_side = []
+side_by_side = []  # each config's same-drive mean beside its mean on each unseen drive
 for name in dict.fromkeys(name for name, _ in groups):
     same = [miou(r) for (n, where), g in groups.items() if n == name and where.startswith("same") for r in g]
-    unseen = [miou(r) for (n, where), g in groups.items() if n == name and where.startswith("unseen") for r in g]
-    if same and unseen:
-        a, b = statistics.mean(same), statistics.mean(unseen)
-        side_by_side.append(f"| {name} | {a:.2f} | {b:.2f} | {a - b:.2f} |")
+    for (n, where), group in groups.items():
+        if same and n == name and where.startswith("unseen"):
+            a, b = statistics.mean(same), statistics.mean(miou(r) for r in group)
+            side_by_side.append(f"| {name} | {where.removeprefix('unseen drive ')} | {a:.2f} | {b:.2f} | {a - b:.2f} |")
 if side_by_side:
-    rows += ["", "| config | same drive (CamVid val) mIoU | unseen drive mIoU | gap |", "|:--|--:|--:|--:|",
-             *side_by_side]
+    rows += ["", "| config | unseen drive | same drive (CamVid val) mIoU | unseen drive mIoU | gap |",
+             "|:--|:--|--:|--:|--:|", *side_by_side]
 out.write_text("\n".join(rows) + "\n")
 print("\n".join(rows))
 EOF
