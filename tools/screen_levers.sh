@@ -16,7 +16,8 @@
 # also trains each config validated on CamVid's own val split (OUT/NAME_samedrive, data.val_sequences=null:
 # the same-drive protocol, trained on the train split) and puts the two validations side by side; drive-SEQUENCE
 # (e.g. drive-0016E5, OUT/NAME_drive0016E5) validates on that whole drive instead, trained on the other drives of
-# train and val (leave one drive out: a second unseen drive besides 0006R0); PYTHON picks the interpreter. Each run's log, with the machine's load average every minute, is OUT/NAME.log.
+# train and val (leave one drive out: a second unseen drive besides 0006R0); PYTHON picks the interpreter. Each
+# run's log, with the machine's load average every minute, is OUT/NAME.log.
 #
 # The synthetic-pretraining lever (levers/reseg_skip_unseen_synthinit.yaml) runs in two stages inside the one
 # budget: configs/reseg_skip_synthetic_pretrain.yaml trains on the generated streets for a quarter of BUDGET
