@@ -217,7 +217,7 @@ def bench_bn_fold(o: BenchOptions, config: Path = RECIPE_CONFIG) -> dict[str, An
     size and at --size (--quick: at --size only), in float32 and, where the CPU has native bf16 (or on CUDA),
     under autocast with channels-last weights; with the largest logit difference between the two."""
     from reseg.models import build_model
-    from reseg.runtime import autocast, cpu_has_native_bf16, folded_copy
+    from reseg.runtime import autocast, cpu_has_native_bf16, folded_copy, memory_format, place_model
 
     cfg = load_config(config, ["model.encoder_weights=null"])
     model = build_model(cfg, cfg.model.num_classes or 11).eval()
@@ -228,8 +228,8 @@ def bench_bn_fold(o: BenchOptions, config: Path = RECIPE_CONFIG) -> dict[str, An
         dtypes["bf16"] = torch.bfloat16
     out: dict[str, Any] = {"config": config.name, "runs": []}
     for dtype_name, dtype in dtypes.items():
-        fmt = torch.channels_last if dtype is not None else torch.contiguous_format
-        plain = model.to(dev, memory_format=fmt)
+        fmt = memory_format(channels_last=dtype is not None)
+        plain = place_model(model, dev, channels_last=dtype is not None)
         folded = folded_copy(plain)
         for h, w in dict.fromkeys(sizes):
             x = torch.randn(1, 3, h, w, device=dev).contiguous(memory_format=fmt)
