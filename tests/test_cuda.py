@@ -164,3 +164,33 @@ def test_tools_with_device_cuda(data_root: Path, tmp_path: Path) -> None:
         tmp_path,
     )
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_video_with_a_batch_in_flight_on_cuda_matches_the_one_batch_loop(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU the video loop queues batch i+1 before waiting for batch i: the same masks, in the same order."""
+    import cv2
+    import numpy as np
+
+    import reseg.video.pipeline as pipeline_mod
+    from reseg.video import VideoOptions, run_video
+
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.renet_hidden=8", "model.decoder_filters=[8,8]", "model.encoder_weights=null"])
+    predictor = Predictor(build_model(cfg, 5), "cuda", num_classes=5)
+    frames = sorted((data_root / "val").glob("*.png"))
+    assert pipeline_mod.overlap_batches(predictor, VideoOptions())
+    masks = {}
+    for overlap in (True, False):
+        monkeypatch.setattr(pipeline_mod, "overlap_batches", lambda p, o, overlap=overlap: overlap)
+        out = tmp_path / f"overlap{overlap}"
+        stats = run_video(
+            str(data_root / "val"),
+            predictor,
+            str(out / "v.mp4"),
+            VideoOptions(progress=False, batch=3, masks_dir=str(out / "m"), smooth=0.5),
+        )
+        assert stats["frames_out"] == len(frames)
+        masks[overlap] = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((out / "m").rglob("*.png"))]
+    assert len(masks[True]) == len(frames) and all(np.array_equal(a, b) for a, b in zip(masks[True], masks[False]))

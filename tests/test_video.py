@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import reseg.video.pipeline as pipeline_mod
 import reseg.video.writer as writer_mod
 from reseg.benchmark.video import benchmark_video
 from reseg.cli import main
@@ -567,10 +568,61 @@ def test_a_deliberately_slow_stage_is_named_as_the_bound(slow, monkeypatch, tmp_
     assert stats["timing"]["stages"][slow]["ms_per_frame"] >= 1000 * pause * 0.8
 
 
+def record_launches(monkeypatch, overlap: bool) -> list[str]:
+    """Force the in-flight loop on or off and log the order of launches ("L") and collects ("C")."""
+    events: list[str] = []
+    launch, collect = pipeline_mod.Segmenter.launch, pipeline_mod.Segmenter.collect
+    monkeypatch.setattr(pipeline_mod, "overlap_batches", lambda predictor, opts: overlap)
+    monkeypatch.setattr(pipeline_mod.Segmenter, "launch", lambda self, f: events.append("L") or launch(self, f))
+    monkeypatch.setattr(pipeline_mod.Segmenter, "collect", lambda self, b: events.append("C") or collect(self, b))
+    return events
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_batch_in_flight_changes_no_mask_and_no_order(batch, monkeypatch, tmp_path):
+    """The GPU's loop queues batch i+1 before it waits for batch i; masks, order and counts stay the same."""
+    frames = synthetic_frames(10, H, W)
+    runs = {}
+    for overlap in (False, True):
+        events = record_launches(monkeypatch, overlap)
+        written: list[int] = []
+        slow_encoder(monkeypatch, written)
+        out = tmp_path / f"overlap{overlap}"
+        stats = run_video(
+            ArraySource(frames, fps=10),
+            FakePredictor(),
+            str(out / "o.avi"),
+            VideoOptions(progress=False, batch=batch, masks_dir=str(out / "m"), smooth=0.5),
+        )
+        monkeypatch.undo()
+        assert stats["frames_out"] == 10 and written == list(range(10)), overlap
+        masks = [cv2.imread(str(out / "m" / f"frame_{i:06d}.png"), cv2.IMREAD_UNCHANGED) for i in range(10)]
+        runs[overlap] = (events, masks, read_video(out / "o.avi")[0], stats["flicker"])
+    n = -(-10 // batch)
+    assert runs[False][0] == ["L", "C"] * n
+    assert runs[True][0] == ["L"] + ["L", "C"] * (n - 1) + ["C"]
+    for a, b in zip(runs[False][1], runs[True][1]):
+        assert a is not None and np.array_equal(a, b)
+    assert all(np.array_equal(a, b) for a, b in zip(runs[False][2], runs[True][2]))
+    assert runs[False][3] == pytest.approx(runs[True][3])
+
+
+def test_only_a_gpu_outside_realtime_keeps_a_batch_in_flight():
+    gpu = FakePredictor()
+    gpu.device = torch.device("cuda")  # only the device's type is read: no GPU needed
+    assert pipeline_mod.overlap_batches(gpu, VideoOptions())
+    assert not pipeline_mod.overlap_batches(gpu, VideoOptions(realtime=True))  # no frame waits for the next
+    assert not pipeline_mod.overlap_batches(FakePredictor(), VideoOptions())  # a CPU runs each batch to the end
+
+
 # ---------------------------------------------------------------------- interruption and atomic outputs
 
 
-def test_ctrl_c_keeps_what_was_written_under_the_final_name(tmp_path, capsys):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_ctrl_c_keeps_what_was_written_under_the_final_name(overlap, tmp_path, capsys, monkeypatch):
+    """With a batch in flight (the GPU's loop) Ctrl-C still writes that batch: it was segmented."""
+    monkeypatch.setattr(pipeline_mod, "overlap_batches", lambda predictor, opts: overlap)
+
     def press_ctrl_c(calls):
         if calls == 3:
             raise KeyboardInterrupt

@@ -4,8 +4,9 @@ Three threads share the work: a reader decodes frames into a bounded queue, the 
 them through the model (upload, normalise, forward, argmax/smoothing, and on a GPU the overlay, then
 the copy back of uint8 frames), and a writer draws and encodes. Bounded queues keep memory flat and
 frames in order; when the model is the slowest stage, end-to-end throughput approaches the model's
-own. `--realtime` is the live variant: batch 1, one frame queued, stale frames dropped and counted,
-latency from capture to output reported instead of throughput.
+own. On a GPU the loop keeps one batch in flight, queueing the next before it waits for the last, so
+the host's share of each batch overlaps the device's. `--realtime` is the live variant: batch 1, one
+frame queued, stale frames dropped and counted, latency from capture to output reported instead of throughput.
 """
 
 from __future__ import annotations
@@ -196,6 +197,17 @@ class Reader(threading.Thread):
 # ---------------------------------------------------------------------- inference
 
 
+@dataclass
+class Launched:
+    """A batch whose work is queued: its frames, stage clock and the host copies it will fill."""
+
+    frames: list[Frame]
+    clock: Clock
+    masks: torch.Tensor
+    overlay: torch.Tensor | None
+    images: torch.Tensor | None
+
+
 class Segmenter:
     """One batch through upload, normalise, model, argmax/smoothing (and the device overlay), copy back."""
 
@@ -207,6 +219,7 @@ class Segmenter:
         lut: np.ndarray | None = None,
         opacity: float = 0.5,
         keep_frames: bool = True,
+        overlap: bool = False,
     ) -> None:
         self.predictor = predictor
         self.device = torch.device(getattr(predictor, "device", "cpu"))
@@ -216,6 +229,7 @@ class Segmenter:
         self.lut = lut_tensor(lut, self.device) if lut is not None else None
         self.opacity = opacity
         self.keep_frames = keep_frames
+        self.overlap = overlap  # keep one batch in flight (see _infer)
         self.ema: torch.Tensor | None = None
         self.prev: torch.Tensor | None = None
         self.flicker_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -224,6 +238,10 @@ class Segmenter:
         self.frames = 0
 
     def __call__(self, frames: Sequence[Frame]) -> list[Segmented]:
+        return self.collect(self.launch(frames))
+
+    def launch(self, frames: Sequence[Frame]) -> Launched:
+        """Queue one batch's work; on a GPU this returns once the work is queued, not done."""
         clock = Clock(self.device)
         with torch.inference_mode():
             images = self._upload([f.image for f in frames])
@@ -241,16 +259,20 @@ class Segmenter:
             masks_h, over_h = _to_host(masks), _to_host(over)
             frames_h = _to_host(images) if self.keep_frames and not isinstance(frames[0].image, np.ndarray) else None
             clock.mark("d2h")
-        seconds = clock.seconds()
+        return Launched(list(frames), clock, masks_h, over_h, frames_h)
+
+    def collect(self, batch: Launched) -> list[Segmented]:
+        """Wait for a launched batch, book its stage times, and pair each frame with its mask (and overlay)."""
+        seconds = batch.clock.seconds()
         for stage, sec in seconds.items():
             self.times.add(stage, sec)
         self.forward_seconds.append(seconds.get("model", 0.0))
-        self.frames += len(frames)
-        masks_np = masks_h.numpy()
-        over_np = over_h.numpy() if over_h is not None else None
-        frames_np = frames_h.numpy() if frames_h is not None else None
+        self.frames += len(batch.frames)
+        masks_np = batch.masks.numpy()
+        over_np = batch.overlay.numpy() if batch.overlay is not None else None
+        frames_np = batch.images.numpy() if batch.images is not None else None
         results = []
-        for k, frame in enumerate(frames):
+        for k, frame in enumerate(batch.frames):
             if frames_np is not None:
                 frame.image = frames_np[k]
             results.append(Segmented(frame, masks_np[k], over_np[k] if over_np is not None else None))
@@ -358,6 +380,7 @@ def _run(src: Source, predictor: Any, output: str | None, opts: VideoOptions, ba
         lut if on_device else None,
         opts.opacity,
         keep_frames=not on_device or opts.side_by_side,
+        overlap=overlap_batches(predictor, opts),
     )
     reader = Reader(src, queue_size, times, realtime=opts.realtime)
     _announce(files[0], output, src)
@@ -372,6 +395,12 @@ def _run(src: Source, predictor: Any, output: str | None, opts: VideoOptions, ba
     return _stats(
         src, opts, batch, (wall, t_pipe), times, writer, segment, reader, frames_out, files, interrupted, on_device
     )
+
+
+def overlap_batches(predictor: Any, opts: VideoOptions) -> bool:
+    """Keep one batch in flight where the device runs apart from the host (CUDA), except under --realtime,
+    where a frame must not wait for the next one to arrive."""
+    return torch.device(getattr(predictor, "device", "cpu")).type == "cuda" and not opts.realtime
 
 
 def _overlay_on_device(predictor: Any, opts: VideoOptions, writer: Writer, native_size: bool) -> bool:
@@ -445,27 +474,49 @@ def _announce(video: VideoFile | None, output: str | None, src: Source) -> None:
 
 
 def _infer(reader: Reader, writer: Writer, segment: Segmenter, times: StageTimes, batch: int, bar: Any) -> None:
-    """The inference thread's loop: gather a batch, segment it, hand the frames to the writer in order."""
-    pending: list[Frame] = []
+    """The inference thread's loop: gather a batch, segment it, hand the frames to the writer in order.
 
-    def flush() -> None:
+    With `overlap` (on a GPU, not --realtime) one batch stays in flight: batch i+1 is uploaded and queued
+    on the device before the loop waits for batch i, so the host's work per batch hides behind the device's
+    instead of leaving it idle between batches."""
+    pending: list[Frame] = []
+    in_flight: list[Launched] = []
+    keep = 1 if segment.overlap else 0
+
+    def hand_over(done: Launched) -> None:
         t0 = time.perf_counter()
-        results = segment(pending)
+        results = segment.collect(done)
         times.busy("inference", time.perf_counter() - t0)
         for item in results:
             writer.put(item)
         if bar is not None:
-            bar.update(len(pending))
-        pending.clear()
+            bar.update(len(done.frames))
 
-    for frame in reader.frames():
-        pending.append(frame)
-        if len(pending) == batch:
+    def flush() -> None:
+        t0 = time.perf_counter()
+        in_flight.append(segment.launch(pending))
+        times.busy("inference", time.perf_counter() - t0)
+        pending.clear()
+        while len(in_flight) > keep:
+            hand_over(in_flight.pop(0))
+
+    def drain() -> None:
+        while in_flight:
+            hand_over(in_flight.pop(0))
+
+    try:
+        for frame in reader.frames():
+            pending.append(frame)
+            if len(pending) == batch:
+                flush()
+            if writer.stop_requested:
+                break
+        if pending:
             flush()
-        if writer.stop_requested:
-            break
-    if pending:
-        flush()
+    except KeyboardInterrupt:
+        drain()  # the batch already on the device is segmented: keep it too
+        raise
+    drain()
 
 
 def _commit(files: tuple[VideoFile | None, VideoFile | None], encoded: int, interrupted: bool) -> int:
