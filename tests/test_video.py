@@ -571,10 +571,10 @@ def test_a_deliberately_slow_stage_is_named_as_the_bound(slow, monkeypatch, tmp_
 def record_launches(monkeypatch, overlap: bool) -> list[str]:
     """Force the in-flight loop on or off and log the order of launches ("L") and collects ("C")."""
     events: list[str] = []
-    launch, collect = pipeline_mod.Segmenter.launch, pipeline_mod.Segmenter.collect
+    launch, collect = pipeline_mod.BatchSegmenter.launch, pipeline_mod.BatchSegmenter.collect
     monkeypatch.setattr(pipeline_mod, "overlap_batches", lambda predictor, opts: overlap)
-    monkeypatch.setattr(pipeline_mod.Segmenter, "launch", lambda self, f: events.append("L") or launch(self, f))
-    monkeypatch.setattr(pipeline_mod.Segmenter, "collect", lambda self, b: events.append("C") or collect(self, b))
+    monkeypatch.setattr(pipeline_mod.BatchSegmenter, "launch", lambda self, f: events.append("L") or launch(self, f))
+    monkeypatch.setattr(pipeline_mod.BatchSegmenter, "collect", lambda self, b: events.append("C") or collect(self, b))
     return events
 
 

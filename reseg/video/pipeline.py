@@ -208,7 +208,7 @@ class Launched:
     images: torch.Tensor | None
 
 
-class Segmenter:
+class BatchSegmenter:
     """One batch through upload, normalise, model, argmax/smoothing (and the device overlay), copy back."""
 
     def __init__(
@@ -373,7 +373,7 @@ def _run(src: Source, predictor: Any, output: str | None, opts: VideoOptions, ba
     )
     writer = Writer(files[0], files[1], opts.masks_dir, draw, lut, names, palette, times, queue_size)
     on_device = _overlay_on_device(predictor, opts, writer, panel == (src.width, src.height))
-    segment = Segmenter(
+    segment = BatchSegmenter(
         predictor,
         opts.smooth,
         times,
@@ -411,7 +411,7 @@ def _overlay_on_device(predictor: Any, opts: VideoOptions, writer: Writer, nativ
 
 
 def _run_threads(
-    src: Source, reader: Reader, writer: Writer, segment: Segmenter, times: StageTimes, batch: int, bar: Any
+    src: Source, reader: Reader, writer: Writer, segment: BatchSegmenter, times: StageTimes, batch: int, bar: Any
 ) -> tuple[float, bool]:
     """Reader and writer threads around the inference loop until the source ends or Ctrl-C.
 
@@ -473,7 +473,7 @@ def _announce(video: VideoFile | None, output: str | None, src: Source) -> None:
         log(f"note: no MP4 encoder (avc1, mp4v) could be opened; writing MJPG in {video.path} instead of {output}")
 
 
-def _infer(reader: Reader, writer: Writer, segment: Segmenter, times: StageTimes, batch: int, bar: Any) -> None:
+def _infer(reader: Reader, writer: Writer, segment: BatchSegmenter, times: StageTimes, batch: int, bar: Any) -> None:
     """The inference thread's loop: gather a batch, segment it, hand the frames to the writer in order.
 
     With `overlap` (on a GPU, not --realtime) one batch stays in flight: batch i+1 is uploaded and queued
@@ -549,7 +549,7 @@ def _stats(
     walls: tuple[float, float],
     times: StageTimes,
     writer: Writer,
-    segment: Segmenter,
+    segment: BatchSegmenter,
     reader: Reader,
     frames_out: int,
     files: tuple[VideoFile | None, VideoFile | None],
@@ -595,7 +595,7 @@ def _frame_counts(
 
 
 def _speeds(
-    src: Source, walls: tuple[float, float], times: StageTimes, writer: Writer, segment: Segmenter, frames_out: int
+    src: Source, walls: tuple[float, float], times: StageTimes, writer: Writer, segment: BatchSegmenter, frames_out: int
 ) -> dict[str, Any]:
     """End-to-end and model-only frames per second, flicker, and where the threads' time went.
 
@@ -630,7 +630,7 @@ def _output_paths(files: tuple[VideoFile | None, VideoFile | None], opts: VideoO
     }
 
 
-def _latencies(writer: Writer, segment: Segmenter) -> dict[str, Any]:
+def _latencies(writer: Writer, segment: BatchSegmenter) -> dict[str, Any]:
     """--realtime: capture-to-output latency and the model's own forward time, in milliseconds."""
     lat = np.asarray(writer.latencies) * 1000.0
     fwd = np.asarray(segment.forward_seconds) * 1000.0
