@@ -334,8 +334,8 @@ def run_video(
     Stats keys: frames_in (decoded), frames_out (in the output), dropped (failed to decode; each named with
     its index in dropped_frames), stale_dropped (--realtime), fps_end_to_end, fps_model (frames per second
     of the inference thread's own time), startup_seconds (--backend auto's choice on the first batch, left
-    out of both rates as the exports made before the run are), flicker, timing (per-stage busy time, queue waits, the bound),
-    latency_ms (--realtime), paths, codec and settings. Ctrl-C stops reading, writes what was already
+    out of both rates as the exports made before the run are), flicker, timing (per-stage busy time, queue
+    waits, the bound), latency_ms (--realtime), paths, codec and settings. Ctrl-C stops reading, writes what was already
     segmented, keeps it under the final names and sets "interrupted".
     """
     opts = options or VideoOptions()
