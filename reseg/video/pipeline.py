@@ -222,7 +222,7 @@ class BatchSegmenter:
         overlap: bool = False,
     ) -> None:
         self.predictor = predictor
-        self.device = torch.device(getattr(predictor, "device", "cpu"))
+        self.device = model_device(predictor)
         self.normalize = Normalizer(self.device)
         self.alpha = float(smooth)
         self.times = times
@@ -236,9 +236,6 @@ class BatchSegmenter:
         self.flicker_n = 0
         self.forward_seconds: list[float] = []
         self.frames = 0
-
-    def __call__(self, frames: Sequence[Frame]) -> list[Segmented]:
-        return self.collect(self.launch(frames))
 
     def launch(self, frames: Sequence[Frame]) -> Launched:
         """Queue one batch's work; on a GPU this returns once the work is queued, not done."""
@@ -397,16 +394,20 @@ def _run(src: Source, predictor: Any, output: str | None, opts: VideoOptions, ba
     )
 
 
+def model_device(predictor: Any) -> torch.device:
+    """Where the predictor runs its model (the CPU for predictors that do not say)."""
+    return torch.device(getattr(predictor, "device", "cpu"))
+
+
 def overlap_batches(predictor: Any, opts: VideoOptions) -> bool:
     """Keep one batch in flight where the device runs apart from the host (CUDA), except under --realtime,
     where a frame must not wait for the next one to arrive."""
-    return torch.device(getattr(predictor, "device", "cpu")).type == "cuda" and not opts.realtime
+    return model_device(predictor).type == "cuda" and not opts.realtime
 
 
 def _overlay_on_device(predictor: Any, opts: VideoOptions, writer: Writer, native_size: bool) -> bool:
     """Draw the overlay where the model runs (by default on a GPU) when it is drawn at the frame's own size."""
-    device = torch.device(getattr(predictor, "device", "cpu"))
-    on_device = opts.device_overlay if opts.device_overlay is not None else device.type == "cuda"
+    on_device = opts.device_overlay if opts.device_overlay is not None else model_device(predictor).type == "cuda"
     return bool(on_device and writer.needs_overlay and native_size)
 
 
