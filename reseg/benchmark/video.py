@@ -19,7 +19,8 @@ from torch import nn
 
 from reseg.benchmark.timing import BenchOptions
 from reseg.data.synthetic import drive_frames
-from reseg.video.pipeline import VideoOptions, run_video
+from reseg.video.options import VideoOptions
+from reseg.video.pipeline import run_video
 from reseg.video.writer import write_video
 
 

@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from reseg.runtime import resolve_device
     from reseg.video import VideoOptions, check_outputs, format_summary, open_source, run_video, write_stats_json
-    from reseg.video.pipeline import validate_options
+    from reseg.video.options import validate_options
 
     opts = VideoOptions(
         fps=args.fps,
