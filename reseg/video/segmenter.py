@@ -57,7 +57,7 @@ class BatchSegmenter:
         self.lut = lut_tensor(lut, self.device) if lut is not None else None
         self.opacity = opacity
         self.keep_frames = keep_frames
-        self.overlap = overlap  # keep one batch in flight (see _infer)
+        self.overlap = overlap  # keep one batch in flight (see pipeline._infer)
         self.ema: torch.Tensor | None = None
         self.prev: torch.Tensor | None = None
         self.flicker_sum = torch.zeros((), dtype=torch.float64, device=self.device)
