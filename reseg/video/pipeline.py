@@ -53,9 +53,7 @@ def run_video(
     src = (
         source
         if isinstance(source, Source)
-        else open_source(
-            spec, opts.decoder, fps=opts.fps, max_frames=opts.max_frames, device=getattr(predictor, "device", "cpu")
-        )
+        else open_source(spec, opts.decoder, fps=opts.fps, max_frames=opts.max_frames, device=model_device(predictor))
     )
     try:
         return _run(src, predictor, output, opts, batch)
