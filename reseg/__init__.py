@@ -17,7 +17,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load", "Segmenter", "build_model", "train", "evaluate", "package", "ResegError"]
+__all__ = ["__version__", "load", "Segmenter", "build_model", "train", "evaluate", "adapt", "package", "ResegError"]
 
 _LAZY = {
     "load": "reseg.api",
@@ -25,6 +25,7 @@ _LAZY = {
     "build_model": "reseg.api",
     "train": "reseg.api",
     "evaluate": "reseg.api",
+    "adapt": "reseg.adaptation",
     "package": "reseg.packaging",
     "ResegError": "reseg.errors",
 }

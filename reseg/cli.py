@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "browse": ("browse", "grid of augmented samples, to see what the model sees"),
     "benchmark": ("benchmark", "speed and memory benchmark (ReNet, models, data, evaluator)"),
     "export": ("export", "export a checkpoint to ONNX or TorchScript"),
+    "adapt": ("adapt", "adapt a checkpoint to new streets from unlabeled images or video (batch-norm statistics)"),
     "package": ("package", "write a shareable model folder (Hugging Face Hub layout) from a checkpoint"),
 }
 

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,7 @@ class Predictor:
         self.class_names = list(class_names) if class_names is not None else None
         self.palette = [tuple(int(c) for c in rgb) for rgb in palette] if palette is not None else None
         self.config = config
+        self.adapted: str | None = None  # set by adapt_batchnorm
 
         self._source = model if isinstance(model, ModelSource) else None
         self._model = None if isinstance(model, ModelSource) else model
@@ -361,6 +362,30 @@ class Predictor:
 
     __call__ = predict
 
+    def network_inputs(self, images: Iterable[np.ndarray], batch_size: int = 8) -> Iterator[torch.Tensor]:
+        """The normalised batches the network runs on for RGB uint8 images (at run size, padded; one pass, no
+        flip or scale copies): what statistics of the inputs, such as batch-norm adaptation, must see."""
+        for chunk in same_size_batches(images, max(1, int(batch_size)), lambda im: np.shape(im)[:2]):
+            pixels = torch.from_numpy(rgb_batch(chunk)).to(self.device)
+            x = self._normalize.at_size(pixels, self.run_size(*pixels.shape[1:3]))
+            yield pad_to_multiple(x, self.size_divisor, self.pad_mode)
+
+    def adapt_batchnorm(self, images: Iterable[np.ndarray], batch_size: int = 8, where: str = "") -> int:
+        """Re-estimate the model's batch-norm statistics on unlabeled images of the streets it will see
+        (reseg.adaptation); returns how many images went in, and `describe` names them (`where`). Needs the
+        PyTorch model (backend eager)."""
+        from reseg.adaptation import reestimate_batchnorm
+
+        if self.backend != "eager":
+            raise ResegError(
+                f"batch-norm adaptation runs on the PyTorch model, not backend {self.backend!r}; adapt the "
+                "checkpoint first (`reseg adapt`) and run the adapted checkpoint on that backend"
+            )
+        count = reestimate_batchnorm(self.model, self.network_inputs(images, batch_size))
+        self._net = self._eager_net(self._auto[2])  # the folded copy carries the new statistics
+        self.adapted = f"batch norms adapted on {count} images" + (f" of the {where}" if where else "")
+        return count
+
     def run_size(self, h: int, w: int) -> tuple[int, int]:
         """The size an HxW image runs at (preprocess.run_size); outputs are resized back to HxW."""
         return run_size(h, w, self.infer_size, self.max_pixels)
@@ -387,6 +412,8 @@ class Predictor:
             parts.append(f"amp={str(self.amp_dtype).replace('torch.', '')}")
         if self.channels_last:
             parts.append("channels_last")
+        if self.adapted:
+            parts.append(f"({self.adapted})")
         return " ".join(parts)
 
     # ------------------------------------------------------------------ internals

@@ -2,7 +2,7 @@
 
     reseg evaluate --checkpoint CKPT [--data-root DIR] [--split val] [--out DIR] [--set k=v ...]
                    [--mode whole|slide --crop H W --stride H W] [--flip] [--scales 0.75 1.0 1.25]
-                   [--save-preds DIR [--format trainid|cityscapes]] [--device auto] [--amp]
+                   [--save-preds DIR [--format trainid|cityscapes]] [--device auto] [--amp] [--adapt-bn]
     reseg evaluate --preds DIR --dataset NAME --data-root DIR --split SPLIT [--out DIR] [--classes-file YAML]
 
 The work is reseg.evaluation_runs.evaluate_checkpoint / evaluate_predictions; this module parses the
@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="data-loading processes (default: the config's data.num_workers)"
     )
+    parser.add_argument(
+        "--adapt-bn",
+        action="store_true",
+        help="first re-estimate the model's batch-norm statistics on the split's images (labels unused; "
+        "test-time adaptation to unseen streets, as `reseg adapt` does with any images)",
+    )
     add_inference_arguments(parser)
 
 
@@ -96,10 +102,13 @@ def run(args: argparse.Namespace) -> int:
             samples=args.samples,
             workers=args.workers,
             batch=args.batch,
+            adapt_bn=args.adapt_bn,
         )
         return 0
     if args.dataset is None or args.data_root is None:
         raise ResegError("--preds needs --dataset NAME (a data.dataset name, e.g. cityscapes) and --data-root DIR")
+    if args.adapt_bn:
+        raise ResegError("--adapt-bn goes with --checkpoint; saved predictions have no model to adapt")
     if args.save_preds:
         raise ResegError("--save-preds goes with --checkpoint; with --preds the predictions are already saved")
     evaluate_predictions(

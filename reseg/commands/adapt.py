@@ -1,0 +1,49 @@
+"""`reseg adapt --checkpoint CKPT INPUT... --out ADAPTED.pt`: a copy of a checkpoint whose batch-norm statistics
+come from unlabeled images of the user's own streets (image files, folders, globs or videos).
+
+The work is reseg.adaptation.adapt; the adapted checkpoint goes wherever a `--checkpoint` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from reseg.adaptation import DEFAULT_BATCH, DEFAULT_MAX_IMAGES
+
+    parser.add_argument("--checkpoint", required=True, help="the checkpoint or model folder to adapt")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="unlabeled images of the target streets: files, folders, globs or videos",
+    )
+    parser.add_argument("--out", required=True, help="the adapted checkpoint (.pt) to write")
+    parser.add_argument(
+        "--max-images",
+        type=int,
+        default=DEFAULT_MAX_IMAGES,
+        help="use at most this many images, spread evenly over the inputs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help="images per forward pass (default: %(default)s)"
+    )
+    parser.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    from reseg.adaptation import adapt
+
+    record = adapt(
+        args.checkpoint,
+        args.inputs,
+        args.out,
+        max_images=args.max_images,
+        batch_size=args.batch,
+        overwrite=args.overwrite,
+        device=args.device,
+    )
+    print(f"wrote {args.out}: {args.checkpoint} with batch-norm statistics from {record['images']} image(s)")
+    return 0

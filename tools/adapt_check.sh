@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Test-time adaptation on a drive the checkpoints never trained on: what `reseg evaluate --adapt-bn` gains,
+# and whether frames of a drive adapt the model for the rest of it (`reseg adapt` on the drive's first half
+# of frames, scored on its second half, against adapting on the scored frames themselves).
+#
+#   tools/adapt_check.sh CAMVID_ROOT DRIVE CHECKPOINT...      e.g. ... ../camvid 0006R0 work_dirs/x/best.pt
+#
+# Each checkpoint's reports go to <its folder>/adapt_check/; the table (mIoU %, one row per checkpoint) is
+# printed and written to <first checkpoint's folder>/adapt_check/table_DRIVE.md. PYTHON=... picks the Python.
+set -euo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: $0 CAMVID_ROOT DRIVE CHECKPOINT..." >&2
+    exit 2
+fi
+root=$1
+drive=$2
+shift 2
+PY=${PYTHON:-python}
+
+mapfile -t frames < <(find "$root/train" "$root/val" -maxdepth 1 -name "${drive}_*.png" -printf '%f\n' | sort)
+if [ "${#frames[@]}" -lt 2 ]; then
+    echo "$0: fewer than two frames of drive $drive under $root/train and $root/val" >&2
+    exit 1
+fi
+half=$(( ${#frames[@]} / 2 ))
+early=()
+for f in "${frames[@]:0:half}"; do
+    if [ -f "$root/train/$f" ]; then early+=("$root/train/$f"); else early+=("$root/val/$f"); fi
+done
+late=$(printf "'%s'," "${frames[@]:half}" | sed "s/\.png',/',/g; s/,\$//")
+
+miou() { "$PY" -c "import json,sys; print(f\"{100 * json.load(open(sys.argv[1]))['mIoU']:.2f}\")" "$1/metrics.json"; }
+evaluate() { # out, extra args...
+    local out=$1
+    shift
+    if ! "$PY" -m reseg evaluate --checkpoint "$ckpt" --out "$out" --workers 0 "$@" > "$out.log" 2>&1; then
+        tail -5 "$out.log" >&2
+        exit 1
+    fi
+    miou "$out"
+}
+
+table=(
+    "drive $drive (${#frames[@]} frames; halves of ${half} and $(( ${#frames[@]} - half )))"
+    ""
+    "| checkpoint | whole drive | + flip | adapted on it | adapted + flip | 2nd half | 2nd half, adapted on it | 2nd half, adapted on the 1st |"
+    "|:--|--:|--:|--:|--:|--:|--:|--:|"
+)
+for ckpt in "$@"; do
+    dir=$(dirname "$ckpt")/adapt_check
+    mkdir -p "$dir"
+    row="| $ckpt"
+    row+=" | $(evaluate "$dir/plain")"
+    row+=" | $(evaluate "$dir/flip" --flip)"
+    row+=" | $(evaluate "$dir/adapted" --adapt-bn)"
+    row+=" | $(evaluate "$dir/adapted_flip" --adapt-bn --flip)"
+    row+=" | $(evaluate "$dir/late" --set "data.val_sequences=[$late]")"
+    row+=" | $(evaluate "$dir/late_adapted" --adapt-bn --set "data.val_sequences=[$late]")"
+    if ! "$PY" -m reseg adapt --checkpoint "$ckpt" "${early[@]}" --out "$dir/adapted_early.pt" --overwrite \
+        > "$dir/adapt.log" 2>&1; then
+        tail -5 "$dir/adapt.log" >&2
+        exit 1
+    fi
+    ckpt=$dir/adapted_early.pt
+    row+=" | $(evaluate "$dir/late_adapted_early" --set "data.val_sequences=[$late]") |"
+    table+=("$row")
+    echo "$row"
+done
+first=$(dirname "$1")/adapt_check
+printf '%s\n' "${table[@]}" > "$first/table_$drive.md"
+echo "wrote $first/table_$drive.md"
