@@ -4,6 +4,7 @@ agreeing with each other."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -135,6 +136,11 @@ def _tiny_checkpoint(folder: Path, data_root: Path | None = None, *extra: str) -
         + list(extra),
     )
     model = reseg.build_model(cfg)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # a head re-drawn large, so that the masks vary with the image
+        for name, p in model.named_parameters():
+            if not name.startswith("encoder"):
+                p.copy_(torch.randn(p.shape, generator=gen) * (1.0 if p.dim() > 1 else 0.1))
     path = folder / "tiny.pt"
     save_checkpoint(
         {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES, "optimizer": {"step": 3}}, path
@@ -195,6 +201,8 @@ def test_segmenter_adapt_predicts_like_the_adapted_checkpoint(tmp_path, one_thre
     for a, b, c in zip(after, expected, before, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         assert np.abs(a - c).max() > 1e-3
+    masks_before, masks_after = reseg.load(ckpt, device="cpu").predict(images), seg.predict(images)
+    assert any(not np.array_equal(a, b) for a, b in zip(masks_before, masks_after, strict=True))
     assert "adapted on 5 images" in seg.predictor.describe()
 
 
@@ -246,3 +254,30 @@ def test_adapt_check_script_fills_its_table(tmp_path):
     assert scores[2] == pytest.approx(100 * adapted["mIoU"], abs=0.006)
     late = json.loads((tmp_path / "adapt_check" / "late" / "metrics.json").read_text())
     assert late["num_images"] == 2
+
+
+def test_video_adapt_segments_like_the_checkpoint_adapted_on_the_video(tmp_path, capsys, one_thread):  # noqa: F811
+    from reseg.commands.video import adapted_predictor
+    from reseg.video.writer import write_video
+
+    ckpt = _tiny_checkpoint(tmp_path)
+    video = write_video(iter(_images(tmp_path / "frames", 6)), tmp_path / "street.avi", fps=5)
+    reseg.adapt(ckpt, [str(video)], tmp_path / "adapted.pt", max_images=3)
+    common = ["--device", "cpu", "--no-progress", "--backend", "eager", "--decoder", "opencv"]
+    runs = {
+        "live": ["--checkpoint", str(ckpt), "--adapt", "3"],
+        "kept": ["--checkpoint", str(tmp_path / "adapted.pt")],
+        "plain": ["--checkpoint", str(ckpt)],
+    }
+    for name, extra in runs.items():
+        args = ["video", str(video), "--output", str(tmp_path / f"{name}.mp4"), "--masks-dir", str(tmp_path / name)]
+        assert main(args + extra + common) == 0
+    assert "batch norms adapted on 3 frames of the input" in capsys.readouterr().err
+    live, kept = sorted((tmp_path / "live").iterdir()), sorted((tmp_path / "kept").iterdir())
+    assert len(live) == 6 and [p.name for p in live] == [p.name for p in kept]
+    for a, b in zip(live, kept, strict=True):
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))), a.name
+    plain = [np.asarray(Image.open(tmp_path / "plain" / p.name)) for p in live]
+    assert any(not np.array_equal(np.asarray(Image.open(a)), b) for a, b in zip(live, plain, strict=True))
+    with pytest.raises(ResegError, match="--adapt reads the input twice, which a stream cannot do"):
+        adapted_predictor(argparse.Namespace(checkpoint=str(ckpt), input="rtsp://cam", adapt=3, device="cpu"), "stream")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from reseg.commands.common import add_inference_arguments, build_predictor
 
@@ -48,6 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show", action="store_true", help="show the overlay in a window (needs a display)")
     parser.add_argument("--stats-json", default=None, help="write the run's stats (counts, FPS, flicker) here")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument(
+        "--adapt",
+        type=int,
+        default=None,
+        metavar="N",
+        help="first adapt the model to this video's streets: batch-norm statistics from N of its frames, "
+        "spread over it (video files and frame folders; `reseg adapt` keeps the result)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--decoder",
@@ -64,6 +73,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "dropped and counted, capture-to-output latency reported instead of throughput",
     )
     add_inference_arguments(parser)
+
+
+def adapted_predictor(args: argparse.Namespace, kind: str):  # -> Predictor
+    """The predictor of `--checkpoint` with batch-norm statistics from `--adapt` frames spread over the input
+    (read once on their own before the video runs), through an adapted copy in a temporary folder, so every
+    backend runs it."""
+    import tempfile
+
+    from reseg.adaptation import adapt
+    from reseg.errors import ResegError
+
+    if kind not in ("file", "frames"):
+        raise ResegError(
+            f"--adapt reads the input twice, which a {kind} cannot do; record some of it and adapt on the "
+            "recording with `reseg adapt --checkpoint CKPT RECORDING --out ADAPTED.pt`"
+        )
+    if args.adapt < 1:
+        raise ResegError(f"--adapt must be >= 1 frames, got {args.adapt}")
+    with tempfile.TemporaryDirectory(prefix="reseg-adapt-") as folder:
+        adapted = argparse.Namespace(**vars(args))
+        adapted.checkpoint = str(Path(folder) / "adapted.pt")
+        record = adapt(args.checkpoint, [args.input], adapted.checkpoint, max_images=args.adapt, device=args.device)
+        predictor = build_predictor(adapted)
+    predictor.adapted = f"batch norms adapted on {record['images']} frames of the input"
+    return predictor
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(getattr(args, "device", "auto"))
     source = open_source(args.input, args.decoder, fps=args.fps, max_frames=args.max_frames, device=device)
     try:
-        predictor = build_predictor(args)
+        predictor = build_predictor(args) if args.adapt is None else adapted_predictor(args, source.kind)
     except BaseException:
         source.close()
         raise
