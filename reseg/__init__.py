@@ -25,7 +25,7 @@ _LAZY = {
     "build_model": "reseg.api",
     "train": "reseg.api",
     "evaluate": "reseg.api",
-    "adapt": "reseg.adaptation",
+    "adapt": "reseg.adaptation_runs",
     "package": "reseg.packaging",
     "ResegError": "reseg.errors",
 }

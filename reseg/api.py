@@ -74,12 +74,16 @@ class Segmenter:
         arrays = [as_rgb(image) for image in images]
         return self.predictor.predict(arrays, return_probs=probabilities, batch_size=batch_size)
 
-    def adapt(self, images: Sequence[Image], batch_size: int = 8) -> int:
+    def adapt(self, images: Sequence[Image], batch_size: int = 8, weight: float | None = None) -> int:
         """Re-estimate the batch-norm statistics on unlabeled images of the streets to segment (reseg.adaptation:
-        the largest gain measured on unseen drives); returns how many images went in. Later predictions use them."""
+        a gain under light the training drives never showed); `weight`: the new statistics' share (default
+        reseg.adaptation.DEFAULT_WEIGHT). Returns how many images went in; later predictions use them."""
+        from reseg.adaptation import DEFAULT_WEIGHT
+
         if isinstance(images, (np.ndarray, str, Path)) and not (isinstance(images, np.ndarray) and images.ndim == 4):
             images = [images]
-        return self.predictor.adapt_batchnorm((as_rgb(image) for image in images), batch_size=batch_size)
+        weight = DEFAULT_WEIGHT if weight is None else weight
+        return self.predictor.adapt_batchnorm((as_rgb(image) for image in images), batch_size, weight=weight)
 
     def overlay(self, image: Image, mask: np.ndarray, opacity: float = 0.5) -> np.ndarray:
         """The class colours blended over the image (H x W x 3 uint8 RGB); ignored pixels (255) stay as they are."""
@@ -240,6 +244,7 @@ def evaluate(
     workers: int | None = None,
     batch_size: int = 1,
     adapt_bn: bool = False,
+    adapt_weight: float | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Score a model on a labelled split and write the report, as `reseg evaluate --checkpoint` does:
@@ -250,7 +255,7 @@ def evaluate(
     The dataset is the model's (data.* of its config), at `data_root` when given; `overrides` are `--set`
     strings ("data.eval_size=[360,480]"). `save_preds` also writes each prediction as <stem>.png
     (`save_format` "trainid" or "cityscapes"). `adapt_bn` first re-estimates the batch-norm statistics on
-    the split's images, labels unused (`reseg evaluate --adapt-bn`)."""
+    the split's images, labels unused (`reseg evaluate --adapt-bn`; `adapt_weight`: their share)."""
     from reseg.evaluation_runs import evaluate_checkpoint
 
     _check_names(options, predictor_option_names(), "reseg.evaluate option")
@@ -268,6 +273,7 @@ def evaluate(
         workers=workers,
         batch=batch_size,
         adapt_bn=adapt_bn,
+        adapt_weight=adapt_weight,
     )
 
 

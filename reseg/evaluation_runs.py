@@ -63,13 +63,15 @@ def evaluate_checkpoint(
     workers: int | None = None,
     batch: int | None = None,
     adapt_bn: bool = False,
+    adapt_weight: float | None = None,
 ) -> dict[str, Any]:
     """Run the checkpoint's model on a labelled split and write the report; returns the metrics record.
 
     predictor_options: Predictor keyword arguments from the command line (None = the config's); they win
     over the inference keys the overrides set. out: default <checkpoint folder>/eval_<split>.
     adapt_bn: first re-estimate the batch-norm statistics on the split's images, their labels unused
-    (reseg.adaptation); the report's inference line says so.
+    (reseg.adaptation; `adapt_weight`: their statistics' share, default adaptation.DEFAULT_WEIGHT); the
+    report's inference line says so.
     """
     from reseg.data import build_dataset
     from reseg.evaluation import check_class_count, evaluate_split
@@ -90,10 +92,11 @@ def evaluate_checkpoint(
     out = Path(out) if out else default_report_dir(checkpoint, split)
     check_outputs(out, dataset, save_preds=save_preds)
     if adapt_bn:
-        from reseg.adaptation import DEFAULT_BATCH
+        from reseg.adaptation import DEFAULT_BATCH, DEFAULT_WEIGHT
 
+        weight = DEFAULT_WEIGHT if adapt_weight is None else adapt_weight
         images = (dataset.read_image(i) for i in range(len(dataset)))
-        predictor.adapt_batchnorm(images, batch_size=DEFAULT_BATCH, where=f"{split} split")
+        predictor.adapt_batchnorm(images, batch_size=DEFAULT_BATCH, where=f"{split} split", weight=weight)
     print(
         f"evaluating {checkpoint} on {cfg.data.dataset} {split} ({len(dataset)} images) with {predictor.describe()}",
         file=sys.stderr,

@@ -370,10 +370,12 @@ class Predictor:
             x = self._normalize.at_size(pixels, self.run_size(*pixels.shape[1:3]))
             yield pad_to_multiple(x, self.size_divisor, self.pad_mode)
 
-    def adapt_batchnorm(self, images: Iterable[np.ndarray], batch_size: int = 8, where: str = "") -> int:
+    def adapt_batchnorm(
+        self, images: Iterable[np.ndarray], batch_size: int = 8, where: str = "", weight: float = 1.0
+    ) -> int:
         """Re-estimate the model's batch-norm statistics on unlabeled images of the streets it will see
-        (reseg.adaptation); returns how many images went in, and `describe` names them (`where`). Needs the
-        PyTorch model (backend eager)."""
+        (reseg.adaptation; `weight`: their statistics' share); returns how many images went in, and `describe`
+        names them (`where`). Needs the PyTorch model (backend eager)."""
         from reseg.adaptation import reestimate_batchnorm
 
         if self.backend != "eager":
@@ -381,9 +383,10 @@ class Predictor:
                 f"batch-norm adaptation runs on the PyTorch model, not backend {self.backend!r}; adapt the "
                 "checkpoint first (`reseg adapt`) and run the adapted checkpoint on that backend"
             )
-        count = reestimate_batchnorm(self.model, self.network_inputs(images, batch_size))
+        count = reestimate_batchnorm(self.model, self.network_inputs(images, batch_size), weight)
         self._net = self._eager_net(self._auto[2])  # the folded copy carries the new statistics
         self.adapted = f"batch norms adapted on {count} images" + (f" of the {where}" if where else "")
+        self.adapted += f", weight {weight:g}"
         return count
 
     def run_size(self, h: int, w: int) -> tuple[int, int]:

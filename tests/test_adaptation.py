@@ -20,7 +20,8 @@ from torch.optim.swa_utils import update_bn
 from train_utils import REPO, make_tiny_dataset, one_thread  # noqa: F401  (one_thread: a fixture)
 
 import reseg
-from reseg.adaptation import batchnorm_layers, evenly_spaced, reestimate_batchnorm
+from reseg.adaptation import DEFAULT_WEIGHT, batchnorm_layers, reestimate_batchnorm
+from reseg.adaptation_runs import evenly_spaced
 from reseg.cli import main
 from reseg.config import load_config
 from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -67,6 +68,22 @@ def test_statistics_are_pooled_over_every_image_whatever_the_batch_size():
         assert reestimate_batchnorm(model, pooled.split(size)) == 12
         torch.testing.assert_close(model[1].running_mean, conv.mean((0, 2, 3)), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(model[1].running_var, conv.transpose(0, 1).flatten(1).var(1), rtol=1e-5, atol=1e-5)
+
+
+def test_a_weight_keeps_that_share_of_the_old_statistics():
+    old, full, half = _net(), _net(), _net()
+    update_bn(_batches(1), old)
+    for model in (full, half):
+        model.load_state_dict(old.state_dict())
+    reestimate_batchnorm(full, _batches())
+    reestimate_batchnorm(half, _batches(), weight=0.25)
+    for layer in (1, 5):  # the second layer too: the pass normalises with each batch's own statistics either way
+        for name in ("running_mean", "running_var"):
+            expected = 0.25 * getattr(full[layer], name) + 0.75 * getattr(old[layer], name)
+            torch.testing.assert_close(getattr(half[layer], name), expected)
+    for bad in (0, 1.5, -0.1, True, "half"):
+        with pytest.raises(ResegError, match=r"weight must be a number in \(0, 1\]"):
+            reestimate_batchnorm(half, _batches(1), weight=bad)
 
 
 def test_dropout_stays_off_and_modes_and_momenta_are_restored():
@@ -169,7 +186,7 @@ def test_adapt_command_writes_the_statistics_the_predictor_computes(tmp_path, ca
     assert changed and all(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in changed)
 
     reference = reseg.load(ckpt, device="cpu", backend="eager").predictor  # the same step, by hand
-    reestimate_batchnorm(reference.model, reference.network_inputs(images))
+    reestimate_batchnorm(reference.model, reference.network_inputs(images), weight=DEFAULT_WEIGHT)
     for key, value in reference.model.state_dict().items():
         torch.testing.assert_close(adapted["model"][key], value, msg=key)
 

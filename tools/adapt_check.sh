@@ -5,8 +5,9 @@
 #
 #   tools/adapt_check.sh CAMVID_ROOT DRIVE CHECKPOINT...      e.g. ... ../camvid 0006R0 work_dirs/x/best.pt
 #
-# Each checkpoint's reports go to <its folder>/adapt_check/; the table (mIoU %, one row per checkpoint) is
-# printed and written to <first checkpoint's folder>/adapt_check/table_DRIVE.md. PYTHON=... picks the Python.
+# Each checkpoint's reports go to <its folder>/adapt_check/ (adapt_check_wW/ with ADAPT_WEIGHT=W, the new
+# statistics' share; default: the commands' own); the table (mIoU %, one row per checkpoint) is printed and
+# written to <first checkpoint's folder>/<that folder>/table_DRIVE.md. PYTHON=... picks the Python.
 set -euo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: $0 CAMVID_ROOT DRIVE CHECKPOINT..." >&2
@@ -16,6 +17,12 @@ root=$1
 drive=$2
 shift 2
 PY=${PYTHON:-python}
+weight=()
+sub=adapt_check
+if [ -n "${ADAPT_WEIGHT:-}" ]; then
+    weight=(--adapt-weight "$ADAPT_WEIGHT")
+    sub=adapt_check_w$ADAPT_WEIGHT
+fi
 
 mapfile -t frames < <(find "$root/train" "$root/val" -maxdepth 1 -name "${drive}_*.png" -printf '%f\n' | sort)
 if [ "${#frames[@]}" -lt 2 ]; then
@@ -41,22 +48,23 @@ evaluate() { # out, extra args...
 }
 
 table=(
-    "drive $drive (${#frames[@]} frames; halves of ${half} and $(( ${#frames[@]} - half )))"
+    "drive $drive (${#frames[@]} frames; halves of ${half} and $(( ${#frames[@]} - half ))), adaptation weight ${ADAPT_WEIGHT:-default}"
     ""
     "| checkpoint | whole drive | + flip | adapted on it | adapted + flip | 2nd half | 2nd half, adapted on it | 2nd half, adapted on the 1st |"
     "|:--|--:|--:|--:|--:|--:|--:|--:|"
 )
 for ckpt in "$@"; do
-    dir=$(dirname "$ckpt")/adapt_check
+    dir=$(dirname "$ckpt")/$sub
     mkdir -p "$dir"
     row="| $ckpt"
     row+=" | $(evaluate "$dir/plain")"
     row+=" | $(evaluate "$dir/flip" --flip)"
-    row+=" | $(evaluate "$dir/adapted" --adapt-bn)"
-    row+=" | $(evaluate "$dir/adapted_flip" --adapt-bn --flip)"
+    row+=" | $(evaluate "$dir/adapted" --adapt-bn "${weight[@]}")"
+    row+=" | $(evaluate "$dir/adapted_flip" --adapt-bn "${weight[@]}" --flip)"
     row+=" | $(evaluate "$dir/late" --set "data.val_sequences=[$late]")"
-    row+=" | $(evaluate "$dir/late_adapted" --adapt-bn --set "data.val_sequences=[$late]")"
+    row+=" | $(evaluate "$dir/late_adapted" --adapt-bn "${weight[@]}" --set "data.val_sequences=[$late]")"
     if ! "$PY" -m reseg adapt --checkpoint "$ckpt" "${early[@]}" --out "$dir/adapted_early.pt" --overwrite \
+        ${ADAPT_WEIGHT:+--weight "$ADAPT_WEIGHT"} \
         > "$dir/adapt.log" 2>&1; then
         tail -5 "$dir/adapt.log" >&2
         exit 1
@@ -66,6 +74,6 @@ for ckpt in "$@"; do
     table+=("$row")
     echo "$row"
 done
-first=$(dirname "$1")/adapt_check
+first=$(dirname "$1")/$sub
 printf '%s\n' "${table[@]}" > "$first/table_$drive.md"
 echo "wrote $first/table_$drive.md"

@@ -1,7 +1,7 @@
 """`reseg adapt --checkpoint CKPT INPUT... --out ADAPTED.pt`: a copy of a checkpoint whose batch-norm statistics
 come from unlabeled images of the user's own streets (image files, folders, globs or videos).
 
-The work is reseg.adaptation.adapt; the adapted checkpoint goes wherever a `--checkpoint` does.
+The work is reseg.adaptation_runs.adapt; the adapted checkpoint goes wherever a `--checkpoint` does.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from reseg.adaptation import DEFAULT_BATCH, DEFAULT_MAX_IMAGES
+    from reseg.adaptation import DEFAULT_BATCH, DEFAULT_WEIGHT
+    from reseg.adaptation_runs import DEFAULT_MAX_IMAGES
 
     parser.add_argument("--checkpoint", required=True, help="the checkpoint or model folder to adapt")
     parser.add_argument(
@@ -29,12 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch", type=int, default=DEFAULT_BATCH, help="images per forward pass (default: %(default)s)"
     )
+    parser.add_argument(
+        "--weight",
+        type=float,
+        default=DEFAULT_WEIGHT,
+        help="the new statistics' share in (0, 1]; the rest stays the training data's (default: %(default)s)",
+    )
     parser.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
 
 
 def run(args: argparse.Namespace) -> int:
-    from reseg.adaptation import adapt
+    from reseg.adaptation_runs import adapt
 
     record = adapt(
         args.checkpoint,
@@ -42,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         max_images=args.max_images,
         batch_size=args.batch,
+        weight=args.weight,
         overwrite=args.overwrite,
         device=args.device,
     )

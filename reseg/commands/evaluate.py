@@ -74,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="first re-estimate the model's batch-norm statistics on the split's images (labels unused; "
         "test-time adaptation to unseen streets, as `reseg adapt` does with any images)",
     )
+    parser.add_argument(
+        "--adapt-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="with --adapt-bn: the new statistics' share in (0, 1], the rest staying the training data's "
+        "(default: 0.5)",
+    )
     add_inference_arguments(parser)
 
 
@@ -81,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from reseg.commands.common import predictor_options
     from reseg.evaluation_runs import evaluate_checkpoint, evaluate_predictions
 
+    if args.adapt_weight is not None and not args.adapt_bn:
+        raise ResegError("--adapt-weight goes with --adapt-bn (it sets how much the adaptation changes)")
     if args.samples < 0:
         raise ResegError(f"--samples must be >= 0, got {args.samples}")
     if args.checkpoint:
@@ -103,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             batch=args.batch,
             adapt_bn=args.adapt_bn,
+            adapt_weight=args.adapt_weight,
         )
         return 0
     if args.dataset is None or args.data_root is None:

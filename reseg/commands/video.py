@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from reseg.commands.common import add_inference_arguments, build_predictor
+from reseg.errors import ResegError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="first adapt the model to this video's streets: batch-norm statistics from N of its frames, "
         "spread over it (video files and frame folders; `reseg adapt` keeps the result)",
     )
+    parser.add_argument(
+        "--adapt-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="with --adapt: the new statistics' share in (0, 1] (default: 0.5)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--decoder",
@@ -81,8 +89,8 @@ def adapted_predictor(args: argparse.Namespace, kind: str):  # -> Predictor
     backend runs it."""
     import tempfile
 
-    from reseg.adaptation import adapt
-    from reseg.errors import ResegError
+    from reseg.adaptation import DEFAULT_WEIGHT
+    from reseg.adaptation_runs import adapt
 
     if kind not in ("file", "frames"):
         raise ResegError(
@@ -94,9 +102,12 @@ def adapted_predictor(args: argparse.Namespace, kind: str):  # -> Predictor
     with tempfile.TemporaryDirectory(prefix="reseg-adapt-") as folder:
         adapted = argparse.Namespace(**vars(args))
         adapted.checkpoint = str(Path(folder) / "adapted.pt")
-        record = adapt(args.checkpoint, [args.input], adapted.checkpoint, max_images=args.adapt, device=args.device)
+        weight = DEFAULT_WEIGHT if args.adapt_weight is None else args.adapt_weight
+        record = adapt(
+            args.checkpoint, [args.input], adapted.checkpoint, max_images=args.adapt, weight=weight, device=args.device
+        )
         predictor = build_predictor(adapted)
-    predictor.adapted = f"batch norms adapted on {record['images']} frames of the input"
+    predictor.adapted = f"batch norms adapted on {record['images']} frames of the input, weight {weight:g}"
     return predictor
 
 
@@ -127,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(getattr(args, "device", "auto"))
     source = open_source(args.input, args.decoder, fps=args.fps, max_frames=args.max_frames, device=device)
     try:
+        if args.adapt_weight is not None and args.adapt is None:
+            raise ResegError("--adapt-weight goes with --adapt N (it sets how much the adaptation changes)")
         predictor = build_predictor(args) if args.adapt is None else adapted_predictor(args, source.kind)
     except BaseException:
         source.close()
