@@ -17,14 +17,13 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.optim.swa_utils import update_bn
-from train_utils import REPO, make_tiny_dataset, one_thread  # noqa: F401  (one_thread: a fixture)
+from train_utils import REPO, make_tiny_dataset, one_thread, tiny_checkpoint  # noqa: F401  (one_thread: a fixture)
 
 import reseg
 from reseg.adaptation import DEFAULT_WEIGHT, batchnorm_layers, reestimate_batchnorm
 from reseg.adaptation_runs import evenly_spaced
 from reseg.cli import main
-from reseg.config import load_config
-from reseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from reseg.engine.checkpoint import load_checkpoint
 from reseg.errors import ResegError
 
 NAMES = [f"class{i}" for i in range(11)]  # the synthetic streets' count
@@ -139,29 +138,10 @@ def test_evenly_spaced_covers_start_and_end():
 
 
 def _tiny_checkpoint(folder: Path, data_root: Path | None = None, *extra: str) -> Path:
-    cfg = load_config(
-        None,
-        [
-            "model.renet_layers=1",
-            "model.renet_hidden=4",
-            "model.decoder_filters=[4,4]",
-            f"model.num_classes={len(NAMES)}",
-            "data.size_divisor=16",
-            "model.encoder=vgg16_bn",
-        ]
-        + ([f"data.root={data_root}", "data.dataset=synthetic", "data.synthetic_sizes=[4,4,0]"] if data_root else [])
-        + list(extra),
-    )
-    model = reseg.build_model(cfg)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # a head re-drawn large, so that the masks vary with the image
-        for name, p in model.named_parameters():
-            if not name.startswith("encoder"):
-                p.copy_(torch.randn(p.shape, generator=gen) * (1.0 if p.dim() > 1 else 0.1))
+    """A tiny ReSeg with batch norms (VGG-16-BN), on the tiny synthetic set at `data_root` when given."""
+    data = [f"data.root={data_root}", "data.dataset=synthetic", "data.synthetic_sizes=[4,4,0]"] if data_root else []
     path = folder / "tiny.pt"
-    save_checkpoint(
-        {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES, "optimizer": {"step": 3}}, path
-    )
+    tiny_checkpoint(path, NAMES, "data.size_divisor=16", "model.encoder=vgg16_bn", *data, *extra, optimizer={"step": 3})
     return path
 
 

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from train_utils import REPO, make_tiny_dataset, one_thread, tiny_config  # noqa: F401  (one_thread: a fixture)
+from train_utils import REPO, make_tiny_dataset, one_thread, tiny_checkpoint, tiny_config  # noqa: F401  (one_thread: a fixture)
 
 import reseg
-from reseg.engine.checkpoint import save_checkpoint
 from reseg.errors import ResegError
 
 NAMES = ["sky", "road", "car", "tree"]
@@ -24,28 +23,8 @@ PALETTE = [[200, 0, 0], [0, 200, 0], [0, 0, 200], [90, 90, 90]]
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """(model, checkpoint path): a tiny ReSeg whose head varies across pixels."""
-    model = reseg.build_model("reseg", num_classes=len(NAMES), renet_layers=1, renet_hidden=4, decoder_filters=[4, 4])
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not name.startswith("encoder"):
-                p.copy_(torch.randn(p.shape, generator=gen) * (1.0 if p.dim() > 1 else 0.1))
-    from reseg.config import load_config
-
-    cfg = load_config(
-        None,
-        [
-            "model.renet_layers=1",
-            "model.renet_hidden=4",
-            "model.decoder_filters=[4,4]",
-            f"model.num_classes={len(NAMES)}",
-        ],
-    )
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(
-        {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": NAMES, "palette": PALETTE}, path
-    )
-    return model.eval(), path
+    return tiny_checkpoint(path, NAMES, palette=PALETTE), path
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Helpers shared by the training tests: a tiny synthetic dataset and a tiny ReSeg config.
+"""Helpers shared by the training tests: a tiny synthetic dataset, a tiny ReSeg config and checkpoint.
 
 Sizes are chosen so a training run of a dozen iterations takes about a second on one CPU core.
 """
@@ -111,3 +111,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def tiny_checkpoint(
+    path: Path, class_names: list[str], *overrides: str, palette: list[list[int]] | None = None, **state: Any
+) -> torch.nn.Module:
+    """Write a tiny ReSeg checkpoint (config `overrides` on top of a 1-layer, 4-unit ReNet) whose head is drawn
+    large, so its masks vary with the image; returns the model in eval mode. `state`: more checkpoint keys."""
+    import reseg
+    from reseg.config import load_config
+    from reseg.engine.checkpoint import save_checkpoint
+
+    base = ["model.renet_layers=1", "model.renet_hidden=4", "model.decoder_filters=[4,4]"]
+    cfg = load_config(None, [*base, f"model.num_classes={len(class_names)}", *overrides])
+    model = reseg.build_model(cfg)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith("encoder"):
+                p.copy_(torch.randn(p.shape, generator=gen) * (1.0 if p.dim() > 1 else 0.1))
+    extra = {"palette": palette} if palette is not None else {}
+    save_checkpoint(
+        {"config": cfg.to_dict(), "model": model.state_dict(), "class_names": class_names, **extra, **state}, path
+    )
+    return model.eval()
