@@ -106,16 +106,11 @@ def reestimate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], weig
                 images += int(x.shape[0])
         if images == 0:
             raise ResegError("no images to adapt the batch-norm statistics on")
-        for m, acc, (mean, var, count) in zip(layers, moments, saved, strict=True):
-            m.running_mean.copy_(mean)  # the pass itself moved them by its momentum
-            m.running_var.copy_(var)
+        _put_back(layers, saved)  # the pass itself moved them by its momentum
+        for m, acc in zip(layers, moments, strict=True):
             acc.write_to(m, weight)
-            m.num_batches_tracked.copy_(count)
     except BaseException:
-        for m, (mean, var, count) in zip(layers, saved, strict=True):
-            m.running_mean.copy_(mean)
-            m.running_var.copy_(var)
-            m.num_batches_tracked.copy_(count)
+        _put_back(layers, saved)
         raise
     finally:
         for hook in hooks:
@@ -123,6 +118,18 @@ def reestimate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], weig
         for m, training in modes:
             m.training = training
     return images
+
+
+def _put_back(layers: list[nn.modules.batchnorm._BatchNorm], saved: list[tuple[torch.Tensor, ...]]) -> None:
+    for m, (mean, var, count) in zip(layers, saved, strict=True):
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.num_batches_tracked.copy_(count)
+
+
+def adaptation_note(images: int, weight: float, where: str = "images") -> str:
+    """What a predictor's `describe` says of an adapted model, e.g. in a report's inference line."""
+    return f"batch norms adapted on {images} {where}, weight {weight:g}"
 
 
 def check_weight(weight: float) -> float:

@@ -85,7 +85,6 @@ def adapt(
     from reseg.engine.checkpoint import read_checkpoint, save_checkpoint
     from reseg.io import check_output_file, refuse_overlap
     from reseg.predictor import Predictor
-    from reseg.viz import resolve_palette
 
     check_weight(weight)
     out = check_output_file(out, "--out")
@@ -94,8 +93,7 @@ def adapt(
         raise ResegError(f"--out {out} exists; choose another name or pass --overwrite to replace it")
     ckpt = read_checkpoint(checkpoint)
     model = ckpt.build_model()
-    palette = resolve_palette(ckpt.class_names, ckpt.state.get("palette"))
-    predictor = Predictor.from_config(model, ckpt.config, ckpt.class_names, palette, device, backend="eager")
+    predictor = Predictor.from_config(model, ckpt.config, ckpt.class_names, device=device, backend="eager")
     images = predictor.adapt_batchnorm(read_frames(inputs, max_images), batch_size=batch_size, weight=weight)
     record = {"images": images, "weight": weight, "inputs": [str(s) for s in inputs], "from": str(checkpoint)}
     keep = ("config", "class_names", "palette", "best_metric", "best_iteration", "iteration", "command", "machine")

@@ -78,11 +78,8 @@ class Segmenter:
         """Re-estimate the batch-norm statistics on unlabeled images of the streets to segment (reseg.adaptation:
         a gain under light the training drives never showed); `weight`: the new statistics' share (default
         reseg.adaptation.DEFAULT_WEIGHT). Returns how many images went in; later predictions use them."""
-        from reseg.adaptation import DEFAULT_WEIGHT
-
         if isinstance(images, (np.ndarray, str, Path)) and not (isinstance(images, np.ndarray) and images.ndim == 4):
             images = [images]
-        weight = DEFAULT_WEIGHT if weight is None else weight
         return self.predictor.adapt_batchnorm((as_rgb(image) for image in images), batch_size, weight=weight)
 
     def overlay(self, image: Image, mask: np.ndarray, opacity: float = 0.5) -> np.ndarray:

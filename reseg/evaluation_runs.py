@@ -92,11 +92,10 @@ def evaluate_checkpoint(
     out = Path(out) if out else default_report_dir(checkpoint, split)
     check_outputs(out, dataset, save_preds=save_preds)
     if adapt_bn:
-        from reseg.adaptation import DEFAULT_BATCH, DEFAULT_WEIGHT
+        from reseg.adaptation import DEFAULT_BATCH
 
-        weight = DEFAULT_WEIGHT if adapt_weight is None else adapt_weight
         images = (dataset.read_image(i) for i in range(len(dataset)))
-        predictor.adapt_batchnorm(images, batch_size=DEFAULT_BATCH, where=f"{split} split", weight=weight)
+        predictor.adapt_batchnorm(images, batch_size=DEFAULT_BATCH, where=f"{split} split", weight=adapt_weight)
     print(
         f"evaluating {checkpoint} on {cfg.data.dataset} {split} ({len(dataset)} images) with {predictor.describe()}",
         file=sys.stderr,

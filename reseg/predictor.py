@@ -371,22 +371,22 @@ class Predictor:
             yield pad_to_multiple(x, self.size_divisor, self.pad_mode)
 
     def adapt_batchnorm(
-        self, images: Iterable[np.ndarray], batch_size: int = 8, where: str = "", weight: float = 1.0
+        self, images: Iterable[np.ndarray], batch_size: int = 8, where: str = "", weight: float | None = None
     ) -> int:
         """Re-estimate the model's batch-norm statistics on unlabeled images of the streets it will see
-        (reseg.adaptation; `weight`: their statistics' share); returns how many images went in, and `describe`
-        names them (`where`). Needs the PyTorch model (backend eager)."""
-        from reseg.adaptation import reestimate_batchnorm
+        (reseg.adaptation; `weight`: their statistics' share, default adaptation.DEFAULT_WEIGHT); returns how
+        many images went in, and `describe` names them (`where`). Needs the PyTorch model (backend eager)."""
+        from reseg.adaptation import DEFAULT_WEIGHT, adaptation_note, reestimate_batchnorm
 
         if self.backend != "eager":
             raise ResegError(
                 f"batch-norm adaptation runs on the PyTorch model, not backend {self.backend!r}; adapt the "
                 "checkpoint first (`reseg adapt`) and run the adapted checkpoint on that backend"
             )
+        weight = DEFAULT_WEIGHT if weight is None else weight
         count = reestimate_batchnorm(self.model, self.network_inputs(images, batch_size), weight)
         self._net = self._eager_net(self._auto[2])  # the folded copy carries the new statistics
-        self.adapted = f"batch norms adapted on {count} images" + (f" of the {where}" if where else "")
-        self.adapted += f", weight {weight:g}"
+        self.adapted = adaptation_note(count, weight, f"images of the {where}" if where else "images")
         return count
 
     def run_size(self, h: int, w: int) -> tuple[int, int]:

@@ -89,7 +89,7 @@ def adapted_predictor(args: argparse.Namespace, kind: str):  # -> Predictor
     backend runs it."""
     import tempfile
 
-    from reseg.adaptation import DEFAULT_WEIGHT
+    from reseg.adaptation import DEFAULT_WEIGHT, adaptation_note
     from reseg.adaptation_runs import adapt
 
     if kind not in ("file", "frames"):
@@ -107,7 +107,7 @@ def adapted_predictor(args: argparse.Namespace, kind: str):  # -> Predictor
             args.checkpoint, [args.input], adapted.checkpoint, max_images=args.adapt, weight=weight, device=args.device
         )
         predictor = build_predictor(adapted)
-    predictor.adapted = f"batch norms adapted on {record['images']} frames of the input, weight {weight:g}"
+    predictor.adapted = adaptation_note(record["images"], weight, "frames of the input")
     return predictor
 
 
