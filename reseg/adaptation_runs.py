@@ -71,22 +71,32 @@ def adapt(
     max_images: int | None = DEFAULT_MAX_IMAGES,
     batch_size: int = DEFAULT_BATCH,
     weight: float = DEFAULT_WEIGHT,
+    self_train: int = 0,
+    keep: float | None = None,
+    lr: float | None = None,
     overwrite: bool = False,
     device: str = "auto",
 ) -> dict[str, Any]:
     """Write `out`: the checkpoint's model with batch-norm statistics re-estimated on `inputs` (unlabeled
     image files, folders, globs or videos; `weight`: their share, see reestimate_batchnorm), ready for every
-    `--checkpoint`. Returns what was recorded.
+    `--checkpoint`. With `self_train` iterations, the adapted model then trains on its own class-balanced
+    predictions on the same images (reseg.self_training; `keep` and `lr` default to its constants). Returns
+    what was recorded.
 
     The images run the way inference runs them (the checkpoint's eval size, normalisation and padding). The
     new file holds the weights, config and classes, not the training state (it is a model, not a run to
     resume); it is written atomically and never over the checkpoint or an existing file without `overwrite`.
     """
+    from reseg import self_training
     from reseg.engine.checkpoint import read_checkpoint, save_checkpoint
     from reseg.io import check_output_file, refuse_overlap
     from reseg.predictor import Predictor
 
     check_weight(weight)
+    keep = self_training.DEFAULT_KEEP if keep is None else keep
+    lr = self_training.DEFAULT_LR if lr is None else lr
+    if self_train:
+        self_training.check_self_training(self_train, keep, lr)
     out = check_output_file(out, "--out")
     refuse_overlap(out, [checkpoint], "--out", "the checkpoint")
     if out.exists() and not overwrite:
@@ -94,11 +104,40 @@ def adapt(
     ckpt = read_checkpoint(checkpoint)
     model = ckpt.build_model()
     predictor = Predictor.from_config(model, ckpt.config, ckpt.class_names, device=device, backend="eager")
-    images = predictor.adapt_batchnorm(read_frames(inputs, max_images), batch_size=batch_size, weight=weight)
-    record = {"images": images, "weight": weight, "inputs": [str(s) for s in inputs], "from": str(checkpoint)}
+    frames = list(read_frames(inputs, max_images)) if self_train else read_frames(inputs, max_images)
+    images = predictor.adapt_batchnorm(frames, batch_size=batch_size, weight=weight)
+    record: dict[str, Any] = {"images": images, "weight": weight, "inputs": [str(s) for s in inputs]}
+    record["from"] = str(checkpoint)
+    if self_train:
+        record["self_training"] = _self_train(predictor, frames, self_train, keep, lr, batch_size, ckpt.config)
     keep = ("config", "class_names", "palette", "best_metric", "best_iteration", "iteration", "command", "machine")
     state = {key: ckpt.state[key] for key in keep if key in ckpt.state}
     state["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     state["adapted"] = record
     save_checkpoint(state, out)
     return record
+
+
+def _self_train(
+    predictor: Any, frames: list[np.ndarray], iterations: int, keep: float, lr: float, batch_size: int, config: Any
+) -> dict[str, Any]:
+    """Self-train the predictor's model on `frames` (reseg.self_training), inputs prepared as inference
+    prepares them and the training's autocast rule (the checkpoint's train.amp); progress to stderr."""
+    import sys
+
+    from reseg import self_training
+    from reseg.runtime import amp_dtype, autocast
+
+    train_dtype = amp_dtype(bool(config.train.amp), predictor.device, training=True)
+    return self_training.self_train(
+        predictor.model,
+        list(predictor.sized_network_inputs(frames, batch_size)),
+        iterations=iterations,
+        keep=keep,
+        lr=lr,
+        batch_size=batch_size,
+        teacher_autocast=lambda: autocast(predictor.device, predictor.amp_dtype),
+        train_autocast=lambda: autocast(predictor.device, train_dtype),
+        seed=int(config.train.seed or 0),
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )

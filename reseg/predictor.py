@@ -365,10 +365,18 @@ class Predictor:
     def network_inputs(self, images: Iterable[np.ndarray], batch_size: int = 8) -> Iterator[torch.Tensor]:
         """The normalised batches the network runs on for RGB uint8 images (at run size, padded; one pass, no
         flip or scale copies): what statistics of the inputs, such as batch-norm adaptation, must see."""
+        for x, _ in self.sized_network_inputs(images, batch_size):
+            yield x
+
+    def sized_network_inputs(
+        self, images: Iterable[np.ndarray], batch_size: int = 8
+    ) -> Iterator[tuple[torch.Tensor, tuple[int, int]]]:
+        """network_inputs with the run size of each batch's images: the rest of each tensor is padding, which
+        training on the model's own predictions (reseg.self_training) must leave unlabelled."""
         for chunk in same_size_batches(images, max(1, int(batch_size)), lambda im: np.shape(im)[:2]):
             pixels = torch.from_numpy(rgb_batch(chunk)).to(self.device)
-            x = self._normalize.at_size(pixels, self.run_size(*pixels.shape[1:3]))
-            yield pad_to_multiple(x, self.size_divisor, self.pad_mode)
+            size = self.run_size(*pixels.shape[1:3])
+            yield pad_to_multiple(self._normalize.at_size(pixels, size), self.size_divisor, self.pad_mode), size
 
     def adapt_batchnorm(
         self, images: Iterable[np.ndarray], batch_size: int = 8, where: str = "", weight: float | None = None

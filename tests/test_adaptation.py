@@ -226,12 +226,13 @@ def test_evaluate_adapt_bn_scores_like_the_checkpoint_adapted_on_the_split(tmp_p
     assert "--adapt-bn goes with --checkpoint" in capsys.readouterr().err
 
 
-def test_adapt_check_script_fills_its_table(tmp_path):
+@pytest.mark.parametrize("self_train", ["", "2"])
+def test_adapt_check_script_fills_its_table(tmp_path, self_train):
     """tools/adapt_check.sh on a drive of four frames: every column is a score, and its columns agree with
-    the library (the whole drive plain and adapted on itself)."""
+    the library (the whole drive plain and adapted on itself; with SELF_TRAIN, adapted by `reseg adapt`)."""
     root = make_tiny_dataset(tmp_path / "data", train=4, val=4)
     ckpt = _tiny_checkpoint(tmp_path, root, "data.val_sequences=[val]")
-    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", SELF_TRAIN=self_train)
     proc = subprocess.run(
         ["bash", str(REPO / "tools" / "adapt_check.sh"), str(root), "val", str(ckpt)],
         cwd=REPO,
@@ -241,15 +242,22 @@ def test_adapt_check_script_fills_its_table(tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    lines = (tmp_path / "adapt_check" / "table_val.md").read_text().splitlines()
+    folder = tmp_path / "adapt_check" / (f"self_train_{self_train}" if self_train else "")
+    lines = (folder / "table_val.md").read_text().splitlines()
     assert lines[0].startswith("drive val (4 frames; halves of 2 and 2)")
-    scores = [float(v) for v in lines[-1].strip("| ").split(" | ")[1:]]
-    assert len(scores) == 7 and all(0 <= v <= 100 for v in scores)
+    cells = lines[-1].strip("| ").split(" | ")[1:]
+    assert len(cells) == 7 and (cells[5] == "-") == bool(self_train)
+    scores = [float(v) for v in cells if v != "-"]
+    assert all(0 <= v <= 100 for v in scores)
     plain = reseg.evaluate(ckpt, out=tmp_path / "plain", workers=0)
-    adapted = reseg.evaluate(ckpt, out=tmp_path / "adapted", workers=0, adapt_bn=True)
     assert scores[0] == pytest.approx(100 * plain["mIoU"], abs=0.006)
+    if self_train:
+        assert load_checkpoint(folder / "adapted_whole.pt")["adapted"]["self_training"]["iterations"] == 2
+        adapted = reseg.evaluate(folder / "adapted_whole.pt", out=tmp_path / "adapted", workers=0)
+    else:
+        adapted = reseg.evaluate(ckpt, out=tmp_path / "adapted", workers=0, adapt_bn=True)
     assert scores[2] == pytest.approx(100 * adapted["mIoU"], abs=0.006)
-    late = json.loads((tmp_path / "adapt_check" / "late" / "metrics.json").read_text())
+    late = json.loads((folder / "late" / "metrics.json").read_text())
     assert late["num_images"] == 2
 
 

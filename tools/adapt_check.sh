@@ -8,6 +8,9 @@
 # Each checkpoint's reports go to <its folder>/adapt_check/ (adapt_check_wW/ with ADAPT_WEIGHT=W, the new
 # statistics' share; default: the commands' own); the table (mIoU %, one row per checkpoint) is printed and
 # written to <first checkpoint's folder>/<that folder>/table_DRIVE.md. PYTHON=... picks the Python.
+# SELF_TRAIN=N adds N steps of self-training to every adaptation (`reseg adapt --self-train N`; reports in
+# self_train_N/): "adapted on it" is then a checkpoint adapted on the whole drive, and the 2nd half adapted
+# on itself is skipped ("-"), which would cost a third training.
 set -euo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: $0 CAMVID_ROOT DRIVE CHECKPOINT..." >&2
@@ -23,6 +26,11 @@ if [ -n "${ADAPT_WEIGHT:-}" ]; then
     weight=(--adapt-weight "$ADAPT_WEIGHT")
     sub=adapt_check_w$ADAPT_WEIGHT
 fi
+train=()
+if [ -n "${SELF_TRAIN:-}" ]; then
+    train=(--self-train "$SELF_TRAIN")
+    sub=$sub/self_train_$SELF_TRAIN
+fi
 
 mapfile -t frames < <(find "$root/train" "$root/val" -maxdepth 1 -name "${drive}_*.png" -printf '%f\n' | sort)
 if [ "${#frames[@]}" -lt 2 ]; then
@@ -30,10 +38,11 @@ if [ "${#frames[@]}" -lt 2 ]; then
     exit 1
 fi
 half=$(( ${#frames[@]} / 2 ))
-early=()
-for f in "${frames[@]:0:half}"; do
-    if [ -f "$root/train/$f" ]; then early+=("$root/train/$f"); else early+=("$root/val/$f"); fi
+paths=()
+for f in "${frames[@]}"; do
+    if [ -f "$root/train/$f" ]; then paths+=("$root/train/$f"); else paths+=("$root/val/$f"); fi
 done
+early=("${paths[@]:0:half}")
 late=$(printf "'%s'," "${frames[@]:half}" | sed "s/\.png',/',/g; s/,\$//")
 
 miou() { "$PY" -c "import json,sys; print(f\"{100 * json.load(open(sys.argv[1]))['mIoU']:.2f}\")" "$1/metrics.json"; }
@@ -46,9 +55,18 @@ evaluate() { # out, extra args...
     fi
     miou "$out"
 }
+adapt_on() { # out checkpoint, images...: `reseg adapt` from $ckpt with this run's weight and self-training
+    local out=$1
+    shift
+    if ! "$PY" -m reseg adapt --checkpoint "$ckpt" "$@" --out "$out" --overwrite \
+        ${ADAPT_WEIGHT:+--weight "$ADAPT_WEIGHT"} "${train[@]}" > "${out%.pt}.log" 2>&1; then
+        tail -5 "${out%.pt}.log" >&2
+        exit 1
+    fi
+}
 
 table=(
-    "drive $drive (${#frames[@]} frames; halves of ${half} and $(( ${#frames[@]} - half ))), adaptation weight ${ADAPT_WEIGHT:-default}"
+    "drive $drive (${#frames[@]} frames; halves of ${half} and $(( ${#frames[@]} - half ))), adaptation weight ${ADAPT_WEIGHT:-default}${SELF_TRAIN:+, self-training $SELF_TRAIN steps}"
     ""
     "| checkpoint | whole drive | + flip | adapted on it | adapted + flip | 2nd half | 2nd half, adapted on it | 2nd half, adapted on the 1st |"
     "|:--|--:|--:|--:|--:|--:|--:|--:|"
@@ -59,16 +77,20 @@ for ckpt in "$@"; do
     row="| $ckpt"
     row+=" | $(evaluate "$dir/plain")"
     row+=" | $(evaluate "$dir/flip" --flip)"
-    row+=" | $(evaluate "$dir/adapted" --adapt-bn "${weight[@]}")"
-    row+=" | $(evaluate "$dir/adapted_flip" --adapt-bn "${weight[@]}" --flip)"
-    row+=" | $(evaluate "$dir/late" --set "data.val_sequences=[$late]")"
-    row+=" | $(evaluate "$dir/late_adapted" --adapt-bn "${weight[@]}" --set "data.val_sequences=[$late]")"
-    if ! "$PY" -m reseg adapt --checkpoint "$ckpt" "${early[@]}" --out "$dir/adapted_early.pt" --overwrite \
-        ${ADAPT_WEIGHT:+--weight "$ADAPT_WEIGHT"} \
-        > "$dir/adapt.log" 2>&1; then
-        tail -5 "$dir/adapt.log" >&2
-        exit 1
+    if [ -n "${SELF_TRAIN:-}" ]; then
+        adapt_on "$dir/adapted_whole.pt" "${paths[@]}"
+        given=$ckpt
+        ckpt=$dir/adapted_whole.pt
+        row+=" | $(evaluate "$dir/adapted") | $(evaluate "$dir/adapted_flip" --flip)"
+        ckpt=$given
+        row+=" | $(evaluate "$dir/late" --set "data.val_sequences=[$late]") | -"
+    else
+        row+=" | $(evaluate "$dir/adapted" --adapt-bn "${weight[@]}")"
+        row+=" | $(evaluate "$dir/adapted_flip" --adapt-bn "${weight[@]}" --flip)"
+        row+=" | $(evaluate "$dir/late" --set "data.val_sequences=[$late]")"
+        row+=" | $(evaluate "$dir/late_adapted" --adapt-bn "${weight[@]}" --set "data.val_sequences=[$late]")"
     fi
+    adapt_on "$dir/adapted_early.pt" "${early[@]}"
     ckpt=$dir/adapted_early.pt
     row+=" | $(evaluate "$dir/late_adapted_early" --set "data.val_sequences=[$late]") |"
     table+=("$row")
