@@ -110,8 +110,8 @@ def adapt(
     record["from"] = str(checkpoint)
     if self_train:
         record["self_training"] = _self_train(predictor, frames, self_train, keep, lr, batch_size, ckpt.config)
-    keep = ("config", "class_names", "palette", "best_metric", "best_iteration", "iteration", "command", "machine")
-    state = {key: ckpt.state[key] for key in keep if key in ckpt.state}
+    carried = ("config", "class_names", "palette", "best_metric", "best_iteration", "iteration", "command", "machine")
+    state = {key: ckpt.state[key] for key in carried if key in ckpt.state}
     state["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     state["adapted"] = record
     save_checkpoint(state, out)
