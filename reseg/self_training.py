@@ -148,7 +148,8 @@ def self_train(
             x, y = random_view(images[pick], labels[pick].to(images.device), generator)
             with train_autocast():
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE)
+            labelled_pixels = max(int((y != IGNORE).sum()), 1)  # a crop of ignored pixels only adds nothing
+            loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE, reduction="sum") / labelled_pixels
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)

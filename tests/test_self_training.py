@@ -140,3 +140,15 @@ def test_adapt_self_train_writes_trained_weights(tmp_path, capsys, one_thread): 
     assert main([*base, "--out", str(tmp_path / "x.pt"), "--self-train", "2", "--keep", "1.5"]) == 2
     assert "--keep must be a share of pixels in (0, 1], got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_crop_without_labels_leaves_the_weights_finite():
+    """Inputs that are all padding get no label: every step sees only ignored pixels and must not divide by
+    zero."""
+    model = _net().eval()
+    plain = contextlib.nullcontext
+    padding_only = [(x, (0, 0)) for x, _ in _inputs()]
+    record = self_train(model, padding_only, iterations=3, batch_size=4, teacher_autocast=plain, train_autocast=plain)
+    assert record["labelled_share"] == 0.0
+    assert record["last_loss"] == 0.0
+    assert all(torch.isfinite(p).all() for p in model.parameters())
