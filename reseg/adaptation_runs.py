@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from reseg.adaptation import DEFAULT_BATCH, DEFAULT_WEIGHT, check_weight
 from reseg.errors import ResegError
+from reseg.self_training import DEFAULT_KEEP, DEFAULT_LR, check_self_training
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,31 +73,27 @@ def adapt(
     batch_size: int = DEFAULT_BATCH,
     weight: float = DEFAULT_WEIGHT,
     self_train: int = 0,
-    keep: float | None = None,
-    lr: float | None = None,
+    keep: float = DEFAULT_KEEP,
+    lr: float = DEFAULT_LR,
     overwrite: bool = False,
     device: str = "auto",
 ) -> dict[str, Any]:
     """Write `out`: the checkpoint's model with batch-norm statistics re-estimated on `inputs` (unlabeled
     image files, folders, globs or videos; `weight`: their share, see reestimate_batchnorm), ready for every
     `--checkpoint`. With `self_train` iterations, the adapted model then trains on its own class-balanced
-    predictions on the same images (reseg.self_training; `keep` and `lr` default to its constants). Returns
-    what was recorded.
+    predictions on the same images (reseg.self_training: `keep`, `lr`). Returns what was recorded.
 
     The images run the way inference runs them (the checkpoint's eval size, normalisation and padding). The
     new file holds the weights, config and classes, not the training state (it is a model, not a run to
     resume); it is written atomically and never over the checkpoint or an existing file without `overwrite`.
     """
-    from reseg import self_training
     from reseg.engine.checkpoint import read_checkpoint, save_checkpoint
     from reseg.io import check_output_file, refuse_overlap
     from reseg.predictor import Predictor
 
     check_weight(weight)
-    keep = self_training.DEFAULT_KEEP if keep is None else keep
-    lr = self_training.DEFAULT_LR if lr is None else lr
     if self_train:
-        self_training.check_self_training(self_train, keep, lr)
+        check_self_training(self_train, keep, lr)
     out = check_output_file(out, "--out")
     refuse_overlap(out, [checkpoint], "--out", "the checkpoint")
     if out.exists() and not overwrite:

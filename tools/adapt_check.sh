@@ -46,19 +46,19 @@ early=("${paths[@]:0:half}")
 late=$(printf "'%s'," "${frames[@]:half}" | sed "s/\.png',/',/g; s/,\$//")
 
 miou() { "$PY" -c "import json,sys; print(f\"{100 * json.load(open(sys.argv[1]))['mIoU']:.2f}\")" "$1/metrics.json"; }
-evaluate() { # out, extra args...
-    local out=$1
-    shift
-    if ! "$PY" -m reseg evaluate --checkpoint "$ckpt" --out "$out" --workers 0 "$@" > "$out.log" 2>&1; then
+evaluate() { # checkpoint, out, extra args...
+    local checkpoint=$1 out=$2
+    shift 2
+    if ! "$PY" -m reseg evaluate --checkpoint "$checkpoint" --out "$out" --workers 0 "$@" > "$out.log" 2>&1; then
         tail -5 "$out.log" >&2
         exit 1
     fi
     miou "$out"
 }
-adapt_on() { # out checkpoint, images...: `reseg adapt` from $ckpt with this run's weight and self-training
-    local out=$1
-    shift
-    if ! "$PY" -m reseg adapt --checkpoint "$ckpt" "$@" --out "$out" --overwrite \
+adapt_on() { # checkpoint, out, images...: `reseg adapt` with this run's weight and self-training
+    local checkpoint=$1 out=$2
+    shift 2
+    if ! "$PY" -m reseg adapt --checkpoint "$checkpoint" "$@" --out "$out" --overwrite \
         ${ADAPT_WEIGHT:+--weight "$ADAPT_WEIGHT"} "${train[@]}" > "${out%.pt}.log" 2>&1; then
         tail -5 "${out%.pt}.log" >&2
         exit 1
@@ -75,24 +75,22 @@ for ckpt in "$@"; do
     dir=$(dirname "$ckpt")/$sub
     mkdir -p "$dir"
     row="| $ckpt"
-    row+=" | $(evaluate "$dir/plain")"
-    row+=" | $(evaluate "$dir/flip" --flip)"
+    only_late=(--set "data.val_sequences=[$late]")
+    row+=" | $(evaluate "$ckpt" "$dir/plain")"
+    row+=" | $(evaluate "$ckpt" "$dir/flip" --flip)"
     if [ -n "${SELF_TRAIN:-}" ]; then
-        adapt_on "$dir/adapted_whole.pt" "${paths[@]}"
-        given=$ckpt
-        ckpt=$dir/adapted_whole.pt
-        row+=" | $(evaluate "$dir/adapted") | $(evaluate "$dir/adapted_flip" --flip)"
-        ckpt=$given
-        row+=" | $(evaluate "$dir/late" --set "data.val_sequences=[$late]") | -"
+        adapt_on "$ckpt" "$dir/adapted_whole.pt" "${paths[@]}"
+        row+=" | $(evaluate "$dir/adapted_whole.pt" "$dir/adapted")"
+        row+=" | $(evaluate "$dir/adapted_whole.pt" "$dir/adapted_flip" --flip)"
+        row+=" | $(evaluate "$ckpt" "$dir/late" "${only_late[@]}") | -"
     else
-        row+=" | $(evaluate "$dir/adapted" --adapt-bn "${weight[@]}")"
-        row+=" | $(evaluate "$dir/adapted_flip" --adapt-bn "${weight[@]}" --flip)"
-        row+=" | $(evaluate "$dir/late" --set "data.val_sequences=[$late]")"
-        row+=" | $(evaluate "$dir/late_adapted" --adapt-bn "${weight[@]}" --set "data.val_sequences=[$late]")"
+        row+=" | $(evaluate "$ckpt" "$dir/adapted" --adapt-bn "${weight[@]}")"
+        row+=" | $(evaluate "$ckpt" "$dir/adapted_flip" --adapt-bn "${weight[@]}" --flip)"
+        row+=" | $(evaluate "$ckpt" "$dir/late" "${only_late[@]}")"
+        row+=" | $(evaluate "$ckpt" "$dir/late_adapted" --adapt-bn "${weight[@]}" "${only_late[@]}")"
     fi
-    adapt_on "$dir/adapted_early.pt" "${early[@]}"
-    ckpt=$dir/adapted_early.pt
-    row+=" | $(evaluate "$dir/late_adapted_early" --set "data.val_sequences=[$late]") |"
+    adapt_on "$ckpt" "$dir/adapted_early.pt" "${early[@]}"
+    row+=" | $(evaluate "$dir/adapted_early.pt" "$dir/late_adapted_early" "${only_late[@]}") |"
     table+=("$row")
     echo "$row"
 done
