@@ -283,6 +283,8 @@ LEVER_KEYS = {  # _all: the regularisers
     "loss.lovasz_weight",
     "data.class_weights",
     "model.ibn_blocks",
+    "data.scale_range",
+    "data.eval_size",
 }
 LEVERS = sorted(p.name for p in (REPO / "configs" / "levers").glob("*.yaml"))
 
