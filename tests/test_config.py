@@ -380,6 +380,11 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     assert "| reseg_skip_unseen_medfreq | reseg | median_frequency weights | unseen drive 0006R0 |" in table
     assert "| reseg_skip_unseen_ibn | reseg | ibn 2 blocks | unseen drive 0006R0 |" in table
     assert "| unet_vgg16_unseen_ibn | unet_vgg16 | ibn 2 blocks | unseen drive 0006R0 |" in table
+    assert "| unet_vgg16_unseen_closer | unet_vgg16 | scale 0.7-0.9, eval 288x384 | unseen drive 0006R0 |" in table
+    assert (
+        "| reseg_skip_unseen_closer_classmix | reseg | classmix 0.5, scale 0.7-0.9, eval 288x384 | unseen drive 0006R0 |"
+        in table
+    )
 
 
 def test_screen_levers_seeds_and_validations_give_mean_spread_and_both_drives(tmp_path: Path) -> None:

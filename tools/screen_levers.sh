@@ -133,6 +133,9 @@ def levers(cfg: dict) -> str:
         f"ibn {cfg['model']['ibn_blocks']} blocks" if cfg["model"].get("ibn_blocks") else "",
         f"{cfg['data']['class_weights']} weights" if cfg["data"]["class_weights"] != RECIPE["data"]["class_weights"] else "",
         f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else "",
+        f"scale {cfg['data']['scale_range'][0]:g}-{cfg['data']['scale_range'][1]:g}, eval {cfg['data']['eval_size'][0]}x{cfg['data']['eval_size'][1]}"
+        if (cfg["data"]["scale_range"], cfg["data"]["eval_size"]) != (RECIPE["data"]["scale_range"], RECIPE["data"]["eval_size"])
+        else "",
         # the ReSeg recipes' encoder is half width
         f"width {cfg['model']['encoder_width']:g}"
         if cfg["model"]["name"] == "reseg" and cfg["model"]["encoder_width"] != 0.5
