@@ -121,6 +121,13 @@ out, budget, recipe, runs = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), [
 RECIPE = load_config(recipe).to_dict()  # what the levers change; the U-Net recipe shares its data and schedule
 
 
+def scale(data: dict) -> str:
+    """The scale lever: the range frames are rescaled in for training and the size evaluation runs at."""
+    lo, hi = data["scale_range"]
+    size = "x".join(str(v) for v in data["eval_size"]) if data["eval_size"] else "full size"
+    return f"scale {lo:g}-{hi:g}, eval {size}"
+
+
 def levers(cfg: dict) -> str:
     named = [
         f"augment {cfg['data']['augment']}" if cfg["data"]["augment"] != "standard" else "",
@@ -133,9 +140,7 @@ def levers(cfg: dict) -> str:
         f"ibn {cfg['model']['ibn_blocks']} blocks" if cfg["model"].get("ibn_blocks") else "",
         f"{cfg['data']['class_weights']} weights" if cfg["data"]["class_weights"] != RECIPE["data"]["class_weights"] else "",
         f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else "",
-        f"scale {cfg['data']['scale_range'][0]:g}-{cfg['data']['scale_range'][1]:g}, eval {cfg['data']['eval_size'][0]}x{cfg['data']['eval_size'][1]}"
-        if (cfg["data"]["scale_range"], cfg["data"]["eval_size"]) != (RECIPE["data"]["scale_range"], RECIPE["data"]["eval_size"])
-        else "",
+        scale(cfg["data"]) if scale(cfg["data"]) != scale(RECIPE["data"]) else "",
         # the ReSeg recipes' encoder is half width
         f"width {cfg['model']['encoder_width']:g}"
         if cfg["model"]["name"] == "reseg" and cfg["model"]["encoder_width"] != 0.5
