@@ -182,8 +182,21 @@ def _collectives(rank: int, tmp: Path) -> dict[str, Any]:
     }
 
 
+def _leave_together(rank: int, tmp: Path) -> dict[str, Any]:
+    import torch.distributed as dist
+
+    from reseg.engine import distributed as d
+
+    if rank == 0:  # rank 0 is still writing its last files when rank 1 is done
+        time.sleep(1.5)
+    arrived = time.time()
+    d.cleanup(synchronise=True)
+    return {"arrived": arrived, "left": time.time(), "joined": dist.is_initialized()}
+
+
 SCENARIOS = {
     "collectives": _collectives,
+    "leave_together": _leave_together,
     "data_error": _data_error,
     "stuck": _stuck,
     "weights": _weights,
@@ -331,3 +344,11 @@ def test_torchrun_names_the_rank_with_a_bad_sample(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert f"error: rank 1 of 2 failed: bad data in its shard: image file {bad} is truncated" in run.stderr
     assert "Connection closed by peer" not in run.stderr  # rank 0 names rank 1's error (or is stopped by torchrun)
+
+
+def test_ranks_that_finished_leave_the_group_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a run that ended well no rank tears its connections down while a peer is still at work."""
+    r0, r1 = run_two_ranks("leave_together", tmp_path, monkeypatch)
+    assert r1["arrived"] < r0["arrived"] - 1.0  # rank 1 got there first ...
+    assert r1["left"] >= r0["arrived"]  # ... and waited for rank 0 before leaving
+    assert not r0["joined"] and not r1["joined"]

@@ -100,9 +100,16 @@ def init_distributed(device_type: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), local, backend)
 
 
-def cleanup() -> None:
-    """Leave the process group (safe to call when there is none)."""
+def cleanup(synchronise: bool = False) -> None:
+    """Leave the process group (safe to call when there is none).
+
+    synchronise: wait for every rank first, so that no rank tears its connections down while a peer is
+    still finishing its last collective; only when all ranks got there (a failed peer would never come).
+    """
     if dist.is_available() and dist.is_initialized():
+        if synchronise and dist.get_world_size() > 1:
+            with contextlib.suppress(Exception):  # a peer that died after its work reports its own error
+                dist.barrier()
         dist.destroy_process_group()
 
 

@@ -165,19 +165,33 @@ class Trainer:
     # ================================================================ setup
     def fit(self) -> dict[str, Any]:
         """Train to the end of the schedule (or the time budget), validating and checkpointing on the way."""
-        created_group = not dist_utils.is_dist()
+        created_group, finished = not dist_utils.is_dist(), False
         try:
             self.run = start_process(self.cfg)
             with dist_utils.failures_end_the_job():  # a failing rank is named on every rank, no hang
                 self._setup()
-                return self._loop()
+                result = self._loop()
+            finished = True
+            return result
         finally:
             self._stop_workers()
             if self.records is not None:
                 self.records.close()
             close_logging()
             if created_group:
-                dist_utils.cleanup()
+                self._leave_group(finished)
+
+    def _leave_group(self, finished: bool) -> None:
+        """Drop DDP's wrapper, then leave the process group this run joined; after a run that ended well,
+        every rank first waits for the others.
+
+        DDP's reducer keeps the gloo group alive past destroy_process_group; freed at interpreter exit,
+        its threads could abort a rank that had trained to the end (SIGABRT, "terminate called without an
+        active exception"), and the whole torchrun job then failed."""
+        if getattr(self, "opt", None) is not None and self.opt.model is not self.opt.model_bare:
+            self.opt = dataclasses.replace(self.opt, model=self.opt.model_bare)
+            gc.collect()
+        dist_utils.cleanup(synchronise=finished)
 
     def _setup(self) -> None:
         """The work dir, then the data, the run's length, the model and its optimisation; a resumed run's state."""
