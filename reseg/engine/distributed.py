@@ -107,7 +107,7 @@ def cleanup(synchronise: bool = False) -> None:
     still finishing its last collective; only when all ranks got there (a failed peer would never come).
     """
     if dist.is_available() and dist.is_initialized():
-        if synchronise and dist.get_world_size() > 1:
+        if synchronise and is_dist():
             with contextlib.suppress(Exception):  # a peer that died after its work reports its own error
                 dist.barrier()
         dist.destroy_process_group()
