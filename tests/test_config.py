@@ -385,6 +385,10 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
         "| reseg_skip_unseen_closer_classmix | reseg | classmix 0.5, scale 0.7-0.9, eval 288x384 | unseen drive 0006R0 |"
         in table
     )
+    assert (
+        "| unet_vgg16_unseen_native_classmix | unet_vgg16 | classmix 0.5, scale 0.9-1.1, eval 360x480 | unseen drive 0006R0 |"
+        in table
+    )
 
 
 def test_screen_levers_seeds_and_validations_give_mean_spread_and_both_drives(tmp_path: Path) -> None:
