@@ -389,6 +389,14 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
         "| unet_vgg16_unseen_native_classmix | unet_vgg16 | classmix 0.5, scale 0.9-1.1, eval 360x480 | unseen drive 0006R0 |"
         in table
     )
+    assert (
+        "| reseg_skip_unseen_wholeframe_classmix | reseg | classmix 0.5, scale 0.7-0.9, crop 288x384, eval 288x384 "
+        "| unseen drive 0006R0 |" in table
+    )
+    assert (
+        "| reseg_skip_unseen_closer_classmix_synthinit | reseg | classmix 0.5, from reseg_skip_synthetic_pretrain, "
+        "scale 0.7-0.9, eval 288x384 | unseen drive 0006R0 |" in table
+    )
 
 
 def test_screen_levers_seeds_and_validations_give_mean_spread_and_both_drives(tmp_path: Path) -> None:

@@ -32,9 +32,9 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml)
-for lever in classmix classmix_ema ibn closer closer_classmix native_classmix all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
+for lever in classmix classmix_ema ibn closer closer_classmix native_classmix wholeframe_classmix all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
 
 stage_seconds() {  # BUDGET split into the pretraining quarter and the fine-tuning rest, in seconds
     "$PY" -c 'import sys; from reseg.engine.budget import parse_duration; s = round(parse_duration(sys.argv[1])); print(s // 4, s - s // 4)' "$1"
@@ -120,10 +120,13 @@ RECIPE = load_config(recipe).to_dict()  # what the levers change; the U-Net reci
 
 
 def scale(data: dict) -> str:
-    """The scale lever: the range frames are rescaled in for training and the size evaluation runs at."""
+    """The scale lever: the range frames are rescaled in for training, the crop (where it is not the recipe's)
+    and the size evaluation runs at."""
     lo, hi = data["scale_range"]
     size = "x".join(str(v) for v in data["eval_size"]) if data["eval_size"] else "full size"
-    return f"scale {lo:g}-{hi:g}, eval {size}"
+    crop = "x".join(str(v) for v in data["crop_size"])
+    cropped = f", crop {crop}" if data["crop_size"] != RECIPE["data"]["crop_size"] else ""
+    return f"scale {lo:g}-{hi:g}{cropped}, eval {size}"
 
 
 def levers(cfg: dict) -> str:
