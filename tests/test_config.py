@@ -284,6 +284,7 @@ LEVER_KEYS = {  # _all: the regularisers
     "data.class_weights",
     "model.ibn_blocks",
     "data.scale_range",
+    "data.crop_size",
     "data.eval_size",
 }
 LEVERS = sorted(p.name for p in (REPO / "configs" / "levers").glob("*.yaml"))
@@ -345,23 +346,26 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     dry = _screen(out, "15m", DRY_RUN="1").splitlines()
     trains = [line for line in dry if " -m reseg train " in line]
     expected = {"reseg_skip_camvid_cpu_unseen.yaml", "unet_vgg16_camvid_cpu_unseen.yaml", *LEVERS}
-    pretrain = "reseg_skip_synthetic_pretrain.yaml"  # the synthetic lever's first stage, not a screened run
-    synthinit = [name for name in LEVERS if name.endswith("_synthinit.yaml")]  # each after the (shared) first stage
-    assert sorted(Path(line.split()[5]).name for line in trains) == sorted([*expected, *[pretrain] * len(synthinit)])
+    # each synthetic lever's first stage is its model's own (not a screened run), shared by that model's levers
+    synthinit = [name for name in LEVERS if name.endswith("_synthinit.yaml")]
+    stage1 = {name: name.split("_unseen_")[0] + "_synthetic_pretrain.yaml" for name in synthinit}
+    assert set(stage1.values()) == {"reseg_skip_synthetic_pretrain.yaml", "unet_vgg16_synthetic_pretrain.yaml"}
+    assert sorted(Path(line.split()[5]).name for line in trains) == sorted([*expected, *stage1.values()])
     staged = {Path(line.split()[5]).name: line for line in trains if "synth" in line.split()[5]}
     assert all(
         "--set data.root=/data/camvid train.time_budget=15m" in line for line in trains if line not in staged.values()
     )
     # the two stages share the 15 minutes: a quarter pretraining, the rest fine-tuning from the first's best.pt
-    assert staged[pretrain].endswith("--set train.time_budget=225s")
+    for first in set(stage1.values()):
+        assert staged[first].endswith("--set train.time_budget=225s")
     assert staged["reseg_skip_unseen_synthinit.yaml"].endswith(
-        f"--set data.root=/data/camvid train.time_budget=675s train.init_from={out}/{Path(pretrain).stem}/best.pt"
+        f"--set data.root=/data/camvid train.time_budget=675s train.init_from={out}/reseg_skip_synthetic_pretrain/best.pt"
     )
-    for name in synthinit:
-        assert Path(trains[trains.index(staged[name]) - 1].split()[5]).name == pretrain
-        assert staged[name].endswith(f"train.init_from={out}/{Path(pretrain).stem}/best.pt")
+    for name, first in stage1.items():
+        assert Path(trains[trains.index(staged[name]) - 1].split()[5]).name == first
+        assert staged[name].endswith(f"train.init_from={out}/{Path(first).stem}/best.pt")
     assert sum(" -m reseg evaluate --checkpoint " in line for line in dry) == len(expected)
-    trained = [line.split()[5] for line in trains if pretrain not in line]
+    trained = [line.split()[5] for line in trains if Path(line.split()[5]).name not in stage1.values()]
 
     for i, config in enumerate(trained):
         _finished_run(out / Path(config).stem, config, 0.3 + i / 1000)

@@ -19,10 +19,10 @@
 # train and val (leave one drive out: a second unseen drive besides 0006R0); PYTHON picks the interpreter. Each
 # run's log, with the machine's load average every minute, is OUT/NAME.log.
 #
-# The synthetic-pretraining lever (levers/reseg_skip_unseen_synthinit.yaml) runs in two stages inside the one
-# budget: configs/reseg_skip_synthetic_pretrain.yaml trains on the generated streets for a quarter of BUDGET
-# (OUT/reseg_skip_synthetic_pretrain; generating its scenes the first time is not charged to the budget), then
-# the unseen-drive recipe fine-tunes from that run's best.pt for the rest.
+# The synthetic-pretraining levers (levers/*_synthinit.yaml) run in two stages inside the one budget: the
+# model's stage-1 config (configs/reseg_skip_synthetic_pretrain.yaml or unet_vgg16_synthetic_pretrain.yaml)
+# trains on the generated streets for a quarter of BUDGET (OUT/<that config's name>; generating its scenes the
+# first time is not charged to the budget), then the lever fine-tunes from that run's best.pt for the rest.
 set -euo pipefail
 
 ROOT=${1:?usage: tools/screen_levers.sh CAMVID_ROOT [OUT] [BUDGET]}
@@ -34,7 +34,7 @@ CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
 for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml)
-for lever in classmix classmix_ema ibn closer closer_classmix native_classmix wholeframe_classmix all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
+for lever in classmix classmix_ema ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
 
 stage_seconds() {  # BUDGET split into the pretraining quarter and the fine-tuning rest, in seconds
     "$PY" -c 'import sys; from reseg.engine.budget import parse_duration; s = round(parse_duration(sys.argv[1])); print(s // 4, s - s // 4)' "$1"
@@ -87,10 +87,12 @@ for config in "${CONFIGS[@]}"; do
     budget=("train.time_budget=$BUDGET")
     if [[ "$config" == *_synthinit.yaml ]]; then  # two stages sharing the budget: pretrain, then fine-tune from it
         read -r pre rest < <(stage_seconds "$BUDGET")
-        pretrain="$OUT/reseg_skip_synthetic_pretrain$seed_suffix"  # shared by both validations
+        stage1="$(basename "$config" .yaml)"
+        stage1="${stage1%%_unseen_*}_synthetic_pretrain"  # the model's own first stage: reseg_skip_ or unet_vgg16_
+        pretrain="$OUT/$stage1$seed_suffix"  # shared by both validations and by the model's synthinit levers
         pre_resume=()
         [[ -f "$pretrain/last.pt" ]] && pre_resume=(--resume)
-        run "$PY" -m reseg train "$CONFIGS_DIR/reseg_skip_synthetic_pretrain.yaml" --work-dir "$pretrain" \
+        run "$PY" -m reseg train "$CONFIGS_DIR/$stage1.yaml" --work-dir "$pretrain" \
             --no-progress "${pre_resume[@]}" --set "train.time_budget=${pre}s" "${seeding[@]}" >> "$log" 2>&1
         budget=("train.time_budget=${rest}s" "train.init_from=$pretrain/best.pt")
     fi
