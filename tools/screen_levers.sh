@@ -58,9 +58,10 @@ fi
 
 RUNS=()
 for config in "${CONFIGS[@]}"; do
+  config_name=$(basename "$config" .yaml)
   for validation in ${VALIDATION:-unseen}; do
   for seed in ${SEEDS:--}; do
-    name=$(basename "$config" .yaml)
+    name=$config_name
     seeding=()
     validating=()
     seed_suffix=""
@@ -87,8 +88,7 @@ for config in "${CONFIGS[@]}"; do
     budget=("train.time_budget=$BUDGET")
     if [[ "$config" == *_synthinit.yaml ]]; then  # two stages sharing the budget: pretrain, then fine-tune from it
         read -r pre rest < <(stage_seconds "$BUDGET")
-        stage1="$(basename "$config" .yaml)"
-        stage1="${stage1%%_unseen_*}_synthetic_pretrain"  # the model's own first stage: reseg_skip_ or unet_vgg16_
+        stage1="${config_name%%_unseen_*}_synthetic_pretrain"  # the model's own first stage: reseg_skip_ or unet_vgg16_
         pretrain="$OUT/$stage1$seed_suffix"  # shared by both validations and by the model's synthinit levers
         pre_resume=()
         [[ -f "$pretrain/last.pt" ]] && pre_resume=(--resume)
