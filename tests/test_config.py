@@ -460,3 +460,35 @@ def test_screen_levers_leaves_a_named_drive_out(tmp_path: Path) -> None:
     with pytest.raises(subprocess.CalledProcessError) as refused:
         _screen(out, "30m", DRY_RUN="1", VALIDATION="drive-")
     assert "drive-SEQUENCE" in refused.value.stderr
+
+
+def test_screen_levers_pretrain_share_splits_the_budget_into_its_own_work_dirs(tmp_path: Path) -> None:
+    """PRETRAIN_SHARE=40: the synthetic stage gets 40% of the budget and the fine-tuning the rest, both in work
+    dirs ending in _pre40 (never the quarter's, which a resumable screening would otherwise pick up), and the
+    table groups the seeds under the lever's own name; a share outside 1-99 is refused."""
+    env = {"SEEDS": "0 1", "ONLY": "reseg_skip_unseen_synthinit", "PRETRAIN_SHARE": "40"}
+    out = tmp_path / "share"
+    trains = [
+        line.split() for line in _screen(out, "60m", DRY_RUN="1", **env).splitlines() if " -m reseg train " in line
+    ]
+    assert [Path(line[7]).name for line in trains] == [
+        "reseg_skip_synthetic_pretrain_pre40_seed0",
+        "reseg_skip_unseen_synthinit_pre40_seed0",
+        "reseg_skip_synthetic_pretrain_pre40_seed1",
+        "reseg_skip_unseen_synthinit_pre40_seed1",
+    ]
+    assert "train.time_budget=1440s" in trains[0] and "train.time_budget=2160s" in trains[1]
+    assert f"train.init_from={out}/reseg_skip_synthetic_pretrain_pre40_seed1/best.pt" in trains[3]
+
+    config = REPO / "configs" / "levers" / "reseg_skip_unseen_synthinit.yaml"
+    for seed, miou in ((0, 0.46), (1, 0.48)):
+        _finished_run(out / f"reseg_skip_unseen_synthinit_pre40_seed{seed}", config, miou)
+    table = _screen(out, "60m", TABLE_ONLY="1", **env)
+    assert "| reseg_skip_unseen_synthinit | unseen drive 0006R0 | 2 | 47.00 | 46.00 to 48.00 | 1.41 |" in table
+
+    import subprocess
+
+    for share in ("0", "100", "half"):
+        with pytest.raises(subprocess.CalledProcessError) as refused:
+            _screen(out, "60m", DRY_RUN="1", PRETRAIN_SHARE=share)
+        assert f"PRETRAIN_SHARE: a whole percentage from 1 to 99, got {share}" in refused.value.stderr

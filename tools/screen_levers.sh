@@ -23,6 +23,8 @@
 # model's stage-1 config (configs/reseg_skip_synthetic_pretrain.yaml or unet_vgg16_synthetic_pretrain.yaml)
 # trains on the generated streets for a quarter of BUDGET (OUT/<that config's name>; generating its scenes the
 # first time is not charged to the budget), then the lever fine-tunes from that run's best.pt for the rest.
+# PRETRAIN_SHARE=50 gives the first stage that percentage of BUDGET instead (1 to 99; both stages' work dirs then
+# end in _pre50, before any _seedS, so they never resume the quarter's runs).
 set -euo pipefail
 
 ROOT=${1:?usage: tools/screen_levers.sh CAMVID_ROOT [OUT] [BUDGET]}
@@ -36,8 +38,13 @@ for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fu
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml)
 for lever in classmix classmix_ema ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
 
-stage_seconds() {  # BUDGET split into the pretraining quarter and the fine-tuning rest, in seconds
-    "$PY" -c 'import sys; from reseg.engine.budget import parse_duration; s = round(parse_duration(sys.argv[1])); print(s // 4, s - s // 4)' "$1"
+SHARE=${PRETRAIN_SHARE:-25}
+[[ "$SHARE" =~ ^[1-9][0-9]?$ ]] || { echo "PRETRAIN_SHARE: a whole percentage from 1 to 99, got $SHARE" >&2; exit 2; }
+share_suffix=""
+[[ "$SHARE" != 25 ]] && share_suffix="_pre$SHARE"
+
+stage_seconds() {  # BUDGET split into the pretraining share and the fine-tuning rest, in seconds
+    "$PY" -c 'import sys; from reseg.engine.budget import parse_duration; s = round(parse_duration(sys.argv[1])); p = s * int(sys.argv[2]) // 100; print(p, s - p)' "$1" "$SHARE"
 }
 
 run() {
@@ -72,6 +79,7 @@ for config in "${CONFIGS[@]}"; do
         drive-?*) name="${name}_drive${validation#drive-}"; validating=("data.val_sequences=[${validation#drive-}]") ;;
         *) echo "VALIDATION: unseen, same-drive or drive-SEQUENCE (e.g. drive-0016E5), got $validation" >&2; exit 2 ;;
     esac
+    [[ "$config" == *_synthinit.yaml ]] && name="$name$share_suffix"
     name="$name$seed_suffix"
     work="$OUT/$name"
     RUNS+=("$work")
@@ -89,7 +97,7 @@ for config in "${CONFIGS[@]}"; do
     if [[ "$config" == *_synthinit.yaml ]]; then  # two stages sharing the budget: pretrain, then fine-tune from it
         read -r pre rest < <(stage_seconds "$BUDGET")
         stage1="${config_name%%_unseen_*}_synthetic_pretrain"  # the model's own first stage: reseg_skip_ or unet_vgg16_
-        pretrain="$OUT/$stage1$seed_suffix"  # shared by both validations and by the model's synthinit levers
+        pretrain="$OUT/$stage1$share_suffix$seed_suffix"  # shared by both validations and by the model's synthinit levers
         pre_resume=()
         [[ -f "$pretrain/last.pt" ]] && pre_resume=(--resume)
         run "$PY" -m reseg train "$CONFIGS_DIR/$stage1.yaml" --work-dir "$pretrain" \
@@ -157,7 +165,7 @@ def miou(run: Path) -> float:
 
 
 def config_name(run: Path) -> str:
-    return re.sub(r"(_samedrive|_drive[0-9A-Za-z]+)?(_seed\d+)?$", "", run.name)
+    return re.sub(r"(_samedrive|_drive[0-9A-Za-z]+)?(_pre\d+)?(_seed\d+)?$", "", run.name)
 
 
 rows = [f"CamVid, {budget} each, `reseg evaluate` on best.pt (selected on the validation it names)", "",
