@@ -43,9 +43,8 @@ SHARE=${PRETRAIN_SHARE:-25}
 share_suffix=""
 [[ "$SHARE" != 25 ]] && share_suffix="_pre$SHARE"
 
-stage_seconds() {  # BUDGET split into the pretraining share and the fine-tuning rest, in seconds
-    "$PY" -c 'import sys; from reseg.engine.budget import parse_duration; s = round(parse_duration(sys.argv[1])); p = s * int(sys.argv[2]) // 100; print(p, s - p)' "$1" "$SHARE"
-}
+# BUDGET split once into the synthetic levers' pretraining share and the fine-tuning rest, in seconds
+read -r PRE_SECONDS REST_SECONDS < <("$PY" -c 'import sys; from reseg.engine.budget import parse_duration; s = round(parse_duration(sys.argv[1])); p = s * int(sys.argv[2]) // 100; print(p, s - p)' "$BUDGET" "$SHARE")
 
 run() {
     echo "+ $*"
@@ -95,14 +94,13 @@ for config in "${CONFIGS[@]}"; do
     fi
     budget=("train.time_budget=$BUDGET")
     if [[ "$config" == *_synthinit.yaml ]]; then  # two stages sharing the budget: pretrain, then fine-tune from it
-        read -r pre rest < <(stage_seconds "$BUDGET")
         stage1="${config_name%%_unseen_*}_synthetic_pretrain"  # the model's own first stage: reseg_skip_ or unet_vgg16_
         pretrain="$OUT/$stage1$share_suffix$seed_suffix"  # shared by both validations and by the model's synthinit levers
         pre_resume=()
         [[ -f "$pretrain/last.pt" ]] && pre_resume=(--resume)
         run "$PY" -m reseg train "$CONFIGS_DIR/$stage1.yaml" --work-dir "$pretrain" \
-            --no-progress "${pre_resume[@]}" --set "train.time_budget=${pre}s" "${seeding[@]}" >> "$log" 2>&1
-        budget=("train.time_budget=${rest}s" "train.init_from=$pretrain/best.pt")
+            --no-progress "${pre_resume[@]}" --set "train.time_budget=${PRE_SECONDS}s" "${seeding[@]}" >> "$log" 2>&1
+        budget=("train.time_budget=${REST_SECONDS}s" "train.init_from=$pretrain/best.pt")
     fi
     run "$PY" -m reseg train "$config" --work-dir "$work" --no-progress "${resume[@]}" \
         --set "data.root=$ROOT" "${budget[@]}" "${seeding[@]}" "${validating[@]}" >> "$log" 2>&1
