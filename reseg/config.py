@@ -47,6 +47,9 @@ class DataConfig:
     # ClassMix (reseg.data.mixing): the probability that a training image gets half the classes of another
     # image of its batch pasted over it
     class_mix: float = 0.0
+    # Rare-class sampling (reseg.data.rare_classes): images drawn by the rarity of the classes they hold,
+    # softmax((1 - class share) / temperature); 0 draws each image once an epoch, as without it
+    rare_class_temperature: float = 0.0
     eval_size: list[int] | None = None
     size_divisor: int = 32
     label_format: str = "auto"
@@ -562,6 +565,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "data.color_jitter": _FRACTION,
     "data.augment": _choices("standard", "photometric", "strong"),
     "data.class_mix": _FRACTION,
+    "data.rare_class_temperature": _NONNEG,
     "data.eval_size": _optional(_SIZE),
     "data.size_divisor": _int_at_least(1),
     "data.label_format": _choices("auto", "segnet", "camvid32", "labelIds", "labelTrainIds"),

@@ -16,6 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-format", help="auto | segnet | camvid32 | labelIds | labelTrainIds")
     parser.add_argument("--json", metavar="FILE", help="also write the statistics as JSON here")
     parser.add_argument("--cache-dir", help="read/write cached statistics in this folder")
+    parser.add_argument(
+        "--rare-class-temperature",
+        type=float,
+        metavar="T",
+        help="also show what rare-class sampling at T would draw (default: the config's "
+        "data.rare_class_temperature when set)",
+    )
     add_set_argument(parser, "data.skip_bad_samples=true data.val_split=test")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -36,6 +43,22 @@ def format_table(stats: dict) -> str:
         )
     lines.append("-" * (width + 62))
     lines.append(f"{stats['images']} images, {stats['labelled_pixels']:,d} labelled pixels (ignore excluded)")
+    rcs = stats.get("rare_class_sampling")
+    if rcs:
+        lines += [
+            "",
+            f"rare-class sampling at temperature {rcs['temperature']:g}:",
+            f"{'class':<{width}}  {'P(class)':>8}  {'share %':>8}  {'drawn share %':>13}",
+        ]
+        for i, name in enumerate(names):
+            lines.append(
+                f"{name:<{width}}  {rcs['class_probabilities'][i]:>8.3f}  {100 * stats['frequencies'][i]:>8.3f}  "
+                f"{100 * rcs['drawn_shares'][i]:>13.3f}"
+            )
+        lines.append(
+            f"the likeliest image {rcs['likeliest_image_x_uniform']:.1f}x the uniform chance, "
+            f"{rcs['never_drawn']} never drawn"
+        )
     return "\n".join(lines)
 
 
@@ -52,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{cfg.data.dataset} {args.split!r} split at {dataset.root}: {len(dataset)} images")
     stats = dataset_stats(dataset, cache_dir=args.cache_dir, progress=not args.no_progress)
     stats = {"dataset": cfg.data.dataset, "root": str(dataset.root), "split": args.split, **stats}
+    temperature = args.rare_class_temperature or cfg.data.rare_class_temperature
+    if temperature:
+        from reseg.data.rare_classes import image_counts, sampling_summary
+
+        counts = image_counts(dataset, cache_dir=args.cache_dir, progress=not args.no_progress)
+        stats["rare_class_sampling"] = sampling_summary(counts, temperature)
     print(format_table(stats))
     if args.json:
         write_json(args.json, stats, indent=1)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,19 @@ log = logging.getLogger("reseg.data")
 
 METHODS = ("none", "median_frequency", "inverse_log")
 CACHE_VERSION = 1
+CACHE_LABELS = {"class_stats": "class statistics", "image_class_pixels": "per-image class counts"}
 
 
-def class_pixel_counts(dataset: Any, progress: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per class: labelled pixels, and total pixels of the images containing the class; and #images.
+def image_class_pixels(dataset: Any, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: labelled pixels of each class ([N, C]) and the mask's size ([N]); what every statistic sums.
 
-    Reads `dataset.read_mask(i)` (raw masks, no augmentation); ignore (255) is never counted as a class.
+    Reads `dataset.read_mask(i)` (raw masks, no augmentation); ignore (255) is never counted as a class. A bad
+    mask skipped under data.skip_bad_samples keeps its row, all zeros, and size 0, so rows stay the indices.
     """
     num_classes = dataset.classes.num_classes
-    pixels = np.zeros(num_classes, np.int64)
-    image_pixels = np.zeros(num_classes, np.int64)
     n = len(dataset)
+    counts = np.zeros((n, num_classes), np.int64)
+    sizes = np.zeros(n, np.int64)
     skip = bool(getattr(dataset, "skip_bad_samples", False))
     for i in tqdm(range(n), desc="class statistics", unit="mask", disable=not progress, dynamic_ncols=True):
         try:
@@ -47,12 +50,17 @@ def class_pixel_counts(dataset: Any, progress: bool = True) -> tuple[np.ndarray,
             if not skip:
                 raise
             log.warning("class statistics skip a bad mask (data.skip_bad_samples=true): %s", err)
-            n -= 1
             continue
-        counts = np.bincount(mask.ravel(), minlength=256)[:num_classes].astype(np.int64)
-        pixels += counts
-        image_pixels[counts > 0] += mask.size
-    return pixels, image_pixels, n
+        counts[i] = np.bincount(mask.ravel(), minlength=256)[:num_classes]
+        sizes[i] = mask.size
+    return counts, sizes
+
+
+def class_pixel_counts(dataset: Any, progress: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per class: labelled pixels, and total pixels of the images containing the class; and #images read."""
+    counts, sizes = image_class_pixels(dataset, progress)
+    image_pixels = ((counts > 0) * sizes[:, None]).sum(axis=0)
+    return counts.sum(axis=0), image_pixels, int((sizes > 0).sum())
 
 
 def median_frequency_weights(pixels: np.ndarray, image_pixels: np.ndarray) -> np.ndarray:
@@ -115,25 +123,35 @@ def compute_stats(dataset: Any, progress: bool = True) -> dict[str, Any]:
     }
 
 
-def dataset_stats(dataset: Any, cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """`compute_stats`, read from / written to `cache_dir/class_stats_<key>.json` when a cache dir is given."""
+def cached(
+    dataset: Any, cache_dir: str | Path | None, what: str, compute: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """`compute()`, read from / written to `cache_dir/<what>_<key>.json` when a cache dir is given.
+
+    The key hashes the dataset's mask files and classes, so an edited or replaced mask recomputes.
+    """
+    label = CACHE_LABELS.get(what, what)
     if cache_dir is None:
-        return compute_stats(dataset, progress)
+        return compute()
     key = dataset_key(dataset)
-    path = Path(cache_dir) / f"class_stats_{key}.json"
+    path = Path(cache_dir) / f"{what}_{key}.json"
     if path.is_file():
         try:
             stats = json.loads(path.read_text(encoding="utf-8"))
             if stats.get("key") == key and stats.get("class_names") == list(dataset.classes.names):
-                log.info("class statistics read from %s", path)
+                log.info("%s read from %s", label, path)
                 return stats
         except (OSError, ValueError):
-            log.warning("ignoring unreadable class-statistics cache %s", path)
-    stats = compute_stats(dataset, progress)
-    stats["key"] = key
+            log.warning("ignoring unreadable %s cache %s", label, path)
+    stats = {**compute(), "key": key}
     write_json(path, stats, indent=1)  # atomic, with the user's umask (mkstemp would make it 0600)
-    log.info("class statistics cached in %s", path)
+    log.info("%s cached in %s", label, path)
     return stats
+
+
+def dataset_stats(dataset: Any, cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """`compute_stats`, cached in `cache_dir/class_stats_<key>.json` when a cache dir is given."""
+    return cached(dataset, cache_dir, "class_stats", lambda: compute_stats(dataset, progress))
 
 
 def class_weights(

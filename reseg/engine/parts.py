@@ -114,9 +114,17 @@ def _settle_num_classes(cfg: Config, names: list[str]) -> None:
         )
 
 
-def _epoch_sampler(cfg: Config, length: int, dist: dist_utils.DistInfo) -> EpochBatchSampler:
+def _epoch_sampler(
+    cfg: Config, length: int, dist: dist_utils.DistInfo, weights: list[float] | None = None
+) -> EpochBatchSampler:
     sampler = EpochBatchSampler(
-        length, cfg.data.batch_size, seed=cfg.train.seed, shuffle=True, rank=dist.rank, world_size=dist.world_size
+        length,
+        cfg.data.batch_size,
+        seed=cfg.train.seed,
+        shuffle=True,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        weights=weights,
     )
     if sampler.batches_per_epoch() == 0:
         raise ResegError(
@@ -126,8 +134,30 @@ def _epoch_sampler(cfg: Config, length: int, dist: dist_utils.DistInfo) -> Epoch
     return sampler
 
 
-def build_data(cfg: Config, run: RunContext) -> TrainData:
-    """Both splits, the sampler and the loader; sets cfg.model.num_classes from the dataset when unset."""
+def sampling_weights(cfg: Config, train_set: Dataset, cache_dir: Path | None, progress: bool) -> list[float] | None:
+    """Each training image's chance of a draw under data.rare_class_temperature; None samples uniformly."""
+    temperature = cfg.data.rare_class_temperature
+    if not temperature:
+        return None
+    from reseg.data.rare_classes import rare_class_weights
+
+    # rank 0 reads the masks and caches their counts; the others receive its weights (or its error, named)
+    weights = dist_utils.run_on_main(
+        lambda: rare_class_weights(train_set, temperature, cache_dir, progress), "rare-class sampling weights"
+    )
+    LOG.info(
+        "rare-class sampling (temperature %g): the likeliest image %.1fx the uniform chance, %d never drawn",
+        temperature,
+        max(weights) * len(weights),
+        sum(w == 0 for w in weights),
+    )
+    return weights
+
+
+def build_data(cfg: Config, run: RunContext, cache_dir: Path | None = None, progress: bool = False) -> TrainData:
+    """Both splits, the sampler and the loader; sets cfg.model.num_classes from the dataset when unset.
+
+    `cache_dir` keeps the per-image class counts rare-class sampling reads (the run's work dir)."""
     # rank 0 first, and the only one that may generate the synthetic set (no other writer)
     train_set = dist_utils.main_first(
         lambda: _build_dataset(cfg, cfg.data.train_split, run.main), "building the training set"
@@ -137,7 +167,7 @@ def build_data(cfg: Config, run: RunContext) -> TrainData:
     classes = train_set.classes
     names = list(classes.names)
     _settle_num_classes(cfg, names)
-    sampler = _epoch_sampler(cfg, len(train_set), run.dist)
+    sampler = _epoch_sampler(cfg, len(train_set), run.dist, sampling_weights(cfg, train_set, cache_dir, progress))
     loader = build_loader(
         SeededView(train_set),
         cfg,

@@ -177,9 +177,10 @@ def restore_rng(rng: Any, dist: dist_utils.DistInfo) -> None:
 
 
 def warn_if_order_differs(saved: dict[str, Any], sampler: EpochBatchSampler) -> None:
-    """A changed seed, set size, batch size or process count changes the data order: say so."""
+    """A changed seed, set size, batch size, process count or sampling distribution changes the data order: say so."""
     now = sampler.state_dict()
-    differs = [k for k in ("seed", "length", "batch_size", "world_size") if k in saved and saved[k] != now[k]]
+    keys = ("seed", "length", "batch_size", "world_size", "weights")
+    differs = [k for k in keys if k in saved and saved[k] != now[k]]
     if differs:
         LOG.warning(
             "data order differs from the checkpoint's (%s): the resumed run is not an exact continuation",

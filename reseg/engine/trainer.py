@@ -198,7 +198,7 @@ class Trainer:
         cfg, run = self.cfg, self.run
         resumed = read_resume(Path(self.resume)) if self.resume else None  # before any file is made
         prepare_work_dir(self.work_dir, run.main, resume=bool(self.resume), overwrite=self.overwrite)
-        self.data = build_data(cfg, run)
+        self.data = build_data(cfg, run, self.work_dir, self._show_bar())
         self.budget = plan_budget(cfg, self.data.sampler.batches_per_epoch(), time_budget(cfg, self.clock))
         model = build_train_model(cfg, run, resuming=resumed is not None)
         weights = loss_class_weights(cfg, self.data.train_set, self.work_dir, self._show_bar())
