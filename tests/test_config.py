@@ -339,6 +339,44 @@ def _finished_run(run: Path, config: Path | str, miou: float, overrides: list[st
     (run / "eval_best" / "metrics.json").write_text(json.dumps({"mIoU": miou, "aAcc": 0.8}))
 
 
+def _stage1(lever: str) -> str:
+    """The stage-1 config a synthetic lever starts from: the run its train.init_from names."""
+    cfg = load_config(REPO / "configs" / "levers" / lever)
+    return Path(cfg.train.init_from).parent.name + ".yaml"
+
+
+def test_synthetic_levers_start_from_a_stage_1_of_their_own_model(tmp_path: Path) -> None:
+    """A lever and its stage 1 build the same architecture, or the fine-tuning could not load the weights."""
+    from reseg.config import architecture_keys
+
+    for lever in (name for name in LEVERS if name.endswith("_synthinit.yaml")):
+        tuned = load_config(REPO / "configs" / "levers" / lever).model
+        first = load_config(REPO / "configs" / _stage1(lever)).model
+        assert {k: getattr(tuned, k) for k in architecture_keys()} == {
+            k: getattr(first, k) for k in architecture_keys()
+        }
+
+
+def test_screen_levers_refuses_a_synthetic_lever_without_its_stage_1(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    (tmp_path / "tools").mkdir()
+    shutil.copy(REPO / "tools" / "screen_levers.sh", tmp_path / "tools")
+    lever = tmp_path / "configs" / "levers" / "reseg_skip_unseen_closer_classmix_synthinit.yaml"
+    lever.write_text(lever.read_text().replace("reseg_skip_synthetic_pretrain/best.pt", "nowhere/best.pt"))
+    done = subprocess.run(
+        ["bash", str(tmp_path / "tools" / "screen_levers.sh"), "/data/camvid", str(tmp_path / "out"), "20m"],
+        env={"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "ONLY": "reseg_skip_unseen_closer_classmix_synthinit"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"{lever}: a synthetic lever names its stage 1 as train.init_from" in done.stderr
+
+
 def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> None:
     """tools/screen_levers.sh, without training: DRY_RUN lists a train + evaluate pair per config (every lever
     config and both recipes, at the budget asked), TABLE_ONLY builds the table from the runs' files."""
@@ -348,8 +386,12 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     expected = {"reseg_skip_camvid_cpu_unseen.yaml", "unet_vgg16_camvid_cpu_unseen.yaml", *LEVERS}
     # each synthetic lever's first stage is its model's own (not a screened run), shared by that model's levers
     synthinit = [name for name in LEVERS if name.endswith("_synthinit.yaml")]
-    stage1 = {name: name.split("_unseen_")[0] + "_synthetic_pretrain.yaml" for name in synthinit}
-    assert set(stage1.values()) == {"reseg_skip_synthetic_pretrain.yaml", "unet_vgg16_synthetic_pretrain.yaml"}
+    stage1 = {name: _stage1(name) for name in synthinit}
+    assert set(stage1.values()) == {
+        "reseg_skip_synthetic_pretrain.yaml",
+        "unet_vgg16_synthetic_pretrain.yaml",
+        "reseg_skip_fullwidth_synthetic_pretrain.yaml",
+    }
     assert sorted(Path(line.split()[5]).name for line in trains) == sorted([*expected, *stage1.values()])
     staged = {Path(line.split()[5]).name: line for line in trains if "synth" in line.split()[5]}
     assert all(

@@ -20,7 +20,8 @@
 # run's log, with the machine's load average every minute, is OUT/NAME.log.
 #
 # The synthetic-pretraining levers (levers/*_synthinit.yaml) run in two stages inside the one budget: the
-# model's stage-1 config (configs/reseg_skip_synthetic_pretrain.yaml or unet_vgg16_synthetic_pretrain.yaml)
+# stage-1 config whose run the lever's train.init_from names (configs/reseg_skip_synthetic_pretrain.yaml,
+# unet_vgg16_synthetic_pretrain.yaml or reseg_skip_fullwidth_synthetic_pretrain.yaml: the lever's own model)
 # trains on the generated streets for a quarter of BUDGET (OUT/<that config's name>; generating its scenes the
 # first time is not charged to the budget), then the lever fine-tunes from that run's best.pt for the rest.
 # PRETRAIN_SHARE=50 gives the first stage that percentage of BUDGET instead (1 to 99; both stages' work dirs then
@@ -34,7 +35,7 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_fullwidth_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml)
 for lever in classmix classmix_ema ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
 
@@ -94,7 +95,12 @@ for config in "${CONFIGS[@]}"; do
     fi
     budget=("train.time_budget=$BUDGET")
     if [[ "$config" == *_synthinit.yaml ]]; then  # two stages sharing the budget: pretrain, then fine-tune from it
-        stage1="${config_name%%_unseen_*}_synthetic_pretrain"  # the model's own first stage: reseg_skip_ or unet_vgg16_
+        # the stage-1 config is the one whose run the lever's init_from names (OUT/<stage-1 config>/best.pt)
+        stage1=$(sed -n 's|^ *init_from: *[^ #]*/\([^/ #]*\)/best\.pt *$|\1|p' "$config" | head -n1)
+        [[ -n "$stage1" && -f "$CONFIGS_DIR/$stage1.yaml" ]] || {
+            echo "$config: a synthetic lever names its stage 1 as train.init_from: .../<stage-1 config>/best.pt" >&2
+            exit 2
+        }
         pretrain="$OUT/$stage1$share_suffix$seed_suffix"  # shared by both validations and by the model's synthinit levers
         pre_resume=()
         [[ -f "$pretrain/last.pt" ]] && pre_resume=(--resume)
