@@ -391,6 +391,7 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
         "reseg_skip_synthetic_pretrain.yaml",
         "unet_vgg16_synthetic_pretrain.yaml",
         "reseg_skip_fullwidth_synthetic_pretrain.yaml",
+        "reseg_skip_closer_synthetic_pretrain.yaml",
     }
     assert sorted(Path(line.split()[5]).name for line in trains) == sorted([*expected, *stage1.values()])
     staged = {Path(line.split()[5]).name: line for line in trains if "synth" in line.split()[5]}

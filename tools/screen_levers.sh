@@ -20,9 +20,8 @@
 # run's log, with the machine's load average every minute, is OUT/NAME.log.
 #
 # The synthetic-pretraining levers (levers/*_synthinit.yaml) run in two stages inside the one budget: the
-# stage-1 config whose run the lever's train.init_from names (configs/reseg_skip_synthetic_pretrain.yaml,
-# unet_vgg16_synthetic_pretrain.yaml or reseg_skip_fullwidth_synthetic_pretrain.yaml: the lever's own model)
-# trains on the generated streets for a quarter of BUDGET (OUT/<that config's name>; generating its scenes the
+# stage-1 config whose run the lever's train.init_from names (configs/*_synthetic_pretrain.yaml: the lever's own
+# model, e.g. at full width, or its own scale) trains on the generated streets for a quarter of BUDGET (OUT/<that config's name>; generating its scenes the
 # first time is not charged to the budget), then the lever fine-tunes from that run's best.pt for the rest.
 # PRETRAIN_SHARE=50 gives the first stage that percentage of BUDGET instead (1 to 99; both stages' work dirs then
 # end in _pre50, before any _seedS, so they never resume the quarter's runs).
@@ -35,7 +34,7 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_fullwidth_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_closersynth_synthinit closer_classmix_fullwidth_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml)
 for lever in classmix classmix_ema ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
 
