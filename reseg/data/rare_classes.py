@@ -2,9 +2,10 @@
 
 A class c is drawn with probability softmax((1 - f_c) / T) over f_c, its share of the labelled pixels, then
 one of the images that hold it (c covers at least `MIN_SHARE` of the image's labelled pixels) uniformly. The
-chance of an image is the sum of that over its classes. Why: on CamVid the thin classes (pole, sign,
-pedestrian, bicyclist) are each about 1% of the pixels, and they are what a model misses on a new street;
-a small T (0.01, DAFormer's) puts most draws on them, a large one tends to uniform sampling.
+chance of an image is the sum of that over its classes. Why: where a rare class lives in a few images (a
+train or a bus in a city's frames), uniform sampling shows it a handful of times an epoch however the loss
+weighs it; a small T (DAFormer's 0.01) puts most draws on the rarest classes, a large one tends to uniform.
+`reseg data-stats --rare-class-temperature T` shows what it would change for a dataset before training.
 """
 
 from __future__ import annotations
@@ -40,14 +41,18 @@ def image_probabilities(counts: np.ndarray, temperature: float, min_share: float
 
     Classes that no image holds by `min_share` cannot be drawn: their chance goes to the others.
     """
-    counts = np.asarray(counts, np.int64)
-    labelled = counts.sum(axis=1, keepdims=True)
-    holds = (counts > 0) & (counts >= min_share * labelled)
+    holds, probs = _drawable(counts, temperature, min_share)
     holders = holds.sum(axis=0)
-    probs = class_probabilities(counts.sum(axis=0) * (holders > 0), temperature)
     per_holder = np.divide(probs, holders, out=np.zeros_like(probs), where=holders > 0)
     weights = holds @ per_holder
     return weights / weights.sum()
+
+
+def _drawable(counts: np.ndarray, temperature: float, min_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which image holds which class ([N, C] booleans), and each class's chance of a draw (0 if none holds it)."""
+    counts = np.asarray(counts, np.int64)
+    holds = (counts > 0) & (counts >= min_share * counts.sum(axis=1, keepdims=True))
+    return holds, class_probabilities(counts.sum(axis=0) * holds.any(axis=0), temperature)
 
 
 def drawn_shares(counts: np.ndarray, chances: np.ndarray) -> np.ndarray:
@@ -81,7 +86,7 @@ def sampling_summary(counts: np.ndarray, temperature: float) -> dict[str, Any]:
     chances = image_probabilities(counts, temperature)
     return {
         "temperature": temperature,
-        "class_probabilities": class_probabilities(np.asarray(counts).sum(axis=0), temperature).tolist(),
+        "class_probabilities": _drawable(counts, temperature, MIN_SHARE)[1].tolist(),
         "drawn_shares": drawn_shares(counts, chances).tolist(),
         "likeliest_image_x_uniform": float(chances.max() * len(chances)),
         "never_drawn": int((chances == 0).sum()),
