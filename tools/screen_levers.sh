@@ -62,6 +62,18 @@ if [[ -n "${ONLY:-}" ]]; then
     CONFIGS=("${picked[@]}")
 fi
 
+# each synthetic lever's stage-1 config, the one whose run its init_from names (OUT/<stage-1 config>/best.pt),
+# found before anything trains, so a lever without one stops the screening at once, not hours in
+declare -A STAGE1
+for config in "${CONFIGS[@]}"; do
+    [[ "$config" == *_synthinit.yaml ]] || continue
+    STAGE1[$config]=$(sed -n 's|^ *init_from: *[^ #]*/\([^/ #]*\)/best\.pt *$|\1|p' "$config" | head -n1)
+    [[ -n "${STAGE1[$config]}" && -f "$CONFIGS_DIR/${STAGE1[$config]}.yaml" ]] || {
+        echo "$config: a synthetic lever names its stage 1 as train.init_from: .../<stage-1 config>/best.pt" >&2
+        exit 2
+    }
+done
+
 RUNS=()
 for config in "${CONFIGS[@]}"; do
   config_name=$(basename "$config" .yaml)
@@ -94,12 +106,7 @@ for config in "${CONFIGS[@]}"; do
     fi
     budget=("train.time_budget=$BUDGET")
     if [[ "$config" == *_synthinit.yaml ]]; then  # two stages sharing the budget: pretrain, then fine-tune from it
-        # the stage-1 config is the one whose run the lever's init_from names (OUT/<stage-1 config>/best.pt)
-        stage1=$(sed -n 's|^ *init_from: *[^ #]*/\([^/ #]*\)/best\.pt *$|\1|p' "$config" | head -n1)
-        [[ -n "$stage1" && -f "$CONFIGS_DIR/$stage1.yaml" ]] || {
-            echo "$config: a synthetic lever names its stage 1 as train.init_from: .../<stage-1 config>/best.pt" >&2
-            exit 2
-        }
+        stage1=${STAGE1[$config]}
         pretrain="$OUT/$stage1$share_suffix$seed_suffix"  # shared by both validations and by the model's synthinit levers
         pre_resume=()
         [[ -f "$pretrain/last.pt" ]] && pre_resume=(--resume)
