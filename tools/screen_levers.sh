@@ -34,7 +34,7 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_closersynth_synthinit closer_classmix_fullwidth_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_regularised_synthinit closer_classmix_closersynth_synthinit closer_classmix_fullwidth_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml)
 for lever in classmix classmix_ema ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
 
