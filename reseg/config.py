@@ -60,6 +60,10 @@ class DataConfig:
     # val splits together) validate, the rest of the two splits trains (or only train_sequences' frames).
     train_sequences: list[str] | None = None
     val_sequences: list[str] | None = None
+    # Joint training (reseg.data.factory.mix_in_synthetic): generated scenes from synthetic_mix_root (made there
+    # with the synthetic_* keys below when missing) join a CamVid training split as this share of it; 0 = off
+    synthetic_mix: float = 0.0
+    synthetic_mix_root: str = "datasets/synthetic_standard_360x480"
     synthetic_sizes: list[int] = field(default_factory=lambda: [300, 60, 60])
     synthetic_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] of generated images
     synthetic_seed: int = 0
@@ -574,6 +578,8 @@ RULES: dict[str, tuple[Check, str]] = {
     "data.class_weights": _choices("none", "median_frequency", "inverse_log"),
     "data.train_sequences": _optional(_list_of(_TEXT, name="a non-empty list of file-name prefixes")),
     "data.val_sequences": _optional(_list_of(_TEXT, name="a non-empty list of file-name prefixes")),
+    "data.synthetic_mix": _number(0, 1, high_open=True),
+    "data.synthetic_mix_root": _TEXT,
     "data.synthetic_sizes": _list_of(_int_at_least(0), 3, "[train, val, test] image counts"),
     "data.synthetic_size": _SIZE,
     "data.synthetic_seed": _int_at_least(0),

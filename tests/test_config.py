@@ -286,6 +286,9 @@ LEVER_KEYS = {  # _all: the regularisers
     "data.scale_range",
     "data.crop_size",
     "data.eval_size",
+    "data.synthetic_mix",
+    "data.synthetic_mix_root",
+    "data.synthetic_sizes",
 }
 LEVERS = sorted(p.name for p in (REPO / "configs" / "levers").glob("*.yaml"))
 

@@ -34,9 +34,9 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_regularised_synthinit closer_classmix_closersynth_synthinit closer_classmix_fullwidth_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_regularised_synthinit closer_classmix_closersynth_synthinit closer_classmix_fullwidth_synthinit closer_classmix_synthmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml)
-for lever in classmix classmix_ema ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
+for lever in classmix classmix_ema ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_synthmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
 
 SHARE=${PRETRAIN_SHARE:-25}
 [[ "$SHARE" =~ ^[1-9][0-9]?$ ]] || { echo "PRETRAIN_SHARE: a whole percentage from 1 to 99, got $SHARE" >&2; exit 2; }
@@ -161,6 +161,7 @@ def levers(cfg: dict) -> str:
         f"ibn {cfg['model']['ibn_blocks']} blocks" if cfg["model"].get("ibn_blocks") else "",
         f"{cfg['data']['class_weights']} weights" if cfg["data"]["class_weights"] != RECIPE["data"]["class_weights"] else "",
         f"from {Path(cfg['train']['init_from']).parent.name}" if cfg["train"]["init_from"] else "",
+        f"{cfg['data']['synthetic_mix']:g} generated" if cfg["data"].get("synthetic_mix") else "",
         scale(cfg["data"]) if scale(cfg["data"]) != scale(RECIPE["data"]) else "",
         # the ReSeg recipes' encoder is half width
         f"width {cfg['model']['encoder_width']:g}"

@@ -17,7 +17,7 @@ from torch.utils.data.distributed import DistributedSampler
 from reseg.data.base import DatasetError, SegmentationDataset, collate
 from reseg.data.camvid import CamVidDataset
 from reseg.data.cityscapes import CityscapesDataset
-from reseg.data.classes import CLASS_TABLES, ClassInfo
+from reseg.data.classes import CAMVID, CLASS_TABLES, ClassInfo
 from reseg.data.folder import FolderDataset, load_folder_classes
 from reseg.data.synthetic import SYNTHETIC_KEYS, ensure_synthetic
 from reseg.data.transforms import build_transforms
@@ -26,28 +26,34 @@ from reseg.io import folder_problem
 log = logging.getLogger("reseg.data")
 
 
-def _synthetic(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
-    """The generated street scenes (CamVid classes, SegNet layout); generated here only when `generate`."""
+def _synthetic_root(cfg: Any, root: str | Path, generate: bool, key: str) -> Path:
+    """A generated dataset's folder (`key` names where the config gives it); generated there only when
+    `generate`, otherwise a missing folder is an error."""
     data = cfg.data
     if generate:
-        asked = [key for key in SYNTHETIC_KEYS if cfg.was_given(f"data.{key}")] if hasattr(cfg, "was_given") else None
-        root = ensure_synthetic(
-            data.root,
+        asked = [k for k in SYNTHETIC_KEYS if cfg.was_given(f"data.{k}")] if hasattr(cfg, "was_given") else None
+        return ensure_synthetic(
+            root,
             data.synthetic_sizes,
             data.synthetic_seed,
             tuple(data.synthetic_size),
             data.synthetic_difficulty,
             asked=asked,
         )
-    else:
-        root = Path(data.root)
-        if problem := folder_problem(root):
-            hint = (
-                f"; only `reseg train` and `reseg make-synthetic --out {root}` generate one (check the path for a typo)"
-                if not root.exists()
-                else "; expected the folder of a generated dataset"
-            )
-            raise DatasetError(f"synthetic dataset root {root} {problem} (data.root){hint}")
+    root = Path(root)
+    if problem := folder_problem(root):
+        hint = (
+            f"; only `reseg train` and `reseg make-synthetic --out {root}` generate one (check the path for a typo)"
+            if not root.exists()
+            else "; expected the folder of a generated dataset"
+        )
+        raise DatasetError(f"synthetic dataset root {root} {problem} ({key}){hint}")
+    return root
+
+
+def _synthetic(cfg: Any, split: str, generate: bool, **kwargs: Any) -> SegmentationDataset:
+    """The generated street scenes (CamVid classes, SegNet layout); generated here only when `generate`."""
+    root = _synthetic_root(cfg, cfg.data.root, generate, "data.root")
     return CamVidDataset(root, split, label_format="segnet", **kwargs)
 
 
@@ -124,6 +130,15 @@ def build_dataset(
             require_labels=require_labels,
         )
 
+    dataset = _by_sequences(cfg, split, one)
+    if split == data.train_split and data.synthetic_mix:
+        dataset = mix_in_synthetic(dataset, cfg, generate)
+    return dataset
+
+
+def _by_sequences(cfg: Any, split: str, one: Callable[[str], SegmentationDataset]) -> SegmentationDataset:
+    """`split` as data.val_sequences / data.train_sequences choose it from the train and val splits together."""
+    data = cfg.data
     if data.val_sequences is None:  # train_sequences alone narrow the train split; val stays as it is
         if data.train_sequences and split == data.train_split:
             return select_sequences(one(split), data.train_sequences, "data.train_sequences")
@@ -139,6 +154,47 @@ def build_dataset(
     if data.train_sequences:
         return select_sequences(pooled, data.train_sequences, "data.train_sequences")
     return select_sequences(pooled, data.val_sequences, "data.val_sequences", keep=False)
+
+
+def mix_in_synthetic(dataset: SegmentationDataset, cfg: Any, generate: bool) -> SegmentationDataset:
+    """Joint training with the generated streets: scenes of the synthetic set at data.synthetic_mix_root join a
+    CamVid-class training split, in place, until they make up data.synthetic_mix of it.
+
+    The scenes are spread evenly over the generated set (not its first ones), and they join the file list, so
+    class statistics, sampling, ClassMix and `--resume` treat them as any other frame."""
+    data = cfg.data
+    share = float(data.synthetic_mix)
+    if (
+        not isinstance(dataset, CamVidDataset)
+        or dataset.classes.names != CAMVID.names
+        or data.label_format == "camvid32"
+    ):
+        raise DatasetError(
+            f"data.synthetic_mix={share:g} adds generated scenes in CamVid's 11 classes (SegNet ids) to the "
+            f"training split; data.dataset {data.dataset!r} (label_format {data.label_format!r}) is not such a "
+            f"dataset: use it with camvid (label_format auto or segnet), or set data.synthetic_mix to 0"
+        )
+    root = _synthetic_root(cfg, data.synthetic_mix_root, generate, "data.synthetic_mix_root")
+    scenes = CamVidDataset(root, "train", label_format="segnet")
+    wanted = round(len(dataset) * share / (1 - share))
+    if wanted > len(scenes):
+        raise DatasetError(
+            f"data.synthetic_mix={share:g} needs {wanted} generated scenes beside the {len(dataset)} training "
+            f"frames, but {root} (data.synthetic_mix_root) holds {len(scenes)}: lower the share, or generate more "
+            f"(`reseg make-synthetic --out NEW_FOLDER --train {wanted}`, then data.synthetic_mix_root=NEW_FOLDER)"
+        )
+    picks = np.linspace(0, len(scenes) - 1, wanted).round().astype(int) if wanted else []
+    dataset.files = dataset.files + [scenes.files[i] for i in picks]
+    dataset.meta = dataset.meta + [scenes.meta[i] for i in picks]
+    dataset.split = f"{dataset.split} + {wanted} generated scenes"
+    log.info(
+        "joint training: %d of the %d generated scenes in %s join %d frames",
+        wanted,
+        len(scenes),
+        root,
+        len(dataset) - wanted,
+    )
+    return dataset
 
 
 def sequence_of(path: str | Path) -> str:
