@@ -447,6 +447,10 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
         "| reseg_skip_unseen_closer_classmix_synthinit | reseg | classmix 0.5, from reseg_skip_synthetic_pretrain, "
         "scale 0.7-0.9, eval 288x384 | unseen drive 0006R0 |" in table
     )
+    assert (
+        "| unet_vgg16_unseen_closer_classmix_synthmix_synthinit | unet_vgg16 | classmix 0.5, from "
+        "unet_vgg16_synthetic_pretrain, 0.2 generated, scale 0.7-0.9, eval 288x384 | unseen drive 0006R0 |" in table
+    )
 
 
 def test_screen_levers_seeds_and_validations_give_mean_spread_and_both_drives(tmp_path: Path) -> None:
