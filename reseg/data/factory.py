@@ -17,7 +17,7 @@ from torch.utils.data.distributed import DistributedSampler
 from reseg.data.base import DatasetError, SegmentationDataset, collate
 from reseg.data.camvid import CamVidDataset
 from reseg.data.cityscapes import CityscapesDataset
-from reseg.data.classes import CAMVID, CLASS_TABLES, ClassInfo
+from reseg.data.classes import CLASS_TABLES, ClassInfo
 from reseg.data.folder import FolderDataset, load_folder_classes
 from reseg.data.synthetic import SYNTHETIC_KEYS, ensure_synthetic
 from reseg.data.transforms import build_transforms
@@ -164,11 +164,7 @@ def mix_in_synthetic(dataset: SegmentationDataset, cfg: Any, generate: bool) -> 
     class statistics, sampling, ClassMix and `--resume` treat them as any other frame."""
     data = cfg.data
     share = float(data.synthetic_mix)
-    if (
-        not isinstance(dataset, CamVidDataset)
-        or dataset.classes.names != CAMVID.names
-        or data.label_format == "camvid32"
-    ):
+    if not isinstance(dataset, CamVidDataset) or data.label_format == "camvid32":  # CamVidDataset: CamVid's classes
         raise DatasetError(
             f"data.synthetic_mix={share:g} adds generated scenes in CamVid's 11 classes (SegNet ids) to the "
             f"training split; data.dataset {data.dataset!r} (label_format {data.label_format!r}) is not such a "
@@ -183,7 +179,7 @@ def mix_in_synthetic(dataset: SegmentationDataset, cfg: Any, generate: bool) -> 
             f"frames, but {root} (data.synthetic_mix_root) holds {len(scenes)}: lower the share, or generate more "
             f"(`reseg make-synthetic --out NEW_FOLDER --train {wanted}`, then data.synthetic_mix_root=NEW_FOLDER)"
         )
-    picks = np.linspace(0, len(scenes) - 1, wanted).round().astype(int) if wanted else []
+    picks = np.linspace(0, len(scenes) - 1, wanted).round().astype(int)
     dataset.files = dataset.files + [scenes.files[i] for i in picks]
     dataset.meta = dataset.meta + [scenes.meta[i] for i in picks]
     dataset.split = f"{dataset.split} + {wanted} generated scenes"
