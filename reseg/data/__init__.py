@@ -10,7 +10,14 @@ import importlib
 from typing import Any
 
 _HOME = {
-    "reseg.data.factory": ("DATASETS", "build_dataset", "build_loader", "dataset_classes", "seed_worker"),
+    "reseg.data.factory": (
+        "DATASETS",
+        "build_dataset",
+        "build_training_set",
+        "build_loader",
+        "dataset_classes",
+        "seed_worker",
+    ),
     "reseg.data.balance": ("class_weights", "dataset_stats"),
     "reseg.data.base": (
         "BadSampleError",

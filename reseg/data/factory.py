@@ -130,8 +130,15 @@ def build_dataset(
             require_labels=require_labels,
         )
 
-    dataset = _by_sequences(cfg, split, one)
-    if split == data.train_split and data.synthetic_mix:
+    return _by_sequences(cfg, split, one)
+
+
+def build_training_set(cfg: Any, transform: Any = "auto", generate: bool = False) -> SegmentationDataset:
+    """What the trainer learns from: cfg.data's training split, joined by generated scenes when
+    data.synthetic_mix asks for them. Everything else that reads the training split (int8 calibration,
+    data-stats, browse) takes build_dataset's real frames alone."""
+    dataset = build_dataset(cfg, cfg.data.train_split, transform=transform, generate=generate)
+    if cfg.data.synthetic_mix:
         dataset = mix_in_synthetic(dataset, cfg, generate)
     return dataset
 

@@ -97,8 +97,10 @@ class TrainData:
 
 
 def _build_dataset(cfg: Config, split: str, generate: bool, transform: Any = "auto") -> Dataset:
-    from reseg.data import build_dataset
+    from reseg.data import build_dataset, build_training_set
 
+    if split == cfg.data.train_split:  # with the generated scenes data.synthetic_mix asks for
+        return build_training_set(cfg, transform=transform, generate=generate)
     return build_dataset(cfg, split, transform=transform, generate=generate)  # only training may generate data
 
 
