@@ -280,6 +280,7 @@ LEVER_KEYS = {  # _all: the regularisers
     "model.encoder_width",
     "data.class_mix",
     "optim.weight_decay",
+    "optim.lr",
     "loss.lovasz_weight",
     "data.class_weights",
     "model.ibn_blocks",
@@ -426,6 +427,10 @@ def test_screen_levers_script_runs_every_lever_and_tabulates(tmp_path: Path) -> 
     assert "| reseg_skip_camvid_cpu_unseen | reseg | - | unseen drive 0006R0 | 180 | 100 | 30.00 | 80.00 |" in table
     assert "| reseg_skip_unseen_synthinit | reseg | from reseg_skip_synthetic_pretrain | unseen drive 0006R0 |" in table
     assert "| reseg_skip_unseen_wd | reseg | weight decay 0.05 | unseen drive 0006R0 |" in table
+    assert (
+        "| reseg_skip_unseen_closer_classmix_lowlr_synthinit | reseg | classmix 0.5, lr 0.001, from "
+        "reseg_skip_synthetic_pretrain, scale 0.7-0.9, eval 288x384 | unseen drive 0006R0 |" in table
+    )
     assert "| reseg_skip_unseen_lovasz | reseg | lovasz 0.5 | unseen drive 0006R0 |" in table
     assert "| reseg_skip_unseen_medfreq | reseg | median_frequency weights | unseen drive 0006R0 |" in table
     assert "| reseg_skip_unseen_ibn | reseg | ibn 2 blocks | unseen drive 0006R0 |" in table

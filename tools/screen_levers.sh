@@ -34,7 +34,7 @@ PY=${PYTHON:-python3}
 CONFIGS_DIR="$(cd "$(dirname "$0")/.." && pwd)/configs"
 
 CONFIGS=("$CONFIGS_DIR"/reseg_skip_camvid_cpu_unseen.yaml)
-for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_regularised_synthinit closer_classmix_closersynth_synthinit closer_classmix_fullwidth_synthinit closer_classmix_synthmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
+for lever in strongaug photometric ema smooth dropout synthinit ema_synthinit fullwidth classmix classmix_ema wd lovasz medfreq ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_regularised_synthinit closer_classmix_closersynth_synthinit closer_classmix_fullwidth_synthinit closer_classmix_synthmix_synthinit closer_classmix_lowlr_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/reseg_skip_unseen_$lever.yaml"); done
 CONFIGS+=("$CONFIGS_DIR"/unet_vgg16_camvid_cpu_unseen.yaml)
 for lever in classmix classmix_ema ibn closer closer_classmix native_classmix wholeframe_classmix closer_classmix_synthinit closer_classmix_synthmix_synthinit all; do CONFIGS+=("$CONFIGS_DIR/levers/unet_vgg16_unseen_$lever.yaml"); done
 
@@ -157,6 +157,7 @@ def levers(cfg: dict) -> str:
         f"smoothing {cfg['loss']['label_smoothing']:g}" if cfg["loss"]["label_smoothing"] else "",
         f"dropout {cfg['model']['decoder_dropout']:g}" if cfg["model"]["decoder_dropout"] else "",
         f"weight decay {cfg['optim']['weight_decay']:g}" if cfg["optim"]["weight_decay"] != RECIPE["optim"]["weight_decay"] else "",
+        f"lr {cfg['optim']['lr']:g}" if cfg["optim"]["lr"] != RECIPE["optim"]["lr"] else "",
         f"lovasz {cfg['loss']['lovasz_weight']:g}" if cfg["loss"].get("lovasz_weight") else "",
         f"ibn {cfg['model']['ibn_blocks']} blocks" if cfg["model"].get("ibn_blocks") else "",
         f"{cfg['data']['class_weights']} weights" if cfg["data"]["class_weights"] != RECIPE["data"]["class_weights"] else "",
