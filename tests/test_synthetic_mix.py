@@ -112,7 +112,7 @@ def test_only_the_trainer_reads_the_scenes(roots: tuple[Path, Path], tmp_path: P
     assert len(Calibration.from_training_split(gone, count=100).load()) == len(TRAIN)
 
 
-def test_the_trainer_builds_the_joint_set(roots: tuple[Path, Path], tmp_path: Path) -> None:
+def test_the_trainer_builds_the_joint_set(roots: tuple[Path, Path]) -> None:
     cfg = _cfg(*roots, "data.synthetic_mix=0.25", "data.num_workers=0", "data.batch_size=2")
     data = build_data(cfg, run_context(cfg, DistInfo(), torch.device("cpu")))
     assert len(data.train_set) == len(TRAIN) + 2 and "2 generated scenes" in data.train_set.split
