@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -96,14 +95,6 @@ class TrainData:
         return len(self.class_names)
 
 
-def _build_dataset(cfg: Config, split: str, generate: bool, transform: Any = "auto") -> Dataset:
-    from reseg.data import build_dataset, build_training_set
-
-    if split == cfg.data.train_split:  # with the generated scenes data.synthetic_mix asks for
-        return build_training_set(cfg, transform=transform, generate=generate)
-    return build_dataset(cfg, split, transform=transform, generate=generate)  # only training may generate data
-
-
 def _settle_num_classes(cfg: Config, names: list[str]) -> None:
     """model.num_classes comes from the dataset when the config leaves it out, and must agree when set."""
     n = len(names)
@@ -161,11 +152,12 @@ def build_data(cfg: Config, run: RunContext, cache_dir: Path | None = None, prog
 
     `cache_dir` keeps the per-image class counts rare-class sampling reads (the run's work dir)."""
     # rank 0 first, and the only one that may generate the synthetic set (no other writer)
-    train_set = dist_utils.main_first(
-        lambda: _build_dataset(cfg, cfg.data.train_split, run.main), "building the training set"
-    )
+    from reseg.data import build_dataset, build_training_set
+
+    # only training may generate data; the training set carries the scenes data.synthetic_mix asks for
+    train_set = dist_utils.main_first(lambda: build_training_set(cfg, generate=run.main), "building the training set")
     # validation reads full-size images and labels, like `reseg evaluate`
-    val_set = _build_dataset(cfg, cfg.data.val_split, run.main, transform=None)
+    val_set = build_dataset(cfg, cfg.data.val_split, transform=None, generate=run.main)
     classes = train_set.classes
     names = list(classes.names)
     _settle_num_classes(cfg, names)
