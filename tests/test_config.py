@@ -509,6 +509,14 @@ def test_screen_levers_leaves_a_named_drive_out(tmp_path: Path) -> None:
     assert "| unseen drive 0016E5 | 180 | 100 | 30.00 | 80.00 |" in table
     assert "| reseg_skip_unseen_all | 0006R0 | 60.00 | 40.00 | 20.00 |" in table
     assert "| reseg_skip_unseen_all | 0016E5 | 60.00 | 30.00 | 30.00 |" in table
+    # leave one drive out: each drive's own figure, then their mean
+    assert "| reseg_skip_unseen_all | 2 | 35.00 | 0006R0 40.00, 0016E5 30.00 |" in table
+
+    # a run still training (no scores yet) is named, not fatal, and stays out of every mean
+    (out / "reseg_skip_unseen_all_seed1").mkdir()
+    table = _screen(out, "30m", TABLE_ONLY="1", **{**env, "SEEDS": "0 1"})
+    assert "Not finished yet (no eval_best/metrics.json): reseg_skip_unseen_all_seed1" in table
+    assert "| reseg_skip_unseen_all | 2 | 35.00 | 0006R0 40.00, 0016E5 30.00 |" in table
 
     import subprocess
 

@@ -16,7 +16,9 @@
 # also trains each config validated on CamVid's own val split (OUT/NAME_samedrive, data.val_sequences=null:
 # the same-drive protocol, trained on the train split) and puts the two validations side by side; drive-SEQUENCE
 # (e.g. drive-0016E5, OUT/NAME_drive0016E5) validates on that whole drive instead, trained on the other drives of
-# train and val (leave one drive out: a second unseen drive besides 0006R0); PYTHON picks the interpreter. Each
+# train and val (leave one drive out: a second unseen drive besides 0006R0), and a config validated on several
+# drives gets the mean over them (each drive's seeds averaged first); PYTHON picks the interpreter. Runs not
+# finished yet are named under the table and left out of it. Each
 # run's log, with the machine's load average every minute, is OUT/NAME.log.
 #
 # The synthetic-pretraining levers (levers/*_synthinit.yaml) run in two stages inside the one budget: the
@@ -134,6 +136,7 @@ from pathlib import Path
 
 import yaml
 from reseg.config import load_config
+from reseg.io import write_text
 
 out, budget, recipe, runs = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), [Path(r) for r in sys.argv[4:]]
 RECIPE = load_config(recipe).to_dict()  # what the levers change; the U-Net recipe shares its data and schedule
@@ -183,6 +186,8 @@ def config_name(run: Path) -> str:
 rows = [f"CamVid, {budget} each, `reseg evaluate` on best.pt (selected on the validation it names)", "",
         "| run | model | levers | validated on | iterations | best at | mIoU | aAcc |",
         "|:--|:--|:--|:--|--:|--:|--:|--:|"]
+unfinished = [run for run in runs if not (run / "eval_best" / "metrics.json").is_file()]
+runs = [run for run in runs if run not in unfinished]  # a table mid-screening: what has finished so far
 validation = {}
 for run in runs:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -217,6 +222,18 @@ for name in dict.fromkeys(name for name, _ in groups):
 if side_by_side:
     rows += ["", "| config | unseen drive | same drive (CamVid val) mIoU | unseen drive mIoU | gap |",
              "|:--|:--|--:|--:|--:|", *side_by_side]
-out.write_text("\n".join(rows) + "\n")
+left_out = []  # leave one drive out: each drive's mean over seeds, then their mean, so no drive counts twice
+for name in dict.fromkeys(name for name, _ in groups):
+    drives = {where.removeprefix("unseen drive "): statistics.mean(miou(r) for r in group)
+              for (n, where), group in groups.items() if n == name and where.startswith("unseen")}
+    if len(drives) > 1:
+        each = ", ".join(f"{drive} {m:.2f}" for drive, m in drives.items())
+        left_out.append(f"| {name} | {len(drives)} | {statistics.mean(drives.values()):.2f} | {each} |")
+if left_out:
+    rows += ["", "| config | unseen drives | mean over the drives | each drive (mean over its seeds) |",
+             "|:--|--:|--:|:--|", *left_out]
+if unfinished:
+    rows += ["", "Not finished yet (no eval_best/metrics.json): " + ", ".join(run.name for run in unfinished)]
+write_text(out, "\n".join(rows) + "\n")  # atomically
 print("\n".join(rows))
 EOF
