@@ -176,7 +176,7 @@ def levers(cfg: dict) -> str:
 
 
 def miou(run: Path) -> float:
-    return 100 * json.loads((run / "eval_best" / "metrics.json").read_text())["mIoU"]
+    return 100 * SCORES[run]["mIoU"]
 
 
 def config_name(run: Path) -> str:
@@ -188,6 +188,7 @@ rows = [f"CamVid, {budget} each, `reseg evaluate` on best.pt (selected on the va
         "|:--|:--|:--|:--|--:|--:|--:|--:|"]
 unfinished = [run for run in runs if not (run / "eval_best" / "metrics.json").is_file()]
 runs = [run for run in runs if run not in unfinished]  # a table mid-screening: what has finished so far
+SCORES = {run: json.loads((run / "eval_best" / "metrics.json").read_text()) for run in runs}  # read once
 validation = {}
 for run in runs:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -196,10 +197,9 @@ for run in runs:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     vals = [r for r in records if r.get("type") == "val"]
     best = max(vals, key=lambda r: r["mIoU"]) if vals else {}
-    scores = json.loads((run / "eval_best" / "metrics.json").read_text())
     rows.append(f"| {run.name} | {cfg['model']['name']} | {levers(cfg)} | {validation[run]} | "
-                f"{vals[-1]['iter'] if vals else '-'} | {best.get('iter', '-')} | {100 * scores['mIoU']:.2f} | "
-                f"{100 * scores['aAcc']:.2f} |")
+                f"{vals[-1]['iter'] if vals else '-'} | {best.get('iter', '-')} | {miou(run):.2f} | "
+                f"{100 * SCORES[run]['aAcc']:.2f} |")
 
 groups = {}
 for run in runs:
@@ -213,22 +213,20 @@ if several:
         rows.append(f"| {name} | {where} | {len(m)} | {statistics.mean(m):.2f} | {min(m):.2f} to {max(m):.2f} | "
                     f"{statistics.stdev(m):.2f} |")
 side_by_side = []  # each config's same-drive mean beside its mean on each unseen drive
-for name in dict.fromkeys(name for name, _ in groups):
-    same = [miou(r) for (n, where), g in groups.items() if n == name and where.startswith("same") for r in g]
-    for (n, where), group in groups.items():
-        if same and n == name and where.startswith("unseen"):
-            a, b = statistics.mean(same), statistics.mean(miou(r) for r in group)
-            side_by_side.append(f"| {name} | {where.removeprefix('unseen drive ')} | {a:.2f} | {b:.2f} | {a - b:.2f} |")
-if side_by_side:
-    rows += ["", "| config | unseen drive | same drive (CamVid val) mIoU | unseen drive mIoU | gap |",
-             "|:--|:--|--:|--:|--:|", *side_by_side]
 left_out = []  # leave one drive out: each drive's mean over seeds, then their mean, so no drive counts twice
 for name in dict.fromkeys(name for name, _ in groups):
+    same = [miou(r) for (n, where), g in groups.items() if n == name and where.startswith("same") for r in g]
     drives = {where.removeprefix("unseen drive "): statistics.mean(miou(r) for r in group)
               for (n, where), group in groups.items() if n == name and where.startswith("unseen")}
+    if same:
+        a = statistics.mean(same)
+        side_by_side += [f"| {name} | {drive} | {a:.2f} | {b:.2f} | {a - b:.2f} |" for drive, b in drives.items()]
     if len(drives) > 1:
         each = ", ".join(f"{drive} {m:.2f}" for drive, m in drives.items())
         left_out.append(f"| {name} | {len(drives)} | {statistics.mean(drives.values()):.2f} | {each} |")
+if side_by_side:
+    rows += ["", "| config | unseen drive | same drive (CamVid val) mIoU | unseen drive mIoU | gap |",
+             "|:--|:--|--:|--:|--:|", *side_by_side]
 if left_out:
     rows += ["", "| config | unseen drives | mean over the drives | each drive (mean over its seeds) |",
              "|:--|--:|--:|:--|", *left_out]
